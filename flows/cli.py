@@ -1,0 +1,164 @@
+"""`voicetone`: build, validate and inspect speech-sentiment training datasets.
+
+Exit codes: 0 success; 1 a release failed validation (or a build failed while running);
+2 bad usage or a dataset spec that cannot work (nothing was built).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+DEMO_SPEC = Path(__file__).resolve().parent / "demo" / "demo.yaml"
+
+
+def _prefect_env() -> None:
+    """Quiet, offline-safe defaults for Prefect's embedded server (before prefect is imported)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "true")
+    os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _build(spec_path: Path, output: str | None) -> int:
+    from tasks.spec import SpecError, check_spec_paths, load_spec
+
+    try:
+        spec = load_spec(spec_path, output=output)
+        check_spec_paths(spec)
+    except SpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    _prefect_env()
+    from flows.build_dataset import build_dataset
+
+    print(f"building {spec.name!r} from {spec_path} into {spec.output} ...", flush=True)
+    try:
+        result = build_dataset(spec)
+    except Exception as err:  # the flow already logged the traceback; say what to do
+        print(f"\nerror: the build failed: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    print()
+    print(f"release:   {result['release_uri']}")
+    print(f"LATEST ->  {result['release']}  (content_sha256 {result['content_sha256'][:16]}...)")
+    _print_summary(result["release_uri"])
+    print(f"\nnext: voicetone validate {spec.output}    voicetone stats {spec.output}")
+    return EXIT_OK
+
+
+def _print_summary(uri: str) -> None:
+    from manifests.io import read_card, resolve_release
+
+    card = read_card(resolve_release(uri))
+    print(_summary_text(card))
+
+
+def _summary_text(card: dict[str, Any]) -> str:
+    lines = [f"dataset:   {card.get('name')}  release {card.get('release')}  schema v{card.get('schema_version')}"]
+    counts = card.get("counts") or {}
+    per_source = counts.get("per_source") or {}
+    if per_source:
+        lines.append("sources:")
+        for source, c in sorted(per_source.items()):
+            lines.append(
+                f"  {source:<20} found {c.get('found', 0):>5}  accepted {c.get('accepted', 0):>5}  "
+                f"rejected {c.get('rejected', 0):>4}  hours {float(c.get('hours') or 0):.3f}"
+            )
+    manifests = card.get("manifest_rows") or {}
+    if manifests:
+        lines.append("rows:      " + ", ".join(f"{k} {v}" for k, v in manifests.items()))
+    rejects = (card.get("rejects") or {}).get("by_reason") or {}
+    if rejects:
+        lines.append("rejects:   " + ", ".join(f"{k} {v}" for k, v in sorted(rejects.items())))
+    asr = (card.get("asr_stage") or {}).get("by_split_sentiment") or {}
+    if asr:
+        lines.append("ASR stage: " + "; ".join(f"{s}: {json.dumps(v, sort_keys=True)}" for s, v in asr.items()))
+    return "\n".join(lines)
+
+
+def _validate(uri: str) -> int:
+    from manifests.validate import validate_release
+
+    report = validate_release(uri)
+    if report.ok:
+        print(f"valid: {report.release}")
+        for check in report.checks:
+            print(f"  ok  {check}")
+        return EXIT_OK
+    print(f"INVALID: {report.release}", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return EXIT_INVALID
+
+
+def _stats(uri: str, as_json: bool) -> int:
+    from manifests.io import ManifestError, read_card, resolve_release
+
+    try:
+        paths = resolve_release(uri)
+        card = read_card(paths)
+    except (ManifestError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    if as_json:
+        print(json.dumps(card, indent=2, sort_keys=True))
+    else:
+        print(f"release:   {paths.root}")
+        print(_summary_text(card))
+        print(f"card:      {paths.card_md}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voicetone",
+        description="Build training data for speech sentiment models: ingest corpora, fill missing "
+        "transcripts and sentiment, balance, augment, and publish Parquet manifests.",
+        epilog="Exit codes: 0 ok, 1 validation or build failed, 2 bad usage or bad spec.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = sub.add_parser(
+        "demo",
+        help="build the bundled demo dataset offline (Whisper tiny.en + VADER, no cloud account)",
+        description="Build the bundled demo corpus (four small sources, noise and RIRs) into a release.",
+    )
+    demo.add_argument("--output", default="./out/voicetone-demo", help="output folder or s3:// URI "
+                      "(default: ./out/voicetone-demo)")
+    build = sub.add_parser("build", help="build a dataset from a spec YAML",
+                           description="Run the main flow on a dataset spec (see docs/spec.md).")
+    build.add_argument("spec", type=Path, help="dataset spec YAML")
+    build.add_argument("--output", default=None, help="override the spec's output folder or s3:// URI")
+    val = sub.add_parser("validate", help="check a release against the manifest contract (exit 1 if invalid)",
+                         description="Validate a release folder, or the LATEST release of an output folder.")
+    val.add_argument("dir", help="release folder, output folder holding LATEST, or s3:// URI")
+    stats = sub.add_parser("stats", help="print the dataset card summary of a release",
+                           description="Summarise a release from its dataset card.")
+    stats.add_argument("dir", help="release folder, output folder holding LATEST, or s3:// URI")
+    stats.add_argument("--json", action="store_true", help="print the whole dataset card as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return _build(DEMO_SPEC, args.output)
+    if args.command == "build":
+        return _build(args.spec, args.output)
+    if args.command == "validate":
+        return _validate(args.dir)
+    if args.command == "stats":
+        return _stats(args.dir, args.json)
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

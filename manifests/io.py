@@ -1,0 +1,239 @@
+"""The reference writer and reader of schema-v1 manifests and releases.
+
+Every stage of the pipeline writes manifests through `write_manifest`, so each Parquet file has the
+contract's columns and types and carries `voicetone.schema_version`. `content_sha256` is computed
+here, from rows sorted by id with timing fields left out, so two builds of the same inputs compare
+equal whatever their release names or build times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from manifests import uri as fs
+from manifests.schema import (
+    CLASS_INDEX,
+    ID_COLUMNS,
+    MANIFEST_NAMES,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    SCHEMAS,
+    TIMING_FIELDS,
+)
+
+LATEST = "LATEST"
+RELEASES_DIR = "releases"
+CARD_JSON = "dataset_card.json"
+CARD_MD = "dataset_card.md"
+RELEASE_PLACEHOLDER = "<release>"
+
+
+class ManifestError(ValueError):
+    """A manifest or release that does not follow the contract."""
+
+
+def to_arrow(df: pd.DataFrame, name: str, metadata: Mapping[str, Any] | None = None) -> pa.Table:
+    """Cast a DataFrame to the contract schema of `name`; extra columns are kept after the contract's."""
+    schema = SCHEMAS[name]
+    df = df.reset_index(drop=True)
+    arrays, fields = [], []
+    for field in schema:
+        if field.name in df.columns:
+            col = df[field.name]
+            try:
+                arr = pa.array(_clean(col, field.type), type=field.type, from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as err:
+                raise ManifestError(f"{name}.{field.name}: cannot store as {field.type}: {err}") from None
+        else:
+            arr = pa.nulls(len(df), type=field.type)
+        arrays.append(arr)
+        fields.append(field)
+    for col in df.columns:
+        if col in schema.names:
+            continue
+        try:
+            arr = pa.array(df[col], from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise ManifestError(f"{name}.{col}: extra column cannot be stored: {err}") from None
+        arrays.append(arr)
+        fields.append(pa.field(col, arr.type))
+    meta = {SCHEMA_VERSION_KEY: SCHEMA_VERSION.encode(), b"voicetone.manifest": name.encode()}
+    meta[b"voicetone.class_index"] = json.dumps(CLASS_INDEX, sort_keys=True).encode()
+    for key, value in (metadata or {}).items():
+        meta[f"voicetone.{key}".encode()] = (value if isinstance(value, str) else json.dumps(value, sort_keys=True)).encode()
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=meta))
+
+
+def _clean(col: pd.Series, arrow_type: pa.DataType) -> Any:
+    """Turn pandas' mixed None/NaN/numpy values into what pyarrow converts without surprises."""
+    if pa.types.is_string(arrow_type):
+        return [None if _is_null(v) else str(v) for v in col]
+    if pa.types.is_boolean(arrow_type):
+        return [None if _is_null(v) else bool(v) for v in col]
+    if pa.types.is_integer(arrow_type):
+        return [None if _is_null(v) else int(v) for v in col]
+    if pa.types.is_floating(arrow_type):
+        return [None if _is_null(v) else float(v) for v in col]
+    return col
+
+
+def _is_null(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return value is pd.NA or value is pd.NaT
+
+
+def write_manifest(df: pd.DataFrame, name: str, uri: str, metadata: Mapping[str, Any] | None = None) -> None:
+    """Write one manifest atomically (local temp + rename, or one S3 PUT)."""
+    table = to_arrow(df, name, metadata)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    fs.write_bytes(uri, buf.getvalue())
+
+
+def read_table(uri: str) -> pa.Table:
+    return pq.read_table(io.BytesIO(fs.read_bytes(uri)))
+
+
+def read_manifest(uri: str, check_version: bool = True) -> pd.DataFrame:
+    """Read one manifest as pandas; refuses a file of another schema version."""
+    table = read_table(uri)
+    if check_version:
+        version = (table.schema.metadata or {}).get(SCHEMA_VERSION_KEY)
+        if version is None:
+            raise ManifestError(f"{uri}: no voicetone.schema_version in the Parquet metadata")
+        if version.decode() != SCHEMA_VERSION:
+            raise ManifestError(
+                f"{uri}: schema version {version.decode()} but this reader understands {SCHEMA_VERSION}"
+            )
+    return table.to_pandas()
+
+
+def file_metadata(uri: str) -> dict[str, str]:
+    meta = read_table(uri).schema.metadata or {}
+    return {k.decode(): v.decode() for k, v in meta.items() if k.startswith(b"voicetone.")}
+
+
+# ---------------------------------------------------------------- releases
+
+
+@dataclass(frozen=True)
+class ReleasePaths:
+    """Where the files of one release live."""
+
+    root: str
+
+    def manifest(self, name: str) -> str:
+        return fs.join(self.root, "manifests", f"{name}.parquet")
+
+    @property
+    def card_json(self) -> str:
+        return fs.join(self.root, CARD_JSON)
+
+    @property
+    def card_md(self) -> str:
+        return fs.join(self.root, CARD_MD)
+
+    @property
+    def plots(self) -> str:
+        return fs.join(self.root, "plots")
+
+    @property
+    def audio(self) -> str:
+        return fs.join(self.root, "audio")
+
+    @property
+    def name(self) -> str:
+        return self.root.rstrip("/").rsplit("/", 1)[-1]
+
+
+def release_paths(output: str, release: str) -> ReleasePaths:
+    return ReleasePaths(fs.join(output, RELEASES_DIR, release))
+
+
+def resolve_release(uri: str) -> ReleasePaths:
+    """A release folder, or an output folder whose LATEST names one."""
+    uri = uri.rstrip("/") if fs.is_s3(uri) else uri
+    latest = fs.join(uri, LATEST)
+    if fs.exists(latest):
+        name = fs.read_bytes(latest).decode().strip()
+        if not name:
+            raise ManifestError(f"{latest} is empty")
+        return release_paths(uri, name)
+    if fs.exists(fs.join(uri, "manifests")) or fs.exists(fs.join(uri, CARD_JSON)):
+        return ReleasePaths(uri)
+    raise ManifestError(f"{uri}: neither a release folder (manifests/, {CARD_JSON}) nor an output folder with {LATEST}")
+
+
+def point_latest(output: str, release: str) -> None:
+    """Move LATEST last, atomically: readers never see a half-written release."""
+    fs.write_bytes(fs.join(output, LATEST), (release + "\n").encode())
+
+
+def read_card(paths: ReleasePaths) -> dict[str, Any]:
+    try:
+        return json.loads(fs.read_bytes(paths.card_json))
+    except json.JSONDecodeError as err:
+        raise ManifestError(f"{paths.card_json}: not valid JSON ({err})") from None
+
+
+def read_release(uri: str) -> dict[str, pd.DataFrame]:
+    """All four manifests of a release (or of the LATEST one under an output folder)."""
+    paths = resolve_release(uri)
+    return {name: read_manifest(paths.manifest(name)) for name in MANIFEST_NAMES}
+
+
+# ---------------------------------------------------------------- content hash
+
+
+def _canonical(value: Any, release_root: str | None) -> Any:
+    if isinstance(value, list | tuple) or type(value).__name__ == "ndarray":
+        return [_canonical(v, release_root) for v in list(value)]
+    if _is_null(value):
+        return None
+    if isinstance(value, float):
+        return float(repr(round(value, 9)))
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        return _canonical(value.item(), release_root)
+    if isinstance(value, str) and release_root and value.startswith(release_root):
+        return RELEASE_PLACEHOLDER + value[len(release_root) :]
+    return value
+
+
+def table_digest(df: pd.DataFrame, name: str, release_root: str | None = None) -> str:
+    """sha256 of a manifest's rows sorted by id, columns sorted by name, timing fields excluded.
+
+    Paths inside the release folder are hashed relative to it, so identical builds published under
+    different release names hash the same.
+    """
+    cols = sorted(c for c in df.columns if c not in TIMING_FIELDS)
+    keys = [c for c in ID_COLUMNS[name] if c in df.columns]
+    ordered = df.sort_values(keys, kind="mergesort") if keys and len(df) else df
+    digest = hashlib.sha256()
+    digest.update(json.dumps(cols).encode())
+    for row in ordered[cols].itertuples(index=False, name=None):
+        canon = [_canonical(v, release_root) for v in row]
+        digest.update(json.dumps(canon, separators=(",", ":"), sort_keys=False, default=str).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def content_sha256(tables: Mapping[str, pd.DataFrame], release_root: str | None = None) -> str:
+    """The release identity: two releases are equal when this is equal."""
+    digest = hashlib.sha256()
+    for name in MANIFEST_NAMES:
+        digest.update(name.encode())
+        digest.update(table_digest(tables[name], name, release_root).encode())
+    return digest.hexdigest()

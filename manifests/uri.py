@@ -1,0 +1,114 @@
+"""Minimal local/S3 byte access for the manifest reader and writer.
+
+`manifests/` must work in a training job that has only this package, so it does not import the
+pipeline's `tasks.storage`; it needs just enough to read and write whole objects. boto3 is imported
+lazily and configured from the standard chain (so `AWS_ENDPOINT_URL` works).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    rest = uri[len("s3://") :]
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise ValueError(f"not an s3 URI with a bucket: {uri!r}")
+    return bucket, key
+
+
+def join(base: str, *parts: str) -> str:
+    if is_s3(base):
+        out = base.rstrip("/")
+        for part in parts:
+            out = f"{out}/{part.strip('/')}"
+        return out
+    return str(Path(base, *parts))
+
+
+def _client() -> Any:
+    """An S3 client for the current environment (endpoint and credentials may change in tests)."""
+    env = tuple(os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
+                                             "AWS_DEFAULT_REGION", "AWS_PROFILE"))
+    return _client_for(env)
+
+
+@lru_cache(maxsize=8)
+def _client_for(env: tuple[str | None, ...]) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(retries={"mode": "adaptive", "max_attempts": 10}))
+
+
+def read_bytes(uri: str) -> bytes:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            return _client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        except _client().exceptions.NoSuchKey:
+            raise FileNotFoundError(f"no such object: {uri}") from None
+    try:
+        return Path(uri).read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such file: {uri}") from None
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write atomically: a reader sees the old content or the new, never a partial file."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        _client().put_object(Bucket=bucket, Key=key, Body=data)
+        return
+    path = Path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def exists(uri: str) -> bool:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            _client().head_object(Bucket=bucket, Key=key)
+            return True
+        except Exception as err:  # botocore ClientError 404
+            code = getattr(err, "response", {}).get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+    return Path(uri).exists()
+
+
+def list_prefix(uri: str) -> list[str]:
+    """Immediate children names (files and folders) of a folder or S3 prefix."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        prefix = key.rstrip("/") + "/" if key else ""
+        names: set[str] = set()
+        paginator = _client().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            for cp in page.get("CommonPrefixes", []):
+                names.add(cp["Prefix"][len(prefix) :].rstrip("/"))
+            for obj in page.get("Contents", []):
+                names.add(obj["Key"][len(prefix) :])
+        return sorted(n for n in names if n)
+    path = Path(uri)
+    return sorted(p.name for p in path.iterdir()) if path.is_dir() else []

@@ -1,0 +1,347 @@
+"""The generic `folder` adapter: audio files plus an optional metadata table (HF audiofolder style).
+
+Audio files (.wav .flac .mp3 .ogg .m4a .mp4 .webm, any case) below `path`, and optionally ONE of
+`metadata.csv`, `metadata.tsv`, `metadata.jsonl` at the root whose `file_name` column holds paths
+relative to `path`. Optional columns: transcript, sentiment, emotion, speaker_id, gender, age, accent,
+language, split, offset_s, duration_s, emotion_intensity, license (others are ignored).
+
+Found items are the metadata rows plus every audio file no row names (so nothing in the folder is
+lost), or every audio file when there is no metadata. Native id = file_name without its extension
+(with the extension when two files share a stem), plus `@<offset>` for a cropped row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import posixpath
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from tasks import storage
+from tasks.corpora.base import (
+    AUDIO_SUFFIXES,
+    Candidate,
+    IngestResult,
+    build_result,
+    check_options,
+    ingest_reject,
+    is_audio_file,
+    layout_error,
+    relative_path,
+)
+from tasks.corpora.labels import (
+    LabelError,
+    age_bucket,
+    is_blank,
+    map_emotion,
+    normalize_gender,
+    normalize_sentiment,
+    unmapped_emotion_detail,
+)
+from tasks.spec import SourceSpec
+
+KIND = "folder"
+METADATA_NAMES: tuple[str, ...] = ("metadata.csv", "metadata.tsv", "metadata.jsonl")
+SPLIT_ALIASES: dict[str, str] = {
+    "train": "train",
+    "dev": "dev",
+    "test": "test",
+    "validation": "dev",
+    "valid": "dev",
+    "val": "dev",
+}
+_OPTIONS: dict[str, type] = {}
+_WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+class _MetadataUnreadable(Exception):
+    """The metadata file as a whole cannot be read; its rows are unknown."""
+
+
+@dataclass
+class _Row:
+    """One metadata row: its line, its values (strings or None), or why the line itself is broken."""
+
+    line: int
+    values: dict[str, str | None] = field(default_factory=dict)
+    error: str | None = None
+
+
+class _RowReject(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+# ------------------------------------------------------------------------------------ metadata files
+def _cell(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return None if is_blank(text) else text
+
+
+def _delimited_rows(text: str, delimiter: str) -> Iterator[_Row]:
+    """CSV (quoted) or TSV (unquoted, like Common Voice) rows with the physical line each starts on."""
+    quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    header: list[str] | None = None
+    last_line = 0
+    try:
+        for record in reader:
+            line, last_line = last_line + 1, reader.line_num
+            if not record or all(not c.strip() for c in record):
+                continue
+            if header is None:
+                header = [c.strip() for c in record]
+                dupes = sorted({c for c in header if header.count(c) > 1})
+                if dupes:
+                    raise _MetadataUnreadable(f"the header repeats column(s) {', '.join(dupes)}")
+                if "file_name" not in header:
+                    raise _MetadataUnreadable(f"the header has no file_name column (columns: {', '.join(header)})")
+                continue
+            if len(record) != len(header):
+                yield _Row(line, error=f"has {len(record)} fields but the header has {len(header)}")
+                continue
+            yield _Row(line, {k: _cell(v) for k, v in zip(header, record, strict=True)})
+    except csv.Error as err:
+        raise _MetadataUnreadable(f"not valid CSV near line {reader.line_num}: {err}") from None
+    if header is None:
+        raise _MetadataUnreadable("the file is empty (no header line)")
+
+
+def _jsonl_rows(text: str) -> Iterator[_Row]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            yield _Row(number, error=f"is not valid JSON ({err.msg})")
+            continue
+        if not isinstance(obj, dict):
+            yield _Row(number, error="is not a JSON object")
+            continue
+        yield _Row(number, {str(k): _cell(v) for k, v in obj.items()})
+
+
+def _read_metadata(uri: str) -> list[_Row]:
+    try:
+        text = storage.read_text(uri, encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise _MetadataUnreadable(f"not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise _MetadataUnreadable(f"cannot be read: {err}") from None
+    if "\x00" in text:
+        raise _MetadataUnreadable("contains NUL bytes (is it a binary file?)")
+    if uri.endswith(".jsonl"):
+        return list(_jsonl_rows(text))
+    return list(_delimited_rows(text, "," if uri.endswith(".csv") else "\t"))
+
+
+# ---------------------------------------------------------------------------------- row -> candidate
+def _resolve(root: str, file_name: str | None) -> str:
+    """The normalised relative path a row names, refusing anything that leaves `root`."""
+    if file_name is None:
+        raise _RowReject("malformed_metadata", "file_name is empty")
+    name = file_name.strip()
+    if name.startswith(("/", "\\")) or "://" in name or _WINDOWS_ABSOLUTE.match(name):
+        raise _RowReject("unsafe_path", f"file_name {file_name!r} is absolute; it must be relative to the folder")
+    rel = posixpath.normpath(name)
+    if rel == ".." or rel.startswith("../"):
+        raise _RowReject("unsafe_path", f"file_name {file_name!r} points outside the folder")
+    if rel == ".":
+        raise _RowReject("malformed_metadata", f"file_name {file_name!r} names the folder itself, not a file")
+    if not storage.is_s3(root):
+        real_root = os.path.realpath(root)
+        real = os.path.realpath(os.path.join(root, rel))
+        if os.path.commonpath([real_root, real]) != real_root:
+            raise _RowReject("unsafe_path", f"file_name {file_name!r} is a symlink to {real}, outside the folder")
+    return rel
+
+
+def _seconds(values: dict[str, str | None], column: str) -> float | None:
+    text = values.get(column)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise _RowReject("malformed_metadata", f"{column} {text!r} is not a number of seconds") from None
+    if not math.isfinite(value):
+        raise _RowReject("malformed_metadata", f"{column} {text!r} is not a finite number of seconds")
+    if column == "offset_s" and value < 0:
+        raise _RowReject("malformed_metadata", f"offset_s {text!r} is negative")
+    if column == "duration_s" and value <= 0:
+        raise _RowReject("malformed_metadata", f"duration_s {text!r} must be > 0")
+    return value
+
+
+def _labels(values: dict[str, str | None], source: SourceSpec, default_language: str, item: str) -> dict:
+    """Utterance columns from a row; label problems raise _RowReject."""
+    split = values.get("split")
+    if split is not None:
+        mapped_split = SPLIT_ALIASES.get(split.strip().lower())
+        if mapped_split is None:
+            raise _RowReject(
+                "malformed_metadata", f"split {split!r} is not train, dev or test (validation/valid/val mean dev)"
+            )
+        split = mapped_split
+    try:
+        sentiment = normalize_sentiment(values.get("sentiment"))
+    except LabelError as err:
+        raise _RowReject(err.reason, str(err)) from None
+    emotion = values.get("emotion")
+    emotion = emotion.strip() if emotion is not None else None
+    origin = "human" if sentiment is not None else None
+    if sentiment is None and emotion is not None:
+        sentiment = map_emotion(emotion, source.emotion_map)
+        if sentiment is None:
+            raise _RowReject("unmapped_label", unmapped_emotion_detail(emotion, source.name, item))
+        origin = "mapped_emotion"
+    transcript = values.get("transcript")
+    age = values.get("age")
+    return {
+        "transcript_raw": transcript,
+        "transcript_origin": "human" if transcript is not None else None,
+        "sentiment": sentiment,
+        "sentiment_origin": origin,
+        "emotion": emotion,
+        "emotion_intensity": values.get("emotion_intensity"),
+        "speaker_id": values.get("speaker_id"),
+        "gender": normalize_gender(values.get("gender")),
+        "age": age,
+        "age_bucket": age_bucket(age),
+        "accent": values.get("accent"),
+        "language": values.get("language") or source.language or default_language,
+        "license": values.get("license") or source.license,
+        "split": split,
+    }
+
+
+def _offset_tag(offset: float) -> str:
+    return f"{offset:.3f}".rstrip("0").rstrip(".")
+
+
+def _native_ids(rels: set[str]) -> dict[str, str]:
+    """rel path -> native id: the path without extension, unless another file shares that stem."""
+    stems: dict[str, list[str]] = {}
+    for rel in rels:
+        stems.setdefault(posixpath.splitext(rel)[0], []).append(rel)
+    return {rel: (stem if len(group) == 1 else rel) for stem, group in stems.items() for rel in group}
+
+
+# --------------------------------------------------------------------------------------------- adapter
+def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
+    """Ingest a folder of audio files with an optional metadata.csv/.tsv/.jsonl (see module doc)."""
+    check_options(source, _OPTIONS)
+    root = source.path if storage.is_s3(source.path) else os.path.normpath(source.path)
+    root = root.rstrip("/") or "/"
+    try:
+        all_files = storage.list_files(root)
+    except FileNotFoundError:
+        all_files = []
+    present = set(all_files)
+    audio_files = [f for f in all_files if is_audio_file(f)]
+    meta_uris = [storage.join(root, n) for n in METADATA_NAMES if storage.join(root, n) in present]
+    if not audio_files and not meta_uris:
+        raise layout_error(
+            source,
+            f"audio files ({' '.join(AUDIO_SUFFIXES)}) below the folder, optionally with "
+            "metadata.csv/.tsv/.jsonl at its root",
+            "no audio files",
+            all_files,
+        )
+
+    rejects: list[dict[str, str]] = []
+    for extra in meta_uris[1:]:
+        rejects.append(
+            ingest_reject(
+                source,
+                extra,
+                "malformed_metadata",
+                f"{extra} was ignored: only one metadata file is read and {meta_uris[0]} takes precedence; "
+                "merge them into one file",
+            )
+        )
+
+    # (input_ref, row, resolved relative path, or why the row cannot name a file)
+    rows: list[tuple[str, _Row, str | _RowReject]] = []
+    named: set[str] = set()
+    if meta_uris:
+        meta_uri = meta_uris[0]
+        meta_name = storage.basename(meta_uri)
+        try:
+            meta_rows = _read_metadata(meta_uri)
+        except _MetadataUnreadable as err:
+            meta_rows = []
+            rejects.append(
+                ingest_reject(
+                    source,
+                    meta_uri,
+                    "malformed_metadata",
+                    f"metadata file {meta_uri} {err}; its labels were not used and the audio files "
+                    "were ingested without labels",
+                )
+            )
+        for row in meta_rows:
+            target: str | _RowReject
+            if row.error is not None:
+                target = _RowReject("malformed_metadata", f"the line {row.error}")
+            else:
+                try:
+                    target = _resolve(root, row.values.get("file_name"))
+                    named.add(target)
+                except _RowReject as rej:
+                    target = rej
+            rows.append((f"{meta_name}:{row.line}", row, target))
+
+    ids = _native_ids(named | {relative_path(root, f) for f in audio_files})
+    candidates: list[Candidate] = []
+    seen: dict[tuple[str, float], str] = {}
+    for ref, row, target in rows:
+        where = f"{meta_uris[0]} line {row.line}"
+        try:
+            if isinstance(target, _RowReject):
+                raise target
+            rel = target
+            uri = storage.join(root, rel)
+            if uri not in present and (storage.is_s3(uri) or not os.path.isfile(uri)):
+                raise _RowReject("missing_audio", f"file_name {rel!r}: {uri} does not exist")
+            offset = _seconds(row.values, "offset_s")
+            duration = _seconds(row.values, "duration_s")
+            key = (rel, round(offset or 0.0, 3))
+            if key in seen:
+                raise _RowReject(
+                    "malformed_metadata", f"file_name {rel!r} at offset {key[1]:g} s repeats {seen[key]}"
+                )
+            seen[key] = ref
+            labels = _labels(row.values, source, default_language, f"{where} ({rel})")
+        except _RowReject as rej:
+            detail = rej.detail if rej.detail.startswith(where) else f"{where}: {rej.detail}"
+            rejects.append(ingest_reject(source, ref, rej.reason, detail))
+            continue
+        cropped = offset is not None or duration is not None
+        native = ids[rel] + (f"@{_offset_tag(offset or 0.0)}" if cropped else "")
+        candidates.append(Candidate(native, uri, ref, labels, offset, duration))
+
+    for path in audio_files:
+        rel = relative_path(root, path)
+        if rel in named:
+            continue
+        if not storage.is_s3(root):
+            real_root, real = os.path.realpath(root), os.path.realpath(path)
+            if os.path.commonpath([real_root, real]) != real_root:
+                rejects.append(
+                    ingest_reject(source, path, "unsafe_path", f"{path} is a symlink to {real}, outside the folder")
+                )
+                continue
+        labels = {"language": source.language or default_language, "license": source.license}
+        candidates.append(Candidate(ids[rel], path, path, labels))
+    return build_result(source, candidates, rejects)

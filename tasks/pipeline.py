@@ -1,0 +1,429 @@
+"""The pipeline's steps as plain functions over shard URIs; `flows/build_dataset.py` wraps them.
+
+Each function reads its inputs from the run's work folder, calls the pure stage functions, and
+writes its outputs back, returning small dicts of URIs and counts (what Prefect passes around).
+Work files are keyed by content and settings (`tasks.shards.run_shard`), so re-running a finished
+step is a lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+import pandas as pd
+
+from manifests import io as mio
+from manifests import uri as fs
+from manifests.schema import (
+    ASR_STAGE,
+    CLASSIFIER_STAGE,
+    MANIFEST_NAMES,
+    REJECTS,
+    UTTERANCES,
+    UTTERANCES_SCHEMA,
+)
+from tasks.common import reject_row, rejects_frame
+from tasks.shards import read_frame, run_shard, split_into_shards, stable_hash, write_frame
+from tasks.spec import DatasetSpec
+
+Log = Callable[..., None]
+
+
+def _noop(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
+def work_dir(spec: DatasetSpec) -> str:
+    return fs.join(spec.output, "work")
+
+
+def cache_dir(spec: DatasetSpec) -> str:
+    return fs.join(spec.output, "cache")
+
+
+def code_version() -> str:
+    try:
+        return importlib_metadata.version("voicetone-data")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# ---------------------------------------------------------------- ingest
+
+
+def ingest_source(spec: DatasetSpec, index: int, log: Log = _noop) -> dict[str, Any]:
+    """Enumerate one source; every found item ends in items or rejects."""
+    from tasks.corpora.registry import get_adapter
+
+    source = spec.sources[index]
+    adapter = get_adapter(source.kind)
+    result = adapter(source, source.language or spec.language)
+    items = result.items.copy()
+    for col in UTTERANCES_SCHEMA.names:
+        if col not in items.columns:
+            items[col] = None
+    base = fs.join(work_dir(spec), "ingest", f"{source.name}-{stable_hash(source.model_dump_json())[:12]}")
+    write_frame(base + ".rejects.parquet", result.rejects)
+    write_frame(base + ".items.parquet", items)
+    log("ingest %s (%s): found %d, accepted %d, rejected %d", source.name, source.kind, result.found,
+        len(items), len(result.rejects))
+    return {
+        "source": source.name,
+        "items_uri": base + ".items.parquet",
+        "rejects_uri": base + ".rejects.parquet",
+        "found": int(result.found),
+    }
+
+
+def make_shards(spec: DatasetSpec, ingest_results: list[dict[str, Any]], log: Log = _noop) -> list[str]:
+    """Partition all ingested items into shards by a hash of utterance_id."""
+    frames = [read_frame(r["items_uri"]) for r in ingest_results]
+    frames = [f for f in frames if len(f)]
+    items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=UTTERANCES_SCHEMA.names)
+    shards = split_into_shards(items, spec.run.shard_size)
+    uris = []
+    for shard in shards:
+        key = stable_hash(*shard["utterance_id"], *shard["segment_key"])[:24]
+        uri = fs.join(work_dir(spec), "shards", f"{key}.parquet")
+        if not fs.exists(uri):
+            write_frame(uri, shard)
+        uris.append(uri)
+    log("sharded %d utterances into %d shard(s) of at most ~%d", len(items), len(uris), spec.run.shard_size)
+    return uris
+
+
+# ---------------------------------------------------------------- labels
+
+
+def _stage_result(result: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rejects = result.rejects if result.rejects is not None else rejects_frame()
+    return result.items.reset_index(drop=True), rejects.reset_index(drop=True)
+
+
+def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: str = "") -> dict[str, Any]:
+    """Normalise human transcripts and fill missing ones with the configured ASR labeler."""
+    from tasks.transcripts import whisper
+    from tasks.transcripts.normalize import normalize_transcript
+
+    shard = read_frame(shard_uri)
+    labeler = spec.labelers.transcripts
+    settings = {"labeler": labeler, "whisper": spec.labelers.whisper.model_dump()}
+
+    def fn(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if labeler == "whisper":
+            cache = whisper.make_cache(cache_dir(spec), spec.labelers.whisper)
+            return _stage_result(whisper.fill_missing_transcripts(items, spec.labelers.whisper, cache))
+        out = items.copy()
+        out["transcript"] = [None if pd.isna(t) else normalize_transcript(t) for t in out["transcript_raw"]]
+        return out, rejects_frame()
+
+    items_uri, rejects_uri, reused = run_shard(work_dir(spec), "transcripts", shard, settings, fn)
+    log("transcripts %s: shard %s %s", position, items_uri.rsplit("/", 1)[-1], "reused" if reused else "done")
+    return {"items_uri": items_uri, "rejects_uris": [rejects_uri], "reused": reused}
+
+
+def sentiment_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: str = "") -> dict[str, Any]:
+    """Fill missing sentiment with the configured text labeler."""
+    from tasks.sentiment import text_classifier
+
+    shard = read_frame(shard_uri)
+    labeler = spec.labelers.sentiment
+    settings = {"labeler": labeler, "text_classifier": spec.labelers.text_classifier.model_dump()}
+
+    def fn(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if labeler == "text_classifier":
+            cache = text_classifier.make_cache(cache_dir(spec), spec.labelers.text_classifier)
+            return _stage_result(text_classifier.fill_missing_sentiment(items, spec.labelers.text_classifier, cache))
+        return items, rejects_frame()
+
+    items_uri, rejects_uri, reused = run_shard(work_dir(spec), "sentiment", shard, settings, fn)
+    log("sentiment %s: shard %s %s", position, items_uri.rsplit("/", 1)[-1], "reused" if reused else "done")
+    return {"items_uri": items_uri, "rejects_uris": [rejects_uri], "reused": reused}
+
+
+def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: str = "") -> dict[str, Any]:
+    """Run VAD on every utterance (this also decodes every file, catching audio a header hid)."""
+    from tasks import segments
+
+    shard = read_frame(shard_uri)
+    settings = {"vad_threshold": spec.segments.speech_threshold}
+
+    def fn(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        intervals, rejects = segments.detect_speech(items, spec.segments.speech_threshold)
+        out = items.copy()
+        out["speech_intervals"] = [[list(iv) for iv in intervals.get(u, [])] for u in out["utterance_id"]]
+        rejected = set(rejects["input_ref"]) if len(rejects) else set()
+        return out[~out["utterance_id"].isin(rejected)].reset_index(drop=True), rejects
+
+    items_uri, rejects_uri, reused = run_shard(work_dir(spec), "speech", shard, settings, fn)
+    log("speech detection %s: shard %s %s", position, items_uri.rsplit("/", 1)[-1], "reused" if reused else "done")
+    return {"items_uri": items_uri, "rejects_uris": [rejects_uri], "reused": reused}
+
+
+# ---------------------------------------------------------------- plan: splits, balance, recipes
+
+
+def _read_all(uris: list[str]) -> pd.DataFrame:
+    frames = [read_frame(u) for u in uris]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _require_labels(items: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Items that cannot enter either stage (no sentiment, or no transcript) become rejects."""
+    rows = []
+    need_transcript = spec.labelers.transcripts != "none"
+    keep = []
+    for rec in items.itertuples(index=False):
+        if pd.isna(rec.sentiment):
+            rows.append(reject_row(rec.source, rec.utterance_id, "plan", "missing_label",
+                                   f"{rec.utterance_id}: no sentiment after labelling (labelers.sentiment="
+                                   f"{spec.labelers.sentiment}); give it a human label or enable a labeler"))
+            keep.append(False)
+        elif need_transcript and (pd.isna(rec.transcript) or not str(rec.transcript).strip()):
+            rows.append(reject_row(rec.source, rec.utterance_id, "plan", "missing_label",
+                                   f"{rec.utterance_id}: no transcript after labelling"))
+            keep.append(False)
+        else:
+            keep.append(True)
+    return items[keep].reset_index(drop=True), rejects_frame(rows)
+
+
+def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log = _noop) -> dict[str, Any]:
+    """Resolve duplicates, assign splits, sample the ASR stage and draw a recipe per stage row."""
+    from tasks import augment, balance, splits
+    from tasks.stage_rows import recipe_key, variant_rows
+
+    items = _read_all([r["items_uri"] for r in shard_results])
+    rejects = [read_frame(u) for r in shard_results for u in r["rejects_uris"]]
+    dedup = splits.resolve_duplicate_segments(items)
+    items = dedup.items
+    rejects.append(dedup.rejects)
+    items, missing = _require_labels(items, spec)
+    rejects.append(missing)
+    items = splits.assign_splits(items, spec.splits, spec.seed)
+    asr_variants, balance_report = balance.sample_asr_rows(items, spec.balance, spec.seed)
+    log("splits: %s", items.groupby("split").size().to_dict())
+    log("ASR stage: %d rows from %d utterances", len(asr_variants), items["utterance_id"].nunique())
+
+    pools = augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
+    clf_variants = pd.DataFrame({"utterance_id": items["utterance_id"], "variant": 0})
+    variants = (
+        pd.concat([asr_variants[["utterance_id", "variant"]], clf_variants], ignore_index=True)
+        .drop_duplicates()
+        .sort_values(["utterance_id", "variant"])
+        .reset_index(drop=True)
+    )
+    duration = items.set_index("utterance_id")["duration_s"]
+    split_of = items.set_index("utterance_id")["split"]
+    recipes = {}
+    for utt, var in zip(variants["utterance_id"], variants["variant"], strict=True):
+        rid = recipe_key(utt, var)
+        recipes[rid] = augment.draw_recipe(spec.seed, rid, split_of[utt], spec.augment, pools,
+                                           float(duration[utt]))
+    rows = variant_rows(items.drop(columns=["speech_intervals"], errors="ignore"), variants, recipes)
+    rows["in_asr"] = rows["row_id"].isin({recipe_key(u, v) for u, v in
+                                          zip(asr_variants["utterance_id"], asr_variants["variant"], strict=True)})
+    rows["in_classifier"] = rows["variant"] == 0
+
+    plan_dir = fs.join(work_dir(spec), "plan", stable_hash(*sorted(r["items_uri"] for r in shard_results),
+                                                          spec.model_dump_json())[:16])
+    utter_uri = fs.join(plan_dir, "utterances.parquet")
+    write_frame(utter_uri, items)
+    rejects_uri = fs.join(plan_dir, "rejects.parquet")
+    all_rejects = pd.concat([r for r in rejects if len(r)], ignore_index=True) if any(len(r) for r in rejects) \
+        else rejects_frame()
+    write_frame(rejects_uri, all_rejects)
+    row_shards = split_into_shards(rows.rename(columns={"utterance_id": "utterance_id"}), spec.run.shard_size)
+    row_uris = []
+    for i, shard in enumerate(row_shards):
+        uri = fs.join(plan_dir, f"rows-{i:04d}.parquet")
+        write_frame(uri, shard)
+        row_uris.append(uri)
+    return {
+        "plan_dir": plan_dir,
+        "utterances_uri": utter_uri,
+        "rejects_uri": rejects_uri,
+        "row_shard_uris": row_uris,
+        "balance_report": _jsonable(balance_report),
+        "pools": {"train_rirs": len(pools.train_rirs), "eval_rirs": len(pools.eval_rirs),
+                  "train_noises": len(pools.train_noises), "eval_noises": len(pools.eval_noises)},
+    }
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+# ---------------------------------------------------------------- augment
+
+
+def augment_shard(spec: DatasetSpec, rows_uri: str, log: Log = _noop, position: str = "") -> dict[str, Any]:
+    """Materialise the augmented utterances of one shard of stage rows as FLAC (when configured)."""
+    from tasks import augment
+
+    rows = read_frame(rows_uri)
+    if not (spec.augment.enabled and spec.augment.materialize):
+        return {"rows_uri": rows_uri, "materialized": 0}
+    pools = augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
+    identity = (rows["speed"].sub(1.0).abs() < 1e-9) & rows["rir_id"].isna() & rows["noise_id"].isna()
+    todo = rows[~identity]
+    out_uri = rows_uri.replace(".parquet", ".augmented.parquet")
+    if len(todo):
+        done, failures = augment.materialize(todo, pools, fs.join(work_dir(spec), "audio"))
+        if len(failures):
+            details = "; ".join(f"{r.row_id}: {r.detail}" for r in failures.head(5).itertuples())
+            raise RuntimeError(f"augmentation failed for {len(failures)} row(s) that decoded earlier: {details}")
+        rows = pd.concat([rows[identity], done], ignore_index=True)
+    write_frame(out_uri, rows)
+    log("augment %s: %d utterance variant(s) materialised", position, len(todo))
+    return {"rows_uri": out_uri, "materialized": int(len(todo))}
+
+
+# ---------------------------------------------------------------- publish
+
+
+def _link_into_release(uri: str, release_audio: str) -> str:
+    """Hard-link (or copy) a materialised file from the work store into the release folder."""
+    name = uri.rsplit("/", 1)[-1]
+    target = fs.join(release_audio, name)
+    if fs.is_s3(uri) or fs.is_s3(target):
+        from tasks import storage
+
+        storage.copy_file(uri, target)
+        return target
+    os.makedirs(release_audio, exist_ok=True)
+    if not os.path.exists(target):
+        try:
+            os.link(uri, target)
+        except OSError:
+            shutil.copy2(uri, target)
+    return target
+
+
+def release_name(spec: DatasetSpec) -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, Any]],
+            ingest: list[dict[str, Any]], timings: dict[str, float], log: Log = _noop) -> dict[str, Any]:
+    """Window, weight and write the release; move LATEST only after it validates."""
+    from manifests.validate import validate_release
+    from tasks import report, segments, weights
+    from tasks.stage_rows import asr_stage_rows, classifier_input_rows, finish_classifier_rows
+
+    utterances = read_frame(plan["utterances_uri"])
+    rows = _read_all([a["rows_uri"] for a in augmented])
+    ingest_rejects = [read_frame(r["rejects_uri"]) for r in ingest]
+    rejects = pd.concat([r for r in [*ingest_rejects, read_frame(plan["rejects_uri"])] if len(r)],
+                        ignore_index=True) if ingest_rejects else rejects_frame()
+    if rejects.empty:
+        rejects = rejects_frame()
+    found = {r["source"]: r["found"] for r in ingest}
+
+    release = release_name(spec)
+    paths = mio.release_paths(spec.output, release)
+    if len(rows) and rows["recipe_applied"].any():
+        applied = rows["recipe_applied"].astype(bool)
+        rows.loc[applied, "audio_uri"] = [_link_into_release(u, paths.audio) for u in rows.loc[applied, "audio_uri"]]
+
+    asr = asr_stage_rows(rows[rows["in_asr"]].drop(columns=["in_asr", "in_classifier"]))
+    speech = utterances.set_index("utterance_id")["speech_intervals"] if len(utterances) else pd.Series(dtype=object)
+    clf_in = classifier_input_rows(rows[rows["in_classifier"]].drop(columns=["in_asr", "in_classifier"]), speech)
+    windows = segments.classifier_windows(clf_in, spec.segments)
+    noise = _noise_windows(spec)
+    if len(noise):
+        windows = pd.concat([windows, noise], ignore_index=True)
+    class_weights, weight_report = weights.inverse_frequency_weights(windows, spec.weights)
+    classifier = finish_classifier_rows(windows, class_weights)
+    utterances = utterances.drop(columns=["speech_intervals"], errors="ignore")
+
+    tables = {UTTERANCES: utterances, ASR_STAGE: asr, CLASSIFIER_STAGE: classifier, REJECTS: rejects}
+    config = {"spec": json.loads(spec.model_dump_json()), "weights": _jsonable(weight_report)}
+    for name in MANIFEST_NAMES:
+        mio.write_manifest(tables[name], name, paths.manifest(name), metadata={"config": config})
+    written = {name: mio.read_manifest(paths.manifest(name)) for name in MANIFEST_NAMES}
+    digest = mio.content_sha256(written, release_root=paths.root)
+
+    extra = _card_extra(spec, plan, weight_report, timings)
+    card = report.build_card(spec=spec, release=release, utterances=written[UTTERANCES], asr=written[ASR_STAGE],
+                             classifier=written[CLASSIFIER_STAGE], rejects=written[REJECTS], found=found,
+                             extra=extra)
+    card["schema_version"] = "1"
+    card["content_sha256"] = digest
+    plot_files = report.make_plots(card, written[UTTERANCES], written[ASR_STAGE], paths.plots) \
+        if not fs.is_s3(paths.root) else []
+    fs.write_bytes(paths.card_json, json.dumps(card, indent=2, sort_keys=True, allow_nan=False).encode())
+    fs.write_bytes(paths.card_md, report.render_markdown(card, plot_files).encode())
+
+    result = validate_release(paths.root)
+    if not result.ok:
+        problems = "\n  - ".join(result.problems)
+        raise RuntimeError(f"release {paths.root} failed validation (LATEST not moved):\n  - {problems}")
+    mio.point_latest(spec.output, release)
+    log("published %s: %d utterances, %d ASR rows, %d classifier windows, %d rejects", release,
+        len(written[UTTERANCES]), len(written[ASR_STAGE]), len(written[CLASSIFIER_STAGE]), len(written[REJECTS]))
+    return {
+        "release": release,
+        "release_uri": paths.root,
+        "content_sha256": digest,
+        "counts": {name: len(df) for name, df in written.items()},
+        "found": found,
+    }
+
+
+def _noise_windows(spec: DatasetSpec) -> pd.DataFrame:
+    """Non-speech windows from the noise pools, so the classifier learns speech presence."""
+    from tasks import augment, segments
+    from tasks.audio import probe
+
+    pools = augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
+    files = []
+    for noise_id in sorted(pools.train_noises):
+        uri = pools.noises[noise_id]
+        files.append((noise_id, uri, probe(uri).duration_s, "train"))
+    for noise_id in sorted(pools.eval_noises):
+        uri = pools.noises[noise_id]
+        split = "dev" if int(stable_hash(spec.seed, noise_id)[:8], 16) % 2 == 0 else "test"
+        files.append((noise_id, uri, probe(uri).duration_s, split))
+    return segments.noise_windows(files, spec.segments) if files else pd.DataFrame()
+
+
+def _card_extra(spec: DatasetSpec, plan: dict[str, Any], weight_report: dict, timings: dict[str, float]) -> dict:
+    from manifests.specaugment import SPECAUGMENT_POLICY
+    from tasks.transcripts.normalize import NORMALIZER_NAME, NORMALIZER_VERSION
+
+    spec_json = spec.model_dump_json()
+    return {
+        "balance": plan.get("balance_report"),
+        "weights": _jsonable(weight_report),
+        "labelers": {
+            "transcripts": spec.labelers.transcripts,
+            "whisper": spec.labelers.whisper.model_dump() if spec.labelers.transcripts == "whisper" else None,
+            "sentiment": spec.labelers.sentiment,
+            "text_classifier": spec.labelers.text_classifier.model_dump()
+            if spec.labelers.sentiment == "text_classifier" else None,
+            "normalizer": {"name": NORMALIZER_NAME, "version": NORMALIZER_VERSION},
+        },
+        "augment": {"policy": spec.augment.model_dump(mode="json"), "pools": plan.get("pools"),
+                    "specaugment": _jsonable(SPECAUGMENT_POLICY)},
+        "segments": {
+            **spec.segments.model_dump(),
+            "last_window_rule": "windows of window_s every hop_s; an utterance shorter than a window is one "
+            "window from 0 padded (valid_s = its length); otherwise a remainder of at least "
+            "min_last_window_s after the last full window adds one full window aligned to the end",
+        },
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "lineage": {
+            "spec_sha256": hashlib.sha256(spec_json.encode()).hexdigest(),
+            "code_version": code_version(),
+            "plan": plan.get("plan_dir"),
+        },
+    }

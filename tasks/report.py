@@ -1,0 +1,829 @@
+"""The dataset card: what a data engineer and a training lead read to trust a release.
+
+`build_card` turns the final manifests into one JSON-serialisable dict (counts that prove
+found = accepted + rejected, distributions that expose balance and confounds, and the sections
+stages computed themselves), `render_markdown` makes it readable, and `make_plots` draws the few
+pictures that make imbalance obvious at a glance. Everything is derived from the tables handed in,
+so a rebuilt release gets the same card (apart from `built_at`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from manifests.schema import CLASS_INDEX, SENTIMENTS, SPLITS
+from tasks.spec import DatasetSpec
+
+UNKNOWN = "unknown"
+NON_SPEECH = "non_speech"
+DEFAULT_MIN_GROUP_SIZE = 20
+MAX_REJECT_EXAMPLES = 20
+CROSS_SECTION_COLUMNS: tuple[str, ...] = ("source", "split", "gender", "age_bucket", "accent")
+# Sections stages compute themselves; copied verbatim (made JSON-safe), in this order.
+EXTRA_SECTIONS: tuple[str, ...] = (
+    "balance",
+    "weights",
+    "labelers",
+    "transcript_quality",
+    "sentiment_agreement",
+    "augment",
+    "segments",
+    "timings",
+    "lineage",
+)
+_EXTRA_TITLES: dict[str, str] = {
+    "balance": "ASR-stage balancing",
+    "weights": "Class weights (weighting stage)",
+    "labelers": "Labelers",
+    "transcript_quality": "Transcript quality (WER vs human)",
+    "sentiment_agreement": "Sentiment agreement",
+    "augment": "Augmentation",
+    "segments": "Classifier windows",
+    "timings": "Timings (seconds per stage)",
+    "lineage": "Lineage",
+}
+# Keys of `extra` that parameterise the card instead of being sections.
+_EXTRA_PARAMETERS: frozenset[str] = frozenset({"min_group_size"})
+PLOT_FILES: tuple[str, ...] = (
+    "sentiment_distribution.png",
+    "duration_histogram.png",
+    "source_by_sentiment.png",
+    "groups.png",
+)
+_COLOURS: dict[str, str] = {
+    "negative": "#c0392b",
+    "neutral": "#7f8c8d",
+    "positive": "#27ae60",
+    NON_SPEECH: "#34495e",
+}
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types only: numpy/pandas scalars unwrapped, NaN/inf -> None, keys as strings."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return [_jsonable(v) for v in sorted(value, key=str)]
+    if isinstance(value, list | tuple | np.ndarray | pd.Series):
+        return [_jsonable(v) for v in list(value)]
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "model_dump"):
+        return _jsonable(value.model_dump(mode="json"))
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def _labels(df: pd.DataFrame, column: str, null: str = UNKNOWN) -> pd.Series:
+    """A column as plain Python strings with nulls named, so groupings never drop rows silently."""
+    if column not in df.columns:
+        return pd.Series([null] * len(df), index=df.index, dtype=object)
+    col = df[column]
+    return col.astype(object).where(col.notna(), null).map(str).astype(object)
+
+
+def _seconds(df: pd.DataFrame, column: str = "duration_s") -> pd.Series:
+    if column not in df.columns:
+        return pd.Series([0.0] * len(df), index=df.index, dtype=float)
+    return pd.to_numeric(df[column], errors="coerce").fillna(0.0).astype(float)
+
+
+def _durations(df: pd.DataFrame) -> pd.Series:
+    """Known durations only (a null duration is unknown, not zero)."""
+    if "duration_s" not in df.columns:
+        return pd.Series(dtype=float)
+    return pd.to_numeric(df["duration_s"], errors="coerce").dropna().astype(float)
+
+
+def _hours(seconds: float) -> float:
+    return round(float(seconds) / 3600.0, 6)
+
+
+def _ordered(values: Iterable[str], preferred: Iterable[str]) -> list[str]:
+    """Known values in their canonical order first, then the rest alphabetically (stable output)."""
+    present = list(dict.fromkeys(values))
+    first = [v for v in preferred if v in present]
+    return first + sorted(v for v in present if v not in first)
+
+
+def _counts(labels: pd.Series, preferred: Iterable[str] = ()) -> dict[str, int]:
+    vc = labels.value_counts()
+    return {k: int(vc[k]) for k in _ordered(vc.index, preferred)}
+
+
+def _sentiment_counts(labels: pd.Series, extra_keys: Iterable[str] = ()) -> dict[str, int]:
+    """Counts for every class (zeros included, so missing classes show), plus any other labels seen."""
+    vc = labels.value_counts()
+    out = {s: int(vc.get(s, 0)) for s in SENTIMENTS}
+    for key in extra_keys:
+        out[key] = int(vc.get(key, 0))
+    for key in sorted(k for k in vc.index if k not in out):
+        out[key] = int(vc[key])
+    return out
+
+
+def _cross_counts(
+    df: pd.DataFrame, row_col: str, sentiment_null: str = UNKNOWN, preferred_rows: Iterable[str] = ()
+) -> dict[str, dict[str, int]]:
+    rows = _labels(df, row_col)
+    sent = _labels(df, "sentiment", null=sentiment_null)
+    extra = [sentiment_null] if sentiment_null == NON_SPEECH else []
+    # One pass over the rows (a per-group mask would be groups x rows on a large release).
+    by_row = {r: g for r, g in sent.groupby(rows, sort=False)}
+    return {r: _sentiment_counts(by_row[r], extra) for r in _ordered(rows, preferred_rows)}
+
+
+# ----------------------------------------------------------------------------- card sections
+
+
+def _source_order(spec: DatasetSpec, *frames_and_found: Iterable[str]) -> list[str]:
+    seen = [s.name for s in spec.sources]
+    for names in frames_and_found:
+        seen.extend(n for n in names if n not in seen)
+    return seen
+
+
+def _counts_section(
+    spec: DatasetSpec,
+    utterances: pd.DataFrame,
+    asr: pd.DataFrame,
+    rejects: pd.DataFrame,
+    found: dict[str, int],
+) -> dict[str, Any]:
+    u_src, r_src = _labels(utterances, "source"), _labels(rejects, "source")
+    u_sec = _seconds(utterances)
+    asr_ids = set(_labels(asr, "utterance_id").tolist())
+    in_asr = _labels(utterances, "utterance_id").isin(asr_ids)
+    sources: dict[str, dict[str, Any]] = {}
+    for name in _source_order(spec, found.keys(), sorted(set(u_src)), sorted(set(r_src))):
+        mask = u_src == name
+        accepted, rejected = int(mask.sum()), int((r_src == name).sum())
+        n_found = found.get(name)
+        sources[name] = {
+            "found": None if n_found is None else int(n_found),
+            "accepted": accepted,
+            "rejected": rejected,
+            "excluded_from_asr": int((mask & ~in_asr).sum()),
+            "hours": _hours(u_sec[mask].sum()),
+            "accounted": n_found is not None and int(n_found) == accepted + rejected,
+        }
+    totals = {
+        "found": sum(s["found"] or 0 for s in sources.values()),
+        "accepted": sum(s["accepted"] for s in sources.values()),
+        "rejected": sum(s["rejected"] for s in sources.values()),
+        "excluded_from_asr": sum(s["excluded_from_asr"] for s in sources.values()),
+        "hours": _hours(u_sec.sum()),
+        "accounted": all(s["accounted"] for s in sources.values()),
+    }
+    return {"sources": sources, "totals": totals}
+
+
+def _reject_examples(rejects: pd.DataFrame) -> list[dict[str, Any]]:
+    """Up to 20 rows, taken round-robin over (source, reason) so every kind of problem is shown."""
+    if rejects.empty:
+        return []
+    frame = pd.DataFrame(
+        {c: _labels(rejects, c, null="") for c in ("source", "input_ref", "stage", "reason")}
+    )
+    frame["detail"] = _labels(rejects, "detail", null="")
+    frame = frame.sort_values(["source", "reason", "input_ref", "stage"], kind="stable")
+    groups = [g for _, g in frame.groupby(["source", "reason"], sort=True)]
+    picked: list[dict[str, Any]] = []
+    depth = 0
+    while len(picked) < MAX_REJECT_EXAMPLES and any(depth < len(g) for g in groups):
+        for g in groups:
+            if depth < len(g) and len(picked) < MAX_REJECT_EXAMPLES:
+                row = g.iloc[depth]
+                picked.append(
+                    {k: (row[k] or None) for k in ("source", "input_ref", "stage", "reason", "detail")}
+                )
+        depth += 1
+    return picked
+
+
+def _rejects_section(rejects: pd.DataFrame) -> dict[str, Any]:
+    src, reason = _labels(rejects, "source"), _labels(rejects, "reason")
+    return {
+        "total": len(rejects),
+        "by_reason": _counts(reason),
+        "by_stage": _counts(_labels(rejects, "stage")),
+        "by_source_reason": {s: _counts(reason[src == s]) for s in _ordered(src, ())},
+        "examples": _reject_examples(rejects),
+    }
+
+
+def _duration_stats(seconds: pd.Series) -> dict[str, float | None]:
+    if seconds.empty:
+        return {"min": None, "median": None, "mean": None, "max": None, "total_hours": 0.0}
+    return {
+        "min": round(float(seconds.min()), 3),
+        "median": round(float(seconds.median()), 3),
+        "mean": round(float(seconds.mean()), 3),
+        "max": round(float(seconds.max()), 3),
+        "total_hours": _hours(seconds.sum()),
+    }
+
+
+def _utterances_section(utterances: pd.DataFrame) -> dict[str, Any]:
+    split, sec = _labels(utterances, "split"), _seconds(utterances)
+    return {
+        "total": len(utterances),
+        "hours": _hours(sec.sum()),
+        "by_split": {
+            s: {"count": int((split == s).sum()), "hours": _hours(sec[split == s].sum())}
+            for s in _ordered(split, SPLITS)
+        },
+        "sentiment_by_split": _cross_counts(utterances, "split", preferred_rows=SPLITS),
+        "label_origins": {
+            "transcript_origin": _counts(_labels(utterances, "transcript_origin")),
+            "sentiment_origin": _counts(_labels(utterances, "sentiment_origin")),
+        },
+        "duration_s": _duration_stats(_durations(utterances)),
+        "languages": _counts(_labels(utterances, "language")),
+        "licenses_by_source": {
+            s: _counts(_labels(utterances, "license")[_labels(utterances, "source") == s])
+            for s in _ordered(_labels(utterances, "source"), ())
+        },
+    }
+
+
+def _balanced(counts: dict[str, int]) -> bool | None:
+    """Train sentiment counts equal within rounding (classes absent from the data are ignored)."""
+    present = [counts.get(s, 0) for s in SENTIMENTS if counts.get(s, 0) > 0]
+    return None if not present else max(present) - min(present) <= 1
+
+
+def _asr_section(asr: pd.DataFrame, utterances: pd.DataFrame) -> dict[str, Any]:
+    split, sec = _labels(asr, "split"), _seconds(asr)
+    by_split_sentiment = _cross_counts(asr, "split", preferred_rows=SPLITS)
+    train = by_split_sentiment.get("train", {})
+    asr_ids = set(_labels(asr, "utterance_id").tolist())
+    u_split = _labels(utterances, "split")
+    excluded = ~_labels(utterances, "utterance_id").isin(asr_ids)
+    recipe = asr["recipe_applied"].fillna(False).astype(bool) if "recipe_applied" in asr.columns else None
+    return {
+        "rows": len(asr),
+        "unique_utterances": len(asr_ids - {UNKNOWN}) if len(asr) else 0,
+        "hours": _hours(sec.sum()),
+        "hours_by_split": {s: _hours(sec[split == s].sum()) for s in _ordered(split, SPLITS)},
+        "by_split_sentiment": by_split_sentiment,
+        "train_balanced": _balanced(train),
+        "train_missing_classes": [s for s in SENTIMENTS if train.get(s, 0) == 0]
+        if train
+        else list(SENTIMENTS),
+        "by_source_sentiment": _cross_counts(asr, "source"),
+        "excluded_by_split": {s: int((excluded & (u_split == s)).sum()) for s in _ordered(u_split, SPLITS)},
+        "recipe_applied": 0 if recipe is None else int(recipe.sum()),
+    }
+
+
+def _classifier_section(classifier: pd.DataFrame) -> dict[str, Any]:
+    split = _labels(classifier, "split")
+    if "speech_present" in classifier.columns:
+        speech = classifier["speech_present"].fillna(False).astype(bool)
+    else:
+        speech = _labels(classifier, "sentiment", null=NON_SPEECH) != NON_SPEECH
+    weights: dict[str, dict[str, float | None]] = {}
+    if "class_weight" in classifier.columns:
+        w = pd.to_numeric(classifier["class_weight"], errors="coerce")
+        sent = _labels(classifier, "sentiment", null=NON_SPEECH)
+        for s in _ordered(split, SPLITS):
+            rows = speech & (split == s)
+            weights[s] = {
+                c: round(float(w[rows & (sent == c)].mean()), 6) for c in _ordered(sent[rows], SENTIMENTS)
+            }
+    return {
+        "windows": len(classifier),
+        "by_split_sentiment": _cross_counts(
+            classifier, "split", sentiment_null=NON_SPEECH, preferred_rows=SPLITS
+        ),
+        "speech": {
+            "speech": int(speech.sum()),
+            "non_speech": int((~speech).sum()),
+            "by_split": {
+                s: {
+                    "speech": int((speech & (split == s)).sum()),
+                    "non_speech": int((~speech & (split == s)).sum()),
+                }
+                for s in _ordered(split, SPLITS)
+            },
+        },
+        "valid_hours": _hours(_seconds(classifier, "valid_s").sum()),
+        "class_weights": weights,
+    }
+
+
+def _cross_sections(utterances: pd.DataFrame, min_group_size: int) -> dict[str, Any]:
+    sec = _seconds(utterances)
+    out: dict[str, Any] = {"min_group_size": min_group_size}
+    for column in CROSS_SECTION_COLUMNS:
+        values = _labels(utterances, column)
+        preferred = SPLITS if column == "split" else ()
+        seconds = sec.groupby(values, sort=False).sum()
+        sentiments = _cross_counts(utterances, column)
+        groups: dict[str, Any] = {}
+        for g in _ordered(values, preferred):
+            n = sum(sentiments[g].values())
+            groups[g] = {
+                "count": n,
+                "hours": _hours(seconds[g]),
+                "sentiment": sentiments[g],
+                "small": n < min_group_size,
+            }
+        out[column] = groups
+    return out
+
+
+def build_card(
+    *,
+    spec: DatasetSpec,
+    release: str,
+    utterances: pd.DataFrame,
+    asr: pd.DataFrame,
+    classifier: pd.DataFrame,
+    rejects: pd.DataFrame,
+    found: dict[str, int],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """The dataset card as plain JSON types (no NaN); the writer adds schema_version/content_sha256."""
+    min_group_size = int(extra.get("min_group_size", DEFAULT_MIN_GROUP_SIZE))
+    card: dict[str, Any] = {
+        "name": spec.name,
+        "release": release,
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seed": spec.seed,
+        "spec": spec.model_dump(mode="json"),
+        "class_index": dict(CLASS_INDEX),
+        "counts": _counts_section(spec, utterances, asr, rejects, found),
+        "rejects": _rejects_section(rejects),
+        "utterances": _utterances_section(utterances),
+        "asr_stage": _asr_section(asr, utterances),
+        "classifier_stage": _classifier_section(classifier),
+        "cross_sections": _cross_sections(utterances, min_group_size),
+    }
+    extra_keys = [k for k in EXTRA_SECTIONS if k in extra]
+    extra_keys += sorted(k for k in extra if k not in EXTRA_SECTIONS and k not in _EXTRA_PARAMETERS)
+    clashes = [k for k in extra_keys if k in card]
+    if clashes:
+        raise ValueError(f"extra sections {clashes} would overwrite computed card sections; rename them")
+    for key in extra_keys:
+        card[key] = extra[key]
+    return _jsonable(card)
+
+
+# ----------------------------------------------------------------------------- Markdown
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, list | dict):
+        value = json.dumps(value, separators=(",", ":"))
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _pct(n: int, total: int) -> str:
+    return f"{n} ({100.0 * n / total:.0f}%)" if total else str(n)
+
+
+def _matrix(title: str, data: dict[str, dict[str, int]]) -> str:
+    """Rows x classes with row shares, the shape used for every split/source x sentiment table."""
+    if not data:
+        return "_no rows_"
+    cols = list(dict.fromkeys(c for row in data.values() for c in row))
+    rows = []
+    for name, row in data.items():
+        total = sum(row.values())
+        rows.append([name] + [_pct(row.get(c, 0), total) for c in cols] + [total])
+    return _table([title] + cols + ["total"], rows)
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(value, dict) and value:
+        out: list[tuple[str, Any]] = []
+        for k, v in value.items():
+            out += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+        return out
+    if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
+        return [(prefix, ", ".join(_cell(v) for v in value))]
+    return [(prefix, value)]
+
+
+def render_summary(card: dict[str, Any]) -> str:
+    """A few sentences: where the data came from, how much, which classes, what was rejected and why."""
+    counts, totals = card["counts"]["sources"], card["counts"]["totals"]
+    utt, asr, clf, rej = card["utterances"], card["asr_stage"], card["classifier_stage"], card["rejects"]
+    classes = ", ".join(f"{k} = {v}" for k, v in card["class_index"].items())
+    kinds = {src["name"]: src["kind"] for src in card.get("spec", {}).get("sources", [])}
+    sources = ", ".join(
+        f"{n}"
+        + (f" [{kinds[n]}]" if n in kinds else "")
+        + f" ({s['accepted']} utterances, {s['hours']:.2f} h)"
+        for n, s in counts.items()
+    )
+    lines = [
+        f"- **Sources**: {sources or 'none'}.",
+        f"- **Accepted**: {totals['accepted']} of {totals['found']} found items, {totals['hours']:.2f} h; "
+        f"splits: "
+        + ", ".join(f"{s} {v['count']} ({v['hours']:.2f} h)" for s, v in utt["by_split"].items())
+        + ".",
+        f"- **Classes** (class index): {classes}.",
+    ]
+    if rej["total"]:
+        reasons = ", ".join(f"{r} {n}" for r, n in rej["by_reason"].items())
+        lines.append(f"- **Rejected**: {rej['total']} items ({reasons}); examples below.")
+    else:
+        lines.append("- **Rejected**: none.")
+    balanced = {True: "balanced", False: "NOT balanced", None: "empty"}[asr["train_balanced"]]
+    lines.append(
+        f"- **ASR stage**: {asr['rows']} rows ({asr['hours']:.2f} h), train split {balanced}; "
+        f"{totals['excluded_from_asr']} accepted utterances left out by sampling or eligibility."
+    )
+    lines.append(
+        f"- **Classifier stage**: {clf['windows']} windows ({clf['speech']['speech']} speech, "
+        f"{clf['speech']['non_speech']} non-speech)."
+    )
+    bad = [n for n, s in counts.items() if not s["accounted"]]
+    if bad:
+        lines.append(f"- **WARNING**: found != accepted + rejected for: {', '.join(bad)}.")
+    else:
+        lines.append("- Every found item is accounted for (found = accepted + rejected per source).")
+    return "\n".join(lines)
+
+
+_CORE_KEYS: frozenset[str] = frozenset(
+    {
+        "name",
+        "release",
+        "built_at",
+        "seed",
+        "spec",
+        "class_index",
+        "counts",
+        "rejects",
+        "utterances",
+        "asr_stage",
+        "classifier_stage",
+        "cross_sections",
+        "schema_version",
+        "content_sha256",
+    }
+)
+
+
+_HOW_TO_USE = """\
+- Read the manifests with `manifests/` (the reference reader); class index: negative = 0,
+  neutral = 1, positive = 2. Two releases are equal when their `content_sha256` are equal.
+- **ASR stage**: train on `target_text` (sentiment word, a space, the transcript). The train split is
+  sampled to a uniform sentiment distribution; dev and test keep their natural distribution.
+- **Classifier stage**: each row is a window (`start_s`..`end_s` in utterance time). Use
+  `class_weight` **either** as a per-sample weight in the loss **or** as the weights of a weighted
+  sampler, **not both** (that corrects the imbalance twice and over-favours rare classes).
+  Non-speech windows have a null `sentiment`, `speech_present = false` and weight 1.0: use them for the
+  speech-presence head and mask them out of the sentiment loss.
+- **`recipe_applied`**: true means `audio_uri` is already the augmented audio: read it as is and do
+  not apply the recipe again. False means `audio_uri` is the clean source: apply the recipe
+  (`speed`, `rir_id`, `noise_id`, `snr_db`, `gain`, `aug_seed`) on the fly with
+  `manifests.augmentation`, or use the clean audio. SpecAugment (see Augmentation) is always applied
+  in the training job, never stored.
+- Groups marked *small* in the cross-sections have fewer rows than the card's `min_group_size`:
+  per-group metrics on them are noise."""
+
+
+def render_markdown(card: dict[str, Any], plot_files: list[str]) -> str:
+    """The card as Markdown: summary first, then tables, plots (relative `plots/` links) and usage."""
+    out = [f"# Dataset card: {card['name']}", ""]
+    header = [
+        ("release", card.get("release")),
+        ("built at (UTC)", card.get("built_at")),
+        ("seed", card.get("seed")),
+    ]
+    for key in ("schema_version", "content_sha256"):
+        if key in card:
+            header.append((key, f"`{card[key]}`" if key == "content_sha256" else card[key]))
+    out += [f"- **{k}**: {v}" for k, v in header]
+    out += ["", "## Summary", "", render_summary(card), ""]
+
+    counts = card["counts"]
+    rows = [
+        [n, s["found"], s["accepted"], s["rejected"], s["excluded_from_asr"], s["hours"], s["accounted"]]
+        for n, s in counts["sources"].items()
+    ]
+    t = counts["totals"]
+    rows.append(
+        [
+            "**total**",
+            t["found"],
+            t["accepted"],
+            t["rejected"],
+            t["excluded_from_asr"],
+            t["hours"],
+            t["accounted"],
+        ]
+    )
+    out += [
+        "## Sources",
+        "",
+        _table(["source", "found", "accepted", "rejected", "excluded from ASR", "hours", "accounted"], rows),
+        "",
+    ]
+    inputs = card.get("spec", {}).get("sources", [])
+    if inputs:
+        out += ["Inputs:", ""]
+        out += [f"- `{src['name']}`: {src['kind']} corpus at `{src['path']}`" for src in inputs]
+        out += [""]
+
+    rej = card["rejects"]
+    out += ["## Rejects", ""]
+    if rej["total"]:
+        reasons = list(rej["by_reason"])
+        out += [
+            _table(
+                ["source"] + reasons + ["total"],
+                [
+                    [s] + [r.get(k, 0) for k in reasons] + [sum(r.values())]
+                    for s, r in rej["by_source_reason"].items()
+                ],
+            ),
+            "",
+            "Examples:",
+            "",
+        ]
+        out += [
+            _table(
+                ["source", "input_ref", "reason", "detail"],
+                [[e["source"], e["input_ref"], e["reason"], e["detail"]] for e in rej["examples"]],
+            ),
+            "",
+        ]
+    else:
+        out += ["No rejects.", ""]
+
+    utt = card["utterances"]
+    out += [
+        "## Utterances",
+        "",
+        _table(
+            ["split", "utterances", "hours"],
+            [[s, v["count"], v["hours"]] for s, v in utt["by_split"].items()],
+        ),
+        "",
+        "Sentiment by split:",
+        "",
+        _matrix("split", utt["sentiment_by_split"]),
+        "",
+    ]
+    origins = [["transcript_origin", k, n] for k, n in utt["label_origins"]["transcript_origin"].items()]
+    origins += [["sentiment_origin", k, n] for k, n in utt["label_origins"]["sentiment_origin"].items()]
+    d = utt["duration_s"]
+    out += [
+        "Label origins:",
+        "",
+        _table(["label", "origin", "utterances"], origins),
+        "",
+        f"Duration (s): min {_cell(d['min'])}, median {_cell(d['median'])}, mean {_cell(d['mean'])}, "
+        f"max {_cell(d['max'])}.",
+        "",
+    ]
+
+    asr = card["asr_stage"]
+    out += [
+        "## ASR stage",
+        "",
+        f"{asr['rows']} rows, {asr['hours']:.2f} h, {asr['recipe_applied']} with recipe applied.",
+        "",
+        _matrix("split", asr["by_split_sentiment"]),
+        "",
+        "Source x sentiment (look for confounds: a source that carries one class):",
+        "",
+        _matrix("source", asr["by_source_sentiment"]),
+        "",
+    ]
+
+    clf = card["classifier_stage"]
+    out += [
+        "## Classifier stage",
+        "",
+        f"{clf['windows']} windows ({clf['valid_hours']:.2f} h of real audio).",
+        "",
+        _matrix("split", clf["by_split_sentiment"]),
+        "",
+    ]
+    if clf["class_weights"]:
+        classes = list(dict.fromkeys(c for w in clf["class_weights"].values() for c in w))
+        out += [
+            "Class weights (speech windows):",
+            "",
+            _table(
+                ["split"] + classes,
+                [[s] + [w.get(c) for c in classes] for s, w in clf["class_weights"].items()],
+            ),
+            "",
+        ]
+
+    cross = card["cross_sections"]
+    out += [
+        "## Cross-sections",
+        "",
+        f"Groups with fewer than {cross['min_group_size']} utterances are marked small.",
+        "",
+    ]
+    for column in CROSS_SECTION_COLUMNS:
+        groups = cross.get(column, {})
+        rows = [
+            [g, v["count"], v["hours"]] + [v["sentiment"].get(s, 0) for s in SENTIMENTS] + [v["small"]]
+            for g, v in groups.items()
+        ]
+        out += [
+            f"### By {column}",
+            "",
+            _table([column, "utterances", "hours", *SENTIMENTS, "small"], rows),
+            "",
+        ]
+
+    if plot_files:
+        out += ["## Plots", ""]
+        out += [f"![{Path(p).stem.replace('_', ' ')}](plots/{Path(p).name})" for p in plot_files]
+        out += [""]
+
+    known = set(EXTRA_SECTIONS)
+    extras = [k for k in EXTRA_SECTIONS if k in card]
+    extras += [k for k in card if k not in known and k not in _CORE_KEYS]
+    for key in extras:
+        title = _EXTRA_TITLES.get(key, key.replace("_", " ").capitalize())
+        pairs = _flatten(card[key])
+        body = (
+            _table(["field", "value"], [list(p) for p in pairs])
+            if pairs and pairs != [("", card[key])]
+            else _cell(card[key])
+        )
+        out += [f"## {title}", "", body, ""]
+
+    out += ["## How to use", "", _HOW_TO_USE, ""]
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _figure(nrows: int = 1, ncols: int = 1) -> tuple[Any, Any]:
+    """A 600x400 px figure on the Agg canvas, without pyplot (thread-safe, no global state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def _save(fig: Any, path: Path) -> str:
+    # No Software/date chunks: identical data gives identical bytes.
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
+    return str(path)
+
+
+def _integer_ticks(ax: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _no_data(ax: Any) -> None:
+    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _stacked(
+    ax: Any, table: dict[str, dict[str, int]], title: str, classes: Iterable[str] = SENTIMENTS
+) -> None:
+    ax.set_title(title, fontsize=9)
+    if not table:
+        _no_data(ax)
+        return
+    names = list(table)
+    x = np.arange(len(names))
+    bottom = np.zeros(len(names))
+    for c in classes:
+        vals = np.array([table[n].get(c, 0) for n in names], dtype=float)
+        if vals.any():
+            ax.bar(x, vals, bottom=bottom, label=c, color=_COLOURS.get(c))
+            bottom += vals
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=7)
+    ax.tick_params(axis="y", labelsize=7)
+    _integer_ticks(ax)
+    ax.legend(fontsize=6)
+
+
+def _plot_sentiment_distribution(utterances: pd.DataFrame, asr: pd.DataFrame, path: Path) -> str:
+    before = _cross_counts(utterances, "split", preferred_rows=SPLITS)
+    after = _cross_counts(asr, "split", preferred_rows=SPLITS)
+    splits = _ordered(list(before) + list(after), SPLITS)
+    fig, axes = _figure(1, max(1, len(splits)))
+    if not splits:
+        _no_data(axes[0][0])
+    x = np.arange(len(SENTIMENTS))
+    for ax, split in zip(axes[0], splits, strict=False):
+        b = [before.get(split, {}).get(s, 0) for s in SENTIMENTS]
+        a = [after.get(split, {}).get(s, 0) for s in SENTIMENTS]
+        ax.bar(x - 0.2, b, width=0.4, label="utterances", color="#bdc3c7")
+        ax.bar(x + 0.2, a, width=0.4, label="ASR stage", color=[_COLOURS[s] for s in SENTIMENTS])
+        ax.set_title(split, fontsize=9)
+        ax.set_xticks(x, [s[:3] for s in SENTIMENTS], fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+        _integer_ticks(ax)
+    if splits:
+        axes[0][0].legend(fontsize=6)
+    fig.suptitle("Sentiment per split: utterances (grey) vs ASR stage after balancing", fontsize=9)
+    return _save(fig, path)
+
+
+def _plot_duration_histogram(utterances: pd.DataFrame, path: Path) -> str:
+    fig, axes = _figure()
+    ax = axes[0][0]
+    dur = _durations(utterances)
+    if dur.empty:
+        _no_data(ax)
+    else:
+        split = _labels(utterances.loc[dur.index], "split")
+        names = _ordered(split, SPLITS)
+        ax.hist([dur[split == s].to_numpy() for s in names], bins=30, stacked=True, label=names)
+        ax.legend(fontsize=7)
+        ax.set_xlabel("utterance duration (s)", fontsize=8)
+        ax.set_ylabel("utterances", fontsize=8)
+    ax.set_title("Utterance durations", fontsize=10)
+    return _save(fig, path)
+
+
+def _plot_source_by_sentiment(utterances: pd.DataFrame, asr: pd.DataFrame, path: Path) -> str:
+    fig, axes = _figure(1, 2)
+    _stacked(axes[0][0], _cross_counts(utterances, "source"), "utterances")
+    _stacked(axes[0][1], _cross_counts(asr, "source"), "ASR stage")
+    fig.suptitle("Sentiment by source (confounds)", fontsize=10)
+    return _save(fig, path)
+
+
+def _plot_groups(card: dict[str, Any], path: Path) -> str:
+    fig, axes = _figure(1, 2)
+    for ax, column in zip(axes[0], ("gender", "age_bucket"), strict=True):
+        groups = card["cross_sections"].get(column, {})
+        table = {(f"{g}*" if v["small"] else g): v["sentiment"] for g, v in groups.items()}
+        _stacked(ax, table, column)
+    fig.suptitle(
+        f"Utterances by group (* = fewer than {card['cross_sections']['min_group_size']})", fontsize=10
+    )
+    return _save(fig, path)
+
+
+def make_plots(card: dict[str, Any], utterances: pd.DataFrame, asr: pd.DataFrame, out_dir: str) -> list[str]:
+    """Write the PNGs into the local folder `out_dir` (created); return their paths in PLOT_FILES order.
+
+    Group plots read the card so their small-group marks match its tables; the rest read the frames.
+    """
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    dist, hist, source, groups = (folder / name for name in PLOT_FILES)
+    return [
+        _plot_sentiment_distribution(utterances, asr, dist),
+        _plot_duration_histogram(utterances, hist),
+        _plot_source_by_sentiment(utterances, asr, source),
+        _plot_groups(card, groups),
+    ]

@@ -1,0 +1,94 @@
+"""Shards: the unit of work Prefect sees, persisted so a killed run resumes where it stopped.
+
+A shard is a few hundred to a few thousand utterance rows. Rows are assigned to shards by a hash of
+`utterance_id` (not by position), and every shard result is stored under a name derived from the
+shard's content and the stage's settings: a re-run finds the finished shards and skips them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from manifests import uri as fs
+
+
+def stable_hash(*parts: object) -> str:
+    """sha256 hex of the parts joined with ':' (stable across processes, unlike hash())."""
+    return hashlib.sha256(":".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def assign_shards(ids: pd.Series, shard_size: int) -> pd.Series:
+    """Shard number per id: hash(id) modulo the number of shards needed for `shard_size`."""
+    n_shards = max(1, math.ceil(len(ids) / shard_size))
+    return ids.map(lambda i: int(stable_hash(i)[:12], 16) % n_shards)
+
+
+def split_into_shards(items: pd.DataFrame, shard_size: int) -> list[pd.DataFrame]:
+    if items.empty:
+        return []
+    shard_of = assign_shards(items["utterance_id"], shard_size)
+    return [part.sort_values("utterance_id").reset_index(drop=True) for _, part in items.groupby(shard_of, sort=True)]
+
+
+def frame_digest(df: pd.DataFrame, settings: Mapping[str, Any] | None = None) -> str:
+    """Content identity of a shard plus the settings of the stage about to process it."""
+    digest = hashlib.sha256(json.dumps(settings or {}, sort_keys=True, default=str).encode())
+    digest.update(json.dumps(sorted(df.columns)).encode())
+    ordered = df[sorted(df.columns)]
+    for row in ordered.itertuples(index=False, name=None):
+        digest.update(json.dumps([_plain(v) for v in row], default=str).encode())
+    return digest.hexdigest()[:24]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list | tuple) or type(value).__name__ == "ndarray":
+        return [_plain(v) for v in list(value)]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is pd.NA:
+        return None
+    return value
+
+
+def write_frame(uri: str, df: pd.DataFrame) -> None:
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False), buf, compression="zstd")
+    fs.write_bytes(uri, buf.getvalue())
+
+
+def read_frame(uri: str) -> pd.DataFrame:
+    return pq.read_table(io.BytesIO(fs.read_bytes(uri))).to_pandas()
+
+
+def run_shard(
+    work_dir: str,
+    stage: str,
+    shard: pd.DataFrame,
+    settings: Mapping[str, Any],
+    fn: Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]],
+) -> tuple[str, str, bool]:
+    """Run `fn` on a shard unless a finished result for the same input and settings exists.
+
+    Returns (items uri, rejects uri, reused). The rejects file is written first and the items file
+    last, so the presence of the items file means the shard is complete.
+    """
+    key = frame_digest(shard, settings)
+    items_uri = fs.join(work_dir, stage, f"{key}.items.parquet")
+    rejects_uri = fs.join(work_dir, stage, f"{key}.rejects.parquet")
+    if fs.exists(items_uri) and fs.exists(rejects_uri):
+        return items_uri, rejects_uri, True
+    items, rejects = fn(shard)
+    write_frame(rejects_uri, rejects)
+    write_frame(items_uri, items)
+    return items_uri, rejects_uri, False

@@ -1,0 +1,222 @@
+"""Train/dev/test assignment that never puts one speaker (or one recording) in two splits.
+
+Why hashing: a split decided by `sha256(f"{seed}:{group}")` depends only on the seed and the
+group, so a refresh that adds data never moves an existing speaker to another split, and shards
+can be assigned independently.
+
+Rules
+- A row with a non-null official `split` (from the corpus) keeps it (`split_origin = "official"`).
+  Common spellings (`validation`, `val`, `training`, ...) are normalised; an unknown value is
+  treated as missing and hash-assigned, with a log warning.
+- Every other row is assigned by its group (`split_origin = "hashed"`):
+  `f"{source}/{speaker_id}"`; without a speaker, `f"{source}/file:{audio_sha256}"` so all crops
+  of one recording stay together (then `audio_uri`, then the utterance itself as a last resort).
+  The hash's first 64 bits map to u in [0, 1): u < train -> train, u < train + dev -> dev, else test.
+- Caveat: fractions apply to *groups*, not rows. A corpus with few speakers can end with an empty
+  dev or test split (3 speakers at 80/10/10 all land in train with probability 0.8^3 = 0.51).
+  `split_counts` / `empty_split_warnings` make that visible in the dataset card.
+
+`split_leakage` reports segment keys in two splits (always a bug) and groups in two splits among
+hash-assigned rows only: official splits may share speakers (MELD's do). It reads `split_origin`;
+when that column is missing every row is checked (strict), so writers should keep the column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import pandas as pd
+
+from manifests.schema import SENTIMENTS, SPLITS
+from tasks.common import StageResult, reject_row, rejects_frame
+from tasks.spec import SplitSpec
+
+log = logging.getLogger(__name__)
+
+STAGE = "splits"
+_SPLIT_ALIASES: dict[str, str] = {
+    "train": "train",
+    "training": "train",
+    "dev": "dev",
+    "valid": "dev",
+    "val": "dev",
+    "validation": "dev",
+    "development": "dev",
+    "test": "test",
+    "testing": "test",
+    "eval": "test",
+}
+
+
+def _present(value: object) -> bool:
+    """True for a real value (not None/NaN/empty string)."""
+    if value is None:
+        return False
+    try:
+        if pd.isna(value):
+            return False
+    except (TypeError, ValueError):
+        return True
+    return str(value) != ""
+
+
+def unit_hash(seed: int, key: str) -> float:
+    """Seeded, platform-independent hash of `key` mapped to [0, 1)."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def split_group(row: pd.Series | dict) -> str:
+    """The unit that must stay within one split: speaker, else recording, else the utterance."""
+    get = row.get
+    source = str(get("source"))
+    if _present(get("speaker_id")):
+        return f"{source}/{get('speaker_id')}"
+    if _present(get("audio_sha256")):
+        return f"{source}/file:{get('audio_sha256')}"
+    if _present(get("audio_uri")):
+        return f"{source}/uri:{get('audio_uri')}"
+    return f"{source}/utt:{get('utterance_id')}"
+
+
+def hashed_split(group: str, spec: SplitSpec, seed: int) -> str:
+    """train/dev/test for a group from its seeded hash and the spec's fractions."""
+    u = unit_hash(seed, group)
+    if u < spec.train:
+        return "train"
+    if u < spec.train + spec.dev:
+        return "dev"
+    return "test"
+
+
+def normalise_split(value: object) -> str | None:
+    """Canonical split name for an official split value, or None when missing/unknown."""
+    if not _present(value):
+        return None
+    return _SPLIT_ALIASES.get(str(value).strip().lower())
+
+
+def assign_splits(items: pd.DataFrame, spec: SplitSpec, seed: int) -> pd.DataFrame:
+    """Copy of `items` with `split` filled for every row and `split_origin` official|hashed."""
+    out = items.copy()
+    if out.empty:
+        out["split"] = pd.Series(dtype=object)
+        out["split_origin"] = pd.Series(dtype=object)
+        return out
+    raw = out["split"] if "split" in out.columns else pd.Series([None] * len(out), index=out.index)
+    splits: list[str] = []
+    origins: list[str] = []
+    for (idx, row), value in zip(out.iterrows(), raw, strict=True):
+        official = normalise_split(value)
+        if official is not None:
+            splits.append(official)
+            origins.append("official")
+            continue
+        if _present(value):
+            log.warning(
+                "utterance %s has unknown split %r (allowed: %s); assigning by speaker hash",
+                row.get("utterance_id", idx), value, ", ".join(SPLITS),
+            )
+        splits.append(hashed_split(split_group(row), spec, seed))
+        origins.append("hashed")
+    out["split"] = pd.Series(splits, index=out.index, dtype=object)
+    out["split_origin"] = pd.Series(origins, index=out.index, dtype=object)
+    return out
+
+
+def split_leakage(items: pd.DataFrame) -> list[str]:
+    """Sentences naming segment keys, and hash-assigned speakers/recordings, found in two splits."""
+    problems: list[str] = []
+    if items.empty or "split" not in items.columns:
+        return problems
+    if "segment_key" in items.columns:
+        seg = items[items["segment_key"].map(_present)]
+        for key, grp in seg.groupby("segment_key", sort=True):
+            splits = sorted(set(grp["split"].dropna()))
+            if len(splits) > 1:
+                ids = ", ".join(sorted(map(str, grp.get("utterance_id", grp.index))))
+                problems.append(f"segment_key {key} is in splits {', '.join(splits)} (utterances {ids})")
+    if "split_origin" in items.columns:
+        hashed = items[items["split_origin"] == "hashed"]
+    else:
+        hashed = items
+    if not hashed.empty:
+        groups = hashed.apply(split_group, axis=1)
+        for group, grp in hashed.groupby(groups, sort=True):
+            splits = sorted(set(grp["split"].dropna()))
+            if len(splits) > 1:
+                kind = "recording" if "/file:" in group or "/uri:" in group else "speaker"
+                problems.append(f"{kind} {group} is in splits {', '.join(splits)} ({len(grp)} utterances)")
+    return problems
+
+
+def _duplicate_rank(row: pd.Series) -> tuple[int, int, str]:
+    """Sort key of the duplicate-resolution rule (smaller wins)."""
+    return (
+        0 if row.get("sentiment_origin") == "human" else 1,
+        0 if row.get("transcript_origin") == "human" else 1,
+        str(row.get("utterance_id")),
+    )
+
+
+def resolve_duplicate_segments(items: pd.DataFrame) -> StageResult:
+    """Keep one row per `segment_key` (the same audio listed twice, possibly by two sources).
+
+    Rule: prefer a human sentiment label, then a human transcript, then the lexicographically
+    smallest utterance_id. The others become `duplicate_segment` rejects naming the kept row.
+    Rows without a segment_key are kept as they are (nothing to compare them on).
+    """
+    if items.empty or "segment_key" not in items.columns:
+        return StageResult(items=items.copy(), rejects=rejects_frame())
+    has_key = items["segment_key"].map(_present)
+    dropped: list = []
+    rejects: list[dict[str, str]] = []
+    for key, grp in items[has_key].groupby("segment_key", sort=True):
+        if len(grp) < 2:
+            continue
+        ranked = sorted(grp.index, key=lambda i: _duplicate_rank(grp.loc[i]))
+        kept = grp.loc[ranked[0]]
+        for idx in ranked[1:]:
+            row = grp.loc[idx]
+            dropped.append(idx)
+            rejects.append(
+                reject_row(
+                    source=str(row.get("source")),
+                    input_ref=str(row.get("utterance_id")),
+                    stage=STAGE,
+                    reason="duplicate_segment",
+                    detail=(
+                        f"{row.get('utterance_id')} is the same audio (segment {key}) as "
+                        f"{kept.get('utterance_id')}, which was kept (rule: human sentiment, then human "
+                        f"transcript, then smallest utterance_id); remove one listing to silence this"
+                    ),
+                )
+            )
+    return StageResult(items=items.drop(index=dropped), rejects=rejects_frame(rejects))
+
+
+def split_counts(items: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Utterances per source and split, every split present (0 when empty); key `all` totals."""
+    counts: dict[str, dict[str, int]] = {}
+    if not items.empty:
+        for (source, split), n in items.groupby(["source", "split"], dropna=False).size().items():
+            counts.setdefault(str(source), {s: 0 for s in SPLITS})[str(split)] = int(n)
+    total = {s: sum(c.get(s, 0) for c in counts.values()) for s in SPLITS}
+    return {**dict(sorted(counts.items())), "all": total}
+
+
+def empty_split_warnings(items: pd.DataFrame) -> list[str]:
+    """Sentences for splits left empty overall or for a sentiment class (small corpora)."""
+    warnings: list[str] = []
+    totals = split_counts(items)["all"]
+    for split in SPLITS:
+        if totals[split] == 0:
+            warnings.append(f"split {split} is empty: too few speakers/recordings for the fractions")
+    if not items.empty and "sentiment" in items.columns:
+        for split in SPLITS:
+            present = set(items.loc[items["split"] == split, "sentiment"].dropna())
+            missing = [c for c in SENTIMENTS if c not in present]
+            if totals[split] and missing:
+                warnings.append(f"split {split} has no {', '.join(missing)} utterances")
+    return warnings
