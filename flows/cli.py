@@ -30,6 +30,8 @@ def _prefect_env() -> None:
 def _build(spec_path: Path, output: str | None) -> int:
     from tasks.spec import SpecError, check_spec_paths, load_spec
 
+    if output is not None and "://" not in output:
+        output = str(Path(output).expanduser().resolve())  # relative to the caller, not the spec file
     try:
         spec = load_spec(spec_path, output=output)
         check_spec_paths(spec)
@@ -61,26 +63,9 @@ def _print_summary(uri: str) -> None:
 
 
 def _summary_text(card: dict[str, Any]) -> str:
-    lines = [f"dataset:   {card.get('name')}  release {card.get('release')}  schema v{card.get('schema_version')}"]
-    counts = card.get("counts") or {}
-    per_source = counts.get("per_source") or {}
-    if per_source:
-        lines.append("sources:")
-        for source, c in sorted(per_source.items()):
-            lines.append(
-                f"  {source:<20} found {c.get('found', 0):>5}  accepted {c.get('accepted', 0):>5}  "
-                f"rejected {c.get('rejected', 0):>4}  hours {float(c.get('hours') or 0):.3f}"
-            )
-    manifests = card.get("manifest_rows") or {}
-    if manifests:
-        lines.append("rows:      " + ", ".join(f"{k} {v}" for k, v in manifests.items()))
-    rejects = (card.get("rejects") or {}).get("by_reason") or {}
-    if rejects:
-        lines.append("rejects:   " + ", ".join(f"{k} {v}" for k, v in sorted(rejects.items())))
-    asr = (card.get("asr_stage") or {}).get("by_split_sentiment") or {}
-    if asr:
-        lines.append("ASR stage: " + "; ".join(f"{s}: {json.dumps(v, sort_keys=True)}" for s, v in asr.items()))
-    return "\n".join(lines)
+    from tasks.report import render_summary
+
+    return render_summary(card)
 
 
 def _validate(uri: str) -> int:

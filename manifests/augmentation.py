@@ -283,7 +283,12 @@ def apply_recipe(
         raise ValueError(f"recipe names RIR {recipe.rir_id!r} but no RIR array was given")
     if recipe.noise_id is not None and (noise is None or recipe.snr_db is None):
         raise ValueError(f"recipe names noise {recipe.noise_id!r} but no noise array or snr_db was given")
-    y = change_speed(x, recipe.speed)  # always a fresh float32 array we may modify in place
+    if recipe.speed != 1.0:
+        y = change_speed(x, recipe.speed)
+    elif recipe.rir_id is not None:
+        y = np.asarray(x, dtype=np.float32)  # reverberate writes a new array: no copy needed
+    else:
+        y = np.array(x, dtype=np.float32, copy=True)  # never modify the caller's array in place
     if recipe.rir_id is not None:
         y = reverberate(y, rir)
     if recipe.noise_id is not None:

@@ -132,7 +132,7 @@ def _check_card(card: dict, tables: dict[str, pd.DataFrame], paths: ReleasePaths
         report.fail(f"content_sha256 mismatch: card says {expected}, manifests hash to {actual}")
     else:
         report.passed("content_sha256 matches the manifests")
-    found = (card.get("counts") or {}).get("found") or {}
+    found = _found_per_source(card)
     if not found:
         report.fail("dataset card has no counts.found per source")
         return
@@ -150,6 +150,12 @@ def _check_card(card: dict, tables: dict[str, pd.DataFrame], paths: ReleasePaths
     if unknown:
         report.fail(f"sources in manifests but not in the card's found counts: {_examples(sorted(unknown))}")
     report.passed("found = accepted + rejected per source")
+
+
+def _found_per_source(card: dict) -> dict[str, int]:
+    """Found counts per source from the card (`counts.sources.<name>.found`)."""
+    sources = (card.get("counts") or {}).get("sources") or {}
+    return {name: int(c["found"]) for name, c in sources.items() if isinstance(c, dict) and c.get("found") is not None}
 
 
 def _check_unique(df: pd.DataFrame, column: str, name: str, report: ValidationReport) -> None:
@@ -209,7 +215,9 @@ def _check_stage_common(tables: dict[str, pd.DataFrame], spec: dict, report: Val
         _check_unique(df, "row_id", name, report)
         _check_values(df, "split", SPLITS, name, report)
         _check_values(df, "sentiment", SENTIMENTS, name, report, nullable=(name == CLASSIFIER_STAGE))
-        bad_speed = df[~df["speed"].apply(lambda s: any(abs(float(s) - v) < _TOL for v in speeds))]
+        # Identity rows (dev/test, or augmentation off) keep speed 1.0 even if the set leaves it out.
+        allowed = speeds + [1.0]
+        bad_speed = df[~df["speed"].apply(lambda s: any(abs(float(s) - v) < _TOL for v in allowed))]
         if len(bad_speed):
             report.fail(f"{name}: speed outside {speeds}: rows {_examples(bad_speed['row_id'])}")
         snr = df["snr_db"].dropna()

@@ -22,7 +22,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import soundfile as sf
@@ -38,7 +38,12 @@ FFMPEG_SUFFIXES: tuple[str, ...] = (".mp4", ".m4a", ".webm", ".mkv", ".mov", ".a
 SOUNDFILE_SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au")
 AUDIO_SUFFIXES: tuple[str, ...] = SOUNDFILE_SUFFIXES + FFMPEG_SUFFIXES
 
-AUDIO_ERROR_REASONS: tuple[str, ...] = ("missing_audio", "unreadable_audio", "empty_audio", "unsupported_audio")
+AUDIO_ERROR_REASONS: tuple[str, ...] = (
+    "missing_audio",
+    "unreadable_audio",
+    "empty_audio",
+    "unsupported_audio",
+)
 
 
 class AudioError(Exception):
@@ -75,11 +80,7 @@ def _local(uri: str) -> Iterator[str]:
     """A local path for ``uri`` with missing/empty files turned into AudioError."""
     try:
         with storage.open_local(uri) as path:
-            try:
-                nbytes = os.path.getsize(path)
-            except OSError as err:
-                raise AudioError("unreadable_audio", f"Audio file {uri} cannot be read: {err}.") from None
-            if nbytes == 0:
+            if os.path.getsize(path) == 0:
                 raise AudioError("empty_audio", f"Audio file {uri} is empty (0 bytes).")
             yield path
     except FileNotFoundError:
@@ -116,13 +117,19 @@ def _fallback_probe(path: str, uri: str, sf_error: Exception) -> AudioInfo:
     """libsndfile could not open it: let ffprobe try before calling it unreadable or unsupported."""
     try:
         return _ffprobe(path, uri)
-    except AudioError as err:
-        if err.reason == "empty_audio" or _suffix(uri) in SOUNDFILE_SUFFIXES:
-            reason = err.reason if err.reason == "empty_audio" else "unreadable_audio"
-            raise AudioError(reason, f"Audio file {uri} cannot be decoded ({_sf_message(sf_error)}); "
-                                     "it is probably corrupt or truncated.") from None
-        raise AudioError("unsupported_audio", f"File {uri} is not in an audio format this pipeline can "
-                                              f"decode (supported: {', '.join(AUDIO_SUFFIXES)}).") from None
+    except AudioError:
+        if _suffix(uri) in SOUNDFILE_SUFFIXES:  # named like audio we read, so it is damaged
+            raise AudioError(
+                "unreadable_audio",
+                f"Audio file {uri} cannot be decoded "
+                f"({_sf_message(sf_error)}); it is probably corrupt or "
+                "truncated.",
+            ) from None
+        raise AudioError(
+            "unsupported_audio",
+            f"File {uri} is not in an audio format this pipeline can "
+            f"decode (supported: {', '.join(AUDIO_SUFFIXES)}).",
+        ) from None
 
 
 def _sf_message(err: Exception) -> str:
@@ -131,17 +138,22 @@ def _sf_message(err: Exception) -> str:
 
 def _check_info(info: AudioInfo, uri: str) -> AudioInfo:
     if info.sample_rate <= 0:
-        raise AudioError("unreadable_audio", f"Audio file {uri} declares a sample rate of {info.sample_rate} Hz; "
-                                             "its header is corrupt.")
+        raise AudioError(
+            "unreadable_audio",
+            f"Audio file {uri} declares a sample rate of {info.sample_rate} Hz; its header is corrupt.",
+        )
     if not 1 <= info.num_channels <= MAX_CHANNELS:
-        raise AudioError("unreadable_audio", f"Audio file {uri} declares {info.num_channels} channels "
-                                             f"(expected 1-{MAX_CHANNELS}); its header is corrupt.")
+        raise AudioError(
+            "unreadable_audio",
+            f"Audio file {uri} declares {info.num_channels} channels "
+            f"(expected 1-{MAX_CHANNELS}); its header is corrupt.",
+        )
     if info.num_frames <= 0:
         raise AudioError("empty_audio", f"Audio file {uri} contains no audio samples.")
     return info
 
 
-@lru_cache(maxsize=1)
+@cache
 def _have_tool(name: str) -> bool:
     import shutil
 
@@ -150,13 +162,19 @@ def _have_tool(name: str) -> bool:
 
 def _run_tool(cmd: list[str], uri: str, timeout: float) -> subprocess.CompletedProcess[bytes]:
     if not _have_tool(cmd[0]):
-        raise AudioError("unsupported_audio", f"Decoding {uri} needs the {cmd[0]} program, which is not "
-                                              "installed (apt-get install ffmpeg).")
+        raise AudioError(
+            "unsupported_audio",
+            f"Decoding {uri} needs the {cmd[0]} program, which is not installed (apt-get install ffmpeg).",
+        )
     try:
-        return subprocess.run(cmd, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            cmd, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+        )
     except subprocess.TimeoutExpired:
-        raise AudioError("unreadable_audio", f"Decoding {uri} with {cmd[0]} did not finish within "
-                                             f"{timeout:g} s; the file may be corrupt.") from None
+        raise AudioError(
+            "unreadable_audio",
+            f"Decoding {uri} with {cmd[0]} did not finish within {timeout:g} s; the file may be corrupt.",
+        ) from None
 
 
 def _last_line(stderr: bytes) -> str:
@@ -165,12 +183,25 @@ def _last_line(stderr: bytes) -> str:
 
 
 def _ffprobe(path: str, uri: str) -> AudioInfo:
-    cmd = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-           "stream=sample_rate,channels,duration:format=duration", "-of", "json", path]
+    cmd = [
+        "ffprobe",
+        "-v",
+        "error",
+        "-select_streams",
+        "a:0",
+        "-show_entries",
+        "stream=sample_rate,channels,duration:format=duration",
+        "-of",
+        "json",
+        path,
+    ]
     proc = _run_tool(cmd, uri, timeout=60.0)
     if proc.returncode != 0:
-        raise AudioError("unreadable_audio", f"Audio file {uri} cannot be read by ffprobe "
-                                             f"({_last_line(proc.stderr)}); it is probably corrupt.")
+        raise AudioError(
+            "unreadable_audio",
+            f"Audio file {uri} cannot be read by ffprobe "
+            f"({_last_line(proc.stderr)}); it is probably corrupt.",
+        )
     try:
         data = json.loads(proc.stdout or b"{}")
     except json.JSONDecodeError:
@@ -181,7 +212,9 @@ def _ffprobe(path: str, uri: str) -> AudioInfo:
     stream = streams[0]
     sample_rate = int(stream.get("sample_rate") or 0)
     channels = int(stream.get("channels") or 0)
-    duration = _float_or_none(stream.get("duration")) or _float_or_none(data.get("format", {}).get("duration"))
+    duration = _float_or_none(stream.get("duration")) or _float_or_none(
+        data.get("format", {}).get("duration")
+    )
     if duration is None and sample_rate > 0:
         # Some WebM files (browser recordings) carry no duration: count decoded samples instead.
         duration = _decode_ffmpeg(path, uri, 0.0, None, sample_rate)[0].shape[-1] / sample_rate
@@ -229,8 +262,8 @@ def _sha256_file(path: str, chunk_size: int = 1 << 20) -> str:
 def segment_key(audio_sha256: str, offset_s: float, duration_s: float | None) -> str:
     """The identity of a labelled stretch of audio: ``"<sha256>:<offset>:<duration>"``.
 
-    Offset and duration are seconds with exactly three decimals (millisecond resolution, so float
-    noise below 0.5 ms never changes a key); ``-0.0`` is written ``0.000``. ``duration_s=None``
+    Offset and duration are seconds rounded to exactly three decimals (millisecond resolution, so
+    float noise such as ``0.1 + 0.2`` does not change a key); ``-0.0`` is written ``0.000``. ``duration_s=None``
     (to the end of the file) is written ``end``; callers that know the real duration should pass it
     (the contract's ``duration_s`` is always the real length).
     Example: ``"ab12...ef:1.500:3.250"``.
@@ -295,12 +328,15 @@ def _ratio(sr: int, target_sr: int) -> tuple[int, int]:
 
 
 def _past_end(uri: str, offset_s: float, total_s: float) -> AudioError:
-    return AudioError("empty_audio", f"Requested audio from {offset_s:.3f} s of {uri}, but the file is only "
-                                     f"{total_s:.3f} s long.")
+    return AudioError(
+        "empty_audio",
+        f"Requested audio from {offset_s:.3f} s of {uri}, but the file is only {total_s:.3f} s long.",
+    )
 
 
-def _read_soundfile(path: str, uri: str, offset_s: float, duration_s: float | None,
-                    target_sr: int | None, mono: bool) -> np.ndarray:
+def _read_soundfile(
+    path: str, uri: str, offset_s: float, duration_s: float | None, target_sr: int | None, mono: bool
+) -> np.ndarray:
     try:
         f = sf.SoundFile(path)
     except (sf.SoundFileError, RuntimeError) as err:
@@ -327,9 +363,12 @@ def _read_soundfile(path: str, uri: str, offset_s: float, duration_s: float | No
             f.seek(start - left)
             data = f.read(left + (stop - start) + right, dtype="float32", always_2d=True)
         except (sf.SoundFileError, RuntimeError) as err:
-            raise AudioError("unreadable_audio", f"Audio file {uri} cannot be decoded between "
-                                                 f"{offset_s:.3f} s and the end of the range "
-                                                 f"({_sf_message(err)}); it is probably corrupt.") from None
+            raise AudioError(
+                "unreadable_audio",
+                f"Audio file {uri} cannot be decoded between "
+                f"{offset_s:.3f} s and the end of the range "
+                f"({_sf_message(err)}); it is probably corrupt.",
+            ) from None
     # Frames of the requested range actually decoded (fewer than asked when the file is truncated).
     in_range = min(data.shape[0] - left, stop - start)
     if in_range <= 0:
@@ -359,12 +398,16 @@ def _fit(x: np.ndarray, n: int) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _read_ffmpeg(path: str, uri: str, offset_s: float, duration_s: float | None,
-                 target_sr: int | None, mono: bool) -> np.ndarray:
+def _read_ffmpeg(
+    path: str, uri: str, offset_s: float, duration_s: float | None, target_sr: int | None, mono: bool
+) -> np.ndarray:
     x, sr = _decode_ffmpeg(path, uri, offset_s, duration_s, target_sr)
     if x.shape[-1] == 0:
-        raise AudioError("empty_audio", f"Requested audio from {offset_s:.3f} s of {uri}, but ffmpeg decoded "
-                                        "no samples there (the file is shorter than that).")
+        raise AudioError(
+            "empty_audio",
+            f"Requested audio from {offset_s:.3f} s of {uri}, but ffmpeg decoded "
+            "no samples there (the file is shorter than that).",
+        )
     if mono:
         x = x.mean(axis=0)  # a plain mean, like the soundfile path (ffmpeg's -ac 1 weights by 0.707)
     if duration_s is not None:
@@ -372,8 +415,9 @@ def _read_ffmpeg(path: str, uri: str, offset_s: float, duration_s: float | None,
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _decode_ffmpeg(path: str, uri: str, offset_s: float, duration_s: float | None,
-                   sample_rate: int | None) -> tuple[np.ndarray, int]:
+def _decode_ffmpeg(
+    path: str, uri: str, offset_s: float, duration_s: float | None, sample_rate: int | None
+) -> tuple[np.ndarray, int]:
     """``((channels, samples) float32, rate)`` decoded by ffmpeg (``sample_rate=None``: native).
 
     ffmpeg writes Sun AU to the pipe because its fixed header carries the channel count and rate,
@@ -390,11 +434,15 @@ def _decode_ffmpeg(path: str, uri: str, offset_s: float, duration_s: float | Non
     cmd += ["-"]
     proc = _run_tool(cmd, uri, timeout=FFMPEG_TIMEOUT_S)
     if proc.returncode != 0:
-        msg = _last_line(proc.stderr)
-        if "matches no streams" in msg or "does not contain any stream" in msg:
+        text = proc.stderr.decode("utf-8", "replace")
+        if "matches no streams" in text or "does not contain any stream" in text:
             raise AudioError("empty_audio", f"File {uri} contains no audio stream.")
-        raise AudioError("unreadable_audio", f"Audio file {uri} cannot be decoded by ffmpeg ({msg}); "
-                                             "it is probably corrupt.")
+        raise AudioError(
+            "unreadable_audio",
+            f"Audio file {uri} cannot be decoded by ffmpeg "
+            f"({_last_line(proc.stderr)}); "
+            "it is probably corrupt.",
+        )
     out = proc.stdout
     if len(out) < 24 or out[:4] != b".snd":
         raise AudioError("unreadable_audio", f"ffmpeg produced no audio for {uri}; it is probably corrupt.")
@@ -402,8 +450,10 @@ def _decode_ffmpeg(path: str, uri: str, offset_s: float, duration_s: float | Non
     rate = int.from_bytes(out[16:20], "big")
     channels = int.from_bytes(out[20:24], "big")
     if not 1 <= channels <= MAX_CHANNELS or rate <= 0:
-        raise AudioError("unreadable_audio", f"Audio file {uri} decodes to {channels} channels at {rate} Hz; "
-                                             "its header is corrupt.")
+        raise AudioError(
+            "unreadable_audio",
+            f"Audio file {uri} decodes to {channels} channels at {rate} Hz; its header is corrupt.",
+        )
     raw = np.frombuffer(out, dtype=">f4", offset=data_offset, count=(len(out) - data_offset) // 4)
     usable = raw.size - raw.size % channels
     return raw[:usable].reshape(-1, channels).T.astype(np.float32), rate
@@ -417,7 +467,9 @@ def write_flac(uri: str, audio: np.ndarray, sample_rate: int) -> None:
     """
     x = np.asarray(audio, dtype=np.float32)
     if x.ndim not in (1, 2) or x.shape[-1] == 0:
-        raise ValueError(f"write_flac needs a non-empty 1-D or (channels, samples) array (got shape {x.shape})")
+        raise ValueError(
+            f"write_flac needs a non-empty 1-D or (channels, samples) array (got shape {x.shape})"
+        )
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive (got {sample_rate})")
     if not np.isfinite(x).all():

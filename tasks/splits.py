@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from typing import Any
 
 import pandas as pd
 
@@ -67,7 +68,7 @@ def unit_hash(seed: int, key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def split_group(row: pd.Series | dict) -> str:
+def split_group(row: pd.Series | dict[str, Any]) -> str:
     """The unit that must stay within one split: speaker, else recording, else the utterance."""
     get = row.get
     source = str(get("source"))
@@ -104,10 +105,10 @@ def assign_splits(items: pd.DataFrame, spec: SplitSpec, seed: int) -> pd.DataFra
         out["split"] = pd.Series(dtype=object)
         out["split_origin"] = pd.Series(dtype=object)
         return out
-    raw = out["split"] if "split" in out.columns else pd.Series([None] * len(out), index=out.index)
     splits: list[str] = []
     origins: list[str] = []
-    for (idx, row), value in zip(out.iterrows(), raw, strict=True):
+    for row in out.to_dict("records"):
+        value = row.get("split")
         official = normalise_split(value)
         if official is not None:
             splits.append(official)
@@ -116,13 +117,26 @@ def assign_splits(items: pd.DataFrame, spec: SplitSpec, seed: int) -> pd.DataFra
         if _present(value):
             log.warning(
                 "utterance %s has unknown split %r (allowed: %s); assigning by speaker hash",
-                row.get("utterance_id", idx), value, ", ".join(SPLITS),
+                row.get("utterance_id"), value, ", ".join(SPLITS),
             )
         splits.append(hashed_split(split_group(row), spec, seed))
         origins.append("hashed")
     out["split"] = pd.Series(splits, index=out.index, dtype=object)
     out["split_origin"] = pd.Series(origins, index=out.index, dtype=object)
     return out
+
+
+def _multi_split(frame: pd.DataFrame, keys: pd.Series) -> list[tuple[str, list[str], pd.DataFrame]]:
+    """(key, splits, rows) for each key whose rows lie in more than one split."""
+    n_splits = frame.groupby(keys)["split"].nunique()
+    leaking = set(n_splits[n_splits > 1].index)
+    if not leaking:
+        return []
+    mask = keys.isin(leaking)
+    return [
+        (str(key), sorted(set(grp["split"].dropna())), grp)
+        for key, grp in frame[mask].groupby(keys[mask], sort=True)
+    ]
 
 
 def split_leakage(items: pd.DataFrame) -> list[str]:
@@ -132,22 +146,15 @@ def split_leakage(items: pd.DataFrame) -> list[str]:
         return problems
     if "segment_key" in items.columns:
         seg = items[items["segment_key"].map(_present)]
-        for key, grp in seg.groupby("segment_key", sort=True):
-            splits = sorted(set(grp["split"].dropna()))
-            if len(splits) > 1:
-                ids = ", ".join(sorted(map(str, grp.get("utterance_id", grp.index))))
-                problems.append(f"segment_key {key} is in splits {', '.join(splits)} (utterances {ids})")
-    if "split_origin" in items.columns:
-        hashed = items[items["split_origin"] == "hashed"]
-    else:
-        hashed = items
+        for key, splits, grp in _multi_split(seg, seg["segment_key"]):
+            ids = ", ".join(sorted(map(str, grp.get("utterance_id", grp.index))))
+            problems.append(f"segment_key {key} is in splits {', '.join(splits)} (utterances {ids})")
+    hashed = items[items["split_origin"] == "hashed"] if "split_origin" in items.columns else items
     if not hashed.empty:
-        groups = hashed.apply(split_group, axis=1)
-        for group, grp in hashed.groupby(groups, sort=True):
-            splits = sorted(set(grp["split"].dropna()))
-            if len(splits) > 1:
-                kind = "recording" if "/file:" in group or "/uri:" in group else "speaker"
-                problems.append(f"{kind} {group} is in splits {', '.join(splits)} ({len(grp)} utterances)")
+        groups = pd.Series([split_group(r) for r in hashed.to_dict("records")], index=hashed.index)
+        for group, splits, grp in _multi_split(hashed, groups):
+            kind = "recording" if "/file:" in group or "/uri:" in group else "speaker"
+            problems.append(f"{kind} {group} is in splits {', '.join(splits)} ({len(grp)} utterances)")
     return problems
 
 
@@ -172,9 +179,9 @@ def resolve_duplicate_segments(items: pd.DataFrame) -> StageResult:
     has_key = items["segment_key"].map(_present)
     dropped: list = []
     rejects: list[dict[str, str]] = []
-    for key, grp in items[has_key].groupby("segment_key", sort=True):
-        if len(grp) < 2:
-            continue
+    keyed = items[has_key]
+    dup = keyed[keyed["segment_key"].duplicated(keep=False)]
+    for key, grp in dup.groupby("segment_key", sort=True):
         ranked = sorted(grp.index, key=lambda i: _duplicate_rank(grp.loc[i]))
         kept = grp.loc[ranked[0]]
         for idx in ranked[1:]:

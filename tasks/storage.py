@@ -244,7 +244,11 @@ def list_files(uri: str, suffixes: tuple[str, ...] | None = None, recursive: boo
 def _list_s3(uri: str, recursive: bool) -> Iterator[str]:
     bucket, key = split_s3(uri)
     prefix = key.rstrip("/") + "/" if key.strip("/") else ""
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "PaginationConfig": {"PageSize": _LIST_PAGE_SIZE}}
+    kwargs: dict[str, Any] = {
+        "Bucket": bucket,
+        "Prefix": prefix,
+        "PaginationConfig": {"PageSize": _LIST_PAGE_SIZE},
+    }
     if not recursive:
         kwargs["Delimiter"] = "/"
     from botocore.exceptions import ClientError

@@ -85,4 +85,3 @@ def speech_wav(tmp_path: Path) -> Callable[..., Path]:
         return out
 
     return make
-

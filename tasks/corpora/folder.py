@@ -21,6 +21,7 @@ import posixpath
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from tasks import storage
 from tasks.corpora.base import (
@@ -87,6 +88,12 @@ def _cell(value: object) -> str | None:
     return None if is_blank(text) else text
 
 
+def _value(values: dict[str, str | None], column: str) -> str | None:
+    """A metadata value without surrounding spaces (transcripts are kept exactly as given)."""
+    text = values.get(column)
+    return text.strip() if text is not None else None
+
+
 def _delimited_rows(text: str, delimiter: str) -> Iterator[_Row]:
     """CSV (quoted) or TSV (unquoted, like Common Voice) rows with the physical line each starts on."""
     quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
@@ -146,8 +153,8 @@ def _read_metadata(uri: str) -> list[_Row]:
 
 
 # ---------------------------------------------------------------------------------- row -> candidate
-def _resolve(root: str, file_name: str | None) -> str:
-    """The normalised relative path a row names, refusing anything that leaves `root`."""
+def _resolve(file_name: str | None) -> str:
+    """The normalised relative path a row names, refusing names that leave the folder."""
     if file_name is None:
         raise _RowReject("malformed_metadata", "file_name is empty")
     name = file_name.strip()
@@ -158,12 +165,20 @@ def _resolve(root: str, file_name: str | None) -> str:
         raise _RowReject("unsafe_path", f"file_name {file_name!r} points outside the folder")
     if rel == ".":
         raise _RowReject("malformed_metadata", f"file_name {file_name!r} names the folder itself, not a file")
-    if not storage.is_s3(root):
-        real_root = os.path.realpath(root)
-        real = os.path.realpath(os.path.join(root, rel))
-        if os.path.commonpath([real_root, real]) != real_root:
-            raise _RowReject("unsafe_path", f"file_name {file_name!r} is a symlink to {real}, outside the folder")
     return rel
+
+
+def _symlink_escape(root: str, uri: str) -> str | None:
+    """Where a local symlink below `root` really points, when that is outside `root` (S3 has none)."""
+    if storage.is_s3(root):
+        return None
+    real_root, real = _realpath(root), os.path.realpath(uri)
+    return None if os.path.commonpath([real_root, real]) == real_root else real
+
+
+@lru_cache(maxsize=8)
+def _realpath(root: str) -> str:
+    return os.path.realpath(root)
 
 
 def _seconds(values: dict[str, str | None], column: str) -> float | None:
@@ -185,7 +200,7 @@ def _seconds(values: dict[str, str | None], column: str) -> float | None:
 
 def _labels(values: dict[str, str | None], source: SourceSpec, default_language: str, item: str) -> dict:
     """Utterance columns from a row; label problems raise _RowReject."""
-    split = values.get("split")
+    split = _value(values, "split")
     if split is not None:
         mapped_split = SPLIT_ALIASES.get(split.strip().lower())
         if mapped_split is None:
@@ -197,8 +212,7 @@ def _labels(values: dict[str, str | None], source: SourceSpec, default_language:
         sentiment = normalize_sentiment(values.get("sentiment"))
     except LabelError as err:
         raise _RowReject(err.reason, str(err)) from None
-    emotion = values.get("emotion")
-    emotion = emotion.strip() if emotion is not None else None
+    emotion = _value(values, "emotion")
     origin = "human" if sentiment is not None else None
     if sentiment is None and emotion is not None:
         sentiment = map_emotion(emotion, source.emotion_map)
@@ -206,21 +220,21 @@ def _labels(values: dict[str, str | None], source: SourceSpec, default_language:
             raise _RowReject("unmapped_label", unmapped_emotion_detail(emotion, source.name, item))
         origin = "mapped_emotion"
     transcript = values.get("transcript")
-    age = values.get("age")
+    age = _value(values, "age")
     return {
         "transcript_raw": transcript,
         "transcript_origin": "human" if transcript is not None else None,
         "sentiment": sentiment,
         "sentiment_origin": origin,
         "emotion": emotion,
-        "emotion_intensity": values.get("emotion_intensity"),
-        "speaker_id": values.get("speaker_id"),
-        "gender": normalize_gender(values.get("gender")),
+        "emotion_intensity": _value(values, "emotion_intensity"),
+        "speaker_id": _value(values, "speaker_id"),
+        "gender": normalize_gender(_value(values, "gender")),
         "age": age,
         "age_bucket": age_bucket(age),
-        "accent": values.get("accent"),
-        "language": values.get("language") or source.language or default_language,
-        "license": values.get("license") or source.license,
+        "accent": _value(values, "accent"),
+        "language": _value(values, "language") or source.language or default_language,
+        "license": _value(values, "license") or source.license,
         "split": split,
     }
 
@@ -243,10 +257,8 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
     check_options(source, _OPTIONS)
     root = source.path if storage.is_s3(source.path) else os.path.normpath(source.path)
     root = root.rstrip("/") or "/"
-    try:
-        all_files = storage.list_files(root)
-    except FileNotFoundError:
-        all_files = []
+    is_folder = storage.is_s3(root) or os.path.isdir(root)
+    all_files = storage.list_files(root) if is_folder else []
     present = set(all_files)
     audio_files = [f for f in all_files if is_audio_file(f)]
     meta_uris = [storage.join(root, n) for n in METADATA_NAMES if storage.join(root, n) in present]
@@ -296,7 +308,7 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
                 target = _RowReject("malformed_metadata", f"the line {row.error}")
             else:
                 try:
-                    target = _resolve(root, row.values.get("file_name"))
+                    target = _resolve(row.values.get("file_name"))
                     named.add(target)
                 except _RowReject as rej:
                     target = rej
@@ -312,6 +324,9 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
                 raise target
             rel = target
             uri = storage.join(root, rel)
+            escape = _symlink_escape(root, uri)
+            if escape is not None:
+                raise _RowReject("unsafe_path", f"file_name {rel!r} is a symlink to {escape}, outside the folder")
             if uri not in present and (storage.is_s3(uri) or not os.path.isfile(uri)):
                 raise _RowReject("missing_audio", f"file_name {rel!r}: {uri} does not exist")
             offset = _seconds(row.values, "offset_s")
@@ -335,13 +350,12 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
         rel = relative_path(root, path)
         if rel in named:
             continue
-        if not storage.is_s3(root):
-            real_root, real = os.path.realpath(root), os.path.realpath(path)
-            if os.path.commonpath([real_root, real]) != real_root:
-                rejects.append(
-                    ingest_reject(source, path, "unsafe_path", f"{path} is a symlink to {real}, outside the folder")
-                )
-                continue
+        escape = _symlink_escape(root, path)
+        if escape is not None:
+            rejects.append(
+                ingest_reject(source, path, "unsafe_path", f"{path} is a symlink to {escape}, outside the folder")
+            )
+            continue
         labels = {"language": source.language or default_language, "license": source.license}
         candidates.append(Candidate(ids[rel], path, path, labels))
     return build_result(source, candidates, rejects)

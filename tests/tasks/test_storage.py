@@ -98,6 +98,7 @@ def test_local_copy_and_makedirs(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ S3
 
+
 @pytest.mark.aws
 def test_s3_round_trip(s3_bucket: str) -> None:
     root = f"s3://{s3_bucket}/data"
@@ -154,7 +155,9 @@ def test_s3_list_paginates(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(storage, "_LIST_PAGE_SIZE", 3)  # 11 keys -> 4 pages over HTTP
     for i in range(11):
         storage.write_bytes(f"s3://{s3_bucket}/many/{i:05d}.wav", b"")
-    storage.write_bytes(f"s3://{s3_bucket}/many/folder/", b"")  # a console-made "folder" marker
+    storage.s3_client().put_object(Bucket=s3_bucket, Key="many/folder/", Body=b"")  # a console "folder"
+    with pytest.raises(ValueError, match="key name"):
+        storage.write_bytes(f"s3://{s3_bucket}/many/folder/", b"")
     listed = storage.list_files(f"s3://{s3_bucket}/many")
     assert listed == [f"s3://{s3_bucket}/many/{i:05d}.wav" for i in range(11)]
 
@@ -191,7 +194,9 @@ def test_s3_client_shared_across_threads(s3_bucket: str) -> None:
     for t in threads:
         t.join()
     assert len({id(c) for c in clients}) == 1
-    assert [storage.read_text(u) for u in storage.list_files(f"s3://{s3_bucket}/t")] == [str(i) for i in range(8)]
+    assert [storage.read_text(u) for u in storage.list_files(f"s3://{s3_bucket}/t")] == [
+        str(i) for i in range(8)
+    ]
     cfg = storage.s3_client().meta.config
     assert cfg.retries["mode"] == "adaptive"
     assert cfg.retries.get("total_max_attempts", cfg.retries.get("max_attempts", 0) + 1) == 11

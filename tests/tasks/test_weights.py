@@ -24,7 +24,7 @@ def test_default_weights_times_frequency_constant_and_mean_one() -> None:
     weights, report = inverse_frequency_weights(windows, WeightSpec())
     windows["class_weight"] = weights
     speech = windows[windows["speech_present"]]
-    for split, grp in speech.groupby("split"):
+    for _split, grp in speech.groupby("split"):
         freq = grp["sentiment"].map(grp["sentiment"].value_counts(normalize=True))
         product = grp["class_weight"] * freq
         assert product.max() - product.min() < 1e-9

@@ -32,7 +32,8 @@ def write_tone(
     rng = np.random.default_rng(seed)
     mono = 0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)
     data = np.stack([mono] * channels, axis=1) if channels > 1 else mono
-    sf.write(path, data.astype(np.float32), sample_rate, subtype="PCM_16")
+    subtype = "PCM_16" if path.suffix.lower() in (".wav", ".flac") else None
+    sf.write(path, data.astype(np.float32), sample_rate, subtype=subtype)
     return path
 
 

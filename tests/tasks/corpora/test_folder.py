@@ -1,0 +1,267 @@
+"""The generic folder adapter on a real folder corpus (and the same corpus on a moto S3 server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tasks import storage
+from tasks.corpora.base import CorpusLayoutError
+from tasks.corpora.folder import ingest_folder
+from tasks.spec import SourceSpec
+from tests.tasks.corpora.test_base import write_tone
+
+HEADER = "file_name,transcript,sentiment,emotion,speaker_id,gender,age,split,offset_s,duration_s,language,license"
+# line number -> (metadata line, expected outcome: utterance id or reject reason)
+ROWS: list[tuple[str, str]] = [
+    ("a.wav,I am so happy.,Positive,,s1,F,34,validation,,,,", "lab/a"),
+    ("sub/b.flac,,,sad,s2,m,twenties,train,,,fa,CC0-1.0", "lab/sub/b"),
+    ("long.wav,first part,neutral,,s3,,,test,0,1.0,,", "lab/long@0"),
+    ("long.wav,second part,neg,,s3,,,test,1.5,1.0,,", "lab/long@1.5"),
+    ("long.wav,,positive,,s3,,,test,2.5,2.0,,", "malformed_metadata"),  # crop past the end (3 s file)
+    ("g.wav,,neutral,angry,,,,,,,,", "lab/g"),  # sentiment wins over emotion
+    ("missing.wav,,positive,,,,,,,,,", "missing_audio"),
+    ("../outside.wav,,positive,,,,,,,,,", "unsafe_path"),
+    ("/etc/passwd,,positive,,,,,,,,,", "unsafe_path"),
+    ("c.wav,,ecstatic,,,,,,,,,", "unmapped_label"),
+    ("d.wav,,,surprised,,,,,,,,", "unmapped_label"),
+    ("e.wav,,positive,,,,,holdout,,,,", "malformed_metadata"),
+    ("f.wav,,positive,,,,,,abc,,,", "malformed_metadata"),
+    (",orphan text,positive,,,,,,,,,", "malformed_metadata"),
+    ("a.wav,again,positive,,,,,,,,,", "malformed_metadata"),  # duplicate file_name + offset
+    ("corrupt.wav,,positive,,,,,,,,,", "unreadable_audio"),
+    ('"quoted, name.wav","He said ""hi"", then left",negative,,,,,,,,,', "lab/quoted, name"),
+    ("too,few,fields", "malformed_metadata"),
+]
+# Audio files no row names: items without labels (zero.wav is rejected as empty).
+UNNAMED = {"extra.wav": "lab/extra", "deep/UPPER.WAV": "lab/deep/UPPER", "zero.wav": "empty_audio"}
+
+
+def make_corpus(root: Path) -> Path:
+    """A folder corpus with every kind of problem a metadata.csv can have."""
+    root.mkdir(parents=True, exist_ok=True)
+    write_tone(root / "a.wav", 1.0, seed=1)
+    write_tone(root / "sub" / "b.flac", 1.5, seed=2)
+    write_tone(root / "long.wav", 3.0, seed=3)
+    for seed, name in enumerate(["c.wav", "d.wav", "e.wav", "f.wav", "g.wav", "quoted, name.wav"], start=10):
+        write_tone(root / name, 0.5, seed=seed)
+    write_tone(root / "extra.wav", 0.5, sample_rate=44100, channels=2, seed=4)
+    write_tone(root / "deep" / "UPPER.WAV", 0.5, seed=5)
+    write_tone(root.parent / "outside.wav", 0.5, seed=6)
+    (root / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + os.urandom(64))
+    (root / "zero.wav").write_bytes(b"")
+    (root / "notes.txt").write_text("not audio\n")
+    (root / "._a.wav").write_bytes(b"\x00\x05\x16\x07")  # macOS resource fork: not audio
+    lines = [HEADER] + [row for row, _ in ROWS]
+    (root / "metadata.csv").write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    return root
+
+
+def _source(path: str, **kw: object) -> SourceSpec:
+    return SourceSpec(name="lab", kind="folder", path=path, **kw)
+
+
+def test_metadata_rows_and_unnamed_files(tmp_path: Path) -> None:
+    root = make_corpus(tmp_path / "corpus")
+    result = ingest_folder(_source(str(root)), "en")
+
+    assert result.found == len(ROWS) + len(UNNAMED) == len(result.items) + len(result.rejects)
+    items = result.items.set_index("utterance_id")
+    rejects = result.rejects.set_index("input_ref")
+    for line, (_, expected) in enumerate(ROWS, start=2):
+        ref = f"metadata.csv:{line}"
+        if expected.startswith("lab/"):
+            assert ref not in rejects.index, rejects.loc[ref, "detail"]
+            assert expected in items.index
+        else:
+            assert rejects.loc[ref, "reason"] == expected, ref
+            detail = rejects.loc[ref, "detail"]
+            assert f"line {line}" in detail or ref in detail, detail
+    for rel, expected in UNNAMED.items():
+        path = str(root / rel)
+        if expected.startswith("lab/"):
+            assert items.loc[expected, "audio_uri"] == path
+            assert items.loc[expected, "sentiment"] is None and items.loc[expected, "transcript_raw"] is None
+        else:
+            assert rejects.loc[path, "reason"] == expected
+
+    a = items.loc["lab/a"]
+    assert (a["transcript_raw"], a["transcript_origin"]) == ("I am so happy.", "human")
+    assert (a["sentiment"], a["sentiment_origin"]) == ("positive", "human")
+    assert (a["speaker_id"], a["gender"], a["age"], a["age_bucket"]) == ("s1", "female", "34", "30s")
+    assert (a["split"], a["language"], a["license"]) == ("dev", "en", None)
+    assert a["duration_s"] == pytest.approx(1.0) and a["sample_rate"] == 16000
+
+    b = items.loc["lab/sub/b"]
+    assert (b["sentiment"], b["sentiment_origin"], b["emotion"]) == ("negative", "mapped_emotion", "sad")
+    assert (b["transcript_raw"], b["transcript_origin"]) == (None, None)
+    assert (b["gender"], b["age_bucket"], b["language"], b["license"]) == ("male", "20s", "fa", "CC0-1.0")
+
+    first, second = items.loc["lab/long@0"], items.loc["lab/long@1.5"]
+    assert (first["offset_s"], first["duration_s"]) == (0.0, 1.0)
+    assert (second["offset_s"], second["duration_s"]) == (1.5, 1.0)
+    assert second["sentiment"] == "negative" and first["audio_sha256"] == second["audio_sha256"]
+    assert first["segment_key"] != second["segment_key"]
+
+    g = items.loc["lab/g"]
+    assert (g["sentiment"], g["sentiment_origin"], g["emotion"]) == ("neutral", "human", "angry")
+    assert items.loc["lab/quoted, name", "transcript_raw"] == 'He said "hi", then left'
+    assert items.loc["lab/extra", "num_channels"] == 2 and items.loc["lab/extra", "sample_rate"] == 44100
+
+    assert "emotion_map" in rejects.loc["metadata.csv:12", "detail"]  # surprised: the fix is named
+    assert "'ecstatic'" in rejects.loc["metadata.csv:11", "detail"]
+    assert "metadata.csv:2" in rejects.loc["metadata.csv:16", "detail"]  # the duplicate names the first
+    assert set(result.rejects["stage"]) == {"ingest"} and set(result.rejects["source"]) == {"lab"}
+
+
+def test_language_and_license_fall_back_to_spec_then_default(tmp_path: Path) -> None:
+    root = make_corpus(tmp_path / "corpus")
+    items = ingest_folder(_source(str(root), language="de", license="CC-BY-4.0"), "en").items
+    items = items.set_index("utterance_id")
+    assert items.loc["lab/a", "language"] == "de" and items.loc["lab/a", "license"] == "CC-BY-4.0"
+    assert items.loc["lab/sub/b", "language"] == "fa" and items.loc["lab/sub/b", "license"] == "CC0-1.0"
+    assert items.loc["lab/extra", "language"] == "de" and items.loc["lab/extra", "license"] == "CC-BY-4.0"
+
+
+def test_emotion_map_override_accepts_surprised(tmp_path: Path) -> None:
+    root = make_corpus(tmp_path / "corpus")
+    result = ingest_folder(_source(str(root), emotion_map={"surprised": "positive"}), "en")
+    d = result.items.set_index("utterance_id").loc["lab/d"]
+    assert (d["sentiment"], d["sentiment_origin"], d["emotion"]) == ("positive", "mapped_emotion", "surprised")
+
+
+def test_symlink_out_of_the_folder_is_unsafe(tmp_path: Path) -> None:
+    root = tmp_path / "corpus"
+    write_tone(root / "in.wav", 0.5)
+    secret = write_tone(tmp_path / "secret.wav", 0.5, seed=9)
+    (root / "link.wav").symlink_to(secret)
+    (root / "metadata.csv").write_text("file_name,sentiment\nlink.wav,positive\nin.wav,neutral\n")
+    result = ingest_folder(_source(str(root)), "en")
+    assert result.found == 2 and list(result.items["utterance_id"]) == ["lab/in"]
+    assert result.rejects.iloc[0]["reason"] == "unsafe_path" and "symlink" in result.rejects.iloc[0]["detail"]
+    # Without metadata the link is still found and still refused.
+    (root / "metadata.csv").unlink()
+    result = ingest_folder(_source(str(root)), "en")
+    assert result.found == 2 and list(result.rejects["reason"]) == ["unsafe_path"]
+
+
+def test_without_metadata_every_audio_file_is_an_item(tmp_path: Path) -> None:
+    root = tmp_path / "corpus"
+    for i, name in enumerate(["x.wav", "x.flac", "y/z.ogg"]):
+        write_tone(root / name, 0.5, seed=i)
+    # An upper-case MP3 made by ffmpeg (soundfile's MP3 writing depends on the libsndfile build).
+    tmp = write_tone(tmp_path / "src.wav", 0.5, seed=7)
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(tmp), str(root / "w.MP3")], check=True)
+    (root / "readme.md").write_text("hello")
+    result = ingest_folder(_source(str(root)), "en")
+    assert result.found == 4 and result.rejects.empty
+    # x.wav and x.flac share a stem, so their ids keep the extension.
+    assert sorted(result.items["utterance_id"]) == ["lab/w", "lab/x.flac", "lab/x.wav", "lab/y/z"]
+    assert set(result.items["language"]) == {"en"}
+    assert result.items["sentiment"].isna().all()
+
+
+def test_unreadable_metadata_is_one_reject_and_audio_still_ingested(tmp_path: Path) -> None:
+    root = tmp_path / "corpus"
+    write_tone(root / "a.wav", 0.5)
+    write_tone(root / "b.wav", 0.5, seed=1)
+    (root / "metadata.csv").write_bytes(b"file_name,sentiment\na.wav,positive\n\xff\xfe bad bytes\n")
+    result = ingest_folder(_source(str(root)), "en")
+    assert result.found == 3 and len(result.items) == 2
+    reject = result.rejects.iloc[0]
+    assert (reject["input_ref"], reject["reason"]) == (str(root / "metadata.csv"), "malformed_metadata")
+    assert "UTF-8" in reject["detail"]
+    assert result.items["sentiment"].isna().all()
+
+
+def test_metadata_without_file_name_column_is_one_reject(tmp_path: Path) -> None:
+    root = tmp_path / "corpus"
+    write_tone(root / "a.wav", 0.5)
+    (root / "metadata.csv").write_text("path,sentiment\na.wav,positive\n")
+    result = ingest_folder(_source(str(root)), "en")
+    assert result.found == 2 and len(result.items) == 1
+    assert "no file_name column" in result.rejects.iloc[0]["detail"]
+
+
+def test_jsonl_and_tsv_metadata(tmp_path: Path) -> None:
+    root = tmp_path / "j"
+    write_tone(root / "a.wav", 2.0)
+    records = [
+        {"file_name": "a.wav", "transcript": "hello", "sentiment": "POS", "offset_s": 0.5, "duration_s": 1},
+        {"file_name": "a.wav", "emotion": "Happy", "offset_s": 1.5, "split": "val"},
+        "not an object",
+        {"file_name": "a.wav", "sentiment": "neutral", "offset_s": 0.5},  # duplicate crop
+    ]
+    lines = [json.dumps(r) for r in records[:3]] + ["{broken", "", json.dumps(records[3])]
+    (root / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    result = ingest_folder(_source(str(root)), "en")
+    assert result.found == 5 and len(result.items) == 2
+    items = result.items.set_index("utterance_id")
+    assert items.loc["lab/a@0.5", "sentiment"] == "positive" and items.loc["lab/a@0.5", "duration_s"] == 1.0
+    assert items.loc["lab/a@1.5", "sentiment_origin"] == "mapped_emotion"
+    assert items.loc["lab/a@1.5", "split"] == "dev" and items.loc["lab/a@1.5", "duration_s"] == pytest.approx(0.5)
+    rejects = result.rejects.set_index("input_ref")
+    assert list(rejects.index) == ["metadata.jsonl:3", "metadata.jsonl:4", "metadata.jsonl:6"]
+    assert set(rejects["reason"]) == {"malformed_metadata"}
+
+    root = tmp_path / "t"
+    write_tone(root / "a.wav", 0.5)
+    write_tone(root / "b.wav", 0.5, seed=1)
+    (root / "metadata.tsv").write_text('file_name\ttranscript\tsentiment\na.wav\t"quoted" words\tnegative\n')
+    result = ingest_folder(_source(str(root)), "en")
+    items = result.items.set_index("utterance_id")
+    assert result.found == 2 and items.loc["lab/a", "transcript_raw"] == '"quoted" words'
+    assert items.loc["lab/b", "sentiment"] is None
+
+
+def test_second_metadata_file_is_reported_not_silently_dropped(tmp_path: Path) -> None:
+    root = tmp_path / "corpus"
+    write_tone(root / "a.wav", 0.5)
+    (root / "metadata.csv").write_text("file_name,sentiment\na.wav,positive\n")
+    (root / "metadata.jsonl").write_text(json.dumps({"file_name": "a.wav", "sentiment": "negative"}) + "\n")
+    result = ingest_folder(_source(str(root)), "en")
+    assert result.found == 2 and result.items.iloc[0]["sentiment"] == "positive"
+    assert result.rejects.iloc[0]["input_ref"] == str(root / "metadata.jsonl")
+
+
+def test_layout_errors(tmp_path: Path) -> None:
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "notes.txt").write_text("x")
+    with pytest.raises(CorpusLayoutError, match=r"expected audio files .* found no audio files \(1 files: notes.txt\)"):
+        ingest_folder(_source(str(root)), "en")
+    with pytest.raises(CorpusLayoutError, match="does not exist"):
+        ingest_folder(_source(str(tmp_path / "nope")), "en")
+
+
+def _comparable(result: pd.DataFrame, root: str, column: str) -> pd.DataFrame:
+    frame = result.copy()
+    frame[column] = [v.replace(root, "<root>") for v in frame[column]]
+    return frame
+
+
+@pytest.mark.aws
+def test_s3_copy_ingests_identically(tmp_path: Path, s3_bucket: str) -> None:
+    root = make_corpus(tmp_path / "corpus")
+    uri = f"s3://{s3_bucket}/corpora/lab"
+    for path in storage.list_files(str(root)):
+        storage.copy_file(path, storage.join(uri, storage.relative_to(path, str(root))))
+    local = ingest_folder(_source(str(root)), "en")
+    remote = ingest_folder(_source(uri + "/"), "en")
+
+    assert remote.found == local.found
+    key = "utterance_id"
+    left = _comparable(local.items, str(root), "audio_uri").sort_values(key).reset_index(drop=True)
+    right = _comparable(remote.items, uri, "audio_uri").sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(left, right)
+    assert right.loc[0, "audio_uri"].startswith("<root>/")
+    cols = ["input_ref", "reason"]
+    left_r = _comparable(local.rejects, str(root), "input_ref")[cols].sort_values(cols).reset_index(drop=True)
+    right_r = _comparable(remote.rejects, uri, "input_ref")[cols].sort_values(cols).reset_index(drop=True)
+    pd.testing.assert_frame_equal(left_r, right_r)
+    assert any(uri in d for d in remote.rejects["detail"])
