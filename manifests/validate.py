@@ -217,7 +217,8 @@ def _check_stage_common(tables: dict[str, pd.DataFrame], spec: dict, report: Val
         _check_values(df, "sentiment", SENTIMENTS, name, report, nullable=(name == CLASSIFIER_STAGE))
         # Identity rows (dev/test, or augmentation off) keep speed 1.0 even if the set leaves it out.
         allowed = speeds + [1.0]
-        bad_speed = df[~df["speed"].apply(lambda s: any(abs(float(s) - v) < _TOL for v in allowed))]
+        in_set = [any(abs(float(s) - v) < _TOL for v in allowed) for s in df["speed"]]
+        bad_speed = df[[not ok for ok in in_set]]
         if len(bad_speed):
             report.fail(f"{name}: speed outside {speeds}: rows {_examples(bad_speed['row_id'])}")
         snr = df["snr_db"].dropna()

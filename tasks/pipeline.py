@@ -121,7 +121,10 @@ def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, posit
             cache = whisper.make_cache(cache_dir(spec), spec.labelers.whisper)
             return _stage_result(whisper.fill_missing_transcripts(items, spec.labelers.whisper, cache))
         out = items.copy()
-        out["transcript"] = [None if pd.isna(t) else normalize_transcript(t) for t in out["transcript_raw"]]
+        out["transcript"] = [
+            None if pd.isna(t) else normalize_transcript(t, language=lang if isinstance(lang, str) else "en")
+            for t, lang in zip(out["transcript_raw"], out["language"], strict=True)
+        ]
         return out, rejects_frame()
 
     items_uri, rejects_uri, reused = run_shard(work_dir(spec), "transcripts", shard, settings, fn)

@@ -279,5 +279,17 @@ def check_spec_paths(spec: DatasetSpec) -> None:
         for j, p in enumerate(paths):
             if "://" not in p and not Path(p).exists():
                 problems.append(f"  - {field}.{j}: {p!r} does not exist")
+    if spec.labelers.transcripts == "aws_transcribe":
+        problems.append("  - labelers.transcripts: 'aws_transcribe' is not available in this version; use whisper or none")
+    if spec.labelers.sentiment == "aws_comprehend":
+        problems.append("  - labelers.sentiment: 'aws_comprehend' is not available in this version; use text_classifier or none")
+    from tasks.corpora.registry import ADAPTERS
+
+    for i, source in enumerate(spec.sources):
+        if source.kind not in ADAPTERS:
+            problems.append(
+                f"  - sources.{i}.kind: adapter {source.kind!r} is not available in this version "
+                f"(available: {', '.join(sorted(ADAPTERS))})"
+            )
     if problems:
         raise SpecError("dataset spec cannot work:\n" + "\n".join(problems))

@@ -161,9 +161,20 @@ def _spell_numbers_en(text: str) -> str:
     return _INTEGER.sub(lambda m: f" {_year_or_number(m.group(0))} ", text)
 
 
+_LANGUAGE_ALIASES = {"eng": "en", "english": "en"}
+
+
+def base_language(language: object) -> str:
+    """'en-US' / 'EN' / 'eng' -> 'en'; a missing language counts as English (the spec's default)."""
+    if not isinstance(language, str) or not language.strip():
+        return "en"
+    code = re.split(r"[-_]", language.strip().lower())[0]
+    return _LANGUAGE_ALIASES.get(code, code)
+
+
 def normalize_transcript(text: str, language: str = "en") -> str:
     """The spoken-form transcript used for training targets and WER (rules in the module docstring)."""
-    english = (language or "en").lower().split("-")[0].split("_")[0] == "en"
+    english = base_language(language) == "en"
     text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
     text = _BRACKETED.sub(" ", text)
     if english:

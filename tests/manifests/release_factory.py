@@ -8,7 +8,7 @@ import pandas as pd
 
 from manifests import io as mio
 from manifests import uri as fs
-from manifests.schema import ASR_STAGE, CLASSIFIER_STAGE, CLASS_INDEX, MANIFEST_NAMES, REJECTS, UTTERANCES
+from manifests.schema import ASR_STAGE, CLASS_INDEX, CLASSIFIER_STAGE, MANIFEST_NAMES, REJECTS, UTTERANCES
 
 SPEC = {
     "augment": {"speeds": [0.95, 1.0, 1.05], "snr_db": [0.0, 15.0], "splits": ["train"], "enabled": True},
@@ -87,7 +87,7 @@ def make_tables() -> dict[str, pd.DataFrame]:
         }
     )
     weights = []
-    for split, part in clf.groupby("split"):
+    for _split, part in clf.groupby("split"):
         freq = part["sentiment"].value_counts(normalize=True)
         raw = part["sentiment"].map(1 / freq)
         weights.append(raw / raw.mean())

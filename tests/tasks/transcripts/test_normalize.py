@@ -7,6 +7,7 @@ import pytest
 from tasks.transcripts.normalize import (
     NORMALIZER_NAME,
     NORMALIZER_VERSION,
+    base_language,
     normalize_transcript,
     number_to_words,
     ordinal_to_words,
@@ -98,6 +99,10 @@ def test_non_english_keeps_script_and_digits() -> None:
     )
     assert normalize_transcript("Hola, tengo 3 GATOS.", "es") == "hola tengo 3 gatos"
     assert normalize_transcript("Hello 3", "en-US") == "hello three"
+    assert normalize_transcript("Hello 3", "eng") == "hello three"
+    assert [base_language(x) for x in ("en_GB", "EN", None, float("nan"), "", "fa-IR")] == [
+        "en", "en", "en", "en", "en", "fa"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("text", SAMPLES)

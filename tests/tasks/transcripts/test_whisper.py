@@ -140,9 +140,9 @@ def test_second_run_with_cache_transcribes_nothing(
     clips: dict[str, Path], tmp_path: Path, decode_calls: list[tuple[str, int]]
 ) -> None:
     items = pd.DataFrame([_row(clips[name], name) for name in ("stella", "thanks")])
-    first = whisper.fill_missing_transcripts(items, SETTINGS, whisper.open_cache(str(tmp_path), SETTINGS))
+    first = whisper.fill_missing_transcripts(items, SETTINGS, whisper.make_cache(str(tmp_path), SETTINGS))
     assert len(decode_calls) == 1
-    cache = whisper.open_cache(str(tmp_path), SETTINGS)  # a fresh process would open it like this
+    cache = whisper.make_cache(str(tmp_path), SETTINGS)  # a fresh process would open it like this
     second = whisper.fill_missing_transcripts(items, SETTINGS, cache)
     assert len(decode_calls) == 1, "the second run must not decode"
     assert cache.stats["hits"] == 2
@@ -151,7 +151,7 @@ def test_second_run_with_cache_transcribes_nothing(
 
 
 def test_cache_for_other_settings_is_refused(tmp_path: Path) -> None:
-    cache = whisper.open_cache(str(tmp_path), WhisperSettings(beam_size=5))
+    cache = whisper.make_cache(str(tmp_path), WhisperSettings(beam_size=5))
     with pytest.raises(ValueError, match="does not match"):
         whisper.fill_missing_transcripts(pd.DataFrame([]), SETTINGS, cache)
 
@@ -228,7 +228,7 @@ def test_row_without_segment_key_is_transcribed_but_not_cached(
     clips: dict[str, Path], tmp_path: Path, decode_calls: list[tuple[str, int]]
 ) -> None:
     items = pd.DataFrame([{**_row(clips["report"], "nokey"), "segment_key": None}])
-    cache = whisper.open_cache(str(tmp_path), SETTINGS)
+    cache = whisper.make_cache(str(tmp_path), SETTINGS)
     result = whisper.fill_missing_transcripts(items, SETTINGS, cache)
     assert wer(SENTENCES["report"], result.items.iloc[0].transcript_raw) < 0.35
     assert len(cache) == 0 and decode_calls == [("packed", 1)]

@@ -1,0 +1,91 @@
+"""The whole demo flow end to end through Prefect, on the committed demo corpus (real speech)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+
+from flows.build_dataset import build_dataset
+from manifests.io import read_card, read_release, resolve_release
+from manifests.schema import ASR_STAGE, CLASSIFIER_STAGE, REJECTS, UTTERANCES
+from manifests.validate import validate_release
+from tasks.transcripts.normalize import wer
+
+DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
+
+
+def _intended() -> pd.DataFrame:
+    with open(DEMO / "intended_labels.csv", newline="", encoding="utf-8") as fh:
+        return pd.DataFrame(list(csv.DictReader(fh)))
+
+
+def test_demo_release_is_valid_and_complete(demo_release):
+    spec, result = demo_release
+    report = validate_release(spec.output)
+    assert report.ok, report.problems
+    tables = read_release(spec.output)
+    intended = _intended()
+    expected_rejects = intended[intended["expected"].str.startswith("reject")]
+    # Every planted fault ends in rejects with the intended reason; nothing else is rejected.
+    rejects = tables[REJECTS]
+    assert sorted(rejects["reason"]) == sorted(e.split(":", 1)[1] for e in expected_rejects["expected"])
+    assert len(tables[UTTERANCES]) + len(rejects) == len(intended)
+    assert result["found"] == intended.groupby("source").size().to_dict()
+
+
+def test_labels_fill_the_gaps_with_provenance(demo_release):
+    spec, _ = demo_release
+    utt = read_release(spec.output)[UTTERANCES].set_index("utterance_id")
+    field = utt[utt["source"] == "field_recordings"]
+    assert (field["transcript_origin"] == "whisper").all()
+    assert (field["sentiment_origin"] == "text_classifier").all()
+    assert field["transcript_confidence"].notna().all()
+    calls = utt[utt["source"] == "support_calls"]
+    assert (calls["sentiment_origin"] == "human").all() and (calls["transcript_origin"] == "human").all()
+    acted = utt[utt["source"] == "acted"]
+    assert (acted["sentiment_origin"] == "mapped_emotion").all()
+    books = utt[utt["source"] == "audiobooks"]
+    assert (books["sentiment_origin"] == "text_classifier").all()
+    # Whisper really transcribed the unlabelled recordings: compare with the text they were made from.
+    intended = _intended().set_index("file_name")
+    errors = []
+    for _uid, row in field.iterrows():
+        name = row["audio_uri"].split("/field_recordings/", 1)[1]
+        errors.append(wer(intended.loc[name, "text"], row["transcript"]))
+    assert sum(errors) / len(errors) < 0.3, errors
+    # VADER's sentiment mostly agrees with the intended sentiment of the unlabelled recordings.
+    agree = [
+        intended.loc[row["audio_uri"].split("/field_recordings/", 1)[1], "intended_sentiment"] == row["sentiment"]
+        for _, row in field.iterrows()
+    ]
+    assert sum(agree) >= len(agree) - 2
+
+
+def test_stages_follow_the_method(demo_release):
+    spec, _ = demo_release
+    tables = read_release(spec.output)
+    asr, clf, utt = tables[ASR_STAGE], tables[CLASSIFIER_STAGE], tables[UTTERANCES]
+    train = asr[asr["split"] == "train"]["sentiment"].value_counts()
+    assert len(train) == 3 and train.nunique() == 1  # uniform over the three classes
+    assert set(asr["target_text"].str.split(" ").str[0]) <= {"Negative", "Neutral", "Positive"}
+    # Augmented train rows point at materialised FLAC files inside the release.
+    applied = asr[asr["recipe_applied"]]
+    assert len(applied) > 0
+    root = resolve_release(spec.output).root
+    assert all(u.startswith(root) and Path(u).is_file() for u in applied["audio_uri"])
+    assert set(asr.loc[asr["split"] != "train", "speed"]) == {1.0}
+    # Classifier windows: non-speech rows from noise, speech rows weighted.
+    assert (~clf["speech_present"]).sum() > 0
+    assert clf.loc[~clf["speech_present"], "sentiment"].isna().all()
+    long_utts = utt[utt["duration_s"] > 7]["utterance_id"]  # > 6 s even after speed 1.05
+    assert clf[clf["utterance_id"].isin(long_utts)].groupby("utterance_id").size().min() >= 2
+
+
+def test_rebuild_is_identical_and_reuses_work(demo_release):
+    spec, first = demo_release
+    second = build_dataset(spec)
+    assert second["content_sha256"] == first["content_sha256"]
+    card = read_card(resolve_release(spec.output))
+    assert card["content_sha256"] == first["content_sha256"]

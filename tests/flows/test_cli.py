@@ -1,0 +1,84 @@
+"""The command line: exit codes and messages a person can act on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from flows.cli import main
+from manifests.schema import ASR_STAGE
+from tests.manifests.release_factory import make_tables, write_release
+
+
+def _spec(tmp_path, body: str):
+    path = tmp_path / "spec.yaml"
+    path.write_text(body)
+    return path
+
+
+def test_bad_spec_names_field_and_allowed_values(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    spec = _spec(tmp_path, "name: x\noutput: out\nsources:\n  - {name: a, kind: ravdes, path: data}\n"
+                 "labelers: {transcripts: whisperx}\n")
+    assert main(["build", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "sources.0.kind" in err and "unknown adapter kind 'ravdes'" in err and "ravdess" in err
+    assert "labelers.transcripts" in err and "whisperx" in err
+
+
+def test_missing_source_folder_stops_before_work(tmp_path, capsys):
+    spec = _spec(tmp_path, "name: x\noutput: out\nsources:\n  - {name: a, kind: folder, path: nowhere}\n")
+    assert main(["build", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "sources.0.path" in err and "does not exist" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_field_is_an_error(tmp_path, capsys):
+    (tmp_path / "d").mkdir()
+    spec = _spec(tmp_path, "name: x\noutput: out\nsources: [{name: a, kind: folder, path: d}]\naugmnt: {}\n")
+    assert main(["build", str(spec)]) == 2
+    assert "augmnt: unknown field" in capsys.readouterr().err
+
+
+def test_unreadable_spec_file(tmp_path, capsys):
+    assert main(["build", str(tmp_path / "absent.yaml")]) == 2
+    assert "cannot read dataset spec" in capsys.readouterr().err
+    bad = _spec(tmp_path, "name: [unclosed\n")
+    assert main(["build", str(bad)]) == 2
+    assert "invalid YAML" in capsys.readouterr().err
+
+
+def test_validate_and_stats_exit_codes(tmp_path, capsys):
+    write_release(str(tmp_path / "good"))
+    assert main(["validate", str(tmp_path / "good")]) == 0
+    assert "valid:" in capsys.readouterr().out
+    tables = make_tables()
+    tables[ASR_STAGE].loc[0, "speed"] = 1.3
+    write_release(str(tmp_path / "bad"), tables=tables)
+    assert main(["validate", str(tmp_path / "bad")]) == 1
+    assert "speed outside" in capsys.readouterr().err
+    assert main(["validate", str(tmp_path / "none")]) == 1
+    assert main(["stats", str(tmp_path / "none")]) == 2
+
+
+def test_stats_prints_summary(demo_release, capsys):
+    spec, _ = demo_release
+    assert main(["stats", spec.output]) == 0
+    out = capsys.readouterr().out
+    assert "Accepted" in out and "Rejected" in out
+    assert main(["stats", spec.output, "--json"]) == 0
+    assert '"content_sha256"' in capsys.readouterr().out
+
+
+def test_help_and_usage_errors():
+    run = subprocess.run([sys.executable, "-m", "flows.cli", "--help"], capture_output=True, text=True)
+    assert run.returncode == 0
+    for command in ("demo", "build", "validate", "stats"):
+        assert command in run.stdout
+    assert main([]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["frobnicate"])
+    assert exc.value.code == 2
