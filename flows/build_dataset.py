@@ -1,39 +1,56 @@
-"""The main flow: ingest -> transcripts -> sentiment -> splits and balance -> segments -> augment -> publish.
+"""The main flow: ingest -> transcripts -> sentiment -> speech -> splits and balance -> augment -> publish.
 
-Wiring only: each @task is a thin wrapper over a pure function in `tasks/`, and tasks pass shard
-URIs (not DataFrames) so results stay small. Shards are persisted under `<output>/work/`, labels in
-`<output>/cache/`, so a re-run or a resumed run redoes only what is unfinished.
+Wiring only: each @task is a thin wrapper over a function in `tasks/pipeline.py`, and tasks pass
+shard URIs (not DataFrames) so results stay small. Shards are persisted under `<output>/work/` and
+labels under `<output>/cache/`, so a re-run or a resumed run redoes only what is unfinished.
+The spec chooses the task runner (threads, a local Dask cluster, or a Dask scheduler address).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks import pipeline
 from tasks.spec import DatasetSpec, check_spec_paths
 
+STAGES = ("ingest", "transcripts", "sentiment", "speech_detection", "split_and_balance", "augment", "publish")
+
+
+def _with_pid(result: dict[str, Any]) -> dict[str, Any]:
+    return {**result, "pid": os.getpid()}
+
 
 @task(name="ingest-source", retries=1, retry_delay_seconds=2)
 def ingest_source_task(spec: DatasetSpec, index: int) -> dict[str, Any]:
-    return pipeline.ingest_source(spec, index, log=get_run_logger().info)
+    return _with_pid(pipeline.ingest_source(spec, index, log=get_run_logger().info))
 
 
-@task(name="fill-transcripts")
+@task(name="fill-transcripts", retries=1, retry_delay_seconds=5)
 def transcripts_task(spec: DatasetSpec, shard_uri: str, position: str) -> dict[str, Any]:
-    return pipeline.transcripts_shard(spec, shard_uri, log=get_run_logger().info, position=position)
+    return _with_pid(pipeline.transcripts_shard(spec, shard_uri, log=get_run_logger().info, position=position))
 
 
-@task(name="fill-sentiment")
-def sentiment_task(spec: DatasetSpec, shard_uri: str, position: str) -> dict[str, Any]:
-    return pipeline.sentiment_shard(spec, shard_uri, log=get_run_logger().info, position=position)
+@task(name="fill-sentiment", retries=1, retry_delay_seconds=5)
+def sentiment_task(spec: DatasetSpec, shard_uri: str, position: str, model_uri: str | None = None) -> dict[str, Any]:
+    return _with_pid(pipeline.sentiment_shard(spec, shard_uri, log=get_run_logger().info, position=position,
+                                              model_uri=model_uri))
 
 
-@task(name="detect-speech")
+@task(name="prepare-sentiment")
+def prepare_sentiment_task(spec: DatasetSpec, shard_uris: list[str]) -> dict[str, Any]:
+    """Once per run: train the in-run text classifier; estimate (and cap) Comprehend's cost."""
+    return pipeline.prepare_sentiment(spec, shard_uris, log=get_run_logger().info)
+
+
+@task(name="detect-speech", retries=1, retry_delay_seconds=5)
 def speech_task(spec: DatasetSpec, shard_uri: str, position: str) -> dict[str, Any]:
-    return pipeline.speech_shard(spec, shard_uri, log=get_run_logger().info, position=position)
+    return _with_pid(pipeline.speech_shard(spec, shard_uri, log=get_run_logger().info, position=position))
 
 
 @task(name="split-and-balance")
@@ -41,9 +58,9 @@ def plan_task(spec: DatasetSpec, shard_results: list[dict[str, Any]]) -> dict[st
     return pipeline.plan_stages(spec, shard_results, log=get_run_logger().info)
 
 
-@task(name="augment")
+@task(name="augment", retries=1, retry_delay_seconds=5)
 def augment_task(spec: DatasetSpec, rows_uri: str, position: str) -> dict[str, Any]:
-    return pipeline.augment_shard(spec, rows_uri, log=get_run_logger().info, position=position)
+    return _with_pid(pipeline.augment_shard(spec, rows_uri, log=get_run_logger().info, position=position))
 
 
 @task(name="publish")
@@ -52,58 +69,115 @@ def publish_task(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[s
     return pipeline.publish(spec, plan, augmented, ingest, timings, log=get_run_logger().info)
 
 
-def _map(task_fn: Any, spec: DatasetSpec, uris: list[str]) -> list[dict[str, Any]]:
-    futures = [task_fn.submit(spec, u, f"{i + 1}/{len(uris)}") for i, u in enumerate(uris)]
+def _map(task_fn: Any, spec: DatasetSpec, uris: list[str], **kwargs: Any) -> list[dict[str, Any]]:
+    futures = [task_fn.submit(spec, u, f"{i + 1}/{len(uris)}", **kwargs) for i, u in enumerate(uris)]
     return [f.result() for f in futures]
+
+
+def _chain(previous: list[dict[str, Any]], current: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Carry the rejects of earlier stages along with each shard's newest items."""
+    return [
+        {**cur, "rejects_uris": list(prev.get("rejects_uris", [])) + list(cur.get("rejects_uris", []))}
+        for prev, cur in zip(previous, current, strict=True)
+    ]
+
+
+def task_runner_for(spec: DatasetSpec) -> Any:
+    """Threads by default; Dask (prefect-dask) when the spec asks, local cluster or existing scheduler."""
+    if spec.run.task_runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=spec.run.max_workers)
+    from prefect_dask import DaskTaskRunner
+
+    if spec.run.dask_address:
+        return DaskTaskRunner(address=spec.run.dask_address)
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": spec.run.max_workers, "threads_per_worker": 1, "processes": True,
+                        "dashboard_address": None}
+    )
+
+
+class _Progress:
+    """A Prefect progress artifact moved forward as stages finish, with timings kept for the card."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._t0 = time.perf_counter()
+        self._id = create_progress_artifact(progress=0.0, key="build-progress",
+                                            description="voicetone build: stages finished")
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = now - self._t0
+        self._t0 = now
+        if self._id is not None:
+            update_progress_artifact(self._id, progress=100.0 * (STAGES.index(stage) + 1) / len(STAGES))
+
+
+def _stages(spec: DatasetSpec) -> dict[str, Any]:
+    log = get_run_logger()
+    check_spec_paths(spec)
+    progress = _Progress()
+
+    ingest_results = [f.result() for f in [ingest_source_task.submit(spec, i) for i in range(len(spec.sources))]]
+    shard_uris = pipeline.make_shards(spec, ingest_results, log=log.info)
+    progress.done("ingest")
+    labelled = _map(transcripts_task, spec, shard_uris)
+    progress.done("transcripts")
+    sentiment = prepare_sentiment_task.submit(spec, [r["items_uri"] for r in labelled]).result()
+    labelled = _chain(labelled, _map(sentiment_task, spec, [r["items_uri"] for r in labelled],
+                                     model_uri=sentiment["model_uri"]))
+    progress.done("sentiment")
+    labelled = _chain(labelled, _map(speech_task, spec, [r["items_uri"] for r in labelled]))
+    progress.done("speech_detection")
+    plan = plan_task.submit(spec, labelled).result()
+    progress.done("split_and_balance")
+    augmented = _map(augment_task, spec, plan["row_shard_uris"])
+    progress.done("augment")
+    pids = sorted({r["pid"] for r in [*ingest_results, *labelled, *augmented] if "pid" in r})
+    plan = {**plan, "worker_pids": pids, "sentiment": sentiment}
+    result = publish_task.submit(spec, plan, augmented, ingest_results, progress.timings).result()
+    progress.done("publish")
+    result["timings"] = progress.timings
+    result["worker_pids"] = pids
+    return result
 
 
 @flow(name="build-dataset", log_prints=True, validate_parameters=True)
 def build_dataset(spec: DatasetSpec) -> dict[str, Any]:
     """Build and publish one release of the dataset described by `spec`."""
-    log = get_run_logger()
-    check_spec_paths(spec)
-    timings: dict[str, float] = {}
-
-    t0 = time.perf_counter()
-    ingest = [ingest_source_task.submit(spec, i) for i in range(len(spec.sources))]
-    ingest_results = [f.result() for f in ingest]
-    shard_uris = pipeline.make_shards(spec, ingest_results, log=log.info)
-    timings["ingest"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    labelled = _map(transcripts_task, spec, shard_uris)
-    timings["transcripts"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    labelled = _chain(labelled, _map(sentiment_task, spec, [r["items_uri"] for r in labelled]))
-    timings["sentiment"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    labelled = _chain(labelled, _map(speech_task, spec, [r["items_uri"] for r in labelled]))
-    timings["speech_detection"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    plan = plan_task.submit(spec, labelled).result()
-    timings["split_and_balance"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    augmented = _map(augment_task, spec, plan["row_shard_uris"])
-    timings["augment"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    result = publish_task.submit(spec, plan, augmented, ingest_results, timings).result()
-    timings["publish"] = time.perf_counter() - t0
-    log.info("release %s published at %s", result["release"], result["release_uri"])
+    inner = _build_stages.with_options(task_runner=task_runner_for(spec))
+    result = inner(spec)
+    _summary_artifacts(result)
+    get_run_logger().info("release %s published at %s", result["release"], result["release_uri"])
     return result
 
 
-def _chain(previous: list[dict[str, Any]], current: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Carry the rejects of earlier stages along with each shard's newest items."""
-    out = []
-    for prev, cur in zip(previous, current, strict=True):
-        merged = dict(cur)
-        merged["rejects_uris"] = list(prev.get("rejects_uris", [])) + list(cur.get("rejects_uris", []))
-        out.append(merged)
-    return out
+@flow(name="build-dataset-stages", log_prints=True)
+def _build_stages(spec: DatasetSpec) -> dict[str, Any]:
+    """The stages, run as a subflow so the spec can choose its task runner at run time."""
+    return _stages(spec)
 
 
+def _summary_artifacts(result: dict[str, Any]) -> None:
+    """A Markdown summary and tables of counts and rejects, visible on the flow run in the UI."""
+    from prefect.artifacts import create_table_artifact
+
+    from manifests.io import read_card, resolve_release
+    from tasks.report import render_summary
+
+    card = read_card(resolve_release(result["release_uri"]))
+    create_markdown_artifact(
+        key="release-summary",
+        markdown=f"# Release `{result['release']}`\n\n`{result['release_uri']}`\n\n" + render_summary(card),
+        description="voicetone release summary",
+    )
+    sources = (card.get("counts") or {}).get("sources") or {}
+    create_table_artifact(
+        key="release-counts",
+        table=[{"source": name, **{k: v for k, v in c.items() if isinstance(v, int | float | str | bool)}}
+               for name, c in sources.items()],
+        description="found / accepted / rejected per source",
+    )
+    examples = (card.get("rejects") or {}).get("examples") or []
+    if examples:
+        create_table_artifact(key="release-rejects", table=examples, description="reject examples")

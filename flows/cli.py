@@ -20,6 +20,8 @@ DEMO_SPEC = Path(__file__).resolve().parent / "demo" / "demo.yaml"
 def _prefect_env() -> None:
     """Quiet, offline-safe defaults for Prefect's embedded server (before prefect is imported)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # A busy 2-core machine can take longer than Prefect's default 20 s to start the embedded server.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "true")

@@ -5,14 +5,16 @@ the model hears, so a training job can either read the materialised FLAC or rebu
 from the clean source with this module (numpy + scipy only, no pipeline imports).
 
 Processing order and definitions (see docs/manifest-contract.md, "The augmentation unit"):
-1. **Speed** (sox ``speed`` / lhotse ``perturb_speed``: tempo and pitch change together) by polyphase
-   resampling with ``scipy.signal.resample_poly`` at the rational ``up/down`` closest to ``1/speed``
-   with denominators up to 100 (0.95 -> 20/19, 1.05 -> 20/21). The output has exactly
-   ``floor(n / speed + 0.5)`` samples (``speed_output_length``): resample_poly's ceil length is cut or
-   zero-padded by at most a sample or two.
-2. **Reverberation**: block overlap-add FFT convolution with the RIR, shifted by the index of the RIR's
-   direct-path peak (largest absolute sample) so speech does not move in time, cut to the input length,
-   then scaled so the wet signal has the dry signal's energy.
+1. **Speed** (sox ``speed`` / lhotse ``perturb_speed``: tempo and pitch change together) by
+   band-limited resampling at the rational ``up/down`` closest to ``1/speed`` with denominators up to
+   100 (0.95 -> 20/19, 1.05 -> 20/21): each block of ``down * q`` input samples is transformed once and
+   its first bins are read as the spectrum of ``up * q`` output samples, under a low-pass that is flat
+   to 90 % of the lower Nyquist frequency and rolls off (raised cosine) to zero at it, so nothing
+   aliases. The output has exactly ``floor(n / speed + 0.5)`` samples (``speed_output_length``).
+2. **Reverberation**: convolution with the RIR in the same FFT blocks (overlap-add), with the RIR
+   rotated so its direct-path peak (largest absolute sample) is at time 0, so speech does not move in
+   time; cut to the (speed-changed) input length, then scaled so the wet signal has the dry signal's
+   energy. Speed and reverb together cost one forward and one inverse FFT per block.
 3. **Noise**: the noise is read circularly from ``noise_offset_s`` (looped when shorter than the
    utterance) and scaled so that ``active speech level / noise power = snr_db``. The active speech level
    is the mean energy of the 20 ms frames whose energy is within 40 dB of the loudest frame
@@ -22,12 +24,14 @@ Processing order and definitions (see docs/manifest-contract.md, "The augmentati
    above ``PEAK_LIMIT`` (so 16-bit FLAC never clips). ``apply_recipe`` returns the gain it used; the
    materialiser records it, and re-applying a recipe with that gain reproduces the audio exactly.
 
-Determinism: no random numbers are drawn here (everything random is in the recipe); all reductions
-are sequential numpy/scipy calls on fixed blocks, so the same inputs give bit-identical float32 output
-in any process on the same numpy/scipy build.
+Determinism: no random numbers are drawn here (everything random is in the recipe); FFTs are
+scipy's pocketfft (single-threaded, no BLAS) on fixed block sizes and all reductions are sequential
+numpy calls on fixed blocks, so the same inputs give bit-identical float32 output in any process on
+the same numpy/scipy build. ``DSP_VERSION`` changes whenever the same recipe would give other samples.
 
-Memory: the signal is processed in blocks of ``BLOCK`` samples; beyond the input and the output
-(float32) a call holds at most one more float32 copy of the signal plus block-sized temporaries.
+Memory: everything runs in blocks (``FFT_SIZE`` output samples for speed and reverb, ``BLOCK`` for
+energies, noise and peak), in place where possible: beyond the input, a call holds the float32 output
+plus block-sized temporaries (a 1-hour recording: +output, measured in docs/augmentation.md).
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ ACTIVE_RANGE_DB = 40.0  # frames within this many dB of the loudest frame count 
 PEAK_LIMIT = 0.99  # largest absolute sample after the automatic gain (-0.09 dBFS)
 MAX_DENOMINATOR = 100  # of the rational speed approximation
 BLOCK = 1 << 18  # samples per block for energies, noise mixing and peak search
+FFT_SIZE = 1 << 16  # output points per FFT block for speed and reverb (smaller for short utterances)
+TAPER = 0.10  # share of the lower Nyquist band the resampling low-pass rolls off over
+KERNEL_PAD = 256  # output samples kept free on each side of a block for the resampling kernel's tails
+DSP_VERSION = 2  # bump whenever the same recipe would produce different samples
 
 
 def _is_null(value: Any) -> bool:
@@ -115,7 +123,7 @@ def speed_output_length(num_samples: int, speed: float) -> int:
 
 
 def speed_ratio(speed: float) -> tuple[int, int]:
-    """(up, down) for resample_poly: the rational closest to 1/speed with small terms."""
+    """(up, down): the rational closest to 1/speed with small terms (1.05 -> 20/21, 0.95 -> 20/19)."""
     frac = Fraction(speed).limit_denominator(MAX_DENOMINATOR)
     return frac.denominator, frac.numerator
 
@@ -124,14 +132,103 @@ def change_speed(audio: np.ndarray, speed: float) -> np.ndarray:
     """Resample so that playback at the same rate is `speed` times faster (pitch moves too)."""
     if speed <= 0:
         raise ValueError(f"speed must be positive (got {speed})")
-    target = speed_output_length(len(audio), speed)
     if speed == 1.0:
         return np.array(audio, dtype=np.float32, copy=True)
+    return _speed_and_convolve(np.asarray(audio, dtype=np.float32).reshape(-1), speed, None)[0]
+
+
+def _taper(n_in: int, n_out: int) -> np.ndarray:
+    """Resampling low-pass on the first min(n_in, n_out)/2 + 1 bins, with irfft's n_out/n_in scale.
+
+    Flat up to (1 - TAPER) of the lower Nyquist, then a raised cosine down to zero at it: the
+    matching time kernel decays like 1/t^3, below -100 dB after KERNEL_PAD samples.
+    """
+    half = min(n_in, n_out) // 2
+    f = np.arange(half + 1, dtype=np.float64) / half
+    ramp = np.clip((1.0 - f) / TAPER, 0.0, 1.0)
+    return ((0.5 - 0.5 * np.cos(np.pi * ramp)) * (n_out / n_in)).astype(np.float32)
+
+
+def _parseval(spectrum: np.ndarray, n: int) -> float:
+    """Energy of irfft(spectrum, n) from its (possibly truncated) rfft bins, in float64."""
+    power = spectrum.real.astype(np.float64) ** 2 + spectrum.imag.astype(np.float64) ** 2
+    total = 2.0 * float(np.sum(power)) - float(power[0])
+    if n % 2 == 0 and len(spectrum) == n // 2 + 1:
+        total -= float(power[-1])
+    return total / n
+
+
+def _fast_units(minimum: int) -> int:
+    """Smallest 2^a or 3 * 2^a >= minimum: block sizes down * k and up * k then FFT fastest."""
+    power = 1 << max(0, (minimum - 1).bit_length())
+    three = 3 << max(0, (-(-minimum // 3) - 1).bit_length())
+    return min(power, three)
+
+
+def _speed_and_convolve(x: np.ndarray, speed: float, rir: np.ndarray | None) -> tuple[np.ndarray, float]:
+    """Speed change and (optionally) RIR convolution in one block FFT pass; returns (output, dry energy).
+
+    Each block of ``down * q`` input samples is transformed once (rfft of ``down * k`` points); its
+    first bins, read as the spectrum of ``up * k`` output points, are the block resampled by
+    ``up/down`` (band-limited by ``_taper``), and multiplying them by the RIR's spectrum convolves in
+    the same step, so speed + reverb cost one forward and one inverse FFT per block. The RIR is
+    rotated so its direct-path peak sits at index 0 (no time shift); circular wrap-around is avoided
+    by reserving ``2 * pad + len(rir) - 1`` output slots per block, and the wrapped left spill is added
+    before the block. The dry energy (speech after the speed change, before the RIR) comes from the
+    block spectra by Parseval; blocks overlap only by their kernel tails, so it is exact to ~1e-4.
+    """
+    n = len(x)
+    target = speed_output_length(n, speed)
     up, down = speed_ratio(speed)
-    out = scipy.signal.resample_poly(np.asarray(audio, dtype=np.float32), up, down)
-    if len(out) >= target:
-        return np.ascontiguousarray(out[:target], dtype=np.float32)
-    return np.concatenate([out.astype(np.float32, copy=False), np.zeros(target - len(out), np.float32)])
+    resampling = up != down
+    pad = int(math.ceil(KERNEL_PAD * max(1.0, up / down))) if resampling else 0
+    if rir is not None:
+        h = np.asarray(rir, dtype=np.float32).reshape(-1)
+        if len(h) == 0 or not np.any(h):
+            raise ValueError("the room impulse response is empty or all zeros")
+        shift, m = direct_path_index(h), len(h)
+    else:
+        h, shift, m = None, 0, 1
+    out = np.zeros(target, dtype=np.float32)
+    if n == 0 or target == 0:
+        return out, 0.0
+    reserved = 2 * pad + m - 1
+    want = max(reserved + up, min(max(FFT_SIZE, 4 * reserved), target + reserved))
+    k = _fast_units(-(-want // up))
+    n_in, n_out = down * k, up * k
+    units = (n_out - reserved) // up  # block length in units of (down in, up out) samples
+    step_in, step_out = down * units, up * units
+    bins = min(n_in, n_out) // 2 + 1
+    taper = _taper(n_in, n_out) if resampling else None
+    spectrum_h = None
+    if h is not None:
+        rotated = np.zeros(n_out, dtype=np.float32)
+        rotated[: m - shift] = h[shift:]
+        if shift:
+            rotated[n_out - shift :] = h[:shift]
+        spectrum_h = scipy.fft.rfft(rotated)[:bins]
+    left = pad + shift  # output samples before the block's origin, found at the buffer's end
+    right = n_out - left
+    dry_energy = 0.0
+    for block, start in enumerate(range(0, n, step_in)):
+        spec = scipy.fft.rfft(x[start : start + step_in], n_in)[:bins]
+        if taper is not None:
+            spec *= taper
+            if h is not None:
+                dry_energy += _parseval(spec, n_out)
+        if spectrum_h is not None:
+            spec *= spectrum_h
+        y = scipy.fft.irfft(spec, n_out)
+        origin = block * step_out
+        hi = min(target, origin + right)
+        if hi > origin:
+            out[origin:hi] += y[: hi - origin]
+        lo = max(0, origin - left)
+        if lo < origin:
+            out[lo:origin] += y[n_out - (origin - lo) :]
+    if h is not None and not resampling:
+        dry_energy = _energy(x)
+    return out, dry_energy
 
 
 # ------------------------------------------------------------------------------------- reductions
@@ -191,32 +288,20 @@ def direct_path_index(rir: np.ndarray) -> int:
 
 def reverberate(audio: np.ndarray, rir: np.ndarray) -> np.ndarray:
     """Convolve with `rir`, aligned on the direct path, same length and energy as the input."""
-    x = np.asarray(audio, dtype=np.float32)
-    h = np.asarray(rir, dtype=np.float64).reshape(-1)
-    n, m = len(x), len(h)
-    if m == 0 or not np.any(h):
-        raise ValueError("the room impulse response is empty or all zeros")
-    out = np.zeros(n, dtype=np.float32)
-    if n == 0:
-        return out
-    shift = direct_path_index(h)
-    step = max(1 << 15, 4 * m)  # input samples per block; FFT size ~ step + m
-    nfft = scipy.fft.next_fast_len(step + m - 1, real=True)
-    spectrum = scipy.fft.rfft(h, nfft)
-    for start in range(0, n, step):
-        block = x[start : start + step].astype(np.float64)
-        wet = scipy.fft.irfft(scipy.fft.rfft(block, nfft) * spectrum, nfft)[: len(block) + m - 1]
-        lo = start - shift  # output index of wet[0]
-        a, b = max(0, lo), min(n, lo + len(wet))
-        if a < b:
-            out[a:b] += wet[a - lo : b - lo].astype(np.float32)
-    dry_energy, wet_energy = _energy(x), _energy(out)
-    if dry_energy == 0.0:
-        return out
+    x = np.asarray(audio, dtype=np.float32).reshape(-1)
+    wet, dry_energy = _speed_and_convolve(x, 1.0, rir)
+    return _match_energy(wet, dry_energy)
+
+
+def _match_energy(wet: np.ndarray, dry_energy: float) -> np.ndarray:
+    """Scale the reverberant signal in place to the dry signal's energy."""
+    if dry_energy == 0.0 or len(wet) == 0:
+        return wet
+    wet_energy = _energy(wet)
     if wet_energy == 0.0:
         raise ValueError("reverberation produced silence (the RIR's energy lies outside the utterance)")
-    out *= np.float32(math.sqrt(dry_energy / wet_energy))
-    return out
+    wet *= np.float32(math.sqrt(dry_energy / wet_energy))
+    return wet
 
 
 # ------------------------------------------------------------------------------------------- noise
@@ -283,14 +368,14 @@ def apply_recipe(
         raise ValueError(f"recipe names RIR {recipe.rir_id!r} but no RIR array was given")
     if recipe.noise_id is not None and (noise is None or recipe.snr_db is None):
         raise ValueError(f"recipe names noise {recipe.noise_id!r} but no noise array or snr_db was given")
-    if recipe.speed != 1.0:
+    if recipe.speed <= 0:
+        raise ValueError(f"speed must be positive (got {recipe.speed})")
+    if recipe.rir_id is not None:  # speed and reverb in one FFT pass; a new array either way
+        y = _match_energy(*_speed_and_convolve(np.asarray(x, dtype=np.float32), recipe.speed, rir))
+    elif recipe.speed != 1.0:
         y = change_speed(x, recipe.speed)
-    elif recipe.rir_id is not None:
-        y = np.asarray(x, dtype=np.float32)  # reverberate writes a new array: no copy needed
     else:
         y = np.array(x, dtype=np.float32, copy=True)  # never modify the caller's array in place
-    if recipe.rir_id is not None:
-        y = reverberate(y, rir)
     if recipe.noise_id is not None:
         add_noise(y, sr, noise, float(recipe.snr_db), recipe.noise_offset_s or 0.0)
     gain = required_gain(y) if recipe.gain is None else float(recipe.gain)

@@ -2,8 +2,9 @@
 
 Every check returns problems as sentences that name the file, the rows and the rule, so a failing
 release can be fixed without reading this code. The configured values a check needs (window length,
-speed set, SNR range, weighting) are read from the card's `spec`, so the validator judges a release
-by the settings that built it.
+speed set, SNR range, weighting, balancing, eligibility) are read from the card's `spec`, so the
+validator judges a release by the settings that built it. The numeric rules come from
+`manifests.rules`, an implementation independent of the pipeline's (docs/balance-and-splits.md).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from manifests import rules
 from manifests.io import (
     ManifestError,
     ReleasePaths,
@@ -40,6 +42,10 @@ from manifests.schema import (
 
 _TOL = 1e-6
 _MAX_EXAMPLES = 5
+_GEOMETRY_TOL = 1e-4  # seconds; window times are written rounded to microseconds
+ORIGIN_FIELDS: tuple[str, ...] = ("sentiment_origin", "transcript_origin")
+# Recipe fields that decide the audio (aug_seed only seeds them): equal tuples mean identical audio.
+_AUDIO_RECIPE = ("speed", "rir_id", "noise_id", "noise_offset_s", "snr_db", "gain")
 
 
 @dataclass
@@ -88,8 +94,11 @@ def validate_release(uri: str) -> ValidationReport:
     _check_utterances(tables[UTTERANCES], report)
     _check_rejects(tables[REJECTS], report)
     _check_stage_common(tables, spec, report)
+    _check_eligibility(tables, spec, report)
     _check_asr(tables[ASR_STAGE], tables[UTTERANCES], spec, report)
+    _check_asr_balance(tables[ASR_STAGE], tables[UTTERANCES], spec, report)
     _check_classifier(tables[CLASSIFIER_STAGE], spec, report)
+    _check_windows(tables[CLASSIFIER_STAGE], spec, report)
     return report
 
 
@@ -150,6 +159,12 @@ def _check_card(card: dict, tables: dict[str, pd.DataFrame], paths: ReleasePaths
     if unknown:
         report.fail(f"sources in manifests but not in the card's found counts: {_examples(sorted(unknown))}")
     report.passed("found = accepted + rejected per source")
+    leakage = card.get("leakage")
+    if isinstance(leakage, dict) and "duplicate_segments_resolved" in leakage:
+        n_dup = int((rej["reason"] == "duplicate_segment").sum())
+        if int(leakage["duplicate_segments_resolved"]) != n_dup:
+            report.fail(f"dataset card counts {leakage['duplicate_segments_resolved']} duplicate segments resolved "
+                        f"but rejects.parquet has {n_dup} duplicate_segment rows")
 
 
 def _found_per_source(card: dict) -> dict[str, int]:
@@ -258,6 +273,164 @@ def _check_asr(asr: pd.DataFrame, utt: pd.DataFrame, spec: dict, report: Validat
     report.passed("ASR targets well formed; balanced splits uniform")
 
 
+def _segment_settings(spec: dict) -> tuple[float, float, float]:
+    seg = spec.get("segments") or {}
+    return (float(seg.get("window_s", 5.0)), float(seg.get("hop_s", 2.5)), float(seg.get("min_last_window_s", 1.0)))
+
+
+def _check_windows(clf: pd.DataFrame, spec: dict, report: ValidationReport) -> None:
+    """Each utterance's windows are exactly `rules.window_bounds` of its length in utterance time."""
+    if clf.empty:
+        return
+    window, hop, min_last = _segment_settings(spec)
+    keys = ["utterance_id", "audio_uri", "offset_s", "duration_s", "speed", "recipe_applied"]
+    frame = clf[keys + ["row_id", "start_s", "end_s", "valid_s"]].copy()
+    frame["offset_s"] = frame["offset_s"].fillna(0.0)
+    frame["speed"] = frame["speed"].fillna(1.0)
+    frame["recipe_applied"] = frame["recipe_applied"].fillna(False).astype(bool)
+    frame["audio_uri"] = frame["audio_uri"].fillna("")
+    bad: list[str] = []
+    no_length = frame[~(frame["duration_s"] > 0) | ~(frame["speed"] > 0)]
+    if len(no_length):
+        report.fail(f"classifier_stage rows without a positive duration_s/speed (the cut in audio_uri's time): "
+                    f"{_examples(no_length['row_id'])}")
+        frame = frame.drop(index=no_length.index)
+    for (uid, _uri, _off, dur, speed, applied), grp in frame.groupby(keys, sort=True, dropna=False):
+        actual = sorted(zip(grp["start_s"], grp["end_s"], grp["valid_s"], strict=True))
+        # A noise example's duration_s is its own cut (no resampling), so the plain length counts too.
+        lengths = {rules.utterance_duration(float(dur), float(speed), applied), float(dur) / float(speed)}
+        if not any(_same_windows(actual, rules.window_bounds(d, window, hop, min_last)) for d in lengths):
+            want = rules.window_bounds(min(lengths), window, hop, min_last)
+            bad.append(f"{uid} ({len(actual)} windows {_fmt_windows(actual)}, expected {len(want)} "
+                       f"{_fmt_windows(want)} for {min(lengths):.3f} s)")
+    if bad:
+        report.fail(
+            f"classifier_stage windows do not follow the window rule (window {window:g} s every {hop:g} s, "
+            f"last window if the tail is >= {min_last:g} s, one padded window when shorter): {_examples(bad)}"
+        )
+    else:
+        report.passed("every utterance's windows follow the window rule (geometry, last window, valid_s)")
+
+
+def _same_windows(actual: list[tuple[float, float, float]], expected: list[tuple[float, float, float]]) -> bool:
+    return len(actual) == len(expected) and all(
+        abs(a - b) <= _GEOMETRY_TOL for x, y in zip(actual, expected, strict=True) for a, b in zip(x, y, strict=True)
+    )
+
+
+def _fmt_windows(windows: list[tuple[float, float, float]]) -> str:
+    shown = ", ".join(f"{s:g}-{e:g}/{v:g}" for s, e, v in windows[:4])
+    return f"[{shown}{', ...' if len(windows) > 4 else ''}]"
+
+
+def _stage_rules(spec: dict, stage: str) -> dict[str, dict[str, list[str]]]:
+    """{split: {origin field: allowed values}} from the card's `eligibility.<stage>` (null = any)."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for split, rule in ((spec.get("eligibility") or {}).get(stage) or {}).items():
+        if isinstance(rule, list):
+            rule = {"sentiment_origin": rule}
+        out[str(split)] = {f: list(rule[f]) for f in ORIGIN_FIELDS if isinstance(rule, dict) and rule.get(f)}
+    return out
+
+
+def _eligible(utt: pd.DataFrame, spec: dict, stage: str) -> pd.Series:
+    """Utterances the stage may use under the eligibility rules (a null origin never matches)."""
+    ok = pd.Series(True, index=utt.index, dtype=bool)
+    for split, fields in _stage_rules(spec, stage).items():
+        for field_name, allowed in fields.items():
+            ok &= ~((utt["split"] == split) & ~utt[field_name].isin(allowed))
+    return ok
+
+
+def _check_eligibility(tables: dict[str, pd.DataFrame], spec: dict, report: ValidationReport) -> None:
+    utt = tables[UTTERANCES].set_index("utterance_id")
+    for stage, name in (("asr", ASR_STAGE), ("classifier", CLASSIFIER_STAGE)):
+        df = tables[name]
+        df = df[df["utterance_id"].isin(utt.index)]  # noise examples have no utterance (and no sentiment)
+        for split, fields in sorted(_stage_rules(spec, stage).items()):
+            rows = df[df["split"] == split]
+            for field_name, allowed in fields.items():
+                origin = utt[field_name].reindex(rows["utterance_id"]).to_numpy()
+                bad = rows[~pd.Series(origin, index=rows.index).isin(allowed)]
+                if len(bad):
+                    report.fail(
+                        f"{name}: {len(bad)} {split} rows use {field_name} outside eligibility.{stage}.{split} "
+                        f"{allowed}: rows {_examples(bad['row_id'])}"
+                    )
+    report.passed("stage rows use only the label origins their stage and split allow")
+
+
+def _check_asr_balance(asr: pd.DataFrame, utt: pd.DataFrame, spec: dict, report: ValidationReport) -> None:
+    """Balanced splits: the method's per-class count, the source cap, distinct repeats; others natural."""
+    balance = spec.get("balance") or {}
+    balanced = set(balance.get("splits", ["train"]))
+    method = balance.get("method", "undersample")
+    share = float(balance.get("max_source_share", 1.0))
+    pool = utt[_eligible(utt, spec, "asr") & utt["sentiment"].isin(SENTIMENTS)]
+    if "transcript" in pool.columns and (spec.get("labelers") or {}).get("transcripts") == "none":
+        pool = pool[pool["transcript"].notna()]
+    for split in SPLITS:
+        rows = asr[asr["split"] == split]
+        avail = pool[pool["split"] == split]
+        if split not in balanced:
+            per_utt = rows["utterance_id"].value_counts()
+            repeated = per_utt[per_utt > 1]
+            missing = sorted(set(avail["utterance_id"]) - set(rows["utterance_id"]))
+            if len(repeated) or missing:
+                report.fail(
+                    f"asr_stage {split} split is not balanced, so it must hold every eligible utterance once "
+                    f"(natural distribution): repeated {_examples(repeated.index)}; missing {_examples(missing)}"
+                )
+            continue
+        present = {c: int(n) for c, n in avail["sentiment"].value_counts().items() if n > 0}
+        counts = {c: int((rows["sentiment"] == c).sum()) for c in SENTIMENTS}
+        if balance.get("on_missing_class") == "error" and len(rows) and len(present) < len(SENTIMENTS):
+            report.fail(f"asr_stage {split}: classes {[c for c in SENTIMENTS if c not in present]} are empty but "
+                        f"balance.on_missing_class is error")
+        if not present:
+            continue
+        target = {"undersample": min(present.values()), "oversample": max(present.values())}.get(
+            method, balance.get("target_per_class"))
+        off = {c: counts[c] for c in present if target is not None and counts[c] != int(target)}
+        if off:
+            report.fail(f"asr_stage {split}: balance.method {method} means {target} rows per class "
+                        f"(eligible: {present}); found {counts}")
+        _check_source_cap(rows, avail, split, share, report)
+        _check_distinct_repeats(rows, split, report)
+
+
+def _check_source_cap(rows: pd.DataFrame, avail: pd.DataFrame, split: str, share: float,
+                      report: ValidationReport) -> None:
+    """A source above the cap is allowed only when every other source gave all it had."""
+    if share >= 1.0:
+        return
+    for cls, part in rows.groupby("sentiment"):
+        cap = rules.source_cap(len(part), share)
+        distinct = part.groupby("source")["utterance_id"].nunique()
+        have = avail[avail["sentiment"] == cls].groupby("source")["utterance_id"].nunique()
+        for source, n in distinct.items():
+            if n <= cap:
+                continue
+            short = [s for s in have.index if s != source and int(distinct.get(s, 0)) < int(have[s])]
+            if short:
+                report.fail(f"asr_stage {split} {cls}: source {source} gives {n} utterances, above max_source_share "
+                            f"{share:g} (cap {cap}) while {_examples(short)} had unused eligible items")
+
+
+def _check_distinct_repeats(rows: pd.DataFrame, split: str, report: ValidationReport) -> None:
+    """Oversampled repeats of an utterance must be distinct augmentations, never identical audio."""
+    repeated = rows[rows["utterance_id"].duplicated(keep=False)]
+    if repeated.empty:
+        return
+    cols = [c for c in _AUDIO_RECIPE if c in repeated.columns]
+    recipe = repeated[cols].astype(object).where(repeated[cols].notna(), None).apply(tuple, axis=1)
+    same = repeated[pd.Series(list(zip(repeated["utterance_id"], recipe, strict=True)),
+                              index=repeated.index).duplicated(keep=False)]
+    if len(same):
+        report.fail(f"asr_stage {split}: oversampled repeats with identical recipes (byte-identical audio): "
+                    f"rows {_examples(same['row_id'])}")
+
+
 def _check_classifier(clf: pd.DataFrame, spec: dict, report: ValidationReport) -> None:
     seg = spec.get("segments") or {}
     window = float(seg.get("window_s", 5.0))
@@ -302,4 +475,15 @@ def _check_classifier(clf: pd.DataFrame, spec: dict, report: ValidationReport) -
             report.fail(f"classifier_stage {split}: several class_weight values within one class")
         if any(math.isnan(w) for w in part["class_weight"]):
             report.fail(f"classifier_stage {split}: NaN class_weight")
-    report.passed("window geometry, speech presence and class weights follow the contract")
+        counts = {str(c): int(n) for c, n in part["sentiment"].value_counts().items()}
+        expected = rules.class_weights(counts, power, None if max_weight is None else float(max_weight))
+        rule = f"(1/frequency)^{power:g}" + ("" if max_weight is None else f" capped at {float(max_weight):g}")
+        for cls, want in sorted(expected.items()):
+            got = part.loc[part["sentiment"] == cls, "class_weight"]
+            worst = float((got - want).abs().max())
+            if worst > 1e-6 * max(1.0, want):
+                report.fail(
+                    f"classifier_stage {split}: class_weight of {cls} windows is {float(got.iloc[0]):.6f}, the rule "
+                    f"{rule} with mean 1 over {sum(counts.values())} speech windows gives {want:.6f}"
+                )
+    report.passed("speech presence and class weights follow the contract")

@@ -21,14 +21,15 @@ import io
 import json
 import math
 import re
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from manifests.augmentation import Recipe, apply_recipe, load_noise, load_rir
+from manifests.augmentation import DSP_VERSION, Recipe, apply_recipe, load_noise, load_rir
 from tasks import storage
 from tasks.spec import AugmentSpec
 
@@ -56,6 +57,7 @@ class AugmentPools:
     eval_noises: list[str] = field(default_factory=list)
     noise_durations: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # file -> why it is not in a pool
+    excluded: dict[str, int] = field(default_factory=dict)  # layout rule -> files left out on purpose
     _cache: OrderedDict[tuple[str, str, int], np.ndarray] = field(
         default_factory=OrderedDict, repr=False, compare=False
     )
@@ -111,26 +113,62 @@ def split_pool(ids: list[str], kind: str) -> tuple[list[str], list[str]]:
     return sorted(i for i in ids if i not in held), sorted(held)
 
 
-def _find_files(roots: list[str], suffixes: tuple[str, ...]) -> dict[str, str]:
-    """id -> uri for audio files below each root; ids are paths relative to the root."""
+def _find_files(
+    roots: list[str], suffixes: tuple[str, ...], exclude: Callable[[tuple[str, ...]], str | None] | None = None
+) -> tuple[dict[str, str], Counter[str]]:
+    """(id -> uri, excluded counts by reason) for audio files below each root.
+
+    Ids are paths relative to the root (prefixed by the root's folder name when there are several
+    roots). `exclude` sees the lower-cased path parts *including the root's own folder name* and
+    returns a reason to leave the file out, or None.
+    """
     found: dict[str, str] = {}
+    excluded: Counter[str] = Counter()
     for i, root in enumerate(roots):
+        root_name = storage.basename(root.rstrip("/"))
         for uri in storage.list_files(root, suffixes=suffixes):
             name = storage.basename(uri)
             if name.startswith("._") or name.startswith("."):
                 continue  # macOS resource forks and hidden files
             rel = storage.relative_to(uri, root) if uri != root else name
-            item_id = rel if len(roots) == 1 else f"{storage.basename(root.rstrip('/'))}/{rel}"
+            reason = exclude(tuple(p.lower() for p in (root_name, *rel.split("/")))) if exclude else None
+            if reason:
+                excluded[reason] += 1
+                continue
+            item_id = rel if len(roots) == 1 else f"{root_name}/{rel}"
             if item_id in found:
                 item_id = f"{i}:{item_id}"
             found[item_id] = uri
-    return found
+    return found, excluded
 
 
-def _looks_like_noise(item_id: str) -> bool:
-    """RIRS_NOISES keeps noise recordings next to RIRs (pointsource_noises/, *_noise_*.wav)."""
-    parts = item_id.lower().split("/")
-    return "pointsource_noises" in parts or "noise" in parts[-1]
+def _tokens(name: str) -> set[str]:
+    return set(re.split(r"[^a-z0-9]+", name.lower()))
+
+
+def rir_exclusion(parts: tuple[str, ...]) -> str | None:
+    """Why a file below an RIR folder is not a room response (RIRS_NOISES keeps noises beside RIRs)."""
+    if "pointsource_noises" in parts or _tokens(parts[-1]) & {"noise", "noises"}:
+        return "noise_in_rir_folder"
+    return None
+
+
+def noise_exclusion(parts: tuple[str, ...]) -> str | None:
+    """Why a file below a noise folder is not used as noise.
+
+    MUSAN ``speech/`` is left out (babble would put words under the transcript and make
+    "non-speech" windows contain speech); point ``noise_paths`` at ``musan/speech`` itself to opt in.
+    MUSAN ``music/`` and ``noise/`` are used. Room responses of RIRS_NOISES are not noise.
+    """
+    for a, b in zip(parts, parts[1:], strict=False):
+        if a == "musan" and b == "speech":
+            return "musan_speech"
+    tokens = _tokens(parts[-1])
+    if "simulated_rirs" in parts or ("real_rirs_isotropic_noises" in parts and "noise" not in tokens):
+        return "rir_in_noise_folder"
+    if "rir" in tokens and "noise" not in tokens:
+        return "rir_in_noise_folder"
+    return None
 
 
 def _durations(uris: dict[str, str], work_dir: str, kind: str) -> tuple[dict[str, float], dict[str, str]]:
@@ -160,10 +198,11 @@ def _durations(uris: dict[str, str], work_dir: str, kind: str) -> tuple[dict[str
 
 def build_pools(spec: AugmentSpec, seed: int, work_dir: str) -> AugmentPools:
     """Find (or simulate) RIRs and find noises, probe them, and split each ~80/20 into train/eval."""
-    rir_uris = {i: u for i, u in _find_files(spec.rir_paths, RIR_SUFFIXES).items() if not _looks_like_noise(i)}
+    rir_uris, excluded = _find_files(spec.rir_paths, RIR_SUFFIXES, rir_exclusion)
     if not spec.rir_paths and spec.simulate_rirs > 0:
         rir_uris = simulate_rirs(spec.simulate_rirs, seed, storage.join(work_dir, "simulated_rirs"))
-    noise_uris = _find_files(spec.noise_paths, NOISE_SUFFIXES)
+    noise_uris, noise_excluded = _find_files(spec.noise_paths, NOISE_SUFFIXES, noise_exclusion)
+    excluded.update(noise_excluded)
     rir_durations, skipped = _durations(rir_uris, work_dir, "rir")
     noise_durations, noise_skipped = _durations(noise_uris, work_dir, "noise")
     skipped.update(noise_skipped)
@@ -186,6 +225,7 @@ def build_pools(spec: AugmentSpec, seed: int, work_dir: str) -> AugmentPools:
         eval_noises=eval_noises,
         noise_durations=noise_durations,
         skipped=skipped,
+        excluded=dict(sorted(excluded.items())),
     )
 
 
@@ -275,6 +315,30 @@ def derive_seed(seed: int, row_id: str) -> int:
 IDENTITY = Recipe(speed=1.0, gain=1.0)
 
 
+def _speed_slot(seed: int, row_id: str, u_speed: float, count: int) -> int:
+    """Index into the sorted speeds: rotated over an utterance's variants (see draw_recipe)."""
+    utterance, sep, variant = row_id.rpartition("#")
+    if not sep or not variant.isdigit():
+        return min(int(u_speed * count), count - 1)
+    start = np.random.default_rng(derive_seed(seed, f"speed:{utterance}")).integers(count)
+    return int((int(start) + int(variant)) % count)
+
+
+def classifier_variants(items: pd.DataFrame, spec: AugmentSpec) -> pd.DataFrame:
+    """(utterance_id, variant) of the classifier stage: `copies_per_utterance` per augmented utterance.
+
+    Utterances of splits that ``spec`` augments get variants 0..copies-1 (each its own recipe, so
+    its own speed, RIR and noise); every other utterance, or all of them when augmentation is off,
+    gets variant 0 only (extra clean copies would just repeat the same audio).
+    """
+    copies = spec.copies_per_utterance if spec.enabled else 1
+    counts = np.where(items["split"].isin(list(spec.splits)), copies, 1) if copies > 1 else np.ones(len(items), int)
+    return pd.DataFrame({
+        "utterance_id": np.repeat(items["utterance_id"].to_numpy(), counts),
+        "variant": np.concatenate([np.arange(c) for c in counts]) if len(items) else np.zeros(0, int),
+    }).astype({"variant": int})
+
+
 def draw_recipe(
     seed: int, row_id: str, split: str, spec: AugmentSpec, pools: AugmentPools, duration_s: float
 ) -> Recipe:
@@ -286,13 +350,19 @@ def draw_recipe(
     use the train pools, dev/test rows the eval pools. A noise longer than the utterance starts at a
     uniform offset that fits the utterance; a shorter one starts anywhere and loops.
     The gain is left to ``apply_recipe`` (None) unless the recipe changes nothing (gain 1.0).
+
+    Speed: a row id ``<utterance>#<variant>`` (``tasks.stage_rows.recipe_key``) takes the speed at
+    ``(start + variant) % len(speeds)``, with ``start`` drawn from (seed, utterance) alone, so variant 0
+    is still uniform over the speeds while the copies of one utterance (``copies_per_utterance``,
+    oversampled ASR repeats) rotate through them: 3 copies get 0.95, 1.0 and 1.05 once each, as in
+    Kaldi's 3-way speed perturbation. Other row ids use the row's own uniform draw.
     """
     if not spec.enabled or split not in spec.splits:
         return IDENTITY
     aug_seed = derive_seed(seed, row_id)
     u_speed, u_rev, u_rir, u_noise, u_noise_id, u_offset, u_snr = np.random.default_rng(aug_seed).random(7)
     speeds = sorted(float(s) for s in spec.speeds)
-    speed = speeds[min(int(u_speed * len(speeds)), len(speeds) - 1)]
+    speed = speeds[_speed_slot(seed, row_id, float(u_speed), len(speeds))]
     rir_pool, noise_pool = pools.rir_pool(split), pools.noise_pool(split)
     rir_id = None
     if rir_pool and u_rev < spec.p_reverb:
@@ -328,7 +398,7 @@ def content_name(row: Any, recipe: Recipe, pools: AugmentPools, sr: int) -> str:
     spec.pop("aug_seed")  # does not change the audio; rows with equal recipes share one file
     key = json.dumps(
         {
-            "version": 1,
+            "version": DSP_VERSION,
             "source": row["source_audio_uri"],
             "offset_s": _num(row["offset_s"]),
             "duration_s": _num(row["duration_s"]),

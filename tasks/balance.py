@@ -28,17 +28,80 @@ its items; the report flags a cap that could not be met.
 
 Dev/test (and any split not in `balance_splits`) keep all rows with a sentiment, variant 0.
 Rows with a null sentiment never enter the ASR stage (counted as excluded).
+
+Eligibility (`eligible`): the spec's `eligibility.<stage>.<split>` lists the label origins a stage
+may use in a split (e.g. ASR test = human sentiment and human transcripts only). Ineligible rows
+are left out *before* balancing, so an "impossible balance" message names the classes that are
+missing after the rules; they are exclusions (counted in the card), not rejects.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 
 import pandas as pd
 
 from manifests.schema import SENTIMENTS, SPLITS
-from tasks.spec import BalanceSpec
+from tasks.spec import BalanceSpec, EligibilitySpec
+
+ORIGIN_FIELDS: tuple[str, ...] = ("sentiment_origin", "transcript_origin")
+STAGES: tuple[str, ...] = ("asr", "classifier")
+
+
+def eligible(
+    items: pd.DataFrame, stage: str, rules: EligibilitySpec | dict | None
+) -> tuple[pd.Series, dict]:
+    """Mask of rows the stage may use under the spec's origin rules, and the exclusion counts.
+
+    A rule for (stage, split) lists allowed values per origin field; a row is eligible when every
+    listed field holds an allowed value (a null origin never matches a rule). Splits without a rule,
+    and rows without a split, are eligible. Counts: {"total": n, "by_split": {split: {"total": n,
+    "<field>": {origin: n}}}}; a row failing two fields counts once in the totals.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
+    if rules is None:
+        rules = EligibilitySpec()
+    elif isinstance(rules, dict):
+        rules = EligibilitySpec.model_validate(rules)
+    mask = pd.Series(True, index=items.index, dtype=bool)
+    report: dict = {"total": 0, "by_split": {}}
+    per_split = getattr(rules, stage)
+    if items.empty or not per_split or "split" not in items.columns:
+        return mask, report
+    for split, rule in sorted(per_split.items()):
+        in_split = items["split"] == split
+        failed = pd.Series(False, index=items.index, dtype=bool)
+        entry: dict = {"total": 0}
+        for field in ORIGIN_FIELDS:
+            allowed = getattr(rule, field)
+            if allowed is None:
+                continue
+            values = items[field] if field in items.columns else pd.Series(None, index=items.index, dtype=object)
+            bad = in_split & ~values.isin(allowed)
+            if bad.any():
+                named = values[bad].astype(object).where(values[bad].notna(), "unknown").map(str)
+                entry[field] = {str(k): int(n) for k, n in named.value_counts().sort_index().items()}
+            failed |= bad
+        entry["total"] = int(failed.sum())
+        if entry["total"]:
+            report["by_split"][str(split)] = entry
+        mask &= ~failed
+    report["total"] = int((~mask).sum())
+    return mask, report
+
+
+def recipe_signature(recipe: object) -> str:
+    """What decides a variant's audio (the recipe without aug_seed, which only seeds the draw).
+
+    Two oversampled repeats of one utterance with equal signatures would be byte-identical
+    duplicates; the flow redraws a repeat until its signature is new.
+    """
+    fields = dict(recipe.to_row()) if hasattr(recipe, "to_row") else dict(recipe)  # type: ignore[call-overload]
+    fields.pop("aug_seed", None)
+    return json.dumps(fields, sort_keys=True, default=str)
 
 
 def _rank(seed: int, key: str) -> str:
@@ -81,15 +144,17 @@ def _target(counts: dict[str, int], spec: BalanceSpec) -> int:
 
 
 def _balance_split(
-    rows: pd.DataFrame, split: str, spec: BalanceSpec, seed: int, warnings: list[str]
+    rows: pd.DataFrame, split: str, spec: BalanceSpec, seed: int, warnings: list[str], eligibility_on: bool = False
 ) -> tuple[pd.DataFrame, dict]:
     """Selected rows (with `variant`) of one balanced split and its report entry."""
     counts = {c: int((rows["sentiment"] == c).sum()) for c in SENTIMENTS}
     missing = [c for c in SENTIMENTS if counts[c] == 0]
     if missing and spec.on_missing_class == "error":
         raise ValueError(
-            f"split {split!r} has no {', '.join(repr(c) for c in missing)} utterances, so it cannot be "
-            f"balanced; add data or set balance.on_missing_class: balance_existing"
+            f"split {split!r} has no {', '.join(repr(c) for c in missing)} utterances"
+            f"{' eligible for the ASR stage' if eligibility_on else ''}, so it cannot be balanced; add data"
+            f"{', relax eligibility.asr.' + split if eligibility_on else ''} or set "
+            f"balance.on_missing_class: balance_existing"
         )
     present = {c: n for c, n in counts.items() if n > 0}
     if missing and present:
@@ -139,9 +204,19 @@ def _source_table(available: pd.DataFrame, selected: pd.DataFrame) -> dict:
 
 
 def sample_asr_rows(
-    items: pd.DataFrame, spec: BalanceSpec, seed: int, balance_splits: tuple[str, ...] = ("train",)
+    items: pd.DataFrame,
+    spec: BalanceSpec,
+    seed: int,
+    balance_splits: tuple[str, ...] | None = None,
+    eligibility: EligibilitySpec | dict | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """ASR-stage rows (with `variant`) and a report of what was chosen and why."""
+    """ASR-stage rows (with `variant`) and a report of what was chosen and why.
+
+    `balance_splits` defaults to the spec's `balance.splits`; `eligibility` (the spec's section)
+    leaves out rows whose label origins a split may not use, before balancing.
+    """
+    if balance_splits is None:
+        balance_splits = tuple(spec.splits)
     warnings: list[str] = []
     report: dict = {
         "method": spec.method,
@@ -156,17 +231,21 @@ def sample_asr_rows(
     if labelled_mask is None:
         labelled_mask = pd.Series(False, index=items.index)
     split_ok = items["split"].isin(SPLITS) if "split" in items.columns else pd.Series(False, index=items.index)
+    allowed, eligibility_report = eligible(items, "asr", eligibility)
     excluded = {
         "null_sentiment": int((~labelled_mask).sum()),
         "no_split": int((labelled_mask & ~split_ok).sum()),
+        "ineligible": int((labelled_mask & split_ok & ~allowed).sum()),
         "not_selected": 0,
     }
-    labelled = items[labelled_mask & split_ok]
+    report["eligibility"] = eligibility_report
+    labelled = items[labelled_mask & split_ok & allowed]
+    eligibility_on = bool(eligibility_report["by_split"]) or bool(getattr(eligibility, "asr", None))
     parts: list[pd.DataFrame] = []
     for split in SPLITS:
         rows = labelled[labelled["split"] == split]
         if split in balance_splits:
-            picked, entry = _balance_split(rows, split, spec, seed, warnings)
+            picked, entry = _balance_split(rows, split, spec, seed, warnings, eligibility_on)
             chosen = set(picked["utterance_id"])
             excluded["not_selected"] += int((~rows["utterance_id"].isin(chosen)).sum())
         else:

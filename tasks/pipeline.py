@@ -30,6 +30,7 @@ from manifests.schema import (
     UTTERANCES_SCHEMA,
 )
 from tasks.common import reject_row, rejects_frame
+from tasks.releases import previous_utterances, prune_releases, release_changes
 from tasks.shards import read_frame, run_shard, split_into_shards, stable_hash, write_frame
 from tasks.spec import DatasetSpec
 
@@ -102,6 +103,21 @@ def make_shards(spec: DatasetSpec, ingest_results: list[dict[str, Any]], log: Lo
 # ---------------------------------------------------------------- labels
 
 
+def _progress_logger(log: Log, what: str, every_s: float = 5.0) -> Callable[[int, int], None]:
+    """A progress callback that logs at most every `every_s` seconds, plus the start and the end."""
+    import time
+
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done in (0, total) or now - last[0] >= every_s:
+            last[0] = now
+            log("%s: %d/%d item(s) to label", what, done, total)
+
+    return report
+
+
 def _stage_result(result: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     rejects = result.rejects if result.rejects is not None else rejects_frame()
     return result.items.reset_index(drop=True), rejects.reset_index(drop=True)
@@ -109,17 +125,35 @@ def _stage_result(result: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: str = "") -> dict[str, Any]:
     """Normalise human transcripts and fill missing ones with the configured ASR labeler."""
-    from tasks.transcripts import whisper
+    from tasks.transcripts import quality, whisper
     from tasks.transcripts.normalize import normalize_transcript
 
     shard = read_frame(shard_uri)
     labeler = spec.labelers.transcripts
     settings = {"labeler": labeler, "whisper": spec.labelers.whisper.model_dump()}
+    if labeler != "none":
+        settings["quality"] = {"n": spec.labelers.quality_sample_per_source, "seed": spec.seed}
+    if labeler == "aws_transcribe":
+        settings["aws_transcribe"] = spec.labelers.aws_transcribe.model_dump()
+        settings["aws"] = spec.aws.model_dump()
+
+    def fill(frame: pd.DataFrame, progress: Any = None) -> Any:
+        whisper_cache = whisper.make_cache(cache_dir(spec), spec.labelers.whisper)
+        if labeler == "whisper":
+            return whisper.fill_missing_transcripts(frame, spec.labelers.whisper, whisper_cache, progress=progress)
+        from tasks.transcripts import aws_transcribe
+
+        aws = spec.labelers.aws_transcribe
+        return aws_transcribe.fill_missing_transcripts(
+            frame, aws, aws_transcribe.make_cache(cache_dir(spec), aws), progress, staging_uri=spec.aws.staging_uri,
+            region=spec.aws.region, whisper_settings=spec.labelers.whisper, whisper_cache=whisper_cache, log=log)
 
     def fn(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        if labeler == "whisper":
-            cache = whisper.make_cache(cache_dir(spec), spec.labelers.whisper)
-            return _stage_result(whisper.fill_missing_transcripts(items, spec.labelers.whisper, cache))
+        if labeler in ("whisper", "aws_transcribe"):
+            kept, rejects = _stage_result(fill(items, _progress_logger(log, f"transcripts {position}")))
+            kept = quality.add_hypotheses(kept, items, spec.labelers.quality_sample_per_source, spec.seed,
+                                          fill, labeler)
+            return kept, rejects
         out = items.copy()
         out["transcript"] = [
             None if pd.isna(t) else normalize_transcript(t, language=lang if isinstance(lang, str) else "en")
@@ -132,18 +166,92 @@ def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, posit
     return {"items_uri": items_uri, "rejects_uris": [rejects_uri], "reused": reused}
 
 
-def sentiment_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: str = "") -> dict[str, Any]:
-    """Fill missing sentiment with the configured text labeler."""
+def _uses_text_classifier(spec: DatasetSpec) -> bool:
+    lab = spec.labelers
+    return lab.sentiment == "text_classifier" or (
+        lab.sentiment == "aws_comprehend" and lab.aws_comprehend.unsupported_language == "text_classifier"
+    )
+
+
+def train_text_classifier(spec: DatasetSpec, shard_uris: list[str], log: Log = _noop) -> str | None:
+    """Train the in-run text classifier ONCE, on the train split's human-labelled unscripted transcripts.
+
+    Returns the model URI (`<output>/work/models/<training hash>.joblib`: a re-run with the same data
+    loads it), or None when kind is not `trained` or, with `on_insufficient_data: vader`, when there
+    is too little data (shards then label with VADER; logged). Otherwise too little data stops the run.
+    """
+    from tasks.sentiment import trained
+
+    tc = spec.labelers.text_classifier
+    if tc.kind != "trained" or not _uses_text_classifier(spec):
+        return None
+    rows = trained.training_rows(_read_all(shard_uris), spec)
+    try:
+        uri, reused = trained.train_or_load(rows, tc.trained, fs.join(work_dir(spec), "models"))
+    except trained.InsufficientTrainingData as err:
+        if tc.trained.on_insufficient_data == "vader":
+            log("trained text classifier not trained: %s; labelling with VADER (on_insufficient_data: vader)", err)
+            return None
+        raise
+    log("trained text classifier %s: %d training transcript(s) %s", uri.rsplit("/", 1)[-1], len(rows),
+        "reused" if reused else "trained")
+    return uri
+
+
+def estimate_sentiment_cost(spec: DatasetSpec, shard_uris: list[str], log: Log = _noop) -> dict[str, Any] | None:
+    """Amazon Comprehend's cost for the run (uncached documents, units, USD), logged before any call.
+
+    Raises `comprehend.CostCapExceeded` above `labelers.aws_comprehend.max_cost_usd`.
+    """
+    if spec.labelers.sentiment != "aws_comprehend":
+        return None
+    from tasks.sentiment import comprehend
+
+    cs = spec.labelers.aws_comprehend
+    docs = [d for u in shard_uris for d in
+            comprehend.plan_documents(read_frame(u), cs, cs.unsupported_language == "text_classifier").docs.values()]
+    todo, cached = comprehend.pending_documents(docs, comprehend.make_cache(cache_dir(spec), cs))
+    estimate = comprehend.estimate_cost(todo, cs)
+    log("Amazon Comprehend for this run: %s to send, %d distinct document(s) cached", estimate.describe(), len(cached))
+    comprehend.check_cost(estimate, cs)
+    return {**estimate.as_dict(), "cached": len(cached)}
+
+
+def prepare_sentiment(spec: DatasetSpec, shard_uris: list[str], log: Log = _noop) -> dict[str, Any]:
+    """Run-level steps before the sentiment shards: train the classifier, estimate and cap the cost."""
+    return {"model_uri": train_text_classifier(spec, shard_uris, log),
+            "comprehend_cost": estimate_sentiment_cost(spec, shard_uris, log)}
+
+
+def sentiment_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: str = "",
+                    model_uri: str | None = None) -> dict[str, Any]:
+    """Fill missing sentiment with the configured text labeler (`model_uri`: the trained classifier)."""
     from tasks.sentiment import text_classifier
 
     shard = read_frame(shard_uri)
     labeler = spec.labelers.sentiment
-    settings = {"labeler": labeler, "text_classifier": spec.labelers.text_classifier.model_dump()}
+    settings = {"labeler": labeler, "text_classifier": spec.labelers.text_classifier.model_dump(),
+                "model_uri": model_uri}
+    if labeler == "aws_comprehend":
+        settings["aws_comprehend"] = spec.labelers.aws_comprehend.model_dump()
+    tc = spec.labelers.text_classifier
+    if tc.kind == "trained" and model_uri is None and tc.trained.on_insufficient_data == "vader":
+        tc = tc.model_copy(update={"kind": "vader"})  # train_text_classifier found too little data
+
+    def offline(items: pd.DataFrame) -> Any:
+        cache = text_classifier.make_cache(cache_dir(spec), tc, model_uri)
+        return text_classifier.fill_missing_sentiment(items, tc, cache, model_uri)
 
     def fn(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         if labeler == "text_classifier":
-            cache = text_classifier.make_cache(cache_dir(spec), spec.labelers.text_classifier)
-            return _stage_result(text_classifier.fill_missing_sentiment(items, spec.labelers.text_classifier, cache))
+            return _stage_result(offline(items))
+        if labeler == "aws_comprehend":
+            from tasks.sentiment import comprehend
+
+            cs = spec.labelers.aws_comprehend
+            return _stage_result(comprehend.fill_missing_sentiment(
+                items, cs, lambda: comprehend.make_client(spec.aws.region),
+                comprehend.make_cache(cache_dir(spec), cs), offline=offline, log=log))
         return items, rejects_frame()
 
     items_uri, rejects_uri, reused = run_shard(work_dir(spec), "sentiment", shard, settings, fn)
@@ -159,9 +267,23 @@ def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: 
     settings = {"vad_threshold": spec.segments.speech_threshold}
 
     def fn(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        intervals, rejects = segments.detect_speech(items, spec.segments.speech_threshold)
+        # VAD results are cached by segment key like labels, so a refresh never re-decodes audio it has seen.
+        from tasks.label_cache import LabelCache
+
+        cache = LabelCache(cache_dir(spec), "silero-vad", {"threshold": spec.segments.speech_threshold, "v": 1})
+        keys = [k for k in items["segment_key"] if isinstance(k, str)]
+        hits = cache.get_many(keys)
+        todo = items[~items["segment_key"].isin(hits.keys())]
+        intervals, rejects = segments.detect_speech(todo, spec.segments.speech_threshold)
+        fresh = {
+            key: {"intervals": json.dumps([[float(a), float(b)] for a, b in intervals.get(u, [])])}
+            for u, key in zip(todo["utterance_id"], todo["segment_key"], strict=True)
+            if u in intervals.index and isinstance(key, str)
+        }
+        cache.put_many(fresh)
+        known = {**{k: v["intervals"] for k, v in hits.items()}, **{k: v["intervals"] for k, v in fresh.items()}}
         out = items.copy()
-        out["speech_intervals"] = [[list(iv) for iv in intervals.get(u, [])] for u in out["utterance_id"]]
+        out["speech_intervals"] = [json.loads(known.get(k, "[]")) for k in out["segment_key"]]
         rejected = set(rejects["input_ref"]) if len(rejects) else set()
         return out[~out["utterance_id"].isin(rejected)].reset_index(drop=True), rejects
 
@@ -212,12 +334,14 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     items, missing = _require_labels(items, spec)
     rejects.append(missing)
     items = splits.assign_splits(items, spec.splits, spec.seed)
-    asr_variants, balance_report = balance.sample_asr_rows(items, spec.balance, spec.seed)
+    asr_variants, balance_report = balance.sample_asr_rows(items, spec.balance, spec.seed,
+                                                           eligibility=spec.eligibility)
+    clf_ok, clf_eligibility = balance.eligible(items, "classifier", spec.eligibility)
     log("splits: %s", items.groupby("split").size().to_dict())
     log("ASR stage: %d rows from %d utterances", len(asr_variants), items["utterance_id"].nunique())
 
     pools = augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
-    clf_variants = pd.DataFrame({"utterance_id": items["utterance_id"], "variant": 0})
+    clf_variants = pd.DataFrame({"utterance_id": items.loc[clf_ok, "utterance_id"], "variant": 0})
     variants = (
         pd.concat([asr_variants[["utterance_id", "variant"]], clf_variants], ignore_index=True)
         .drop_duplicates()
@@ -227,14 +351,23 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     duration = items.set_index("utterance_id")["duration_s"]
     split_of = items.set_index("utterance_id")["split"]
     recipes = {}
+    heard: dict[str, set[str]] = {}  # audio-deciding recipe fields already used per utterance
     for utt, var in zip(variants["utterance_id"], variants["variant"], strict=True):
         rid = recipe_key(utt, var)
-        recipes[rid] = augment.draw_recipe(spec.seed, rid, split_of[utt], spec.augment, pools,
-                                           float(duration[utt]))
+        recipe = augment.draw_recipe(spec.seed, rid, split_of[utt], spec.augment, pools, float(duration[utt]))
+        # An oversampled repeat must not be byte-identical to an earlier variant: redraw (deterministically)
+        # a few times; if the policy cannot vary the audio, the validator names the rows.
+        for attempt in range(1, 17):
+            if balance.recipe_signature(recipe) not in heard.get(utt, set()):
+                break
+            recipe = augment.draw_recipe(spec.seed, f"{rid}~{attempt}", split_of[utt], spec.augment, pools,
+                                         float(duration[utt]))
+        heard.setdefault(utt, set()).add(balance.recipe_signature(recipe))
+        recipes[rid] = recipe
     rows = variant_rows(items.drop(columns=["speech_intervals"], errors="ignore"), variants, recipes)
     rows["in_asr"] = rows["row_id"].isin({recipe_key(u, v) for u, v in
                                           zip(asr_variants["utterance_id"], asr_variants["variant"], strict=True)})
-    rows["in_classifier"] = rows["variant"] == 0
+    rows["in_classifier"] = (rows["variant"] == 0) & rows["utterance_id"].isin(set(clf_variants["utterance_id"]))
 
     plan_dir = fs.join(work_dir(spec), "plan", stable_hash(*sorted(r["items_uri"] for r in shard_results),
                                                           spec.model_dump_json())[:16])
@@ -256,6 +389,8 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
         "rejects_uri": rejects_uri,
         "row_shard_uris": row_uris,
         "balance_report": _jsonable(balance_report),
+        "eligibility": _jsonable({"asr": balance_report.get("eligibility"), "classifier": clf_eligibility,
+                                  "rules": spec.eligibility.model_dump(mode="json", exclude_none=True)}),
         "pools": {"train_rirs": len(pools.train_rirs), "eval_rirs": len(pools.eval_rirs),
                   "train_noises": len(pools.train_noises), "eval_noises": len(pools.eval_noises)},
     }
@@ -312,7 +447,14 @@ def _link_into_release(uri: str, release_audio: str) -> str:
 
 
 def release_name(spec: DatasetSpec) -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    """A sortable UTC timestamp; a suffix keeps two builds in the same second apart."""
+    base = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    existing = set(fs.list_prefix(fs.join(spec.output, mio.RELEASES_DIR)))
+    name, n = base, 1
+    while name in existing:
+        n += 1
+        name = f"{base}-{n}"
+    return name
 
 
 def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, Any]],
@@ -356,13 +498,18 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     digest = mio.content_sha256(written, release_root=paths.root)
 
     extra = _card_extra(spec, plan, weight_report, timings)
+    prev_utts, prev_name = previous_utterances(spec.output)
+    extra["changes"] = release_changes(prev_utts, written[UTTERANCES], prev_name)
+    from tasks.transcripts.quality import transcript_quality
+
+    extra["transcript_quality"] = transcript_quality(written[UTTERANCES], n=spec.labelers.quality_sample_per_source,
+                                                     seed=spec.seed)
     card = report.build_card(spec=spec, release=release, utterances=written[UTTERANCES], asr=written[ASR_STAGE],
                              classifier=written[CLASSIFIER_STAGE], rejects=written[REJECTS], found=found,
                              extra=extra)
     card["schema_version"] = "1"
     card["content_sha256"] = digest
-    plot_files = report.make_plots(card, written[UTTERANCES], written[ASR_STAGE], paths.plots) \
-        if not fs.is_s3(paths.root) else []
+    plot_files = _make_plots(report, card, written, paths)
     fs.write_bytes(paths.card_json, json.dumps(card, indent=2, sort_keys=True, allow_nan=False).encode())
     fs.write_bytes(paths.card_md, report.render_markdown(card, plot_files).encode())
 
@@ -371,6 +518,9 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
         problems = "\n  - ".join(result.problems)
         raise RuntimeError(f"release {paths.root} failed validation (LATEST not moved):\n  - {problems}")
     mio.point_latest(spec.output, release)
+    pruned = prune_releases(spec.output, spec.run.keep_releases)
+    if pruned:
+        log("pruned %d old release(s) (keep_releases=%d): %s", len(pruned), spec.run.keep_releases, ", ".join(pruned))
     log("published %s: %d utterances, %d ASR rows, %d classifier windows, %d rejects", release,
         len(written[UTTERANCES]), len(written[ASR_STAGE]), len(written[CLASSIFIER_STAGE]), len(written[REJECTS]))
     return {
@@ -380,6 +530,23 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
         "counts": {name: len(df) for name, df in written.items()},
         "found": found,
     }
+
+
+def _make_plots(report: Any, card: dict, written: dict[str, pd.DataFrame], paths: mio.ReleasePaths) -> list[str]:
+    """Draw the card's plots locally; for an S3 release draw into a temp folder and upload."""
+    if not fs.is_s3(paths.root):
+        return report.make_plots(card, written[UTTERANCES], written[ASR_STAGE], paths.plots)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = report.make_plots(card, written[UTTERANCES], written[ASR_STAGE], tmp)
+        uploaded = []
+        for path in local:
+            target = fs.join(paths.plots, Path(path).name)
+            fs.write_bytes(target, Path(path).read_bytes())
+            uploaded.append(target)
+    return uploaded
 
 
 def _noise_windows(spec: DatasetSpec) -> pd.DataFrame:
@@ -406,6 +573,7 @@ def _card_extra(spec: DatasetSpec, plan: dict[str, Any], weight_report: dict, ti
     spec_json = spec.model_dump_json()
     return {
         "balance": plan.get("balance_report"),
+        "eligibility": plan.get("eligibility"),
         "weights": _jsonable(weight_report),
         "labelers": {
             "transcripts": spec.labelers.transcripts,

@@ -30,10 +30,12 @@ CROSS_SECTION_COLUMNS: tuple[str, ...] = ("source", "split", "gender", "age_buck
 # Sections stages compute themselves; copied verbatim (made JSON-safe), in this order.
 EXTRA_SECTIONS: tuple[str, ...] = (
     "balance",
+    "eligibility",
     "weights",
     "labelers",
     "transcript_quality",
     "sentiment_agreement",
+    "agreement",
     "augment",
     "segments",
     "timings",
@@ -41,6 +43,8 @@ EXTRA_SECTIONS: tuple[str, ...] = (
 )
 _EXTRA_TITLES: dict[str, str] = {
     "balance": "ASR-stage balancing",
+    "eligibility": "Eligibility (label origins each stage and split may use)",
+    "agreement": "Pseudo-label agreement with human labels",
     "weights": "Class weights (weighting stage)",
     "labelers": "Labelers",
     "transcript_quality": "Transcript quality (WER vs human)",
@@ -57,6 +61,20 @@ PLOT_FILES: tuple[str, ...] = (
     "duration_histogram.png",
     "source_by_sentiment.png",
     "groups.png",
+    "label_origins.png",
+)
+# Origins that come from a person (a mapped emotion is a human annotation); the rest are pseudo-labels.
+HUMAN_SENTIMENT_ORIGINS: frozenset[str] = frozenset({"human", "mapped_emotion"})
+HUMAN_TRANSCRIPT_ORIGINS: frozenset[str] = frozenset({"human"})
+DUPLICATE_RULE = (
+    "one row per segment_key (sha256 of the file bytes + offset + duration), across sources: prefer a human "
+    "sentiment label, then a human transcript, then the smallest utterance_id; the others are "
+    "duplicate_segment rejects"
+)
+DUPLICATE_LIMITATION = (
+    "only byte-identical audio is caught: a corpus that re-encodes, resamples or re-cuts another "
+    "(DNS-Challenge republishes CREMA-D clips) is not detected; list such corpora as one source or "
+    "exclude the overlap by hand"
 )
 _COLOURS: dict[str, str] = {
     "negative": "#c0392b",
@@ -175,11 +193,13 @@ def _counts_section(
     asr: pd.DataFrame,
     rejects: pd.DataFrame,
     found: dict[str, int],
+    classifier: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     u_src, r_src = _labels(utterances, "source"), _labels(rejects, "source")
     u_sec = _seconds(utterances)
-    asr_ids = set(_labels(asr, "utterance_id").tolist())
-    in_asr = _labels(utterances, "utterance_id").isin(asr_ids)
+    u_ids = _labels(utterances, "utterance_id")
+    in_asr = u_ids.isin(set(_labels(asr, "utterance_id").tolist()))
+    in_clf = u_ids.isin(set(_labels(classifier, "utterance_id").tolist())) if classifier is not None else None
     sources: dict[str, dict[str, Any]] = {}
     for name in _source_order(spec, found.keys(), sorted(set(u_src)), sorted(set(r_src))):
         mask = u_src == name
@@ -190,6 +210,7 @@ def _counts_section(
             "accepted": accepted,
             "rejected": rejected,
             "excluded_from_asr": int((mask & ~in_asr).sum()),
+            "excluded_from_classifier": 0 if in_clf is None else int((mask & ~in_clf).sum()),
             "hours": _hours(u_sec[mask].sum()),
             "accounted": n_found is not None and int(n_found) == accepted + rejected,
         }
@@ -198,6 +219,7 @@ def _counts_section(
         "accepted": sum(s["accepted"] for s in sources.values()),
         "rejected": sum(s["rejected"] for s in sources.values()),
         "excluded_from_asr": sum(s["excluded_from_asr"] for s in sources.values()),
+        "excluded_from_classifier": sum(s["excluded_from_classifier"] for s in sources.values()),
         "hours": _hours(u_sec.sum()),
         "accounted": all(s["accounted"] for s in sources.values()),
     }
@@ -339,14 +361,57 @@ def _classifier_section(classifier: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _cross_sections(utterances: pd.DataFrame, min_group_size: int) -> dict[str, Any]:
+def _origin_counts(origins: pd.Series, human: frozenset[str]) -> dict[str, Any]:
+    """Counts per origin plus how many came from a person (the rest are pseudo-labels)."""
+    counts = _counts(origins)
+    return {"by_origin": counts, "human": sum(n for o, n in counts.items() if o in human)}
+
+
+def _agreement_by_group(agreement: Mapping[str, Any] | None) -> dict[str, Any]:
+    """{"by_<column>": {group: {labeler: {n, accuracy, macro_f1}}}} from the agreement section.
+
+    Reads `tasks.sentiment.agreement`'s shape (`labelers.<name>.per_source.<source>` scores) and
+    any explicit `by_<column>` mappings, so agreement shows next to each group's size and origins.
+    """
+    if not isinstance(agreement, Mapping):
+        return {}
+    out: dict[str, Any] = {k: v for k, v in agreement.items() if k.startswith("by_") and isinstance(v, Mapping)}
+    labelers = agreement.get("labelers")
+    if isinstance(labelers, Mapping):
+        by_source: dict[str, dict[str, Any]] = {}
+        for name, result in labelers.items():
+            per_source = result.get("per_source") if isinstance(result, Mapping) else None
+            for source, sc in (per_source or {}).items():
+                if isinstance(sc, Mapping):
+                    by_source.setdefault(str(source), {})[str(name)] = {
+                        k: sc.get(k) for k in ("n", "accuracy", "macro_f1")
+                    }
+        if by_source and "by_source" not in out:
+            out["by_source"] = by_source
+    return out
+
+
+def _cross_sections(
+    utterances: pd.DataFrame, min_group_size: int, agreement: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Counts, hours, sentiment, label origin and (where measured) agreement per group.
+
+    `agreement` is the card's agreement section (`extra["sentiment_agreement"]` or
+    `extra["agreement"]`); see `_agreement_by_group` for the shapes read.
+    """
+    agreement = _agreement_by_group(agreement)
     sec = _seconds(utterances)
+    s_origin = _labels(utterances, "sentiment_origin")
+    t_origin = _labels(utterances, "transcript_origin")
     out: dict[str, Any] = {"min_group_size": min_group_size}
     for column in CROSS_SECTION_COLUMNS:
         values = _labels(utterances, column)
         preferred = SPLITS if column == "split" else ()
         seconds = sec.groupby(values, sort=False).sum()
         sentiments = _cross_counts(utterances, column)
+        s_by = {g: part for g, part in s_origin.groupby(values, sort=False)}
+        t_by = {g: part for g, part in t_origin.groupby(values, sort=False)}
+        per_group = (agreement or {}).get(f"by_{column}")
         groups: dict[str, Any] = {}
         for g in _ordered(values, preferred):
             n = sum(sentiments[g].values())
@@ -354,10 +419,35 @@ def _cross_sections(utterances: pd.DataFrame, min_group_size: int) -> dict[str, 
                 "count": n,
                 "hours": _hours(seconds[g]),
                 "sentiment": sentiments[g],
+                "label_origin": {
+                    "sentiment": _origin_counts(s_by[g], HUMAN_SENTIMENT_ORIGINS),
+                    "transcript": _origin_counts(t_by[g], HUMAN_TRANSCRIPT_ORIGINS),
+                },
                 "small": n < min_group_size,
             }
+            if isinstance(per_group, Mapping) and g in per_group:
+                groups[g]["agreement"] = per_group[g]
         out[column] = groups
     return out
+
+
+def _leakage_section(utterances: pd.DataFrame, rejects: pd.DataFrame) -> dict[str, Any]:
+    """Duplicate segments resolved (counted per source) and a recount of cross-split leakage."""
+    reason = _labels(rejects, "reason")
+    dup_sources = _labels(rejects, "source")[reason == "duplicate_segment"]
+    keys = _labels(utterances, "segment_key")
+    splits = _labels(utterances, "split")
+    known = keys != UNKNOWN
+    per_key = splits[known].groupby(keys[known]).nunique() if known.any() else pd.Series(dtype=int)
+    repeated = keys[known].duplicated(keep=False)
+    return {
+        "duplicate_segments_resolved": int(len(dup_sources)),
+        "duplicates_by_source": _counts(dup_sources),
+        "segment_keys_in_two_splits": int((per_key > 1).sum()),
+        "segment_keys_repeated": int(keys[known][repeated].nunique()),
+        "rule": DUPLICATE_RULE,
+        "limitation": DUPLICATE_LIMITATION,
+    }
 
 
 def build_card(
@@ -380,12 +470,15 @@ def build_card(
         "seed": spec.seed,
         "spec": spec.model_dump(mode="json"),
         "class_index": dict(CLASS_INDEX),
-        "counts": _counts_section(spec, utterances, asr, rejects, found),
+        "counts": _counts_section(spec, utterances, asr, rejects, found, classifier),
         "rejects": _rejects_section(rejects),
         "utterances": _utterances_section(utterances),
         "asr_stage": _asr_section(asr, utterances),
         "classifier_stage": _classifier_section(classifier),
-        "cross_sections": _cross_sections(utterances, min_group_size),
+        "cross_sections": _cross_sections(
+            utterances, min_group_size, extra.get("sentiment_agreement") or extra.get("agreement")
+        ),
+        "leakage": _leakage_section(utterances, rejects),
     }
     extra_keys = [k for k in EXTRA_SECTIONS if k in extra]
     extra_keys += sorted(k for k in extra if k not in EXTRA_SECTIONS and k not in _EXTRA_PARAMETERS)
@@ -475,10 +568,25 @@ def render_summary(card: dict[str, Any]) -> str:
         f"- **ASR stage**: {asr['rows']} rows ({asr['hours']:.2f} h), train split {balanced}; "
         f"{totals['excluded_from_asr']} accepted utterances left out by sampling or eligibility."
     )
+    eligibility = card.get("eligibility") or {}
+    ineligible = {
+        stage: int(((eligibility.get(stage) or {}).get("total")) or 0) for stage in ("asr", "classifier")
+    }
+    if any(ineligible.values()):
+        lines.append(
+            f"- **Eligibility**: {ineligible['asr']} utterances excluded from the ASR stage and "
+            f"{ineligible['classifier']} from the classifier stage by label-origin rules (exclusions, not rejects)."
+        )
     lines.append(
         f"- **Classifier stage**: {clf['windows']} windows ({clf['speech']['speech']} speech, "
         f"{clf['speech']['non_speech']} non-speech)."
     )
+    leak = card.get("leakage")
+    if leak:
+        lines.append(
+            f"- **Leakage**: {leak['duplicate_segments_resolved']} duplicate segments resolved "
+            f"(`duplicate_segment` rejects); {leak['segment_keys_in_two_splits']} segment keys in two splits."
+        )
     bad = [n for n, s in counts.items() if not s["accounted"]]
     if bad:
         lines.append(f"- **WARNING**: found != accepted + rejected for: {', '.join(bad)}.")
@@ -501,6 +609,7 @@ _CORE_KEYS: frozenset[str] = frozenset(
         "asr_stage",
         "classifier_stage",
         "cross_sections",
+        "leakage",
         "schema_version",
         "content_sha256",
     }
@@ -542,7 +651,8 @@ def render_markdown(card: dict[str, Any], plot_files: list[str]) -> str:
 
     counts = card["counts"]
     rows = [
-        [n, s["found"], s["accepted"], s["rejected"], s["excluded_from_asr"], s["hours"], s["accounted"]]
+        [n, s["found"], s["accepted"], s["rejected"], s["excluded_from_asr"], s.get("excluded_from_classifier"),
+         s["hours"], s["accounted"]]
         for n, s in counts["sources"].items()
     ]
     t = counts["totals"]
@@ -553,6 +663,7 @@ def render_markdown(card: dict[str, Any], plot_files: list[str]) -> str:
             t["accepted"],
             t["rejected"],
             t["excluded_from_asr"],
+            t.get("excluded_from_classifier"),
             t["hours"],
             t["accounted"],
         ]
@@ -560,7 +671,8 @@ def render_markdown(card: dict[str, Any], plot_files: list[str]) -> str:
     out += [
         "## Sources",
         "",
-        _table(["source", "found", "accepted", "rejected", "excluded from ASR", "hours", "accounted"], rows),
+        _table(["source", "found", "accepted", "rejected", "excluded from ASR", "excluded from classifier",
+                "hours", "accounted"], rows),
         "",
     ]
     inputs = card.get("spec", {}).get("sources", [])
@@ -664,16 +776,37 @@ def render_markdown(card: dict[str, Any], plot_files: list[str]) -> str:
         f"Groups with fewer than {cross['min_group_size']} utterances are marked small.",
         "",
     ]
+    out += [
+        "Label origin: *human sentiment* counts human and mapped-emotion labels, *human transcript* human "
+        "transcripts; the rest are pseudo-labels.",
+        "",
+    ]
     for column in CROSS_SECTION_COLUMNS:
         groups = cross.get(column, {})
-        rows = [
-            [g, v["count"], v["hours"]] + [v["sentiment"].get(s, 0) for s in SENTIMENTS] + [v["small"]]
-            for g, v in groups.items()
-        ]
+        with_agreement = any("agreement" in v for v in groups.values())
+        rows = []
+        for g, v in groups.items():
+            origin = v.get("label_origin") or {}
+            row = [g, v["count"], v["hours"]] + [v["sentiment"].get(s, 0) for s in SENTIMENTS]
+            row += [_pct((origin.get("sentiment") or {}).get("human", 0), v["count"]),
+                    _pct((origin.get("transcript") or {}).get("human", 0), v["count"])]
+            row += [v.get("agreement")] if with_agreement else []
+            rows.append(row + [v["small"]])
+        header = [column, "utterances", "hours", *SENTIMENTS, "human sentiment", "human transcript"]
+        header += ["agreement"] if with_agreement else []
+        out += [f"### By {column}", "", _table(header + ["small"], rows), ""]
+
+    leak = card.get("leakage")
+    if leak:
         out += [
-            f"### By {column}",
+            "## Leakage",
             "",
-            _table([column, "utterances", "hours", *SENTIMENTS, "small"], rows),
+            f"- Duplicate segments resolved: {leak['duplicate_segments_resolved']}"
+            + (f" ({', '.join(f'{k} {n}' for k, n in leak['duplicates_by_source'].items())})"
+               if leak["duplicates_by_source"] else "")
+            + f"; segment keys in two splits: {leak['segment_keys_in_two_splits']}.",
+            f"- Rule: {leak['rule']}.",
+            f"- Limitation: {leak['limitation']}.",
             "",
         ]
 
@@ -802,14 +935,25 @@ def _plot_source_by_sentiment(utterances: pd.DataFrame, asr: pd.DataFrame, path:
 
 
 def _plot_groups(card: dict[str, Any], path: Path) -> str:
-    fig, axes = _figure(1, 2)
-    for ax, column in zip(axes[0], ("gender", "age_bucket"), strict=True):
+    fig, axes = _figure(1, 3)
+    for ax, column in zip(axes[0], ("gender", "age_bucket", "accent"), strict=True):
         groups = card["cross_sections"].get(column, {})
         table = {(f"{g}*" if v["small"] else g): v["sentiment"] for g, v in groups.items()}
         _stacked(ax, table, column)
     fig.suptitle(
         f"Utterances by group (* = fewer than {card['cross_sections']['min_group_size']})", fontsize=10
     )
+    return _save(fig, path)
+
+
+def _plot_label_origins(utterances: pd.DataFrame, path: Path) -> str:
+    fig, axes = _figure(1, 2)
+    for ax, column, title in zip(axes[0], ("sentiment_origin", "transcript_origin"),
+                                 ("sentiment origin", "transcript origin"), strict=True):
+        rows, origins = _labels(utterances, "source"), _labels(utterances, column)
+        table = {r: _counts(origins[rows == r]) for r in _ordered(rows, ())}
+        _stacked(ax, table, title, classes=_ordered(origins, ("human", "mapped_emotion")))
+    fig.suptitle("Label origin by source (human vs pseudo-labels)", fontsize=10)
     return _save(fig, path)
 
 
@@ -820,10 +964,11 @@ def make_plots(card: dict[str, Any], utterances: pd.DataFrame, asr: pd.DataFrame
     """
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    dist, hist, source, groups = (folder / name for name in PLOT_FILES)
+    dist, hist, source, groups, origins = (folder / name for name in PLOT_FILES)
     return [
         _plot_sentiment_distribution(utterances, asr, dist),
         _plot_duration_histogram(utterances, hist),
         _plot_source_by_sentiment(utterances, asr, source),
         _plot_groups(card, groups),
+        _plot_label_origins(utterances, origins),
     ]

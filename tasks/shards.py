@@ -26,9 +26,19 @@ def stable_hash(*parts: object) -> str:
     return hashlib.sha256(":".join(str(p) for p in parts).encode()).hexdigest()
 
 
+def shard_count(n_items: int, shard_size: int) -> int:
+    """A power of two >= n_items / shard_size.
+
+    Powers of two keep shards stable under inserts: an id's shard is the low bits of its hash, so a
+    refresh that adds data moves ids only when the count doubles, and then each old shard splits in two.
+    """
+    needed = max(1, math.ceil(n_items / shard_size))
+    return 1 << (needed - 1).bit_length()
+
+
 def assign_shards(ids: pd.Series, shard_size: int) -> pd.Series:
-    """Shard number per id: hash(id) modulo the number of shards needed for `shard_size`."""
-    n_shards = max(1, math.ceil(len(ids) / shard_size))
+    """Shard number per id: the low bits of hash(id)."""
+    n_shards = shard_count(len(ids), shard_size)
     return ids.map(lambda i: int(stable_hash(i)[:12], 16) % n_shards)
 
 

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from manifests.schema import SENTIMENT_ORIGINS, TRANSCRIPT_ORIGINS
+
 ADAPTER_KINDS: tuple[str, ...] = (
     "librispeech",
     "commonvoice",
@@ -79,13 +81,117 @@ class WhisperSettings(_Strict):
     max_compression_ratio: float = Field(default=2.4, gt=0)
 
 
+class TrainedClassifierSettings(_Strict):
+    """TF-IDF + multinomial logistic regression, trained in the run (tasks/sentiment/trained.py)."""
+
+    word_ngrams: tuple[int, int] = Field(default=(1, 2), description="word n-gram range")
+    char_ngrams: tuple[int, int] | None = Field(
+        default=(2, 5), description="char n-gram range (within word boundaries); null = words only"
+    )
+    min_df: int = Field(default=1, ge=1, description="n-grams in fewer training texts are ignored")
+    max_features: int | None = Field(default=200_000, ge=1, description="per vectorizer")
+    C: float = Field(default=4.0, gt=0, description="inverse L2 regularisation strength")
+    class_weight: Literal["balanced", "none"] = "balanced"
+    max_iter: int = Field(default=1000, ge=10)
+    min_train_items: int = Field(default=100, ge=2, description="fewer usable training rows: on_insufficient_data")
+    exclude_kinds: list[str] = Field(
+        default_factory=lambda: ["ravdess", "cremad"],
+        description="scripted corpora whose few sentences carry no sentiment: never trained on",
+    )
+    label_origins: list[Literal["human", "mapped_emotion"]] = Field(
+        default_factory=lambda: ["human", "mapped_emotion"], description="which sentiment labels count as human"
+    )
+    on_insufficient_data: Literal["error", "vader"] = Field(
+        default="error", description="too little training data: stop before labelling, or label with VADER"
+    )
+
+    @field_validator("word_ngrams", "char_ngrams")
+    @classmethod
+    def _ordered_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not 1 <= value[0] <= value[1]:
+            raise ValueError(f"n-gram range must be [low, high] with 1 <= low <= high (got {list(value)})")
+        return value
+
+
 class TextClassifierSettings(_Strict):
-    kind: Literal["vader"] = "vader"
+    kind: Literal["vader", "trained", "hf_model"] = "vader"
     positive_threshold: float = Field(default=0.05, description="VADER compound >= this is positive")
     negative_threshold: float = Field(default=-0.05, description="VADER compound <= this is negative")
     min_confidence: dict[str, float] = Field(
         default_factory=lambda: {"negative": 0.0, "neutral": 0.0, "positive": 0.0},
         description="per-class minimum confidence; below it the item is a low_confidence_sentiment reject",
+    )
+    trained: TrainedClassifierSettings = Field(default_factory=TrainedClassifierSettings)
+    model_path: str | None = Field(
+        default=None, description="hf_model: local Hugging Face sequence-classification model folder"
+    )
+    label_map: dict[str, str | None] = Field(
+        default_factory=dict, description="hf_model: model label -> negative|neutral|positive (null ignores it)"
+    )
+    languages: list[str] = Field(
+        default_factory=lambda: ["en"], description="hf_model: language codes the model handles"
+    )
+    batch_size: int = Field(default=32, ge=1, description="hf_model: texts per forward pass")
+    max_length: int = Field(default=128, ge=8, description="hf_model: tokens per text (longer is truncated)")
+
+    @model_validator(mode="after")
+    def _model_path_for_hf(self) -> TextClassifierSettings:
+        if self.kind == "hf_model" and not self.model_path:
+            raise ValueError("kind 'hf_model' needs model_path (a local model folder)")
+        for label, target in self.label_map.items():
+            if target is not None and target not in SENTIMENT_VALUES:
+                raise ValueError(f"label_map[{label!r}] = {target!r}; allowed: {', '.join(SENTIMENT_VALUES)} or null")
+        return self
+
+
+class AwsComprehendSettings(_Strict):
+    """Amazon Comprehend BatchDetectSentiment (docs/labelers.md); region comes from `aws`."""
+
+    batch_size: int = Field(default=25, ge=1, le=25, description="documents per call (API maximum 25)")
+    max_bytes: int = Field(default=5000, ge=16, le=5000, description="UTF-8 bytes per document (API maximum)")
+    rate_per_s: float = Field(default=5.0, gt=0, description="client-side limit on calls per second")
+    max_retries: int = Field(default=5, ge=0, le=20, description="retries of throttled calls and failed documents")
+    backoff_s: float = Field(default=0.5, ge=0, description="first retry wait; doubles each retry")
+    max_backoff_s: float = Field(default=20.0, ge=0)
+    mixed_policy: str = Field(
+        default="reject",
+        pattern=r"^(reject|map:(negative|neutral|positive))$",
+        description="MIXED: 'reject' (unmapped_label reject) or 'map:<class>'",
+    )
+    unsupported_language: Literal["reject", "text_classifier"] = "reject"
+    min_confidence: dict[str, float] = Field(
+        default_factory=lambda: {"negative": 0.0, "neutral": 0.0, "positive": 0.0},
+        description="per-class minimum score of the chosen class; below it low_confidence_sentiment",
+    )
+    language: str = Field(default="en", description="language of items that do not say")
+    max_cost_usd: float | None = Field(default=None, ge=0, description="stop before any call above this")
+    price_per_unit_usd: float = Field(
+        default=0.0001, ge=0, description="per 100-character unit (aws.amazon.com/comprehend/pricing, 2025)"
+    )
+    min_units_per_doc: int = Field(default=3, ge=1, description="billing minimum per document")
+
+
+class AwsTranscribeSettings(_Strict):
+    """Amazon Transcribe batch jobs (docs/labelers.md); region and staging come from `aws`."""
+
+    max_concurrent_jobs: int = Field(default=100, ge=1, le=250, description="jobs QUEUED/IN_PROGRESS at once")
+    start_rate_per_s: float = Field(default=20.0, gt=0, description="StartTranscriptionJob calls/s (quota 25)")
+    get_rate_per_s: float = Field(default=25.0, gt=0, description="GetTranscriptionJob calls/s (quota 30)")
+    poll_min_s: float = Field(default=5.0, gt=0, description="first wait between status polls")
+    poll_max_s: float = Field(default=60.0, gt=0, description="polls back off exponentially up to this")
+    pack_target_s: float = Field(default=300.0, ge=1, le=14400, description="audio seconds packed per job")
+    silence_s: float = Field(default=0.5, ge=0, le=5, description="silence between packed clips")
+    language_code: str | None = Field(
+        default="en-US", description="Transcribe language code; null = from each item's language"
+    )
+    max_attempts: int = Field(default=3, ge=1, le=10, description="FAILED jobs are retried under a new name")
+    on_failed: Literal["reject", "whisper"] = "reject"
+    max_cost_usd: float | None = Field(default=None, ge=0, description="stop before starting jobs above this")
+    price_per_minute_usd: float = Field(
+        default=0.024, ge=0, description="batch, tier 1, us-east-1 (aws.amazon.com/transcribe/pricing, 2025)"
+    )
+    output_prefix: str = Field(
+        default="transcribe-output", pattern=r"^[A-Za-z0-9_.\-/]+$", description="under aws.staging_uri"
     )
 
 
@@ -93,7 +199,12 @@ class LabelersSpec(_Strict):
     transcripts: Literal["whisper", "aws_transcribe", "none"] = "whisper"
     sentiment: Literal["text_classifier", "aws_comprehend", "none"] = "text_classifier"
     whisper: WhisperSettings = Field(default_factory=WhisperSettings)
+    aws_transcribe: AwsTranscribeSettings = Field(default_factory=AwsTranscribeSettings)
+    quality_sample_per_source: int = Field(
+        default=20, ge=0, description="human-transcribed rows per source (per shard) also ASR-labelled for WER"
+    )
     text_classifier: TextClassifierSettings = Field(default_factory=TextClassifierSettings)
+    aws_comprehend: AwsComprehendSettings = Field(default_factory=AwsComprehendSettings)
 
 
 class SplitSpec(_Strict):
@@ -120,6 +231,43 @@ class BalanceSpec(_Strict):
         default=1.0, gt=0, le=1, description="cap on any one source's share of a class (1.0 = no cap)"
     )
     on_missing_class: Literal["error", "balance_existing"] = "balance_existing"
+    splits: list[Literal["train", "dev", "test"]] = Field(
+        default_factory=lambda: ["train"],
+        description="splits sampled to a uniform distribution; the others keep their natural one",
+    )
+
+
+_ORIGINS = {"sentiment_origin": SENTIMENT_ORIGINS, "transcript_origin": TRANSCRIPT_ORIGINS}
+
+
+class OriginRule(_Strict):
+    """Label origins a stage may use in one split; null = any. A bare list means sentiment_origin."""
+
+    sentiment_origin: list[str] | None = None
+    transcript_origin: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"sentiment_origin": data} if isinstance(data, list) else data
+
+    @field_validator("sentiment_origin", "transcript_origin")
+    @classmethod
+    def _known_origins(cls, value: list[str] | None, info: Any) -> list[str] | None:
+        allowed = _ORIGINS[info.field_name]
+        for origin in value or []:
+            if origin not in allowed:
+                raise ValueError(f"unknown {info.field_name} {origin!r}; allowed: {', '.join(allowed)}")
+        if value is not None and not value:
+            raise ValueError("an empty list would exclude everything; leave the field out to allow any origin")
+        return value
+
+
+class EligibilitySpec(_Strict):
+    """Which label origins each stage may use per split (e.g. test = human labels only)."""
+
+    asr: dict[Literal["train", "dev", "test"], OriginRule] = Field(default_factory=dict)
+    classifier: dict[Literal["train", "dev", "test"], OriginRule] = Field(default_factory=dict)
 
 
 class WeightSpec(_Strict):
@@ -153,6 +301,10 @@ class AugmentSpec(_Strict):
     simulate_rirs: int = Field(default=8, ge=0, description="RIRs simulated when no rir_paths are given")
     splits: list[Literal["train", "dev", "test"]] = Field(default_factory=lambda: ["train"])
     materialize: bool = Field(default=True, description="write augmented FLAC (recipe_applied = true)")
+    copies_per_utterance: int = Field(
+        default=1, ge=1, le=10,
+        description="classifier-stage variants per augmented (train) utterance, Kaldi-style; speeds rotate over copies",
+    )
 
     @field_validator("speeds")
     @classmethod
@@ -176,8 +328,11 @@ class AwsSpec(_Strict):
 
 class RunSpec(_Strict):
     shard_size: int = Field(default=500, ge=1, description="utterances per Prefect task")
-    task_runner: Literal["threads", "dask"] = "threads"
-    max_workers: int = Field(default=2, ge=1)
+    task_runner: Literal["threads", "dask"] = Field(
+        default="threads", description="threads (default), or dask: a local cluster or dask_address"
+    )
+    max_workers: int = Field(default=2, ge=1, description="threads, or Dask worker processes of a local cluster")
+    dask_address: str | None = Field(default=None, description="tcp://host:port of an existing Dask scheduler")
     keep_releases: int = Field(default=5, ge=1)
 
 
@@ -190,6 +345,7 @@ class DatasetSpec(_Strict):
     splits: SplitSpec = Field(default_factory=SplitSpec)
     balance: BalanceSpec = Field(default_factory=BalanceSpec)
     weights: WeightSpec = Field(default_factory=WeightSpec)
+    eligibility: EligibilitySpec = Field(default_factory=EligibilitySpec)
     segments: SegmentSpec = Field(default_factory=SegmentSpec)
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
     aws: AwsSpec = Field(default_factory=AwsSpec)
@@ -250,6 +406,8 @@ def resolve_paths(spec: DatasetSpec, base_dir: Path) -> DatasetSpec:
         source.path = _resolve(source.path, base_dir)
     spec.augment.noise_paths = [_resolve(p, base_dir) for p in spec.augment.noise_paths]
     spec.augment.rir_paths = [_resolve(p, base_dir) for p in spec.augment.rir_paths]
+    if spec.labelers.text_classifier.model_path:
+        spec.labelers.text_classifier.model_path = _resolve(spec.labelers.text_classifier.model_path, base_dir)
     return spec
 
 
@@ -279,10 +437,12 @@ def check_spec_paths(spec: DatasetSpec) -> None:
         for j, p in enumerate(paths):
             if "://" not in p and not Path(p).exists():
                 problems.append(f"  - {field}.{j}: {p!r} does not exist")
-    if spec.labelers.transcripts == "aws_transcribe":
-        problems.append("  - labelers.transcripts: 'aws_transcribe' is not available in this version; use whisper or none")
-    if spec.labelers.sentiment == "aws_comprehend":
-        problems.append("  - labelers.sentiment: 'aws_comprehend' is not available in this version; use text_classifier or none")
+    if spec.labelers.transcripts == "aws_transcribe" and not (spec.aws.staging_uri or "").startswith("s3://"):
+        problems.append("  - aws.staging_uri: labelers.transcripts 'aws_transcribe' needs an s3://bucket/prefix "
+                        f"where audio is staged for Amazon Transcribe (got {spec.aws.staging_uri!r})")
+    model_path = spec.labelers.text_classifier.model_path
+    if spec.labelers.text_classifier.kind == "hf_model" and model_path and not Path(model_path).is_dir():
+        problems.append(f"  - labelers.text_classifier.model_path: folder {model_path!r} does not exist")
     from tasks.corpora.registry import ADAPTERS
 
     for i, source in enumerate(spec.sources):

@@ -97,7 +97,8 @@ def finish_classifier_rows(windows: pd.DataFrame, weights: pd.Series) -> pd.Data
     out = windows.copy()
     if "source_duration_s" in out.columns:
         # offset_s/duration_s are in audio_uri's time (the contract); windows were cut in utterance time.
-        out["duration_s"] = out["source_duration_s"].astype(float)
+        # Noise examples were never utterance rows: their duration_s already is their cut.
+        out["duration_s"] = out["source_duration_s"].astype(float).fillna(out["duration_s"].astype(float))
     out["class_weight"] = weights.astype(float).to_numpy()
     out["class_index"] = out["sentiment"].map(CLASS_INDEX).astype("Int32")
     return out.drop(

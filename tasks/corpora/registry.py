@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 from tasks.corpora.base import Adapter
+from tasks.corpora.commonvoice import ingest_commonvoice
+from tasks.corpora.cremad import ingest_cremad
 from tasks.corpora.folder import ingest_folder
+from tasks.corpora.hf_dataset import ingest_hf_dataset
+from tasks.corpora.iemocap import ingest_iemocap
+from tasks.corpora.librispeech import ingest_librispeech
+from tasks.corpora.meld import ingest_meld
+from tasks.corpora.msp_podcast import ingest_msp_podcast
 from tasks.corpora.ravdess import ingest_ravdess
+from tasks.corpora.slue_voxceleb import ingest_slue_voxceleb
 from tasks.spec import ADAPTER_KINDS
 
 ADAPTERS: dict[str, Adapter] = {
     "folder": ingest_folder,
     "ravdess": ingest_ravdess,
+    "librispeech": ingest_librispeech,
+    "commonvoice": ingest_commonvoice,
+    "cremad": ingest_cremad,
+    "meld": ingest_meld,
+    "iemocap": ingest_iemocap,
+    "slue_voxceleb": ingest_slue_voxceleb,
+    "msp_podcast": ingest_msp_podcast,
+    "hf_dataset": ingest_hf_dataset,
 }
 
 

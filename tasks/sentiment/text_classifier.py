@@ -29,6 +29,13 @@ scaled by its own threshold, so asymmetric thresholds stay fair. (Should the neu
 ``settings.min_confidence[class]`` is applied per class (a single threshold on ``|compound|`` would
 reject every neutral). Known limit: a text whose positive and negative words cancel out is a
 confident neutral; ``p_neutral`` is low for it, so it can be found.
+
+Other kinds (`settings.kind`), dispatched by `classify_texts`:
+``trained`` -- TF-IDF + logistic regression trained in the run (`tasks.sentiment.trained`; the
+pipeline passes the saved model's URI); ``hf_model`` -- a local Hugging Face model folder
+(`tasks.sentiment.hf_model`). Their ``p_*`` are class probabilities, the confidence is the chosen
+class's probability, and ``sentiment_compound`` stays null. Each kind has its own label-cache folder
+whose settings include the model's identity, so a retrained model never serves stale labels.
 """
 
 from __future__ import annotations
@@ -139,20 +146,62 @@ _CLASSIFIERS: dict[str, Callable[[Sequence[str], TextClassifierSettings], list[d
 }
 
 
-def classify_texts(texts: Sequence[str], settings: TextClassifierSettings) -> list[dict[str, Any]]:
-    """Label each text: p_negative, p_neutral, p_positive, sentiment, sentiment_confidence, compound."""
+_LABELER_NAMES = {"vader": LABELER_NAME, "trained": "trained-tfidf", "hf_model": "hf-model"}
+
+
+def labeler_name(settings: TextClassifierSettings) -> str:
+    """The label-cache folder (and the name in reject details) of the configured kind."""
+    return _LABELER_NAMES[settings.kind]
+
+
+def _trained_model(model_uri: str | None) -> Any:
+    from tasks.sentiment import trained
+
+    if not model_uri:
+        raise ValueError(
+            "labelers.text_classifier.kind 'trained' needs the model trained in this run "
+            "(pipeline.train_text_classifier returns its model_uri)"
+        )
+    return trained.load(model_uri)
+
+
+def classify_texts(
+    texts: Sequence[str], settings: TextClassifierSettings, model_uri: str | None = None
+) -> list[dict[str, Any]]:
+    """Label each text: p_negative, p_neutral, p_positive, sentiment, sentiment_confidence, compound.
+
+    `model_uri` is the trained model for kind ``trained`` (ignored otherwise).
+    """
     _check_thresholds(settings)
+    if settings.kind == "trained":
+        from tasks.sentiment import trained
+
+        return trained.predict(list(texts), _trained_model(model_uri))
+    if settings.kind == "hf_model":
+        from tasks.sentiment import hf_model
+
+        return hf_model.classify(list(texts), settings)
     return _CLASSIFIERS[settings.kind](list(texts), settings)
 
 
-def cache_settings(settings: TextClassifierSettings) -> dict[str, Any]:
-    """What identifies this labeler's labels in the cache: every setting (thresholds decide the class)."""
+def cache_settings(settings: TextClassifierSettings, model_uri: str | None = None) -> dict[str, Any]:
+    """What identifies this labeler's labels in the cache.
+
+    VADER: every setting (thresholds decide the class). Trained and HF models: the model's identity
+    (plus what changes their output); thresholds are applied after the cache, so they are left out.
+    """
+    if settings.kind == "trained":
+        return {"kind": "trained", "model_id": _trained_model(model_uri).model_id}
+    if settings.kind == "hf_model":
+        from tasks.sentiment import hf_model
+
+        return hf_model.cache_identity(settings)
     return settings.model_dump()
 
 
-def make_cache(root_uri: str, settings: TextClassifierSettings) -> LabelCache:
+def make_cache(root_uri: str, settings: TextClassifierSettings, model_uri: str | None = None) -> LabelCache:
     """The process-wide label cache for these settings under `root_uri` (local path or s3:// URI)."""
-    return LabelCache.shared(root_uri, LABELER_NAME, cache_settings(settings))
+    return LabelCache.shared(root_uri, labeler_name(settings), cache_settings(settings, model_uri))
 
 
 def _missing(value: Any) -> bool:
@@ -174,6 +223,17 @@ def _is_english(language: Any) -> bool:
     return primary in ENGLISH_CODES
 
 
+def supports_language(language: Any, settings: TextClassifierSettings, model_uri: str | None) -> bool:
+    """VADER: English; trained: the languages it was trained on; hf_model: settings.languages."""
+    if settings.kind == "trained":
+        return bool(_trained_model(model_uri).supports(language))
+    if settings.kind == "hf_model":
+        from tasks.sentiment import hf_model
+
+        return hf_model.supports(language, settings)
+    return _is_english(language)
+
+
 def _text_of(row: dict[str, Any]) -> str | None:
     for column in ("transcript", "transcript_raw"):
         value = row.get(column)
@@ -183,20 +243,20 @@ def _text_of(row: dict[str, Any]) -> str | None:
 
 
 def _labels_for(
-    texts: list[str], settings: TextClassifierSettings, cache: LabelCache | None
+    texts: list[str], settings: TextClassifierSettings, cache: LabelCache | None, model_uri: str | None = None
 ) -> dict[str, dict[str, Any]]:
     """Labels of the distinct texts by text key: from the cache, classifying (and caching) the rest."""
     by_key = {text_key(t): t for t in texts}
     cached = cache.get_many(by_key) if cache is not None else {}
     labels = {k: v for k, v in cached.items() if LABEL_FIELDS <= v.keys()}  # else: an older format
     todo = [k for k in by_key if k not in labels]
-    fresh = dict(zip(todo, classify_texts([by_key[k] for k in todo], settings), strict=True))
+    fresh = dict(zip(todo, classify_texts([by_key[k] for k in todo], settings, model_uri), strict=True))
     if cache is not None:
         cache.put_many(fresh)
     labels.update(fresh)
     logger.info(
         "%s: %d distinct texts, %d from cache, %d classified",
-        LABELER_NAME,
+        labeler_name(settings),
         len(by_key),
         len(by_key) - len(todo),
         len(todo),
@@ -204,12 +264,13 @@ def _labels_for(
     return labels
 
 
-def _check_cache(cache: LabelCache, settings: TextClassifierSettings) -> None:
-    expected = settings_hash(cache_settings(settings))
-    if cache.labeler != LABELER_NAME or cache.settings_hash != expected:
+def _check_cache(cache: LabelCache, settings: TextClassifierSettings, model_uri: str | None = None) -> None:
+    expected = settings_hash(cache_settings(settings, model_uri))
+    name = labeler_name(settings)
+    if cache.labeler != name or cache.settings_hash != expected:
         raise ValueError(
-            f"{cache!r} does not belong to labeler {LABELER_NAME!r} with these settings "
-            f"(expected settings_hash {expected}); build it with make_cache(root_uri, settings)"
+            f"{cache!r} does not belong to labeler {name!r} with these settings "
+            f"(expected settings_hash {expected}); build it with make_cache(root_uri, settings, model_uri)"
         )
 
 
@@ -217,13 +278,17 @@ def _reject(row: dict[str, Any], reason: str, detail: str) -> dict[str, str]:
     return reject_row(str(row.get("source")), str(row.get("utterance_id")), STAGE, reason, detail)
 
 
-def _unlabellable(row: dict[str, Any]) -> dict[str, str] | None:
+def _unlabellable(
+    row: dict[str, Any], settings: TextClassifierSettings, model_uri: str | None = None
+) -> dict[str, str] | None:
     """The reject for a row the classifier must not label, or None when it can be classified."""
     uid, language = row.get("utterance_id"), row.get("language")
-    if not _is_english(language):
+    if not supports_language(language, settings, model_uri):
+        scope = "English-only" if settings.kind == "vader" else "not made for that language"
         detail = (
-            f"utterance {uid} has no sentiment and its language is {language!r}; the {LABELER_NAME} "
-            "text classifier is English-only, so give it a human sentiment or an emotion_map"
+            f"utterance {uid} has no sentiment and its language is {language!r}; the "
+            f"{labeler_name(settings)} text classifier is {scope}, so give it a human sentiment or an "
+            "emotion_map"
         )
         return _reject(row, "unsupported_language", detail)
     if _text_of(row) is None:
@@ -243,25 +308,30 @@ def _weak(
     threshold = float(settings.min_confidence.get(sentiment, 0.0))
     if confidence >= threshold:
         return None
+    compound = "" if label.get("compound") is None else f" (compound {label['compound']:+.3f})"
     detail = (
-        f"utterance {row.get('utterance_id')}: {LABELER_NAME} labelled the transcript {sentiment} with "
-        f"confidence {confidence:.3f} (compound {label['compound']:+.3f}), below "
+        f"utterance {row.get('utterance_id')}: {labeler_name(settings)} labelled the transcript {sentiment} "
+        f"with confidence {confidence:.3f}{compound}, below "
         f"labelers.text_classifier.min_confidence.{sentiment} = {threshold:g}"
     )
     return _reject(row, "low_confidence_sentiment", detail)
 
 
 def fill_missing_sentiment(
-    items: pd.DataFrame, settings: TextClassifierSettings, cache: LabelCache | None
+    items: pd.DataFrame,
+    settings: TextClassifierSettings,
+    cache: LabelCache | None,
+    model_uri: str | None = None,
 ) -> StageResult:
     """Label rows without a sentiment from their transcript; rows that cannot be labelled are rejects.
 
     All texts of the shard are looked up in `cache` at once, and only the misses are classified
-    (each distinct text once) and written back as one cache segment.
+    (each distinct text once) and written back as one cache segment. `model_uri` is the trained
+    model for kind ``trained``.
     """
     _check_thresholds(settings)
     if cache is not None:
-        _check_cache(cache, settings)
+        _check_cache(cache, settings, model_uri)
     rows = items.to_dict("records")
     rejects: list[dict[str, str]] = []
     keep = [True] * len(rows)
@@ -269,14 +339,14 @@ def fill_missing_sentiment(
     for pos, row in enumerate(rows):
         if not _missing(row.get("sentiment")):
             continue
-        reject = _unlabellable(row)
+        reject = _unlabellable(row, settings, model_uri)
         if reject is None:
             pending[pos] = str(_text_of(row))
         else:
             keep[pos] = False
             rejects.append(reject)
 
-    labels = _labels_for(list(dict.fromkeys(pending.values())), settings, cache) if pending else {}
+    labels = _labels_for(list(dict.fromkeys(pending.values())), settings, cache, model_uri) if pending else {}
     filled = {
         col: (items[col].tolist() if col in items.columns else [None] * len(rows))
         for col in ("sentiment", "sentiment_origin", *SCORE_COLUMNS, COMPOUND_COLUMN)
@@ -292,7 +362,7 @@ def fill_missing_sentiment(
         filled["sentiment_origin"][pos] = ORIGIN
         for col in SCORE_COLUMNS:
             filled[col][pos] = label[col]
-        filled[COMPOUND_COLUMN][pos] = label["compound"]
+        filled[COMPOUND_COLUMN][pos] = label.get("compound")
 
     out = items.copy()
     for col, values in filled.items():

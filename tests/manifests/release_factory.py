@@ -1,7 +1,13 @@
-"""Builds a small, valid schema-v1 release by hand, for tests of the writer, reader and validator."""
+"""Builds a small, valid schema-v1 release by hand, for tests of the writer, reader and validator.
+
+`make_tables` gives six 3 s utterances of one source; `add_utterance` adds one more (any source,
+split, length) with hand-written windows, and `reweight` recomputes class weights after a change,
+so a test can break exactly one rule of an otherwise valid release.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pandas as pd
@@ -12,7 +18,7 @@ from manifests.schema import ASR_STAGE, CLASS_INDEX, CLASSIFIER_STAGE, MANIFEST_
 
 SPEC = {
     "augment": {"speeds": [0.95, 1.0, 1.05], "snr_db": [0.0, 15.0], "splits": ["train"], "enabled": True},
-    "segments": {"window_s": 5.0, "hop_s": 2.5},
+    "segments": {"window_s": 5.0, "hop_s": 2.5, "min_last_window_s": 1.0},
     "weights": {"power": 1.0, "max_weight": None},
 }
 
@@ -86,12 +92,8 @@ def make_tables() -> dict[str, pd.DataFrame]:
             "class_index": utt["sentiment"].map(CLASS_INDEX),
         }
     )
-    weights = []
-    for _split, part in clf.groupby("split"):
-        freq = part["sentiment"].value_counts(normalize=True)
-        raw = part["sentiment"].map(1 / freq)
-        weights.append(raw / raw.mean())
-    clf["class_weight"] = pd.concat(weights).sort_index()
+    clf["class_weight"] = 1.0
+    reweight({CLASSIFIER_STAGE: clf})
     del train
     rejects = pd.DataFrame(
         [{"source": "src", "input_ref": "/data/bad.wav", "stage": "ingest", "reason": "unreadable_audio",
@@ -100,9 +102,67 @@ def make_tables() -> dict[str, pd.DataFrame]:
     return {UTTERANCES: utt, ASR_STAGE: asr, CLASSIFIER_STAGE: clf, REJECTS: rejects}
 
 
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def reweight(tables: dict[str, pd.DataFrame], weight_fn=None) -> None:
+    """Class weights of the speech windows, per split; default: (1/freq) scaled to mean 1.
+
+    `weight_fn(counts) -> {class: weight}` replaces the default rule (e.g. tasks.weights.class_weights).
+    """
+    clf = tables[CLASSIFIER_STAGE]
+    speech = clf["speech_present"].astype(bool) & clf["sentiment"].notna()
+    clf["class_weight"] = 1.0
+    for _split, part in clf[speech].groupby("split"):
+        counts = part["sentiment"].value_counts()
+        if weight_fn is None:
+            raw = part["sentiment"].map(1 / (counts / counts.sum()))
+            clf.loc[part.index, "class_weight"] = raw / raw.mean()
+        else:
+            per_class = weight_fn({str(c): int(n) for c, n in counts.items()})
+            clf.loc[part.index, "class_weight"] = part["sentiment"].map(per_class).astype(float)
+
+
+def add_utterance(tables: dict[str, pd.DataFrame], uid: str, split: str, sentiment: str, *,
+                  source: str = "src", duration: float = 3.0, windows=None, asr_variants: int = 1,
+                  sentiment_origin: str = "human", speaker: str | None = None) -> None:
+    """Append a consistent utterance: its row, `asr_variants` ASR rows (0 = none) and its windows.
+
+    `windows` are (start, end, valid) tuples; by default the rule's single padded window for a
+    clip up to 5 s. Call `reweight` afterwards.
+    """
+    utt = tables[UTTERANCES]
+    row = utt.iloc[0].to_dict() | {
+        "utterance_id": uid, "source": source, "audio_uri": f"/data/{uid}.wav", "duration_s": duration,
+        "audio_sha256": _sha(uid), "segment_key": f"{_sha(uid)}:0.000:{duration:.3f}",
+        "transcript": f"words of {uid}", "sentiment": sentiment, "sentiment_origin": sentiment_origin,
+        "speaker_id": speaker or f"spk-{uid}", "split": split,
+    }
+    tables[UTTERANCES] = pd.concat([utt, pd.DataFrame([row])], ignore_index=True)
+    base = {"utterance_id": uid, "source": source, "split": split, "sentiment": sentiment,
+            "source_audio_uri": row["audio_uri"], "audio_uri": row["audio_uri"], "offset_s": 0.0,
+            "duration_s": duration, "recipe_applied": False, "gain": 1.0}
+    asr_rows = [base | {"row_id": f"{uid}#{v}", "speed": [1.0, 0.95, 1.05][v % 3] if split == "train" else 1.0,
+                        "aug_seed": v, "target_text": f"{sentiment.capitalize()} {row['transcript']}"}
+                for v in range(asr_variants)]
+    if asr_rows:
+        tables[ASR_STAGE] = pd.concat([tables[ASR_STAGE], pd.DataFrame(asr_rows)], ignore_index=True)
+    windows = windows if windows is not None else [(0.0, 5.0, min(duration, 5.0))]
+    clf_rows = [base | {"row_id": f"{uid}#0@{s:.2f}", "speed": 1.0, "aug_seed": 0, "start_s": s, "end_s": e,
+                        "valid_s": v, "speech_present": True, "class_index": CLASS_INDEX[sentiment],
+                        "class_weight": 1.0} for s, e, v in windows]
+    tables[CLASSIFIER_STAGE] = pd.concat([tables[CLASSIFIER_STAGE], pd.DataFrame(clf_rows)], ignore_index=True)
+
+
 def write_release(output: str, tables: dict[str, pd.DataFrame] | None = None, release: str = "r1",
-                  found: dict[str, int] | None = None) -> mio.ReleasePaths:
+                  found: dict[str, int] | None = None, spec: dict | None = None,
+                  card_extra: dict | None = None) -> mio.ReleasePaths:
+    """Write the tables and a card; `found` defaults to accepted + rejected per source (consistent)."""
     tables = tables or make_tables()
+    if found is None:
+        sources = pd.concat([tables[UTTERANCES]["source"], tables[REJECTS]["source"]])
+        found = {str(k): int(v) for k, v in sources.value_counts().items()}
     paths = mio.release_paths(output, release)
     for name in MANIFEST_NAMES:
         mio.write_manifest(tables[name], name, paths.manifest(name))
@@ -112,8 +172,9 @@ def write_release(output: str, tables: dict[str, pd.DataFrame] | None = None, re
         "release": release,
         "schema_version": "1",
         "content_sha256": mio.content_sha256(written, release_root=paths.root),
-        "counts": {"sources": {k: {"found": v} for k, v in (found or {"src": 7}).items()}},
-        "spec": SPEC,
+        "counts": {"sources": {k: {"found": v} for k, v in found.items()}},
+        "spec": {**SPEC, **(spec or {})},
+        **(card_extra or {}),
     }
     fs.write_bytes(paths.card_json, json.dumps(card).encode())
     mio.point_latest(output, release)

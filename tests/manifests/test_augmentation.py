@@ -324,3 +324,95 @@ def test_specaugment_time_warp_and_mean_fill() -> None:
     assert float((warped - ramp).abs().max()) <= 5.0 + 1e-4
     out = SpecAugment()(torch.randn(2, 80, 300) + 5.0)
     assert out.shape == (2, 80, 300) and float(out.mean()) == pytest.approx(5.0, abs=0.2)
+
+
+# ------------------------------------------------------------------------ block FFT vs references
+def band_limited(seconds: float, seed: int, top_hz: float = 6000.0) -> np.ndarray:
+    """Noise with nothing above `top_hz` (FFT-masked), so every resampler agrees on it."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum[np.fft.rfftfreq(n, 1 / SR) > top_hz] = 0
+    return (0.1 * np.fft.irfft(spectrum, n)).astype(np.float32)
+
+
+def error_db(got: np.ndarray, want: np.ndarray, trim: int = 2000) -> float:
+    """Error energy relative to the reference, in dB, away from the ends."""
+    got, want = got[trim:-trim].astype(np.float64), want[trim:-trim].astype(np.float64)
+    return float(10 * np.log10(np.sum((got - want) ** 2) / np.sum(want**2)))
+
+
+@pytest.mark.parametrize("speed", [0.9, 0.95, 1.05, 1.1])
+def test_speed_over_many_blocks_matches_whole_signal_fft_resampling(speed: float) -> None:
+    import scipy.signal
+
+    from manifests.augmentation import speed_ratio
+
+    up, down = speed_ratio(speed)
+    x = band_limited(12.0, seed=11)  # several FFT blocks
+    x = x[: len(x) // down * down]  # so that len / speed is a whole number and both grids line up
+    y, _ = apply_recipe(x, SR, Recipe(speed=speed, gain=1.0))
+    reference = scipy.signal.resample(x.astype(np.float64), len(x) * up // down)  # one FFT, no blocks
+    assert len(y) == len(reference)
+    assert error_db(y, reference) < -60
+
+
+@pytest.mark.parametrize("speed", [0.95, 1.05])
+def test_speed_tones_are_exact_and_out_of_band_tones_vanish(speed: float) -> None:
+    t = np.arange(4 * SR) / SR
+    y, _ = apply_recipe((0.5 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32), SR, Recipe(speed=speed, gain=1.0))
+    n = np.arange(len(y))
+    ideal = 0.5 * np.sin(2 * np.pi * 3000 * speed * n / SR)
+    assert error_db(y, ideal) < -80
+    # 7.9 kHz played 5 % faster is above Nyquist: removed, not folded back into the band.
+    high, _ = apply_recipe((0.5 * np.sin(2 * np.pi * 7900 * t)).astype(np.float32), SR, Recipe(speed=1.05, gain=1.0))
+    assert np.sqrt(np.mean(high[2000:-2000].astype(np.float64) ** 2)) < 1e-3
+
+
+@pytest.mark.parametrize("speed", [1.0, 0.95, 1.05])
+def test_fused_speed_and_reverb_equal_direct_convolution(speed: float) -> None:
+    x = speech_like(10.0, seed=12) + band_limited(10.0, seed=13)
+    rir = rir_with_predelay(0.020, rt60=0.5)
+    dry, _ = apply_recipe(x, SR, Recipe(speed=speed, gain=1.0))
+    wet, _ = apply_recipe(x, SR, Recipe(speed=speed, rir_id="r", gain=1.0), rir=rir)
+    shift = int(np.argmax(np.abs(rir)))
+    direct = np.convolve(dry.astype(np.float64), rir.astype(np.float64))[shift : shift + len(dry)]
+    direct *= np.sqrt(np.sum(dry.astype(np.float64) ** 2) / np.sum(direct**2))
+    assert len(wet) == len(dry)
+    assert error_db(wet, direct, trim=1) < -60
+
+
+_HOUR_CHILD = textwrap.dedent(
+    """
+    import json, resource, sys
+    import numpy as np
+    sys.path.insert(0, {repo!r})
+    from manifests.augmentation import Recipe, apply_recipe
+
+    def peak_mb():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+    rng = np.random.default_rng(0)
+    rir = (rng.standard_normal(8000) * np.exp(-np.arange(8000) / 1500)).astype(np.float32)
+    noise = (0.1 * rng.standard_normal(16000 * 10)).astype(np.float32)
+    recipe = Recipe(speed=0.95, rir_id="r", noise_id="n", noise_offset_s=1.0, snr_db=5.0)
+    apply_recipe(np.ones(16000, np.float32), 16000, recipe, rir, noise)
+    audio = np.tile((0.1 * rng.standard_normal(16000 * 60)).astype(np.float32), 60)  # one hour
+    before = peak_mb()
+    out, _ = apply_recipe(audio, 16000, recipe, rir, noise)
+    print(json.dumps({{"extra_mb": peak_mb() - before, "input_mb": audio.nbytes / 2**20,
+                       "output_mb": out.nbytes / 2**20, "samples": len(out)}}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_one_hour_recording_needs_only_the_output_beyond_the_input() -> None:
+    """Peak RSS while augmenting 1 h of 16 kHz audio grows by the output array plus blocks (< 64 MiB)."""
+    import json
+
+    result = subprocess.run([sys.executable, "-c", _HOUR_CHILD.format(repo=str(REPO))], capture_output=True,
+                            text=True, check=True, timeout=600)
+    stats = json.loads(result.stdout)
+    assert stats["samples"] == round(3600 * SR / 0.95)
+    assert stats["extra_mb"] < stats["output_mb"] + 64, stats

@@ -52,8 +52,12 @@ def rir_root(tmp_path: Path) -> Path:
                 seed += 1
     (root / "pointsource_noises").mkdir()
     sf.write(root / "pointsource_noises" / "noise-free-sound-0001.wav", _noise(1, 2.0), SR)
-    (root / "real_rirs_isotropic_noises").mkdir()
-    sf.write(root / "real_rirs_isotropic_noises" / "RVB2014_type1_noise_largeroom1_1.wav", _noise(2, 1.0), SR)
+    real = root / "real_rirs_isotropic_noises"
+    real.mkdir()
+    sf.write(real / "RVB2014_type1_noise_largeroom1_1.wav", np.stack([_noise(2, 1.0)] * 8, axis=1), SR)
+    sf.write(real / "RVB2014_type1_rir_largeroom1_near_angla.wav", np.stack([_rir(90), _rir(91)], axis=1), SR)
+    sf.write(real / "air_type1_air_binaural_stairway_1_1_90.wav", _rir(92), SR)
+    (real / "rir_list").write_text("--rir-id 1 --room-id 1 real_rirs_isotropic_noises/air_type1.wav\n")
     sf.write(root / "simulated_rirs" / "smallroom" / "Room001" / "long-take.wav", _noise(3, 6.0), SR)
     (root / "simulated_rirs" / "smallroom" / "Room001" / "._Room001-00001.wav").write_bytes(b"\x00junk")
     return root
@@ -61,12 +65,20 @@ def rir_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def noise_root(tmp_path: Path) -> Path:
-    """MUSAN layout: 10 noise files of 1.5-4 s, plus one corrupt file."""
+    """MUSAN layout: 10 noise files of 1.5-4 s and one corrupt file; 2 music and 3 speech files."""
     folder = tmp_path / "musan" / "noise" / "free-sound"
     folder.mkdir(parents=True)
     for i in range(10):
         sf.write(folder / f"noise-free-sound-{i:04d}.wav", _noise(100 + i, 1.5 + 0.25 * i), SR)
     (folder / "noise-free-sound-broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    music = tmp_path / "musan" / "music" / "fma"
+    music.mkdir(parents=True)
+    for i in range(2):
+        sf.write(music / f"music-fma-{i:04d}.wav", _noise(200 + i, 3.0), SR)
+    speech = tmp_path / "musan" / "speech" / "librivox"
+    speech.mkdir(parents=True)
+    for i in range(3):
+        sf.write(speech / f"speech-librivox-{i:04d}.wav", _noise(300 + i, 2.0), SR)
     return tmp_path / "musan"
 
 
@@ -77,15 +89,20 @@ def _spec(rir_root: Path | None, noise_root: Path, **kw) -> AugmentSpec:
 # ------------------------------------------------------------------------------------------ pools
 def test_pools_find_layouts_split_disjoint_and_skip_non_rirs(rir_root, noise_root, tmp_path) -> None:
     pools = build_pools(_spec(rir_root, noise_root), seed=13, work_dir=str(tmp_path / "work"))
-    assert len(pools.rirs) == 20 and len(pools.noises) == 10
+    assert len(pools.rirs) == 22 and len(pools.noises) == 12
     assert "simulated_rirs/smallroom/Room001/Room001-00001.wav" in pools.rirs
+    assert {"real_rirs_isotropic_noises/RVB2014_type1_rir_largeroom1_near_angla.wav",
+            "real_rirs_isotropic_noises/air_type1_air_binaural_stairway_1_1_90.wav"} <= set(pools.rirs)
     assert "noise/free-sound/noise-free-sound-0003.wav" in pools.noises
+    assert "music/fma/music-fma-0001.wav" in pools.noises  # MUSAN music is noise
+    assert not any(i.startswith("speech/") for i in pools.noises)  # MUSAN speech is not
+    assert pools.excluded == {"musan_speech": 3, "noise_in_rir_folder": 2}
     assert not any("noise" in i.rsplit("/", 1)[-1] or "long-take" in i for i in pools.rirs)
     assert any(p.endswith("long-take.wav") for p in pools.skipped)
     assert any(p.endswith("noise-free-sound-broken.wav") for p in pools.skipped)
     for train, held, everything in ((pools.train_rirs, pools.eval_rirs, pools.rirs),
                                     (pools.train_noises, pools.eval_noises, pools.noises)):
-        assert not set(train) & set(held)
+        assert not set(train) & set(held)  # no RIR or noise file is heard in both
         assert set(train) | set(held) == set(everything)
         assert held and len(train) > len(held)
     assert pools.noise_durations["noise/free-sound/noise-free-sound-0000.wav"] == pytest.approx(1.5)
@@ -94,6 +111,21 @@ def test_pools_find_layouts_split_disjoint_and_skip_non_rirs(rir_root, noise_roo
     again = build_pools(_spec(rir_root, noise_root), seed=13, work_dir=str(tmp_path / "work"))
     assert again == pools
     assert not pickle.loads(pickle.dumps(pools))._cache
+
+
+def test_rirs_noises_as_noise_folder_and_musan_speech_opt_in(rir_root, noise_root, tmp_path) -> None:
+    spec = AugmentSpec(noise_paths=[str(rir_root), str(noise_root / "speech")], simulate_rirs=0)
+    pools = build_pools(spec, seed=13, work_dir=str(tmp_path / "work"))
+    assert set(pools.noises) == {
+        "RIRS_NOISES/pointsource_noises/noise-free-sound-0001.wav",
+        "RIRS_NOISES/real_rirs_isotropic_noises/RVB2014_type1_noise_largeroom1_1.wav",
+        "speech/librivox/speech-librivox-0000.wav",  # named explicitly: babble on purpose
+        "speech/librivox/speech-librivox-0001.wav",
+        "speech/librivox/speech-librivox-0002.wav",
+    }
+    assert pools.excluded == {"rir_in_noise_folder": 23}  # 20 simulated + 2 real RIRs + long-take.wav
+    assert pools.load_noise("RIRS_NOISES/real_rirs_isotropic_noises/RVB2014_type1_noise_largeroom1_1.wav").ndim == 1
+    assert pools.rirs == {}
 
 
 def test_simulated_rirs_when_no_folders(noise_root, tmp_path) -> None:
@@ -153,6 +185,30 @@ def test_recipes_cover_pools_speeds_and_ranges(pools, rir_root, noise_root) -> N
         assert r.gain is None  # decided when applied
     assert all(r.gain == 1.0 for r in recipes if r.is_identity)
     assert len({round(r.snr_db, 3) for r in noises}) > 50
+
+
+def test_copies_rotate_speeds_kaldi_style(pools, rir_root, noise_root) -> None:
+    spec = _spec(rir_root, noise_root, copies_per_utterance=3)
+    items = pd.DataFrame({"utterance_id": [f"src/u{i}" for i in range(300)],
+                          "split": ["train"] * 200 + ["dev"] * 50 + ["test"] * 50})
+    variants = augment.classifier_variants(items, spec)
+    per_utt = variants.groupby("utterance_id")["variant"].apply(list)
+    assert all(per_utt[f"src/u{i}"] == [0, 1, 2] for i in range(200))
+    assert all(per_utt[f"src/u{i}"] == [0] for i in range(200, 300))  # eval splits: no copies
+    assert len(augment.classifier_variants(items, _spec(rir_root, noise_root))) == 300  # default 1
+    assert len(augment.classifier_variants(items, _spec(rir_root, noise_root, copies_per_utterance=3,
+                                                         enabled=False))) == 300
+    first = []
+    for i in range(200):
+        recipes = [draw_recipe(13, f"src/u{i}#{v}", "train", spec, pools, 2.0) for v in range(3)]
+        assert sorted(r.speed for r in recipes) == [0.95, 1.0, 1.05]  # each speed once per utterance
+        assert len({r.aug_seed for r in recipes}) == 3
+        first.append(recipes[0].speed)
+    assert all(first.count(s) > 40 for s in (0.95, 1.0, 1.05))  # variant 0 alone is still uniform
+    # Row ids without a variant number keep an independent draw per row.
+    assert {draw_recipe(13, f"free-{i}", "train", spec, pools, 2.0).speed for i in range(60)} == {0.95, 1.0, 1.05}
+    with pytest.raises(ValueError, match="copies_per_utterance"):
+        AugmentSpec(copies_per_utterance=0)
 
 
 def test_eval_splits_identity_by_default_and_eval_pools_when_asked(pools, rir_root, noise_root) -> None:

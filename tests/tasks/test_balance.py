@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tasks.balance import pick_order, sample_asr_rows
-from tasks.spec import BalanceSpec
+from tasks.balance import eligible, pick_order, sample_asr_rows
+from tasks.spec import BalanceSpec, EligibilitySpec
 
 
 def _rows(counts: dict[tuple[str, str, str], int], tag: str = "") -> pd.DataFrame:
@@ -42,7 +42,7 @@ def test_undersample_uniform_train_natural_dev_test() -> None:
     assert (out[out["split"] != "train"]["variant"] == 0).all()
     assert out["utterance_id"].is_unique and (out["variant"] == 0).all()
     assert "a/unlabelled" not in set(out["utterance_id"])
-    assert report["excluded"] == {"null_sentiment": 1, "no_split": 0, "not_selected": 50 + 120}
+    assert report["excluded"] == {"null_sentiment": 1, "no_split": 0, "ineligible": 0, "not_selected": 50 + 120}
     assert report["splits"]["train"]["classes"]["positive"] == {"available": 220, "selected": 100, "distinct": 100}
     assert report["by_source"]["train"]["a"]["neutral"] == {"available": 150, "selected": 100}
     # test has only positives: natural distribution, no balancing, no error
@@ -133,3 +133,82 @@ def test_empty_input() -> None:
     items = pd.DataFrame(columns=["utterance_id", "source", "split", "sentiment"])
     out, report = sample_asr_rows(items, BalanceSpec(), seed=1)
     assert out.empty and "variant" in out.columns
+
+
+def _with_origins(items: pd.DataFrame) -> pd.DataFrame:
+    """Every third row pseudo-labelled, every fifth with a Whisper transcript, one null origin."""
+    out = items.copy()
+    out["sentiment_origin"] = ["text_classifier" if i % 3 == 0 else "human" for i in range(len(out))]
+    out["transcript_origin"] = ["whisper" if i % 5 == 0 else "human" for i in range(len(out))]
+    out.loc[out.index[1], "sentiment_origin"] = None
+    return out
+
+
+def test_eligible_masks_by_stage_split_and_origin_and_counts_exclusions() -> None:
+    items = _with_origins(_rows({("train", "a", "neutral"): 30, ("test", "a", "neutral"): 30}))
+    rules = EligibilitySpec.model_validate(
+        {"asr": {"test": {"sentiment_origin": ["human"], "transcript_origin": ["human"]}},
+         "classifier": {"test": ["human", "mapped_emotion"]}}
+    )
+    mask, report = eligible(items, "asr", rules)
+    test = items["split"] == "test"
+    bad = test & ((items["sentiment_origin"] != "human") | (items["transcript_origin"] != "human"))
+    assert mask.tolist() == (~bad).tolist()  # train has no rule: all eligible
+    assert report["total"] == int(bad.sum()) == report["by_split"]["test"]["total"]
+    n_pseudo = int((test & (items["sentiment_origin"] == "text_classifier")).sum())
+    assert report["by_split"]["test"]["sentiment_origin"] == {"text_classifier": n_pseudo}
+    assert "train" not in report["by_split"]
+    # classifier: transcripts do not matter; the null origin in train is fine (no train rule)
+    clf_mask, clf_report = eligible(items, "classifier", rules)
+    assert clf_report["total"] == n_pseudo and clf_mask[~test].all()
+    # a dict spec works, no rules means everything, an unknown stage is an error
+    assert eligible(items, "asr", {"asr": {"train": ["human"]}})[1]["by_split"]["train"]["sentiment_origin"] == {
+        "text_classifier": 10, "unknown": 1}
+    assert eligible(items, "asr", None)[0].all()
+    with pytest.raises(ValueError, match="unknown stage"):
+        eligible(items, "tts", rules)
+
+
+def test_sampling_applies_eligibility_before_balancing() -> None:
+    items = _with_origins(_rows(IMBALANCED))
+    rules = {"asr": {"train": ["human"], "test": ["human"]}}
+    out, report = sample_asr_rows(items, BalanceSpec(), seed=13, eligibility=rules)
+    assert set(out[out["split"] != "dev"]["sentiment_origin"]) == {"human"}
+    assert report["excluded"]["ineligible"] == report["eligibility"]["total"] > 0
+    counts = _train_counts(out)
+    assert len(set(counts.values())) == 1  # uniform among the eligible rows
+    human_train = items[(items["split"] == "train") & (items["sentiment_origin"] == "human")]
+    assert counts["negative"] == human_train["sentiment"].value_counts().min()
+    # dev has no rule: its pseudo-labelled rows stay
+    assert (out[out["split"] == "dev"]["sentiment_origin"] == "text_classifier").any()
+
+
+def test_impossible_balance_after_eligibility_names_split_and_class() -> None:
+    items = _rows({("train", "a", "negative"): 4, ("train", "a", "neutral"): 4, ("train", "a", "positive"): 4})
+    items["sentiment_origin"] = ["human"] * 8 + ["text_classifier"] * 4  # positives all pseudo
+    rules = {"asr": {"train": ["human"]}}
+    with pytest.raises(ValueError, match=r"split 'train' has no 'positive' utterances eligible.*eligibility.asr.train"):
+        sample_asr_rows(items, BalanceSpec(on_missing_class="error"), seed=1, eligibility=rules)
+    out, report = sample_asr_rows(items, BalanceSpec(), seed=1, eligibility=rules)
+    assert _train_counts(out) == {"negative": 4, "neutral": 4}
+    assert any("no positive" in w for w in report["warnings"])
+
+
+def test_spec_can_balance_dev_too() -> None:
+    items = _rows(IMBALANCED)
+    out, report = sample_asr_rows(items, BalanceSpec(splits=["train", "dev"]), seed=3)
+    assert out[out["split"] == "dev"]["sentiment"].value_counts().to_dict() == {
+        "negative": 5, "neutral": 5, "positive": 5}
+    assert report["balanced_splits"] == ["train", "dev"] and report["splits"]["dev"]["balanced"]
+    assert report["splits"]["test"]["balanced"] is False
+
+
+def test_recipe_signature_ignores_only_the_seed() -> None:
+    from manifests.augmentation import Recipe
+    from tasks.balance import recipe_signature
+
+    a = Recipe(speed=1.05, rir_id="r1", aug_seed=1)
+    assert recipe_signature(a) == recipe_signature(Recipe(speed=1.05, rir_id="r1", aug_seed=2))
+    assert recipe_signature(a) != recipe_signature(Recipe(speed=0.95, rir_id="r1", aug_seed=1))
+    assert recipe_signature({"speed": 1.0, "gain": 1.0, "aug_seed": 3}) == recipe_signature(
+        {"gain": 1.0, "speed": 1.0})

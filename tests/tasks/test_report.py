@@ -233,6 +233,7 @@ def test_counts_per_source_and_accounting(spec, tables):
         "accepted": 4,
         "rejected": 1,
         "excluded_from_asr": 0,
+        "excluded_from_classifier": 1,
         "hours": 1.5,
         "accounted": True,
     }
@@ -242,6 +243,7 @@ def test_counts_per_source_and_accounting(spec, tables):
         "accepted": 2,
         "rejected": 1,
         "excluded_from_asr": 2,
+        "excluded_from_classifier": 2,
         "hours": 0.2,
         "accounted": False,
     }
@@ -361,8 +363,17 @@ def test_cross_sections_and_small_groups(spec, tables):
         "count": 2,
         "hours": 0.5,
         "sentiment": {"negative": 0, "neutral": 1, "positive": 1},
+        "label_origin": {
+            "sentiment": {"by_origin": {"text_classifier": 2}, "human": 0},
+            "transcript": {"by_origin": {"whisper": 2}, "human": 0},
+        },
         "small": True,
     }
+    # label origin per group: alpha/1 has a human transcript; beta's sentiment is a mapped emotion (human)
+    female = gender["female"]["label_origin"]
+    assert female["sentiment"] == {"by_origin": {"text_classifier": 2, "mapped_emotion": 1}, "human": 1}
+    assert female["transcript"] == {"by_origin": {"whisper": 2, "human": 1}, "human": 1}
+    assert cross["source"]["beta"]["label_origin"]["sentiment"]["human"] == 2
     assert gender["unknown"]["count"] == 1 and gender["unknown"]["small"] is True
     assert cross["age_bucket"]["20s"]["count"] == 3 and cross["age_bucket"]["unknown"]["count"] == 2
     assert cross["accent"]["unknown"]["count"] == 2
@@ -388,10 +399,12 @@ def test_markdown_has_summary_tables_and_plot_links(spec, tables):
     assert "missing_audio 1" in md and "1.70 h" in md and "beta [ravdess]" in md
     assert "- `alpha`: folder corpus at `/data/alpha`" in md
     assert "WARNING" in md and "beta" in md
-    assert "| alpha | 5 | 4 | 1 | 0 | 1.5 | yes |" in md
-    assert "| beta | 4 | 2 | 1 | 2 | 0.2 | no |" in md
+    assert "| alpha | 5 | 4 | 1 | 0 | 1 | 1.5 | yes |" in md
+    assert "| beta | 4 | 2 | 1 | 2 | 2 | 0.2 | no |" in md
     assert "| source | missing_audio | unmapped_label | total |" in md
-    assert "| male | 2 | 0.5 | 0 | 1 | 1 | yes |" in md
+    assert "| male | 2 | 0.5 | 0 | 1 | 1 | 0 (0%) | 0 (0%) | yes |" in md
+    assert "| female | 3 | 1.1 | 2 | 0 | 1 | 1 (33%) | 1 (33%) | no |" in md
+    assert "## Leakage" in md and "Duplicate segments resolved: 0" in md and "DNS-Challenge" in md
     assert "| train | 1 (33%) | 1 (33%) | 1 (33%) | 3 |" in md  # the uniform ASR train split
     for name in PLOT_FILES:
         assert f"(plots/{name})" in md
@@ -454,3 +467,45 @@ def test_plots_with_empty_tables(spec, tmp_path):
     )
     for path in make_plots(card, empty_u, empty_a, str(tmp_path)):
         assert _png_size(Path(path)) == (600, 400)
+
+
+def test_duplicates_and_leakage_reach_the_card(spec, tables):
+    utt = tables["utterances"].copy()
+    utt["segment_key"] = [f"k{i}" for i in range(len(utt))]
+    dup = {"source": "beta", "input_ref": "beta/7", "stage": "splits", "reason": "duplicate_segment",
+           "detail": "beta/7 is the same audio (segment k0) as alpha/1, which was kept"}
+    rejects = pd.concat([tables["rejects"], _frame([dup], REJECTS_SCHEMA)], ignore_index=True)
+    card = _card(spec, {**tables, "utterances": utt, "rejects": rejects}, found={"alpha": 5, "beta": 4})
+    leak = card["leakage"]
+    assert leak["duplicate_segments_resolved"] == 1 and leak["duplicates_by_source"] == {"beta": 1}
+    assert leak["segment_keys_in_two_splits"] == 0 and "smallest utterance_id" in leak["rule"]
+    md = render_markdown(card, [])
+    assert "1 duplicate segments resolved" in md and "Duplicate segments resolved: 1 (beta 1)" in md
+    # a leak (same key in train and test) is counted, so the card can never hide one
+    utt.loc[5, "segment_key"] = "k0"
+    leaked = _card(spec, {**tables, "utterances": utt, "rejects": rejects})["leakage"]
+    assert leaked["segment_keys_in_two_splits"] == 1 and leaked["segment_keys_repeated"] == 1
+
+
+def test_eligibility_and_agreement_hooks(spec, tables):
+    extra = {
+        **EXTRA,
+        "eligibility": {"asr": {"total": 2, "by_split": {"test": {"total": 2}}},
+                        "classifier": {"total": 1, "by_split": {}}, "rules": {"asr": {"test": {}}}},
+        "agreement": {"by_source": {"alpha": {"accuracy": 0.8, "n": 10}}},
+    }
+    card = _card(spec, tables, extra=extra)
+    assert card["eligibility"]["asr"]["total"] == 2
+    assert card["cross_sections"]["source"]["alpha"]["agreement"] == {"accuracy": 0.8, "n": 10}
+    assert "agreement" not in card["cross_sections"]["source"]["beta"]
+    md = render_markdown(card, [])
+    assert "2 utterances excluded from the ASR stage and 1 from the classifier stage" in md
+    assert "## Eligibility (label origins each stage and split may use)" in md
+    assert "## Pseudo-label agreement with human labels" in md
+    assert '| alpha | 4 | 1.5 | 1 | 1 | 2 | 0 (0%) | 1 (25%) | {"accuracy":0.8,"n":10} | no |' in md
+    # the shape tasks.sentiment.agreement writes: labelers -> per_source scores
+    real = {**EXTRA, "sentiment_agreement": {"labelers": {"vader": {
+        "overall": {"n": 3}, "per_source": {"beta": {"n": 3, "accuracy": 0.6667, "macro_f1": 0.5, "f1": {}}}}}}}
+    cross = _card(spec, tables, extra=real)["cross_sections"]["source"]
+    assert cross["beta"]["agreement"] == {"vader": {"n": 3, "accuracy": 0.6667, "macro_f1": 0.5}}
+    assert "agreement" not in cross["alpha"]

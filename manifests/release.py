@@ -1,0 +1,156 @@
+"""`open_release`: the one call a training job makes to read a published release (local or S3).
+
+It resolves `LATEST`, refuses a release of another schema version before any table is used, and
+reads each manifest once, on first use. `augment_pools.json` (written at publish time by
+`write_pool_index`) tells a reader where the RIR and noise files behind the recipe ids live, so a
+release built with `augment.materialize: false` can be augmented lazily without the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from manifests import io as mio
+from manifests import uri as fs
+from manifests.schema import (
+    ASR_STAGE,
+    CLASSIFIER_STAGE,
+    MANIFEST_NAMES,
+    REJECTS,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    UTTERANCES,
+)
+
+POOL_INDEX = "augment_pools.json"
+STAGES: dict[str, str] = {"asr": ASR_STAGE, "asr_stage": ASR_STAGE, "classifier": CLASSIFIER_STAGE,
+                          "classifier_stage": CLASSIFIER_STAGE, "utterances": UTTERANCES, "rejects": REJECTS}
+
+
+def stage_name(stage: str) -> str:
+    """Canonical manifest name for 'asr', 'classifier' (or the file names themselves)."""
+    try:
+        return STAGES[stage]
+    except KeyError:
+        raise ValueError(f"unknown stage {stage!r}; use one of {sorted(STAGES)}") from None
+
+
+def pool_index_uri(release_root: str) -> str:
+    return fs.join(release_root, "manifests", POOL_INDEX)
+
+
+def write_pool_index(release_root: str, rirs: dict[str, str], noises: dict[str, str]) -> str:
+    """Write manifests/augment_pools.json: recipe id -> audio URI for every RIR and noise file.
+
+    Call it at publish with the run's pools (`AugmentPools.rirs`, `.noises`); URIs should be
+    absolute paths or s3:// URIs that training machines can read. Returns the file's URI.
+    """
+    body = {"schema_version": SCHEMA_VERSION, "rirs": dict(sorted(rirs.items())),
+            "noises": dict(sorted(noises.items()))}
+    target = pool_index_uri(release_root)
+    fs.write_bytes(target, json.dumps(body, indent=1, sort_keys=True).encode())
+    return target
+
+
+class Release:
+    """A published release: stage tables as pandas (or Arrow), the card, and the augmentation pools."""
+
+    def __init__(self, root: str, card: dict[str, Any]) -> None:
+        self.root = root
+        self.card = card
+        self._arrow: dict[str, pa.Table] = {}
+        self._frames: dict[str, pd.DataFrame] = {}
+        self._pools: dict[str, dict[str, str]] | None = None
+
+    def __repr__(self) -> str:
+        return f"Release({self.root!r})"
+
+    @property
+    def name(self) -> str:
+        return self.root.rstrip("/").rsplit("/", 1)[-1]
+
+    def arrow(self, name: str) -> pa.Table:
+        """One manifest as an Arrow table (read once; schema version checked)."""
+        name = stage_name(name)
+        if name not in self._arrow:
+            uri = mio.ReleasePaths(self.root).manifest(name)
+            table = mio.read_table(uri)
+            version = (table.schema.metadata or {}).get(SCHEMA_VERSION_KEY, b"").decode()
+            if version != SCHEMA_VERSION:
+                raise mio.ManifestError(f"{uri}: schema version {version or 'missing'}, "
+                                        f"but this reader understands {SCHEMA_VERSION}")
+            self._arrow[name] = table
+        return self._arrow[name]
+
+    def table(self, name: str) -> pd.DataFrame:
+        name = stage_name(name)
+        if name not in self._frames:
+            self._frames[name] = self.arrow(name).to_pandas()
+        return self._frames[name]
+
+    @property
+    def utterances(self) -> pd.DataFrame:
+        return self.table(UTTERANCES)
+
+    @property
+    def asr(self) -> pd.DataFrame:
+        return self.table(ASR_STAGE)
+
+    @property
+    def classifier(self) -> pd.DataFrame:
+        return self.table(CLASSIFIER_STAGE)
+
+    @property
+    def rejects(self) -> pd.DataFrame:
+        return self.table(REJECTS)
+
+    @property
+    def pools(self) -> dict[str, dict[str, str]]:
+        """{"rirs": {id: uri}, "noises": {id: uri}}; empty dicts when the release has no index.
+
+        Relative URIs in the index are resolved against the release folder, so pools copied into
+        a release travel with it.
+        """
+        if self._pools is None:
+            uri = pool_index_uri(self.root)
+            raw = json.loads(fs.read_bytes(uri)) if fs.exists(uri) else {}
+            self._pools = {kind: {k: self._absolute(v) for k, v in raw.get(kind, {}).items()}
+                           for kind in ("rirs", "noises")}
+        return self._pools
+
+    def _absolute(self, uri: str) -> str:
+        if fs.is_s3(uri) or uri.startswith("/"):
+            return uri
+        return fs.join(self.root, uri)
+
+    @property
+    def needs_pools(self) -> bool:
+        """True when some stage row's recipe (RIR or noise) still has to be applied by the reader."""
+        for name in (ASR_STAGE, CLASSIFIER_STAGE):
+            df = self.table(name)
+            lazy = ~df["recipe_applied"].fillna(False).astype(bool)
+            if (lazy & (df["rir_id"].notna() | df["noise_id"].notna())).any():
+                return True
+        return False
+
+
+def open_release(uri: str) -> Release:
+    """Open a release folder, or the release an output folder's LATEST names (local or s3://).
+
+    Checks the card's and every manifest's schema version up front, so a job fails at start-up
+    instead of mid-epoch.
+    """
+    paths = mio.resolve_release(uri)
+    card = mio.read_card(paths)
+    version = str(card.get("schema_version", ""))
+    if version != SCHEMA_VERSION:
+        raise mio.ManifestError(f"{paths.card_json}: schema version {version or 'missing'}, "
+                                f"but this reader understands {SCHEMA_VERSION}")
+    release = Release(paths.root, card)
+    for name in MANIFEST_NAMES:
+        release.arrow(name)
+    return release
