@@ -103,6 +103,27 @@ def _stats(uri: str, as_json: bool) -> int:
     return EXIT_OK
 
 
+def _serve(spec_path: Path, cron: str | None) -> int:
+    from tasks.spec import SpecError, load_spec
+
+    try:
+        load_spec(spec_path)
+    except SpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    if not os.environ.get("PREFECT_API_URL"):
+        print("error: serving deployments needs a Prefect server: start one with `prefect server start` and set "
+              "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api); see README 'Schedules and deployments'",
+              file=sys.stderr)
+        return EXIT_USAGE
+    _prefect_env()
+    from flows.deploy import serve
+
+    print(f"serving {spec_path}: on-demand build and refresh (cron {cron or 'none'}); Ctrl-C to stop", flush=True)
+    serve(spec_path, cron)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voicetone",
@@ -129,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Summarise a release from its dataset card.")
     stats.add_argument("dir", help="release folder, output folder holding LATEST, or s3:// URI")
     stats.add_argument("--json", action="store_true", help="print the whole dataset card as JSON")
+    serve = sub.add_parser("serve", help="serve an on-demand build and a scheduled refresh deployment",
+                           description="Serve two Prefect deployments for a spec: <name>-build (run on demand, "
+                           "parameters = the spec) and <name>-refresh (cron). Needs PREFECT_API_URL.")
+    serve.add_argument("spec", type=Path, help="dataset spec YAML (re-read at every refresh)")
+    serve.add_argument("--cron", default="0 3 * * *", help="refresh schedule (default '0 3 * * *'; "
+                       "'none' for no schedule)")
     return parser
 
 
@@ -143,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         return _validate(args.dir)
     if args.command == "stats":
         return _stats(args.dir, args.json)
+    if args.command == "serve":
+        return _serve(args.spec, None if args.cron.lower() == "none" else args.cron)
     parser.print_help(sys.stderr)
     return EXIT_USAGE
 

@@ -32,6 +32,12 @@ from tasks import storage
 TARGET_SAMPLE_RATE = 16000
 MAX_CHANNELS = 64
 FFMPEG_TIMEOUT_S = 120.0
+FFPROBE_TIMEOUT_S = 60.0
+# Limits against hostile or broken files (docs/security.md): a header may claim anything, so what
+# is decoded is bounded before any buffer is allocated, and a claim the file cannot back is refused.
+MAX_DURATION_S = 2 * 3600.0  # one item; longer recordings should be cut into crops first
+MAX_FILE_BYTES = 2 * 1024**3  # bytes read (or downloaded from S3) per file
+MAX_DECODE_BYTES = 2 * 1024**3  # float32 samples of all channels produced by one read
 
 # Containers libsndfile cannot read: their audio goes through ffmpeg.
 FFMPEG_SUFFIXES: tuple[str, ...] = (".mp4", ".m4a", ".webm", ".mkv", ".mov", ".aac", ".opus", ".amr")
@@ -77,14 +83,26 @@ def _suffix(uri: str) -> str:
 
 @contextlib.contextmanager
 def _local(uri: str) -> Iterator[str]:
-    """A local path for ``uri`` with missing/empty files turned into AudioError."""
+    """A local path for ``uri`` with missing/empty/oversized files turned into AudioError."""
     try:
+        if storage.is_s3(uri):
+            _check_size(storage.size(uri), uri)  # before the download, not after filling the disk
         with storage.open_local(uri) as path:
             if os.path.getsize(path) == 0:
                 raise AudioError("empty_audio", f"Audio file {uri} is empty (0 bytes).")
+            _check_size(os.path.getsize(path), uri)
             yield path
     except FileNotFoundError:
         raise AudioError("missing_audio", f"Audio file {uri} does not exist.") from None
+
+
+def _check_size(n_bytes: int, uri: str) -> None:
+    if n_bytes > MAX_FILE_BYTES:
+        raise AudioError(
+            "unsupported_audio",
+            f"Audio file {uri} is {n_bytes / 1024**3:.2f} GiB, over the {MAX_FILE_BYTES / 1024**3:g} GiB "
+            "limit per file (tasks.audio.MAX_FILE_BYTES); cut it into shorter files.",
+        )
 
 
 # -------------------------------------------------------------------------------------------- probe
@@ -108,9 +126,29 @@ def _probe_path(path: str, uri: str) -> AudioInfo:
         with sf.SoundFile(path) as f:
             sr, frames = f.samplerate, f.frames
             info = AudioInfo(sr, f.channels, frames, frames / sr if sr > 0 else 0.0, f.format)
+            _check_info(info, uri)
+            _check_claimed_length(f, info, uri)
     except (sf.SoundFileError, RuntimeError) as err:
         info = _fallback_probe(path, uri, err)
     return _check_info(info, uri)
+
+
+def _check_claimed_length(f: sf.SoundFile, info: AudioInfo, uri: str) -> None:
+    """Refuse a header whose frame count the file cannot back (a FLAC claiming hours in 1 KB).
+
+    Seeking to the last claimed frame reads no samples; libsndfile fails it when the data ends
+    earlier. Without this, a crop would be accepted against hours of audio that do not exist.
+    """
+    if not f.seekable():
+        return
+    try:
+        f.seek(info.num_frames - 1)
+    except (sf.SoundFileError, RuntimeError):
+        raise AudioError(
+            "unreadable_audio",
+            f"Audio file {uri} claims {info.num_frames} frames ({info.duration_s:.1f} s) but its data ends "
+            "before that; it is truncated or its header is corrupt.",
+        ) from None
 
 
 def _fallback_probe(path: str, uri: str, sf_error: Exception) -> AudioInfo:
@@ -150,6 +188,12 @@ def _check_info(info: AudioInfo, uri: str) -> AudioInfo:
         )
     if info.num_frames <= 0:
         raise AudioError("empty_audio", f"Audio file {uri} contains no audio samples.")
+    if info.duration_s > MAX_DURATION_S:
+        raise AudioError(
+            "unsupported_audio",
+            f"Audio file {uri} is {info.duration_s / 3600:.2f} h long, over the {MAX_DURATION_S / 3600:g} h "
+            "limit per item (tasks.audio.MAX_DURATION_S); cut it into shorter files or crops.",
+        )
     return info
 
 
@@ -195,7 +239,7 @@ def _ffprobe(path: str, uri: str) -> AudioInfo:
         "json",
         path,
     ]
-    proc = _run_tool(cmd, uri, timeout=60.0)
+    proc = _run_tool(cmd, uri, timeout=FFPROBE_TIMEOUT_S)
     if proc.returncode != 0:
         raise AudioError(
             "unreadable_audio",
@@ -350,6 +394,7 @@ def _read_soundfile(
             raise _past_end(uri, offset_s, total / sr)
         want = total - start if duration_s is None else max(1, round(duration_s * sr))
         stop = min(start + want, total)
+        _check_decode_size((stop - start) * info.num_channels, uri)
         up, down = _ratio(sr, out_sr)
         # Decode a little context on both sides so the resampling filter has real neighbours
         # instead of zeros at the edges; the left context is a multiple of `down` so it maps to a
@@ -386,6 +431,17 @@ def _read_soundfile(
     else:
         n_out = round(in_range * up / down)
     return _fit(x[..., left * up // down :], max(n_out, 1))
+
+
+def _check_decode_size(n_samples: int, uri: str) -> None:
+    """Refuse a read whose float32 buffer would exceed MAX_DECODE_BYTES, before allocating it."""
+    if n_samples * 4 > MAX_DECODE_BYTES:
+        raise AudioError(
+            "unsupported_audio",
+            f"Reading {uri} would decode {n_samples * 4 / 1024**3:.2f} GiB of samples, over the "
+            f"{MAX_DECODE_BYTES / 1024**3:g} GiB limit per read (tasks.audio.MAX_DECODE_BYTES); "
+            "cut it into shorter files or crops.",
+        )
 
 
 def _fit(x: np.ndarray, n: int) -> np.ndarray:
@@ -426,12 +482,13 @@ def _decode_ffmpeg(
     cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error"]
     if offset_s > 0:
         cmd += ["-ss", f"{offset_s:.6f}"]
-    if duration_s is not None:
-        cmd += ["-t", f"{duration_s + 0.1:.6f}"]  # a little extra, trimmed exactly by the caller
+    # A little extra, trimmed exactly by the caller; never more than the per-item limit.
+    limit_s = MAX_DURATION_S if duration_s is None else min(duration_s + 0.1, MAX_DURATION_S)
+    cmd += ["-t", f"{limit_s:.6f}"]
     cmd += ["-i", path, "-map", "0:a:0", "-vn", "-c:a", "pcm_f32be", "-f", "au"]
     if sample_rate is not None:
         cmd += ["-ar", str(sample_rate)]
-    cmd += ["-"]
+    cmd += ["-fs", str(MAX_DECODE_BYTES), "-"]  # output cap: memory stays bounded whatever the header says
     proc = _run_tool(cmd, uri, timeout=FFMPEG_TIMEOUT_S)
     if proc.returncode != 0:
         text = proc.stderr.decode("utf-8", "replace")
@@ -444,6 +501,12 @@ def _decode_ffmpeg(
             "it is probably corrupt.",
         )
     out = proc.stdout
+    if len(out) >= MAX_DECODE_BYTES:
+        raise AudioError(
+            "unsupported_audio",
+            f"Decoding {uri} produced more than {MAX_DECODE_BYTES / 1024**3:g} GiB of samples "
+            "(tasks.audio.MAX_DECODE_BYTES); cut it into shorter files or crops.",
+        )
     if len(out) < 24 or out[:4] != b".snd":
         raise AudioError("unreadable_audio", f"ffmpeg produced no audio for {uri}; it is probably corrupt.")
     data_offset = int.from_bytes(out[4:8], "big")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from manifests.schema import REJECT_REASONS, REJECTS_SCHEMA
+from tasks.security import redact
 
 REJECT_COLUMNS: list[str] = list(REJECTS_SCHEMA.names)
 
@@ -15,7 +16,9 @@ def reject_row(source: str, input_ref: str, stage: str, reason: str, detail: str
     """One rejects-manifest row; `reason` must be a known code so reports can group by it."""
     if reason not in REJECT_REASONS:
         raise ValueError(f"unknown reject reason {reason!r}; add it to manifests.schema.REJECT_REASONS")
-    return {"source": source, "input_ref": input_ref, "stage": stage, "reason": reason, "detail": detail}
+    # Details quote inputs and error messages: scrub credentials before they reach the manifest.
+    return {"source": source, "input_ref": redact(input_ref), "stage": stage, "reason": reason,
+            "detail": redact(detail)}
 
 
 def rejects_frame(rows: list[dict[str, str]] | None = None) -> pd.DataFrame:

@@ -467,8 +467,8 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     utterances = read_frame(plan["utterances_uri"])
     rows = _read_all([a["rows_uri"] for a in augmented])
     ingest_rejects = [read_frame(r["rejects_uri"]) for r in ingest]
-    rejects = pd.concat([r for r in [*ingest_rejects, read_frame(plan["rejects_uri"])] if len(r)],
-                        ignore_index=True) if ingest_rejects else rejects_frame()
+    reject_frames = [r for r in [*ingest_rejects, read_frame(plan["rejects_uri"])] if len(r)]
+    rejects = pd.concat(reject_frames, ignore_index=True) if reject_frames else rejects_frame()  # clean corpus: none
     if rejects.empty:
         rejects = rejects_frame()
     found = {r["source"]: r["found"] for r in ingest}
@@ -495,13 +495,17 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     for name in MANIFEST_NAMES:
         mio.write_manifest(tables[name], name, paths.manifest(name), metadata={"config": config})
     written = {name: mio.read_manifest(paths.manifest(name)) for name in MANIFEST_NAMES}
+    _write_pool_index(spec, paths)
     digest = mio.content_sha256(written, release_root=paths.root)
 
     extra = _card_extra(spec, plan, weight_report, timings)
     prev_utts, prev_name = previous_utterances(spec.output)
     extra["changes"] = release_changes(prev_utts, written[UTTERANCES], prev_name)
+    from tasks.sentiment.agreement import agreement_report
     from tasks.transcripts.quality import transcript_quality
 
+    extra["sentiment_agreement"] = agreement_report(written[UTTERANCES], spec,
+                                                    (plan.get("sentiment") or {}).get("model_uri"))
     extra["transcript_quality"] = transcript_quality(written[UTTERANCES], n=spec.labelers.quality_sample_per_source,
                                                      seed=spec.seed)
     card = report.build_card(spec=spec, release=release, utterances=written[UTTERANCES], asr=written[ASR_STAGE],
@@ -529,7 +533,17 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
         "content_sha256": digest,
         "counts": {name: len(df) for name, df in written.items()},
         "found": found,
+        "changes": extra["changes"],
     }
+
+
+def _write_pool_index(spec: DatasetSpec, paths: mio.ReleasePaths) -> None:
+    """Where each RIR and noise id lives, so a reader can apply recipes lazily without tasks/."""
+    from manifests.release import write_pool_index
+    from tasks import augment
+
+    pools = augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
+    write_pool_index(paths.root, pools.rirs, pools.noises)
 
 
 def _make_plots(report: Any, card: dict, written: dict[str, pd.DataFrame], paths: mio.ReleasePaths) -> list[str]:
@@ -596,5 +610,6 @@ def _card_extra(spec: DatasetSpec, plan: dict[str, Any], weight_report: dict, ti
             "spec_sha256": hashlib.sha256(spec_json.encode()).hexdigest(),
             "code_version": code_version(),
             "plan": plan.get("plan_dir"),
+            "worker_pids": plan.get("worker_pids"),
         },
     }
