@@ -210,31 +210,36 @@ def child_time(engine: str, speech: str, rir: str, noise: str, reps: int) -> dic
     return {"times": times, "out_len": int(out.shape[-1]), "rss_mb": _rss_mb()}
 
 
-def _pool_init() -> None:
-    _single_thread()
-
-
 _RUN: Any = None
 
 
-def _pool_job(args: tuple[str, str, str, str]) -> int:
+def _pool_init(engine: str, speech: str, rir: str, noise: str, ready: Any) -> None:
+    """Build the engine in each worker and run it once, so timed jobs find every worker warm."""
     global _RUN
-    engine, speech, rir, noise = args
-    if _RUN is None:
-        _RUN = build_engine(engine, rir, noise)
-        _single_thread()
+    _single_thread()
+    _RUN = build_engine(engine, rir, noise)
+    _single_thread()
+    _RUN(speech)
+    with ready.get_lock():
+        ready.value += 1
+
+
+def _pool_job(speech: str) -> int:
     return int(_RUN(speech).shape[-1])
 
 
 def child_scale(engine: str, speech: str, rir: str, noise: str, workers: int, jobs: int) -> dict[str, Any]:
-    """Wall time of `jobs` chains on `workers` processes (after one warm-up job per worker)."""
+    """Wall time of `jobs` chains on `workers` warm worker processes (fork, one thread each)."""
     import multiprocessing as mp
 
     _single_thread()
-    with mp.get_context("fork").Pool(workers, initializer=_pool_init) as pool:
-        pool.map(_pool_job, [(engine, speech, rir, noise)] * workers, chunksize=1)
+    ctx = mp.get_context("fork")
+    ready = ctx.Value("i", 0)
+    with ctx.Pool(workers, initializer=_pool_init, initargs=(engine, speech, rir, noise, ready)) as pool:
+        while ready.value < workers:  # every worker built and warm
+            time.sleep(0.05)
         start = time.perf_counter()
-        pool.map(_pool_job, [(engine, speech, rir, noise)] * jobs, chunksize=1)
+        pool.map(_pool_job, [speech] * jobs, chunksize=1)
         return {"wall": time.perf_counter() - start}
 
 

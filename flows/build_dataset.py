@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks import pipeline
+from tasks import limits, pipeline
 from tasks.spec import DatasetSpec, check_spec_paths
 
 STAGES = ("ingest", "transcripts", "sentiment", "speech_detection", "split_and_balance", "augment", "publish")
@@ -116,6 +116,9 @@ class _Progress:
 def _stages(spec: DatasetSpec) -> dict[str, Any]:
     log = get_run_logger()
     check_spec_paths(spec)
+    made = limits.ensure_cloud_limits(spec)  # global rate limits shared by all workers (Prefect server only)
+    if made:
+        log.info("cloud rate limits on the Prefect server: %s", ", ".join(made))
     progress = _Progress()
 
     ingest_results = [f.result() for f in [ingest_source_task.submit(spec, i) for i in range(len(spec.sources))]]

@@ -126,7 +126,6 @@ def _probe_path(path: str, uri: str) -> AudioInfo:
         with sf.SoundFile(path) as f:
             sr, frames = f.samplerate, f.frames
             info = AudioInfo(sr, f.channels, frames, frames / sr if sr > 0 else 0.0, f.format)
-            _check_info(info, uri)
             _check_claimed_length(f, info, uri)
     except (sf.SoundFileError, RuntimeError) as err:
         info = _fallback_probe(path, uri, err)
@@ -139,8 +138,8 @@ def _check_claimed_length(f: sf.SoundFile, info: AudioInfo, uri: str) -> None:
     Seeking to the last claimed frame reads no samples; libsndfile fails it when the data ends
     earlier. Without this, a crop would be accepted against hours of audio that do not exist.
     """
-    if not f.seekable():
-        return
+    if info.num_frames <= 0 or info.sample_rate <= 0 or not f.seekable():
+        return  # _check_info names these
     try:
         f.seek(info.num_frames - 1)
     except (sf.SoundFileError, RuntimeError):
@@ -386,7 +385,9 @@ def _read_soundfile(
     except (sf.SoundFileError, RuntimeError) as err:
         raise _NotForSoundfile(err) from None
     with f:
-        info = _check_info(AudioInfo(f.samplerate, f.channels, f.frames, 0.0, f.format), uri)
+        claimed = AudioInfo(f.samplerate, f.channels, f.frames, f.frames / max(f.samplerate, 1), f.format)
+        _check_claimed_length(f, claimed, uri)
+        info = _check_info(claimed, uri)
         sr, total = info.sample_rate, info.num_frames
         out_sr = target_sr or sr
         start = round(offset_s * sr)

@@ -7,11 +7,15 @@ decides *which* recipe each stage row gets and writes the augmented audio.
   MUSAN, a flat folder); a file's id is its path relative to its folder, so ids are stable across
   machines. Each pool is split ~80/20 into a train and an eval pool by a hash of the id, so no RIR or
   noise file is heard in both training and evaluation. Without RIR folders, ``simulate_rirs`` rooms are
-  simulated by the image method and written under ``work_dir/simulated_rirs/``.
+  simulated by the image method and written under ``work_dir/simulated_rirs/``. Layout rules
+  (``rir_exclusion``, ``noise_exclusion``) keep RIRS_NOISES noises out of the RIR pool, its RIRs out
+  of the noise pool, and MUSAN ``speech/`` out of the noise pool unless it is named itself.
 - **Recipes.** ``draw_recipe`` seeds a numpy Generator from sha256(f"{seed}:{row_id}"): a row's recipe
-  depends only on the dataset seed and the row id, never on order, shard or process.
-- **Materialisation.** Files are named by a hash of (source segment, recipe, RIR/noise files), so a
-  resumed run reuses what it already wrote, and rows sharing a variant share one file.
+  depends only on the dataset seed and the row id, never on order, shard or process. The variants of
+  one utterance rotate through the speeds; ``classifier_variants`` gives the classifier stage
+  ``copies_per_utterance`` variants per augmented utterance.
+- **Materialisation.** Files are named by a hash of (source segment, recipe, RIR/noise files, DSP
+  version), so a resumed run reuses what it already wrote, and rows sharing a variant share one file.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ check crops lie inside the file, compute `segment_key`, and turn audio problems 
 from __future__ import annotations
 
 import math
+import os
+import posixpath
+import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -107,6 +110,45 @@ def relative_path(root: str, uri: str) -> str:
     if not uri.startswith(root + "/"):
         raise ValueError(f"{uri} is not below {root}")
     return uri[len(root) + 1 :]
+
+
+class UnsafePathError(ValueError):
+    """A path from a metadata file that could leave the corpus root (reject reason `unsafe_path`)."""
+
+    reason = "unsafe_path"
+
+
+_ABSOLUTE = re.compile(r"^(?:[/\\]|[A-Za-z]:|[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def safe_relative_path(name: str, what: str = "path") -> str:
+    """`name` from a metadata file as a normalised path relative to the corpus root.
+
+    Refuses absolute paths (`/x`, `C:\\x`, `\\\\server`), URLs (`s3://`, `https://`) and any path
+    whose `..` parts climb out of the root, by raising UnsafePathError: metadata is input we do not
+    control, and reading outside the root could publish files the corpus never contained.
+    """
+    text = name.strip()
+    if _ABSOLUTE.match(text):
+        raise UnsafePathError(f"{what} {name!r} is absolute; it must be relative to the corpus folder")
+    rel = posixpath.normpath(text.replace("\\", "/"))
+    if rel == ".." or rel.startswith("../"):
+        raise UnsafePathError(f"{what} {name!r} points outside the corpus folder")
+    return rel
+
+
+def symlink_escape(root: str, uri: str) -> str | None:
+    """Where local `uri` really points when a symlink takes it outside `root`; None when it stays inside.
+
+    S3 has no symlinks; a `uri` not lexically below `root` (a cache the adapter wrote) is not judged.
+    """
+    if "://" in root or "://" in uri:
+        return None
+    root_n = os.path.normpath(root)
+    if os.path.commonpath([root_n, os.path.normpath(uri)]) != root_n:
+        return None
+    real_root, real = os.path.realpath(root_n), os.path.realpath(uri)
+    return None if os.path.commonpath([real_root, real]) == real_root else real
 
 
 def is_audio_file(path: str) -> bool:
@@ -218,6 +260,17 @@ def build_result(
         first_ref[cand.native_id] = cand.input_ref
         unique.append(cand)
 
+    # Every adapter gets the same guard: a file below the root that is a symlink to elsewhere.
+    safe: list[Candidate] = []
+    for cand in unique:
+        escape = symlink_escape(source.path, cand.uri)
+        if escape is None:
+            safe.append(cand)
+        else:
+            reject_rows.append(ingest_reject(source, cand.input_ref, "unsafe_path",
+                                             f"{cand.input_ref}: {cand.uri} is a symlink to {escape}, outside "
+                                             f"the corpus folder {source.path}"))
+    unique = safe
     probed = probe_files(c.uri for c in unique)
     rows: list[dict[str, Any]] = []
     for cand in unique:

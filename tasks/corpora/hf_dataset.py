@@ -10,7 +10,9 @@ Layouts, checked in this order at `path`:
 The audio column is `columns.audio`, else the one `Audio` feature. It is never decoded by `datasets`
 (its decoder needs torchcodec, which we do not install): save_to_disk data is cast to
 `Audio(decode=False)` and Parquet is read with pyarrow, so each row gives `{bytes, path}`. Audio is the
-file at `path` when it exists (absolute, or relative to `path` of the source and inside it), else
+file at `path` when it exists inside the source folder (relative, or absolute below it; absolute
+paths elsewhere only with option `allow_absolute_paths: true`, e.g. Parquet written locally by
+`Dataset.to_parquet`; a path leaving the folder without embedded bytes is an `unsafe_path` reject), else
 the embedded `bytes`, written once to a content-addressed cache `<audio_cache>/<sha[:2]>/<sha>.<ext>`
 (default `<source path>/.voicetone-audio/`, a local folder or S3 prefix; option `audio_cache`), and
 `audio_uri` points there so every later stage reads it like any other file.
@@ -40,11 +42,14 @@ from tasks.corpora.base import (
     AUDIO_SUFFIXES,
     Candidate,
     IngestResult,
+    UnsafePathError,
     build_result,
     check_options,
     ingest_reject,
     layout_error,
     relative_path,
+    safe_relative_path,
+    symlink_escape,
 )
 from tasks.corpora.labels import (
     LabelError,
@@ -68,7 +73,8 @@ SPLIT_ALIASES: dict[str, str] = {
 }
 DEFAULT_CACHE = ".voicetone-audio"
 BATCH_ROWS = 256
-_OPTIONS: dict[str, type] = {"columns": dict, "label_names": dict, "split": str, "audio_cache": str}
+_OPTIONS: dict[str, type] = {"columns": dict, "label_names": dict, "split": str, "audio_cache": str,
+                             "allow_absolute_paths": bool}
 # Magic bytes -> suffix, for embedded audio whose path gives no usable suffix.
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"RIFF", ".wav"), (0, b"fLaC", ".flac"), (0, b"OggS", ".ogg"), (0, b"ID3", ".mp3"),
@@ -100,6 +106,7 @@ class _Config:
     label_names: dict[str, dict[str, str]] = field(default_factory=dict)
     split: str | None = None
     cache: str = ""
+    allow_absolute: bool = False  # read absolute paths outside the root (trusted, locally written Parquet)
 
 
 # ------------------------------------------------------------------------------------------ options
@@ -128,7 +135,7 @@ def _config(source: SourceSpec, root: str) -> _Config:
             raise ValueError(f"source {source.name!r} (hf_dataset): option split {split!r} is not train, dev or test")
         split = SPLIT_ALIASES[split.strip().lower()]
     cache = options.get("audio_cache") or storage.join(root if _is_folder(root) else storage.parent(root), DEFAULT_CACHE)
-    return _Config(columns, nested, split, cache.rstrip("/"))
+    return _Config(columns, nested, split, cache.rstrip("/"), bool(options.get("allow_absolute_paths", False)))
 
 
 def _is_folder(root: str) -> bool:
@@ -214,18 +221,27 @@ def _suffix(path: str | None, data: bytes) -> str:
 class _AudioResolver:
     """Turns an Audio cell into a URI tasks.audio can read, writing embedded bytes to the cache once."""
 
-    def __init__(self, root: str, cache: str, listing: set[str]) -> None:
-        self.root, self.cache, self.listing = root, cache, listing
+    def __init__(self, root: str, cache: str, listing: set[str], allow_absolute: bool = False) -> None:
+        self.root, self.cache, self.listing, self.allow_absolute = root, cache, listing, allow_absolute
         self.written: set[str] = set()
 
     def _existing(self, path: str) -> str | None:
-        if os.path.isabs(path):
+        """The file `path` names inside the root, or None; UnsafePathError when it would leave the root."""
+        root = self.root.rstrip("/")
+        if self.allow_absolute and os.path.isabs(path) and not storage.is_s3(root):
             return path if os.path.isfile(path) else None
-        rel = posixpath.normpath(path.replace("\\", "/"))
-        if rel.startswith("../") or rel == ".." or "://" in path or not _is_folder(self.root):
+        if os.path.isabs(path) and not storage.is_s3(root) and os.path.normpath(path).startswith(root + "/"):
+            path = os.path.normpath(path)[len(root) + 1 :]  # absolute but inside the dataset folder
+        rel = safe_relative_path(path, "audio path")
+        if not _is_folder(self.root):
             return None
         uri = storage.join(self.root, rel)
-        return uri if uri in self.listing or (not storage.is_s3(uri) and os.path.isfile(uri)) else None
+        if not (uri in self.listing or (not storage.is_s3(uri) and os.path.isfile(uri))):
+            return None
+        escape = symlink_escape(self.root, uri)
+        if escape is not None:
+            raise UnsafePathError(f"audio path {path!r} is a symlink to {escape}, outside the dataset folder")
+        return uri
 
     def __call__(self, cell: Any) -> str:
         if isinstance(cell, str):
@@ -234,7 +250,12 @@ class _AudioResolver:
             raise _RowReject("missing_audio", "the audio cell is empty")
         path, data = cell.get("path"), cell.get("bytes")
         if path:
-            found = self._existing(str(path))
+            try:
+                found = self._existing(str(path))
+            except UnsafePathError as err:  # with embedded bytes the path is only a name: use the bytes
+                if data is None:
+                    raise _RowReject(err.reason, f"{err}; no bytes are embedded") from None
+                found = None
             if found is not None:
                 return found
         if data is None:
@@ -380,7 +401,7 @@ def ingest_hf_dataset(source: SourceSpec, default_language: str) -> IngestResult
         if missing:
             raise ValueError(f"source {source.name!r} (hf_dataset): options.columns names column(s) "
                              f"{', '.join(missing)} that the dataset does not have (columns: {', '.join(sorted(known))})")
-        resolve = _AudioResolver(root, config.cache, set(files))
+        resolve = _AudioResolver(root, config.cache, set(files), config.allow_absolute)
         multi = len(parts) > 1
         for part in parts:
             audio_col = _audio_column(part.features, config, part.name)

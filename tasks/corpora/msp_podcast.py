@@ -27,11 +27,13 @@ from tasks import storage
 from tasks.corpora.base import (
     Candidate,
     IngestResult,
+    UnsafePathError,
     build_result,
     check_options,
     ingest_reject,
     layout_error,
     relative_path,
+    safe_relative_path,
 )
 from tasks.corpora.iemocap import attach_columns, read_corpus_text
 from tasks.corpora.labels import is_blank, map_emotion, normalize_gender, unmapped_emotion_detail
@@ -178,6 +180,10 @@ def ingest_msp_podcast(source: SourceSpec, default_language: str) -> IngestResul
         ref = f"{label_name}:{line}"
         name = _value(row, "FileName") or ""
         try:
+            try:
+                safe_relative_path(name, "FileName")
+            except UnsafePathError as err:
+                raise _RowReject(err.reason, f"{ref}: {err}") from None
             if not name or "/" in name or "\\" in name:
                 raise _RowReject("malformed_metadata", f"{ref}: FileName {name!r} does not name a file in Audios/")
             if name in named:

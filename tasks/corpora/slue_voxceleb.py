@@ -26,10 +26,12 @@ from tasks import storage
 from tasks.corpora.base import (
     Candidate,
     IngestResult,
+    UnsafePathError,
     build_result,
     check_options,
     ingest_reject,
     layout_error,
+    safe_relative_path,
 )
 from tasks.corpora.labels import LabelError, is_blank, normalize_sentiment
 from tasks.spec import SENTIMENT_VALUES, SourceSpec
@@ -125,7 +127,11 @@ def _sentiment(value: str | None, policy: dict[str, str | None], source: SourceS
 def _candidate(values: dict[str, str], split: str, audio_dir: str, source: SourceSpec,
                policy: dict[str, str | None], ref: str) -> Candidate | _RowReject:
     utt = values.get("id", "").strip()
-    if not utt or "/" in utt or utt in (".", ".."):
+    try:
+        safe_relative_path(utt, "id")
+    except UnsafePathError as err:
+        return _RowReject(err.reason, str(err))
+    if not utt or "/" in utt or "\\" in utt or utt in (".", ".."):
         return _RowReject("malformed_metadata", f"id {utt!r} does not name a file")
     try:
         start, end = _seconds(values, "start_second"), _seconds(values, "end_second")

@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from typing import Any
 
 import pandas as pd
 
+from tasks import limits
 from tasks.common import StageResult, reject_row, rejects_frame
 from tasks.label_cache import LabelCache, settings_hash, text_key
 from tasks.spec import AwsComprehendSettings
@@ -150,39 +150,13 @@ def check_cost(estimate: CostEstimate, settings: AwsComprehendSettings, scope: s
 # ------------------------------------------------------------------------------------ calls
 
 
-class RateLimiter:
-    """At most `rate_per_s` calls per second, spaced evenly; thread-safe, shared per process."""
+# The limiter is tasks.limits.RateLimiter (shared with Transcribe); `limiter_for` adds the Prefect
+# global limit when a server is configured, so several workers share one request rate.
+RateLimiter = limits.RateLimiter
 
-    _shared: dict[float, RateLimiter] = {}
-    _shared_lock = threading.Lock()
 
-    def __init__(
-        self,
-        rate_per_s: float,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.interval = 1.0 / rate_per_s
-        self._clock, self._sleep = clock, sleep
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    @classmethod
-    def shared(cls, rate_per_s: float) -> RateLimiter:
-        with cls._shared_lock:
-            limiter = cls._shared.get(rate_per_s)
-            if limiter is None:
-                limiter = cls._shared[rate_per_s] = cls(rate_per_s)
-            return limiter
-
-    def wait(self) -> None:
-        """Block until the next call slot."""
-        with self._lock:
-            now = self._clock()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-        if slot > now:
-            self._sleep(slot - now)
+def limiter_for(rate_per_s: float) -> limits.GlobalRateLimiter:
+    return limits.shared_rate_limiter("comprehend", rate_per_s)
 
 
 def make_client(region: str) -> Any:
@@ -219,7 +193,7 @@ def detect(
     """(raw labels by key, errors by key, calls made) for `documents`, batched per language."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    limiter = limiter or RateLimiter.shared(settings.rate_per_s)
+    limiter = limiter or limiter_for(settings.rate_per_s)
     labels: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
     calls = 0

@@ -41,23 +41,21 @@ import math
 import os
 import re
 import tempfile
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from manifests.schema import REJECT_REASONS
+from tasks import limits
 from tasks.common import StageResult, reject_row, rejects_frame
+from tasks.label_cache import LabelCache
 from tasks.spec import AwsTranscribeSettings, WhisperSettings
 from tasks.transcripts.normalize import base_language, normalize_transcript
-
-if TYPE_CHECKING:
-    from tasks.label_cache import LabelCache
 
 logger = logging.getLogger(__name__)
 
@@ -183,53 +181,8 @@ def estimate_cost(packs: list[Pack], settings: AwsTranscribeSettings) -> CostEst
 # Process-wide request rate and job slots
 
 
-class RateLimiter:
-    """A token bucket (burst 1): `acquire` sleeps until the next call is allowed (thread-safe)."""
-
-    def __init__(self, rate_per_s: float) -> None:
-        self.interval = 1.0 / rate_per_s
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            wait = self._next - now
-            self._next = max(now, self._next) + self.interval
-        if wait > 0:
-            time.sleep(wait)
-
-
-class JobSlots:
-    """At most `limit` jobs QUEUED/IN_PROGRESS for this process, across threads and shards."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._lock = threading.Lock()
-
-    def try_acquire(self) -> bool:
-        with self._lock:
-            if self.used >= self.limit:
-                return False
-            self.used += 1
-            return True
-
-    def release(self) -> None:
-        with self._lock:
-            self.used = max(0, self.used - 1)
-
-
-_SHARED: dict[tuple[Any, ...], Any] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def _shared(kind: str, value: float, factory: Callable[[], Any]) -> Any:
-    with _SHARED_LOCK:
-        key = (kind, value, os.environ.get("AWS_ENDPOINT_URL"))
-        if key not in _SHARED:
-            _SHARED[key] = factory()
-        return _SHARED[key]
+# RateLimiter, the shared-per-process registry and the job slots live in tasks/limits.py, which also
+# takes slots of Prefect global limits when a server is configured (so Dask workers share one rate).
 
 
 def make_client(region: str | None) -> Any:
@@ -415,12 +368,12 @@ class _JobRunner:
         self.bucket, prefix = storage.split_s3(staging_uri.rstrip("/"))
         self.output_prefix = "/".join(p for p in (prefix, settings.output_prefix.strip("/")) if p)
         self.log = log
-        self.start_limit: RateLimiter = _shared("start", settings.start_rate_per_s,
-                                                lambda: RateLimiter(settings.start_rate_per_s))  # fmt: skip
-        self.get_limit: RateLimiter = _shared("get", settings.get_rate_per_s,
-                                              lambda: RateLimiter(settings.get_rate_per_s))  # fmt: skip
-        self.slots: JobSlots = _shared("slots", settings.max_concurrent_jobs,
-                                       lambda: JobSlots(settings.max_concurrent_jobs))  # fmt: skip
+        self.start_limit = limits.shared_rate_limiter("transcribe-start", settings.start_rate_per_s)
+        self.get_limit = limits.shared_rate_limiter("transcribe-get", settings.get_rate_per_s)
+        self.slots: limits.ActiveJobSlots = limits.shared(
+            "transcribe-slots", settings.max_concurrent_jobs,
+            lambda: limits.ActiveJobSlots(settings.max_concurrent_jobs, client, list_limiter=self.get_limit.local),
+        )
         self.started: list[str] = []
         self.attached: list[str] = []
 

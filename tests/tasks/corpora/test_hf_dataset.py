@@ -107,7 +107,8 @@ def test_parquet_paths_bytes_and_awkward_rows(tmp_path: Path) -> None:
     pq.write_table(gone.data.table, tmp_path / "pq" / "data" / "test-00001-of-00002.parquet")
     (tmp_path / "pq" / "README.md").write_text("# card\n")
 
-    result = ingest_hf_dataset(_source(tmp_path / "pq", columns={"transcript": "text", "emotion": "emo"}), "en")
+    result = ingest_hf_dataset(_source(tmp_path / "pq", columns={"transcript": "text", "emotion": "emo"},
+                                       allow_absolute_paths=True), "en")
     assert result.found == 7 == len(result.items) + len(result.rejects)
     items = result.items.set_index("utterance_id")
     train = items[items["split"] == "train"]
@@ -127,7 +128,8 @@ def test_parquet_paths_bytes_and_awkward_rows(tmp_path: Path) -> None:
     # a numeric sentiment column with no names is refused, never guessed
     plain = datasets.Dataset.from_dict({"audio": [str(wavs[0])], "score": [1]})
     plain.to_parquet(str(tmp_path / "plain.parquet"))
-    one = ingest_hf_dataset(_source(tmp_path / "plain.parquet", columns={"audio": "audio", "sentiment": "score"}), "en")
+    one = ingest_hf_dataset(_source(tmp_path / "plain.parquet", columns={"audio": "audio", "sentiment": "score"},
+                                    allow_absolute_paths=True), "en")
     assert one.items.empty and one.rejects.loc[0, "reason"] == "unmapped_label"
     assert "label_names" in one.rejects.loc[0, "detail"]
 

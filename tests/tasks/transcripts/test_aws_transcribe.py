@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 from botocore.stub import ANY, Stubber
 
-from tasks import storage
+from tasks import limits, storage
 from tasks.audio import segment_key, sha256_uri
 from tasks.spec import AwsTranscribeSettings, SpecError, check_spec_paths, parse_spec
 from tasks.transcripts import aws_transcribe as at
@@ -223,11 +223,11 @@ def test_concurrency_never_exceeds_the_job_cap(moto_server: str, s3_bucket: str,
     FakeTranscribe(client, _words(clips))
     client.meta.events.register("provide-client-params.transcribe.StartTranscriptionJob", track)
     client.meta.events.register("after-call.transcribe.GetTranscriptionJob", done)
-    at._SHARED.clear()  # a fresh process-wide slot pool sized by this test's setting
+    limits._SHARED.clear()  # a fresh process-wide slot pool sized by this test's setting
     result = at.fill_missing_transcripts(pd.DataFrame(list(clips.values())),
                                          _settings(pack_target_s=4.0, max_concurrent_jobs=1),
                                          staging_uri=f"s3://{s3_bucket}/st", client=client)  # fmt: skip
-    at._SHARED.clear()
+    limits._SHARED.clear()
     assert len(result.items) == 3 and peak[0] == 1
 
 
