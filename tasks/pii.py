@@ -85,46 +85,45 @@ def _spoken_numbers(tokens: list[str]) -> list[int]:
     """The numbers a run of number words says, read the way people say them.
 
     "four hundred fifteen five five five one two one two" -> [415, 5, 5, 5, 1, 2, 1, 2];
-    "double five" -> [5, 5]; "twenty twenty four" -> [20, 24].
+    "double five" -> [5, 5]; "twenty twenty four" -> [20, 24]; "4 1 5" -> [4, 1, 5].
     """
     out: list[int] = []
-    cur: int | None = None  # the number being built
-    last = ""  # kind of the last token: unit, teen, tens, hundred, thousand
-    repeat = 1
+    num: tuple[int, int] | None = None  # (thousands part, part below a thousand) being built
+    last, repeat = "", 1
+
+    def flush() -> None:
+        nonlocal num
+        if num is not None:
+            out.append(num[0] + num[1])
+            num = None
+
     for tok in tokens:
         if tok in _REPEAT:
             repeat = _REPEAT[tok]
             continue
-        kind = ("unit" if tok in _UNITS else "teen" if tok in _TEENS else "tens" if tok in _TENS
-                else "hundred" if tok == "hundred" else "thousand" if tok == "thousand" else "digits")
-        value = _UNITS.get(tok, _TEENS.get(tok, _TENS.get(tok)))
-        if kind == "digits":
-            if cur is not None:
-                out.append(cur)
-            out.extend(int(d) for d in tok)  # "4 1 5" or "415": one digit each
-            cur, last = None, ""
-        elif kind == "hundred" and cur is not None and cur % 100 and cur < 100:
-            cur, last = cur * 100, "hundred"
-        elif kind == "thousand" and cur is not None and 0 < cur < 1000:
-            cur, last = cur * 1000, "thousand"
-        elif kind in ("hundred", "thousand"):
-            continue  # "hundred" with nothing to scale: ignore
-        elif cur is not None and kind == "unit" and value and last == "tens" and cur % 10 == 0:
-            cur += value
-            last = "unit"
-        elif cur is not None and last in ("hundred", "thousand") and cur % 100 == 0 and (
-                kind != "unit" or value) and (last == "hundred" or kind in ("unit", "teen", "tens")):
-            cur += value  # type: ignore[operator]
-            last = kind
+        if tok.isdigit():
+            flush()
+            out.extend(int(d) for d in tok)  # "415" or "4 1 5": one digit each
+            last = ""
+        elif tok == "hundred":
+            if num is not None and 0 < num[1] < 100 and last in ("unit", "teen", "tens"):
+                num, last = (num[0], num[1] * 100), "hundred"
+        elif tok == "thousand":
+            if num is not None and num[0] == 0 and 0 < num[1] < 1000:
+                num, last = (num[1] * 1000, 0), "thousand"
         else:
-            if cur is not None:
-                out.append(cur)
-            assert value is not None
-            out.extend([value] * (repeat - 1))
-            cur, last = value, kind
+            kind = "unit" if tok in _UNITS else "teen" if tok in _TEENS else "tens"
+            value = _UNITS.get(tok, _TEENS.get(tok, _TENS.get(tok, 0)))
+            if num is not None and kind == "unit" and value and last == "tens":
+                num, last = (num[0], num[1] + value), "unit"
+            elif num is not None and last in ("hundred", "thousand") and num[1] % 100 == 0 and value:
+                num, last = (num[0], num[1] + value), kind
+            else:
+                flush()
+                out.extend([value] * (repeat - 1))
+                num, last = (0, value), kind
         repeat = 1
-    if cur is not None:
-        out.append(cur)
+    flush()
     return out
 
 
@@ -167,7 +166,7 @@ def detect_local(text: str | None) -> list[str]:
         types.add("IP_ADDRESS")
     if _ADDRESS.search(text):
         types.add("ADDRESS")
-    if not types & {"PHONE", "SSN", "CREDIT_DEBIT_NUMBER"}:
+    if not types & {"PHONE", "SSN", "CREDIT_DEBIT_NUMBER", "INTERNATIONAL_BANK_ACCOUNT_NUMBER", "IP_ADDRESS"}:
         if _DIGIT_RUN.search(text) or spoken_digit_runs(text):
             types.add("SPOKEN_NUMBER")
     return sorted(types)

@@ -321,6 +321,24 @@ class AugmentSpec(_Strict):
         return value
 
 
+class PiiSpec(_Strict):
+    """Personal data in transcripts (tasks/pii.py, docs/security.md)."""
+
+    detect: Literal["none", "local", "aws_comprehend"] = Field(
+        default="local", description="none | local (regexes, offline) | aws_comprehend (DetectPiiEntities)"
+    )
+    asr_policy: Literal["exclude", "keep"] = Field(
+        default="exclude", description="an ASR-stage row whose transcript has PII: exclude it (flagged) or keep it"
+    )
+    min_score: float = Field(default=0.5, ge=0, le=1, description="aws_comprehend: lowest entity score that counts")
+    ignore_types: list[str] = Field(
+        default_factory=list, description="entity types that do not count (e.g. NAME, DATE_TIME)"
+    )
+    language: str = Field(default="en", description="aws_comprehend: language of items that do not say")
+    max_retries: int = Field(default=5, ge=0, le=20, description="aws_comprehend: retries of throttled calls")
+    backoff_s: float = Field(default=0.5, ge=0, description="aws_comprehend: first retry wait; doubles each retry")
+
+
 class AwsSpec(_Strict):
     region: str = "us-east-1"
     staging_uri: str | None = None
@@ -349,6 +367,7 @@ class DatasetSpec(_Strict):
     segments: SegmentSpec = Field(default_factory=SegmentSpec)
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
     aws: AwsSpec = Field(default_factory=AwsSpec)
+    pii: PiiSpec = Field(default_factory=PiiSpec)
     run: RunSpec = Field(default_factory=RunSpec)
     language: str = Field(default="en", description="default language for sources that do not say")
 

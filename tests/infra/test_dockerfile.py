@@ -58,8 +58,8 @@ def test_no_credentials_in_the_image():
             assert "AWS_" not in arg, f"{word} {arg}: credentials come from the ECS task role"
         if word in ("COPY", "ADD"):
             assert not re.search(r"\.aws|\.env\b|credentials|\.netrc", arg), arg
-    ignore = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().splitlines()
-    assert ignore[[line.strip() for line in ignore].index("*")] == "*", "the context must be deny-by-default"
+    ignore = [line.strip() for line in (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().splitlines()]
+    assert "*" in ignore, "the build context must be deny-by-default"
     allowed = {line[1:].strip("/") for line in ignore if line.startswith("!")}
     assert allowed == {"pyproject.toml", "README.md", "flows", "tasks", "manifests"}
 
