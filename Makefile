@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 DEB_PACKAGES := ffmpeg libsndfile1 espeak-ng sox
 
-.PHONY: setup demo test test-all lint bench clean system-deps
+.PHONY: setup demo test test-all lint bench clean system-deps audit
 
 setup: $(STAMP)
 
@@ -36,6 +36,14 @@ test-all: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# Audit the installed (locked) dependencies against the PyPI advisory database, with pip-audit in
+# its own venv. --strict fails when a package could not be checked (e.g. no access to PyPI's JSON
+# API), so "no known vulnerabilities" is never reported for an audit that did not happen.
+audit: setup
+	@test -x .venv-audit/bin/pip-audit || ($(PYTHON) -m venv .venv-audit && .venv-audit/bin/pip install -q pip-audit)
+	$(VENV)/bin/pip freeze --exclude-editable > .venv-audit/requirements.txt
+	.venv-audit/bin/pip-audit --strict --no-deps --disable-pip --progress-spinner off -r .venv-audit/requirements.txt
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

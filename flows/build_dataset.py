@@ -17,7 +17,12 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks import limits, pipeline
+from tasks.security import install_log_redaction
 from tasks.spec import DatasetSpec, check_spec_paths
+
+# Redact credentials from every log record of this process; at import, so Dask worker processes
+# that unpickle these tasks get it too (docs/security.md).
+install_log_redaction()
 
 STAGES = ("ingest", "transcripts", "sentiment", "speech_detection", "split_and_balance", "augment", "publish")
 

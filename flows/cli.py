@@ -27,6 +27,9 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "true")
     os.environ.setdefault("PREFECT_UI_ENABLED", "false")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from tasks.security import install_log_redaction
+
+    install_log_redaction()  # before Prefect logs anything (docs/security.md)
 
 
 def _build(spec_path: Path, output: str | None) -> int:

@@ -339,6 +339,9 @@ def _eligible(utt: pd.DataFrame, spec: dict, stage: str) -> pd.Series:
     for split, fields in _stage_rules(spec, stage).items():
         for field_name, allowed in fields.items():
             ok &= ~((utt["split"] == split) & ~utt[field_name].isin(allowed))
+    # Transcripts flagged as holding PII are kept out of the ASR stage under pii.asr_policy exclude.
+    if stage == "asr" and "pii_detected" in utt.columns and (spec.get("pii") or {}).get("asr_policy") == "exclude":
+        ok &= ~utt["pii_detected"].fillna(False).astype(bool)
     return ok
 
 

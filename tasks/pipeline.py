@@ -31,6 +31,7 @@ from manifests.schema import (
 )
 from tasks.common import reject_row, rejects_frame
 from tasks.releases import previous_utterances, prune_releases, release_changes
+from tasks.security import redact, redact_obj
 from tasks.shards import read_frame, run_shard, split_into_shards, stable_hash, write_frame
 from tasks.spec import DatasetSpec
 
@@ -270,7 +271,9 @@ def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: 
         # VAD results are cached by segment key like labels, so a refresh never re-decodes audio it has seen.
         from tasks.label_cache import LabelCache
 
-        cache = LabelCache(cache_dir(spec), "silero-vad", {"threshold": spec.segments.speech_threshold, "v": 1})
+        # The process-wide instance: a new one per shard re-read every segment per shard (O(shards x cache)).
+        cache = LabelCache.shared(cache_dir(spec), "silero-vad",
+                                  {"threshold": spec.segments.speech_threshold, "v": 1})
         keys = [k for k in items["segment_key"] if isinstance(k, str)]
         hits = cache.get_many(keys)
         todo = items[~items["segment_key"].isin(hits.keys())]
@@ -334,14 +337,22 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     items, missing = _require_labels(items, spec)
     rejects.append(missing)
     items = splits.assign_splits(items, spec.splits, spec.seed)
-    asr_variants, balance_report = balance.sample_asr_rows(items, spec.balance, spec.seed,
+    # PII before ASR sampling: flagged rows stay out of the ASR stage (asr_policy exclude), not masked.
+    from tasks import pii
+
+    items, pii_report = pii.flag_items(items, spec.pii, region=spec.aws.region, log=log)
+    pii_out = pii.asr_excluded(items, spec.pii)
+    asr_variants, balance_report = balance.sample_asr_rows(items[~pii_out], spec.balance, spec.seed,
                                                            eligibility=spec.eligibility)
     clf_ok, clf_eligibility = balance.eligible(items, "classifier", spec.eligibility)
+    if "pii_detected" in items.columns:
+        pii_report.update(asr_excluded=int(pii_out.sum()),
+                          classifier_flagged=int((clf_ok & items["pii_detected"]).sum()))
     log("splits: %s", items.groupby("split").size().to_dict())
     log("ASR stage: %d rows from %d utterances", len(asr_variants), items["utterance_id"].nunique())
 
     pools = augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
-    clf_variants = pd.DataFrame({"utterance_id": items.loc[clf_ok, "utterance_id"], "variant": 0})
+    clf_variants = augment.classifier_variants(items[clf_ok], spec.augment)  # copies_per_utterance
     variants = (
         pd.concat([asr_variants[["utterance_id", "variant"]], clf_variants], ignore_index=True)
         .drop_duplicates()
@@ -367,7 +378,8 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     rows = variant_rows(items.drop(columns=["speech_intervals"], errors="ignore"), variants, recipes)
     rows["in_asr"] = rows["row_id"].isin({recipe_key(u, v) for u, v in
                                           zip(asr_variants["utterance_id"], asr_variants["variant"], strict=True)})
-    rows["in_classifier"] = (rows["variant"] == 0) & rows["utterance_id"].isin(set(clf_variants["utterance_id"]))
+    clf_keys = {recipe_key(u, v) for u, v in zip(clf_variants["utterance_id"], clf_variants["variant"], strict=True)}
+    rows["in_classifier"] = rows["row_id"].isin(clf_keys)
 
     plan_dir = fs.join(work_dir(spec), "plan", stable_hash(*sorted(r["items_uri"] for r in shard_results),
                                                           spec.model_dump_json())[:16])
@@ -393,6 +405,7 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
                                   "rules": spec.eligibility.model_dump(mode="json", exclude_none=True)}),
         "pools": {"train_rirs": len(pools.train_rirs), "eval_rirs": len(pools.eval_rirs),
                   "train_noises": len(pools.train_noises), "eval_noises": len(pools.eval_noises)},
+        "pii": _jsonable(pii_report),
     }
 
 
@@ -513,9 +526,10 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
                              extra=extra)
     card["schema_version"] = "1"
     card["content_sha256"] = digest
+    card = redact_obj(card)  # reject examples, lineage and spec text: no credentials in the card
     plot_files = _make_plots(report, card, written, paths)
     fs.write_bytes(paths.card_json, json.dumps(card, indent=2, sort_keys=True, allow_nan=False).encode())
-    fs.write_bytes(paths.card_md, report.render_markdown(card, plot_files).encode())
+    fs.write_bytes(paths.card_md, redact(report.render_markdown(card, plot_files)).encode())
 
     result = validate_release(paths.root)
     if not result.ok:
@@ -587,6 +601,7 @@ def _card_extra(spec: DatasetSpec, plan: dict[str, Any], weight_report: dict, ti
     spec_json = spec.model_dump_json()
     return {
         "balance": plan.get("balance_report"),
+        "pii": plan.get("pii"),
         "eligibility": plan.get("eligibility"),
         "weights": _jsonable(weight_report),
         "labelers": {

@@ -45,7 +45,8 @@ def _requests(action: str) -> list[tuple[str, str, dict[str, str]]]:
         return [(action, "*", {"transcribe:OutputBucketName": BUCKET, "transcribe:OutputKey": output_key})]
     if action in ("transcribe:GetTranscriptionJob", "transcribe:DeleteTranscriptionJob"):
         return [(action, f"arn:aws:transcribe:us-east-1:123456789012:transcription-job/{job}", {})]
-    if action in ("transcribe:ListTranscriptionJobs", "comprehend:BatchDetectSentiment"):
+    if action in ("transcribe:ListTranscriptionJobs", "comprehend:BatchDetectSentiment",
+                  "comprehend:DetectPiiEntities"):
         return [(action, "*", {})]
     raise AssertionError(f"no request model for {action}: add one (and a grant to the template if needed)")
 

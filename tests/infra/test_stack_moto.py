@@ -1,8 +1,9 @@
 """The template deployed into a moto server over HTTP, and the demo built against what it created.
 
 moto's CloudFormation skips AWS::S3::BucketPolicy (a warning, the stack still completes) and applies
-only BucketEncryption and Tags of AWS::S3::Bucket; versioning, public-access block, lifecycle and the
-TLS-only policy are therefore proven statically (test_template.py), not here. moto does not enforce
+only BucketEncryption and Tags of AWS::S3::Bucket, and drops a task definition's role ARNs; versioning,
+public-access block, lifecycle, the TLS-only policy and the task's roles are therefore proven
+statically (test_template.py), not here. moto does not enforce
 IAM either: the build records every S3 call it makes and each is evaluated against the role's policy.
 """
 
@@ -20,7 +21,7 @@ import yaml
 from tests.infra.conftest import TEMPLATE
 from tests.infra.iam_eval import is_allowed
 
-pytestmark = pytest.mark.aws
+pytestmark = [pytest.mark.aws, pytest.mark.filterwarnings("ignore:Tried to parse AWS")]
 DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/voicetone-worker:test"
 
@@ -78,7 +79,6 @@ def test_stack_creates_the_resources(moto_server, stack):
     assert [p["PolicyArn"] for p in attached] == [stack["PipelinePolicyArn"]]
     trust = iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]
     trust = json.loads(trust) if isinstance(trust, str) else trust
-    print("TRUST", trust)
     assert [s["Principal"] for s in trust["Statement"]] == [{"Service": "ecs-tasks.amazonaws.com"}]
 
     logs = boto3.client("logs", endpoint_url=moto_server)
@@ -89,8 +89,9 @@ def test_stack_creates_the_resources(moto_server, stack):
     (cluster,) = ecs.describe_clusters(clusters=[stack["ClusterArn"]])["clusters"]
     assert cluster["status"] == "ACTIVE"
     task = ecs.describe_task_definition(taskDefinition=stack["TaskDefinitionArn"])["taskDefinition"]
-    assert task["taskRoleArn"] == stack["PipelineRoleArn"]
-    assert task["executionRoleArn"] == stack["ExecutionRoleArn"]
+    # moto's CloudFormation drops TaskRoleArn/ExecutionRoleArn of a task definition; test_template.py
+    # checks that they name PipelineRole and ExecutionRole.
+    assert task["family"] == f"voicetone-{stack['name']}"
     (container,) = task["containerDefinitions"]
     assert container["image"] == IMAGE and container["name"] == "prefect"
     assert container["logConfiguration"]["options"]["awslogs-group"] == stack["LogGroupName"]
@@ -173,7 +174,6 @@ def test_demo_builds_on_the_stack_within_the_role(prefect_harness, moto_server, 
     calls = request.getfixturevalue("recorded_calls")
     result = build_dataset(spec)
     recorded = list(calls)
-    request.node.stash  # recording stops with the fixture; validation below is a training job's read
 
     assert result["release_uri"].startswith(f"{base}/releases/voicetone-demo/releases/")
     report = validate_release(spec.output)

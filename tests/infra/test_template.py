@@ -23,6 +23,7 @@ NO_RESOURCE_TYPE = {
     "transcribe:StartTranscriptionJob",
     "transcribe:ListTranscriptionJobs",
     "comprehend:BatchDetectSentiment",
+    "comprehend:DetectPiiEntities",
     "ecr:GetAuthorizationToken",
     "ecs:DescribeTaskDefinition",
 }
