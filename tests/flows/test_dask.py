@@ -12,10 +12,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from manifests.io import read_card, resolve_release
 from manifests.validate import validate_release
+from tests.flows.buildutil import demo_spec_file, run_build
+from tests.flows.conftest import SMALL_SHARDS
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "flows" / "demo" / "demo.yaml"
@@ -59,38 +60,13 @@ def prefect_server(tmp_path_factory):
         proc.kill()
 
 
-def _spec(tmp_path: Path, runner: str) -> Path:
-    data = yaml.safe_load(DEMO.read_text())
-    for source in data["sources"]:
-        source["path"] = str((DEMO.parent / source["path"]).resolve())
-    data["augment"]["noise_paths"] = [str((DEMO.parent / p).resolve()) for p in data["augment"]["noise_paths"]]
-    data["augment"]["rir_paths"] = [str((DEMO.parent / p).resolve()) for p in data["augment"]["rir_paths"]]
-    data["run"] = {"shard_size": 16, "task_runner": runner, "max_workers": 2}
-    path = tmp_path / f"spec-{runner}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def _build(spec: Path, output: Path, api_url: str | None, home: Path) -> str:
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    run = subprocess.run([sys.executable, "-m", "flows.cli", "build", str(spec), "--output", str(output)],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
-    return run.stdout + run.stderr
-
-
-def test_dask_build_spreads_work_and_equals_single_process(prefect_server, tmp_path):
-    home = tmp_path / "client-home"
-    _build(_spec(tmp_path, "dask"), tmp_path / "dask-out", prefect_server, home)
-    _build(_spec(tmp_path, "threads"), tmp_path / "threads-out", None, tmp_path / "threads-home")
+def test_dask_build_spreads_work_and_equals_single_process(prefect_server, small_shard_reference, tmp_path):
+    spec = demo_spec_file(tmp_path, "spec.yaml", shard_size=SMALL_SHARDS, task_runner="dask", max_workers=2)
+    run_build(spec, tmp_path / "dask-out", tmp_path / "client-home", api_url=prefect_server)
 
     dask_card = read_card(resolve_release(str(tmp_path / "dask-out")))
-    threads_card = read_card(resolve_release(str(tmp_path / "threads-out")))
     assert validate_release(str(tmp_path / "dask-out")).ok
     pids = dask_card["lineage"]["worker_pids"]
     assert len(set(pids)) >= 2, pids  # at least two Dask worker processes did work
-    assert set(pids).isdisjoint(threads_card["lineage"]["worker_pids"])
-    assert dask_card["content_sha256"] == threads_card["content_sha256"]
+    assert set(pids).isdisjoint(small_shard_reference["lineage"]["worker_pids"])
+    assert dask_card["content_sha256"] == small_shard_reference["content_sha256"]

@@ -1,0 +1,50 @@
+"""Helpers for flow tests that run real `voicetone build` processes on the demo corpus."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "flows" / "demo" / "demo.yaml"
+
+
+def demo_spec_file(folder: Path, name: str, **run: Any) -> Path:
+    """The demo spec with absolute paths and the given `run` settings, written to `folder/name`."""
+    data = yaml.safe_load(DEMO.read_text())
+    for source in data["sources"]:
+        source["path"] = str((DEMO.parent / source["path"]).resolve())
+    data["augment"]["noise_paths"] = [str((DEMO.parent / p).resolve()) for p in data["augment"]["noise_paths"]]
+    data["augment"]["rir_paths"] = [str((DEMO.parent / p).resolve()) for p in data["augment"]["rir_paths"]]
+    data["run"] = {**data.get("run", {}), **run}
+    path = folder / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def build_env(home: Path, api_url: str | None = None) -> dict[str, str]:
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+def start_build(spec: Path, output: Path, home: Path, api_url: str | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "build", str(spec), "--output", str(output)],
+        cwd=REPO, env=build_env(home, api_url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+
+
+def run_build(spec: Path, output: Path, home: Path, api_url: str | None = None, timeout: float = 600) -> str:
+    proc = start_build(spec, output, home, api_url)
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-4000:]
+    return out
