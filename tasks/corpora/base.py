@@ -12,7 +12,7 @@ import math
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from manifests.schema import UTTERANCES_SCHEMA
-from tasks import audio
+from tasks import audio, storage
 from tasks.common import reject_row, rejects_frame
 from tasks.spec import SourceSpec
 
@@ -102,6 +102,40 @@ def layout_error(source: SourceSpec, expected: str, found: str, files: Sequence[
     return CorpusLayoutError(
         f"{source.kind} source {source.name!r} at {source.path}: expected {expected}, found {found} ({listing})"
     )
+
+
+def corpus_root(source: SourceSpec) -> str:
+    """`source.path` as the adapters' root: a local path normalised, no trailing '/' (an s3:// URI as given)."""
+    root = source.path if storage.is_s3(source.path) else os.path.normpath(source.path)
+    return root.rstrip("/") or "/"
+
+
+def is_corpus_folder(root: str) -> bool:
+    """Whether `root` can be listed: any S3 prefix, or an existing local directory."""
+    return storage.is_s3(root) or os.path.isdir(root)
+
+
+def list_corpus(source: SourceSpec) -> tuple[str, list[str]]:
+    """(root, every file below it); no files when `path` is not a folder, so the layout_error says so."""
+    root = corpus_root(source)
+    return root, storage.list_files(root) if is_corpus_folder(root) else []
+
+
+def read_corpus_text(uri: str) -> str:
+    """A label/transcript file as text: UTF-8, else Latin-1 (old corpus files are not always UTF-8)."""
+    data = storage.read_bytes(uri)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+class RowReject(Exception):
+    """One metadata row (or file) that becomes an ingest reject: a reason code and a sentence."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
 
 
 def relative_path(root: str, uri: str) -> str:
@@ -293,6 +327,26 @@ def build_result(
         rejects=rejects_frame(reject_rows),
         found=len(candidates) + len(rejects),
     )
+
+
+def attach_columns(
+    result: IngestResult,
+    source: SourceSpec,
+    values: Mapping[str, Mapping[str, Any]],
+    columns: Iterable[str],
+    dtype: str | type = "float64",
+) -> IngestResult:
+    """Add extra columns (the contract allows extras) to the accepted items, from `values` keyed by native id.
+
+    Rejected items have no row, so the values are joined after build_result; a missing value is null
+    (NaN for float64; None stays None with dtype object).
+    """
+    items = result.items
+    native = [uid[len(source.name) + 1 :] for uid in items["utterance_id"]]
+    for col in columns:
+        column = pd.Series([values.get(n, {}).get(col) for n in native], index=items.index, dtype=object)
+        items[col] = column if dtype is object else column.astype(dtype)
+    return result
 
 
 def check_options(source: SourceSpec, allowed: dict[str, type]) -> dict[str, Any]:
