@@ -139,7 +139,11 @@ def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, posit
         settings["aws"] = spec.aws.model_dump()
 
     def fill(frame: pd.DataFrame, progress: Any = None) -> Any:
-        whisper_cache = whisper.make_cache(cache_dir(spec), spec.labelers.whisper)
+        from tasks.label_cache import LabelCache
+
+        # Shared per process, like the VAD cache: a fresh cache per shard re-reads every segment per shard.
+        whisper_cache = LabelCache.shared(cache_dir(spec), whisper.labeler_name(spec.labelers.whisper),
+                                          whisper.cache_settings(spec.labelers.whisper))
         if labeler == "whisper":
             return whisper.fill_missing_transcripts(frame, spec.labelers.whisper, whisper_cache, progress=progress)
         from tasks.transcripts import aws_transcribe

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -28,10 +27,12 @@ from tasks import storage
 from tasks.corpora.base import (
     Candidate,
     IngestResult,
+    RowReject,
     build_result,
     check_options,
     ingest_reject,
     layout_error,
+    list_corpus,
 )
 from tasks.corpora.labels import age_bucket, normalize_gender
 from tasks.spec import SourceSpec
@@ -53,13 +54,6 @@ class _Clip:
     ref: str
     values: dict[str, str | None]
     splits: dict[str, str] = field(default_factory=dict)  # split -> ref
-
-
-class _BadRow(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 def read_tsv(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -89,12 +83,12 @@ def _cell(value: str) -> str | None:
 def _clip_name(value: str | None) -> str:
     """The clip's file name below clips/; a path that could leave the folder is unsafe."""
     if value is None:
-        raise _BadRow("malformed_metadata", "the path column is empty")
+        raise RowReject("malformed_metadata", "the path column is empty")
     name = value.replace("\\", "/")
     if name.startswith(f"{CLIPS_DIR}/"):
         name = name[len(CLIPS_DIR) + 1 :]
     if name.startswith("/") or ".." in name.split("/") or re.match(r"^[A-Za-z]:", name):
-        raise _BadRow("unsafe_path", f"path {value!r} points outside the clips folder")
+        raise RowReject("unsafe_path", f"path {value!r} points outside the clips folder")
     name = posixpath.normpath(name)
     if not posixpath.splitext(name)[1]:
         name += ".mp3"  # some early releases list clips without their extension
@@ -124,15 +118,15 @@ def _locale_clips(
             ref = f"{uri}:{line}"
             try:
                 if len(record) != len(header):
-                    raise _BadRow(
+                    raise RowReject(
                         "malformed_metadata", f"has {len(record)} tab-separated fields but the header has {len(header)}"
                     )
                 values = {k: _cell(v) for k, v in zip(header, record, strict=True)}
                 clip = _clip_name(values.get("path"))
                 if clip in seen:
-                    raise _BadRow("malformed_metadata", f"repeats clip {clip} (first at {seen[clip]})")
+                    raise RowReject("malformed_metadata", f"repeats clip {clip} (first at {seen[clip]})")
                 seen[clip] = ref
-            except _BadRow as err:
+            except RowReject as err:
                 rejects.append(ingest_reject(source, ref, err.reason, f"Common Voice row {ref} {err.detail}"))
                 continue
             entry = clips.setdefault(clip, _Clip(ref, values))
@@ -160,10 +154,7 @@ def _labels(values: dict[str, str | None], locale: str | None, source: SourceSpe
 def ingest_commonvoice(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest one Common Voice locale folder or a release folder holding several (see module doc)."""
     check_options(source, _OPTIONS)
-    root = source.path if storage.is_s3(source.path) else os.path.normpath(source.path)
-    root = root.rstrip("/") or "/"
-    is_folder = storage.is_s3(root) or os.path.isdir(root)
-    all_files = storage.list_files(root) if is_folder else []
+    _, all_files = list_corpus(source)
     present = set(all_files)
     folders = sorted({storage.parent(f) for f in all_files if storage.basename(f) in READ_FILES})
     if not folders:

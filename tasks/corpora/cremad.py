@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-
-import pandas as pd
 
 from tasks import storage
 from tasks.corpora.base import (
     Candidate,
     IngestResult,
+    attach_columns,
     build_result,
     check_options,
     ingest_reject,
     layout_error,
+    list_corpus,
 )
 from tasks.corpora.labels import age_bucket, is_blank, map_emotion, normalize_gender, unmapped_emotion_detail
 from tasks.spec import SourceSpec
@@ -121,10 +120,7 @@ def _demographics(root: str, files: list[str]) -> dict[str, dict[str, str | None
 def ingest_cremad(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest a CREMA-D folder (see module doc). English; `default_language` is not used."""
     check_options(source, _OPTIONS)
-    root = source.path if storage.is_s3(source.path) else os.path.normpath(source.path)
-    root = root.rstrip("/") or "/"
-    is_folder = storage.is_s3(root) or os.path.isdir(root)
-    all_files = storage.list_files(root) if is_folder else []
+    root, all_files = list_corpus(source)
     wavs = [f for f in all_files if f.lower().endswith(".wav") and not storage.basename(f).startswith("._")]
     if not any(_NAME.match(storage.basename(f)) for f in wavs):
         raise layout_error(
@@ -159,10 +155,6 @@ def ingest_cremad(source: SourceSpec, default_language: str) -> IngestResult:
             license=source.license or LICENSE,
         )
         native_id = name[: -len(".wav")]
-        extras[f"{source.name}/{native_id}"] = {col: person.get(col) for col in EXTRA_COLUMNS}
+        extras[native_id] = {col: person.get(col) for col in EXTRA_COLUMNS}
         candidates.append(Candidate(native_id, uri, uri, labels))
-    result = build_result(source, candidates, rejects)
-    for col in EXTRA_COLUMNS:
-        values = [extras.get(uid, {}).get(col) for uid in result.items["utterance_id"]]
-        result.items[col] = pd.Series(values, index=result.items.index, dtype=object)  # keeps None as None
-    return result
+    return attach_columns(build_result(source, candidates, rejects), source, extras, EXTRA_COLUMNS, dtype=object)

@@ -28,11 +28,13 @@ from tasks.corpora.base import (
     AUDIO_SUFFIXES,
     Candidate,
     IngestResult,
+    RowReject,
     build_result,
     check_options,
     ingest_reject,
     is_audio_file,
     layout_error,
+    list_corpus,
     relative_path,
 )
 from tasks.corpora.labels import (
@@ -71,13 +73,6 @@ class _Row:
     line: int
     values: dict[str, str | None] = field(default_factory=dict)
     error: str | None = None
-
-
-class _RowReject(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 # ------------------------------------------------------------------------------------ metadata files
@@ -156,15 +151,15 @@ def _read_metadata(uri: str) -> list[_Row]:
 def _resolve(file_name: str | None) -> str:
     """The normalised relative path a row names, refusing names that leave the folder."""
     if file_name is None:
-        raise _RowReject("malformed_metadata", "file_name is empty")
+        raise RowReject("malformed_metadata", "file_name is empty")
     name = file_name.strip()
     if name.startswith(("/", "\\")) or "://" in name or _WINDOWS_ABSOLUTE.match(name):
-        raise _RowReject("unsafe_path", f"file_name {file_name!r} is absolute; it must be relative to the folder")
+        raise RowReject("unsafe_path", f"file_name {file_name!r} is absolute; it must be relative to the folder")
     rel = posixpath.normpath(name)
     if rel == ".." or rel.startswith("../"):
-        raise _RowReject("unsafe_path", f"file_name {file_name!r} points outside the folder")
+        raise RowReject("unsafe_path", f"file_name {file_name!r} points outside the folder")
     if rel == ".":
-        raise _RowReject("malformed_metadata", f"file_name {file_name!r} names the folder itself, not a file")
+        raise RowReject("malformed_metadata", f"file_name {file_name!r} names the folder itself, not a file")
     return rel
 
 
@@ -188,36 +183,36 @@ def _seconds(values: dict[str, str | None], column: str) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise _RowReject("malformed_metadata", f"{column} {text!r} is not a number of seconds") from None
+        raise RowReject("malformed_metadata", f"{column} {text!r} is not a number of seconds") from None
     if not math.isfinite(value):
-        raise _RowReject("malformed_metadata", f"{column} {text!r} is not a finite number of seconds")
+        raise RowReject("malformed_metadata", f"{column} {text!r} is not a finite number of seconds")
     if column == "offset_s" and value < 0:
-        raise _RowReject("malformed_metadata", f"offset_s {text!r} is negative")
+        raise RowReject("malformed_metadata", f"offset_s {text!r} is negative")
     if column == "duration_s" and value <= 0:
-        raise _RowReject("malformed_metadata", f"duration_s {text!r} must be > 0")
+        raise RowReject("malformed_metadata", f"duration_s {text!r} must be > 0")
     return value
 
 
 def _labels(values: dict[str, str | None], source: SourceSpec, default_language: str, item: str) -> dict:
-    """Utterance columns from a row; label problems raise _RowReject."""
+    """Utterance columns from a row; label problems raise RowReject."""
     split = _value(values, "split")
     if split is not None:
         mapped_split = SPLIT_ALIASES.get(split.strip().lower())
         if mapped_split is None:
-            raise _RowReject(
+            raise RowReject(
                 "malformed_metadata", f"split {split!r} is not train, dev or test (validation/valid/val mean dev)"
             )
         split = mapped_split
     try:
         sentiment = normalize_sentiment(values.get("sentiment"))
     except LabelError as err:
-        raise _RowReject(err.reason, str(err)) from None
+        raise RowReject(err.reason, str(err)) from None
     emotion = _value(values, "emotion")
     origin = "human" if sentiment is not None else None
     if sentiment is None and emotion is not None:
         sentiment = map_emotion(emotion, source.emotion_map)
         if sentiment is None:
-            raise _RowReject("unmapped_label", unmapped_emotion_detail(emotion, source.name, item))
+            raise RowReject("unmapped_label", unmapped_emotion_detail(emotion, source.name, item))
         origin = "mapped_emotion"
     transcript = values.get("transcript")
     age = _value(values, "age")
@@ -255,10 +250,7 @@ def _native_ids(rels: set[str]) -> dict[str, str]:
 def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest a folder of audio files with an optional metadata.csv/.tsv/.jsonl (see module doc)."""
     check_options(source, _OPTIONS)
-    root = source.path if storage.is_s3(source.path) else os.path.normpath(source.path)
-    root = root.rstrip("/") or "/"
-    is_folder = storage.is_s3(root) or os.path.isdir(root)
-    all_files = storage.list_files(root) if is_folder else []
+    root, all_files = list_corpus(source)
     present = set(all_files)
     audio_files = [f for f in all_files if is_audio_file(f)]
     meta_uris = [storage.join(root, n) for n in METADATA_NAMES if storage.join(root, n) in present]
@@ -284,7 +276,7 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
         )
 
     # (input_ref, row, resolved relative path, or why the row cannot name a file)
-    rows: list[tuple[str, _Row, str | _RowReject]] = []
+    rows: list[tuple[str, _Row, str | RowReject]] = []
     named: set[str] = set()
     if meta_uris:
         meta_uri = meta_uris[0]
@@ -303,14 +295,14 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
                 )
             )
         for row in meta_rows:
-            target: str | _RowReject
+            target: str | RowReject
             if row.error is not None:
-                target = _RowReject("malformed_metadata", f"the line {row.error}")
+                target = RowReject("malformed_metadata", f"the line {row.error}")
             else:
                 try:
                     target = _resolve(row.values.get("file_name"))
                     named.add(target)
-                except _RowReject as rej:
+                except RowReject as rej:
                     target = rej
             rows.append((f"{meta_name}:{row.line}", row, target))
 
@@ -320,25 +312,25 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
     for ref, row, target in rows:
         where = f"{meta_uris[0]} line {row.line}"
         try:
-            if isinstance(target, _RowReject):
+            if isinstance(target, RowReject):
                 raise target
             rel = target
             uri = storage.join(root, rel)
             escape = _symlink_escape(root, uri)
             if escape is not None:
-                raise _RowReject("unsafe_path", f"file_name {rel!r} is a symlink to {escape}, outside the folder")
+                raise RowReject("unsafe_path", f"file_name {rel!r} is a symlink to {escape}, outside the folder")
             if uri not in present and (storage.is_s3(uri) or not os.path.isfile(uri)):
-                raise _RowReject("missing_audio", f"file_name {rel!r}: {uri} does not exist")
+                raise RowReject("missing_audio", f"file_name {rel!r}: {uri} does not exist")
             offset = _seconds(row.values, "offset_s")
             duration = _seconds(row.values, "duration_s")
             key = (rel, round(offset or 0.0, 3))
             if key in seen:
-                raise _RowReject(
+                raise RowReject(
                     "malformed_metadata", f"file_name {rel!r} at offset {key[1]:g} s repeats {seen[key]}"
                 )
             seen[key] = ref
             labels = _labels(row.values, source, default_language, f"{where} ({rel})")
-        except _RowReject as rej:
+        except RowReject as rej:
             detail = rej.detail if rej.detail.startswith(where) else f"{where}: {rej.detail}"
             rejects.append(ingest_reject(source, ref, rej.reason, detail))
             continue

@@ -42,10 +42,13 @@ from tasks.corpora.base import (
     AUDIO_SUFFIXES,
     Candidate,
     IngestResult,
+    RowReject,
     UnsafePathError,
     build_result,
     check_options,
+    corpus_root,
     ingest_reject,
+    is_corpus_folder,
     layout_error,
     relative_path,
     safe_relative_path,
@@ -81,12 +84,6 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\xff\xfb", ".mp3"), (0, b"\xff\xf3", ".mp3"), (0, b"\xff\xf2", ".mp3"), (4, b"ftyp", ".m4a"),
     (0, b"\x1a\x45\xdf\xa3", ".webm"),
 )
-
-
-class _RowReject(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
 
 
 @dataclass
@@ -247,22 +244,22 @@ class _AudioResolver:
         if isinstance(cell, str):
             cell = {"path": cell, "bytes": None}
         if not isinstance(cell, dict):
-            raise _RowReject("missing_audio", "the audio cell is empty")
+            raise RowReject("missing_audio", "the audio cell is empty")
         path, data = cell.get("path"), cell.get("bytes")
         if path:
             try:
                 found = self._existing(str(path))
             except UnsafePathError as err:  # with embedded bytes the path is only a name: use the bytes
                 if data is None:
-                    raise _RowReject(err.reason, f"{err}; no bytes are embedded") from None
+                    raise RowReject(err.reason, f"{err}; no bytes are embedded") from None
                 found = None
             if found is not None:
                 return found
         if data is None:
             where = f"its path {path!r} does not exist" if path else "it has neither a path nor bytes"
-            raise _RowReject("missing_audio", f"the audio cannot be read: {where} and no bytes are embedded")
+            raise RowReject("missing_audio", f"the audio cannot be read: {where} and no bytes are embedded")
         if len(data) == 0:
-            raise _RowReject("empty_audio", f"the embedded audio ({path or 'no path'}) is 0 bytes")
+            raise RowReject("empty_audio", f"the embedded audio ({path or 'no path'}) is 0 bytes")
         sha = hashlib.sha256(data).hexdigest()
         uri = storage.join(self.cache, sha[:2], f"{sha}{_suffix(path, data)}")
         if uri not in self.written:
@@ -295,7 +292,7 @@ def _named(role: str, value: Any, features: Any, config: _Config) -> Any:
         if 0 <= value < feature.num_classes:
             return feature.int2str(value)
     if isinstance(value, int) and role in ("sentiment", "emotion"):
-        raise _RowReject("unmapped_label", f"{role} {value!r} (column {config.columns[role]!r}) has no name; "
+        raise RowReject("unmapped_label", f"{role} {value!r} (column {config.columns[role]!r}) has no name; "
                                            f"add it to options.label_names of the source")
     return value
 
@@ -306,9 +303,9 @@ def _seconds(value: Any, role: str) -> float | None:
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        raise _RowReject("malformed_metadata", f"{role} {value!r} is not a number of seconds") from None
+        raise RowReject("malformed_metadata", f"{role} {value!r} is not a number of seconds") from None
     if not math.isfinite(seconds):
-        raise _RowReject("malformed_metadata", f"{role} {value!r} is not a finite number of seconds")
+        raise RowReject("malformed_metadata", f"{role} {value!r} is not a finite number of seconds")
     return seconds
 
 
@@ -321,20 +318,20 @@ def _labels(row: dict[str, Any], part: _Part, config: _Config, source: SourceSpe
     try:
         sentiment = normalize_sentiment(get("sentiment"))
     except LabelError as err:
-        raise _RowReject(err.reason, str(err)) from None
+        raise RowReject(err.reason, str(err)) from None
     emotion = _text(get("emotion"))
     origin = "human" if sentiment is not None else None
     if sentiment is None and emotion is not None:
         sentiment = map_emotion(emotion, source.emotion_map)
         if sentiment is None:
-            raise _RowReject("unmapped_label", unmapped_emotion_detail(emotion, source.name, item))
+            raise RowReject("unmapped_label", unmapped_emotion_detail(emotion, source.name, item))
         origin = "mapped_emotion"
     split = config.split
     if split is None and "split" in config.columns:
         raw = _text(get("split"))
         split = None if raw is None else SPLIT_ALIASES.get(raw.lower())
         if raw is not None and split is None:
-            raise _RowReject("malformed_metadata", f"split {raw!r} is not train, dev or test")
+            raise RowReject("malformed_metadata", f"split {raw!r} is not train, dev or test")
     transcript = get("transcript")
     transcript = None if is_blank(transcript) else str(transcript)
     age = _text(get("age"))
@@ -378,12 +375,11 @@ def _parts(root: str, files: list[str], scratch: str) -> list[_Part]:
 
 def ingest_hf_dataset(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest a saved Hugging Face dataset or Parquet files with an Audio column (see module doc)."""
-    root = source.path if storage.is_s3(source.path) else os.path.normpath(source.path)
-    root = root.rstrip("/") or "/"
+    root = corpus_root(source)
     config = _config(source, root)
     if not _is_folder(root):
         files = [root] if storage.exists(root) else []
-    elif storage.is_s3(root) or os.path.isdir(root):
+    elif is_corpus_folder(root):
         files = [f for f in storage.list_files(root) if f"/{DEFAULT_CACHE}/" not in f]
     else:
         files = []
@@ -419,7 +415,7 @@ def ingest_hf_dataset(source: SourceSpec, default_language: str) -> IngestResult
                         offset = _seconds(row.get(config.columns.get("offset_s", "")), "offset_s")
                         duration = _seconds(row.get(config.columns.get("duration_s", "")), "duration_s")
                         uri = resolve(row.get(audio_col))
-                    except _RowReject as rej:
+                    except RowReject as rej:
                         rejects.append(ingest_reject(source, ref, rej.reason, f"{ref}: {rej.detail}"))
                         continue
                     if offset is not None:

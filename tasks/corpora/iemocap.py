@@ -17,20 +17,21 @@ others train).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tasks import storage
 from tasks.corpora.base import (
     Candidate,
     IngestResult,
+    attach_columns,
     build_result,
     check_options,
     ingest_reject,
     layout_error,
+    list_corpus,
+    read_corpus_text,
     relative_path,
 )
 from tasks.corpora.labels import map_emotion, unmapped_emotion_detail
@@ -66,15 +67,6 @@ class _Label:
     emotion_code: str
     dimensions: tuple[float | None, float | None, float | None]
     file: str
-
-
-def read_corpus_text(uri: str) -> str:
-    """A label/transcript file as text: UTF-8, else Latin-1 (old corpus files are not always UTF-8)."""
-    data = storage.read_bytes(uri)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
 
 
 def _float(text: str) -> float | None:
@@ -146,16 +138,6 @@ def _translate_overrides(overrides: Mapping[str, str | None]) -> dict[str, str |
     return {EMOTION_CODES.get(k.strip().lower(), k): v for k, v in overrides.items()}
 
 
-def attach_columns(result: IngestResult, source: SourceSpec, values: dict[str, dict[str, Any]],
-                   columns: tuple[str, ...]) -> IngestResult:
-    """Add extra float columns (keyed by native id) to the accepted items; the contract allows extras."""
-    items = result.items
-    native = items["utterance_id"].str.slice(len(source.name) + 1)
-    for col in columns:
-        items[col] = native.map(lambda n, c=col: values.get(n, {}).get(c)).astype("float64")
-    return result
-
-
 def ingest_iemocap(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest an IEMOCAP release folder (the one holding Session1..Session5).
 
@@ -163,10 +145,7 @@ def ingest_iemocap(source: SourceSpec, default_language: str) -> IngestResult:
     IEMOCAP-license (a licence that forbids redistribution: filter on the license column).
     """
     check_options(source, _OPTIONS)
-    root = source.path if storage.is_s3(source.path) else os.path.normpath(source.path)
-    root = root.rstrip("/") or "/"
-    is_folder = storage.is_s3(root) or os.path.isdir(root)
-    all_files = storage.list_files(root) if is_folder else []
+    root, all_files = list_corpus(source)
     wavs: dict[str, tuple[int, str, str]] = {}  # utt -> (session, dialog folder, uri)
     for uri in all_files:
         parts = relative_path(root, uri).split("/")

@@ -26,6 +26,7 @@ from tasks.corpora.base import (
     check_options,
     ingest_reject,
     layout_error,
+    list_corpus,
 )
 from tasks.corpora.labels import normalize_gender
 from tasks.spec import SourceSpec
@@ -137,10 +138,7 @@ def _misplaced(parts: list[str], spk: str, chapter: str) -> str | None:
 def ingest_librispeech(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest a LibriSpeech copy (see module doc). English; `default_language` is not used."""
     check_options(source, _OPTIONS)
-    root = source.path if storage.is_s3(source.path) else os.path.normpath(source.path)
-    root = root.rstrip("/") or "/"
-    is_folder = storage.is_s3(root) or os.path.isdir(root)
-    all_files = storage.list_files(root) if is_folder else []
+    root, all_files = list_corpus(source)
     flacs = [f for f in all_files if f.lower().endswith(".flac") and not storage.basename(f).startswith("._")]
     trans = [f for f in all_files if _TRANS.match(storage.basename(f))]
     if not trans and not any(_FLAC.match(storage.basename(f)) for f in flacs):

@@ -20,21 +20,20 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
-
-import pandas as pd
 
 from tasks import storage
 from tasks.corpora.base import (
     Candidate,
     IngestResult,
+    attach_columns,
     build_result,
     check_options,
     ingest_reject,
     layout_error,
+    list_corpus,
 )
 from tasks.corpora.labels import (
     LabelError,
@@ -55,7 +54,9 @@ CLIP_DIRS: dict[str, tuple[str, ...]] = {
     "test": ("output_repeated_splits_test", "test_splits"),
 }
 REQUIRED_COLUMNS: tuple[str, ...] = ("Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID")
-EXTRA_COLUMNS: tuple[str, ...] = ("season", "episode", "episode_start_s", "episode_end_s")
+TEXT_EXTRAS: tuple[str, ...] = ("season", "episode")
+TIME_EXTRAS: tuple[str, ...] = ("episode_start_s", "episode_end_s")  # seconds (float64)
+EXTRA_COLUMNS: tuple[str, ...] = (*TEXT_EXTRAS, *TIME_EXTRAS)
 _TIME = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})[,.](\d{1,3})$")
 _OPTIONS: dict[str, type] = {}
 
@@ -204,10 +205,7 @@ def _clip_index(files: list[str]) -> dict[str, dict[str, str]]:
 def ingest_meld(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest a MELD folder (see module doc). English; `default_language` is not used."""
     check_options(source, _OPTIONS)
-    root = source.path if storage.is_s3(source.path) else os.path.normpath(source.path)
-    root = root.rstrip("/") or "/"
-    is_folder = storage.is_s3(root) or os.path.isdir(root)
-    all_files = storage.list_files(root) if is_folder else []
+    root, all_files = list_corpus(source)
     csvs = {
         split: sorted((f for f in all_files if storage.basename(f) == csv_name(split)), key=lambda f: (_depth(f), f))
         for split in SPLITS
@@ -249,12 +247,8 @@ def ingest_meld(source: SourceSpec, default_language: str) -> IngestResult:
                     )
                 )
                 continue
-            extras[f"{source.name}/{row.native_id}"] = row.extras
+            extras[row.native_id] = row.extras
             candidates.append(Candidate(row.native_id, clip_uri, row.ref, row.labels))
     result = build_result(source, candidates, rejects)
-    for col in EXTRA_COLUMNS:
-        values = [extras.get(uid, {}).get(col) for uid in result.items["utterance_id"]]
-        result.items[col] = pd.Series(values, index=result.items.index, dtype=object)  # keeps None as None
-    result.items["episode_start_s"] = result.items["episode_start_s"].astype("float64")
-    result.items["episode_end_s"] = result.items["episode_end_s"].astype("float64")
-    return result
+    attach_columns(result, source, extras, TEXT_EXTRAS, dtype=object)
+    return attach_columns(result, source, extras, TIME_EXTRAS)

@@ -20,22 +20,24 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from typing import Any
 
 from tasks import storage
 from tasks.corpora.base import (
     Candidate,
     IngestResult,
+    RowReject,
     UnsafePathError,
+    attach_columns,
     build_result,
     check_options,
     ingest_reject,
     layout_error,
+    list_corpus,
+    read_corpus_text,
     relative_path,
     safe_relative_path,
 )
-from tasks.corpora.iemocap import attach_columns, read_corpus_text
 from tasks.corpora.labels import is_blank, map_emotion, normalize_gender, unmapped_emotion_detail
 from tasks.spec import SourceSpec
 
@@ -63,12 +65,6 @@ _UNKNOWN = "unknown"
 _OPTIONS: dict[str, type] = {}
 
 
-class _RowReject(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
-
-
 def _value(row: dict[str, Any], column: str) -> str | None:
     text = row.get(column)
     if is_blank(text) or str(text).strip().lower() == _UNKNOWN:
@@ -81,23 +77,23 @@ def _dimension(row: dict[str, Any], column: str) -> float | None:
     try:
         return None if text is None else float(text)
     except ValueError:
-        raise _RowReject("malformed_metadata", f"{column} {text!r} is not a number") from None
+        raise RowReject("malformed_metadata", f"{column} {text!r} is not a number") from None
 
 
 def _labels(row: dict[str, Any], source: SourceSpec, item: str) -> dict[str, Any]:
     code = (_value(row, "EmoClass") or "").upper()
     emotion = EMOTION_CLASSES.get(code)
     if emotion is None:
-        raise _RowReject("unmapped_label", f"{item}: EmoClass {row.get('EmoClass')!r} is not one of "
+        raise RowReject("unmapped_label", f"{item}: EmoClass {row.get('EmoClass')!r} is not one of "
                                            f"{', '.join(EMOTION_CLASSES)}")
     overrides = {EMOTION_CLASSES.get(k.strip().upper(), k): v for k, v in source.emotion_map.items()}
     sentiment = map_emotion(emotion, overrides)
     if sentiment is None:
-        raise _RowReject("unmapped_label", unmapped_emotion_detail(emotion, source.name, item))
+        raise RowReject("unmapped_label", unmapped_emotion_detail(emotion, source.name, item))
     split_text = _value(row, "Split_Set")
     split = None if split_text is None else SPLITS.get(split_text.lower())
     if split_text is not None and split is None:
-        raise _RowReject("malformed_metadata", f"{item}: Split_Set {split_text!r} is not one of Train, "
+        raise RowReject("malformed_metadata", f"{item}: Split_Set {split_text!r} is not one of Train, "
                                                "Development, Test1, Test2, Test3")
     return {
         "sentiment": sentiment,
@@ -139,10 +135,7 @@ def ingest_msp_podcast(source: SourceSpec, default_language: str) -> IngestResul
     MSP-Podcast-license (an academic licence: filter on the license column).
     """
     check_options(source, _OPTIONS)
-    root = source.path if storage.is_s3(source.path) else os.path.normpath(source.path)
-    root = root.rstrip("/") or "/"
-    is_folder = storage.is_s3(root) or os.path.isdir(root)
-    all_files = storage.list_files(root) if is_folder else []
+    root, all_files = list_corpus(source)
     present = set(all_files)
     label_uri = next((storage.join(root, n) for n in LABEL_FILES if storage.join(root, n) in present), None)
     wavs: dict[str, str] = {}  # file name -> uri
@@ -183,17 +176,17 @@ def ingest_msp_podcast(source: SourceSpec, default_language: str) -> IngestResul
             try:
                 safe_relative_path(name, "FileName")
             except UnsafePathError as err:
-                raise _RowReject(err.reason, f"{ref}: {err}") from None
+                raise RowReject(err.reason, f"{ref}: {err}") from None
             if not name or "/" in name or "\\" in name:
-                raise _RowReject("malformed_metadata", f"{ref}: FileName {name!r} does not name a file in Audios/")
+                raise RowReject("malformed_metadata", f"{ref}: FileName {name!r} does not name a file in Audios/")
             if name in named:
-                raise _RowReject("malformed_metadata", f"{ref}: FileName {name} is listed twice")
+                raise RowReject("malformed_metadata", f"{ref}: FileName {name} is listed twice")
             named.add(name)
             if name not in wavs:
-                raise _RowReject("missing_audio", f"{ref}: {storage.join(root, 'Audios', name)} does not exist")
+                raise RowReject("missing_audio", f"{ref}: {storage.join(root, 'Audios', name)} does not exist")
             labels = _labels(row, source, f"{ref} ({name})")
             dims = {col: _dimension(row, native) for native, col in DIMENSIONS.items()}
-        except _RowReject as rej:
+        except RowReject as rej:
             rejects.append(ingest_reject(source, ref, rej.reason, rej.detail))
             continue
         stem = name[: -len(".wav")] if name.lower().endswith(".wav") else name

@@ -8,7 +8,6 @@ convention is a malformed_metadata reject. RAVDESS has no official split.
 
 from __future__ import annotations
 
-import os
 import re
 
 from tasks import storage
@@ -19,6 +18,7 @@ from tasks.corpora.base import (
     check_options,
     ingest_reject,
     layout_error,
+    list_corpus,
     relative_path,
 )
 from tasks.corpora.labels import map_emotion, unmapped_emotion_detail
@@ -100,10 +100,7 @@ def ingest_ravdess(source: SourceSpec, default_language: str) -> IngestResult:
     RAVDESS is English, so `default_language` is not used; the spec's `license` overrides CC-BY-NC-SA-4.0.
     """
     check_options(source, _OPTIONS)
-    root = source.path if storage.is_s3(source.path) else os.path.normpath(source.path)
-    root = root.rstrip("/") or "/"
-    is_folder = storage.is_s3(root) or os.path.isdir(root)
-    all_files = storage.list_files(root) if is_folder else []
+    root, all_files = list_corpus(source)
     wavs = [f for f in all_files if f.lower().endswith(".wav") and not storage.basename(f).startswith("._")]
     in_actor_dirs = [f for f in wavs if _in_actor_dir(relative_path(root, f))]
     if not any(_NAME.match(storage.basename(f)) for f in in_actor_dirs):

@@ -19,17 +19,19 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from typing import Any
 
 from tasks import storage
 from tasks.corpora.base import (
     Candidate,
     IngestResult,
+    RowReject,
     UnsafePathError,
     build_result,
     check_options,
+    corpus_root,
     ingest_reject,
+    is_corpus_folder,
     layout_error,
     safe_relative_path,
 )
@@ -50,12 +52,6 @@ MIXED_LABELS: tuple[str, ...] = ("<mixed>", "Disagreement")
 REQUIRED_COLUMNS: tuple[str, ...] = ("id", "start_second", "end_second")
 _OPTIONS: dict[str, type] = {"mixed_policy": object}  # str or mapping, checked in _mixed_policy
 _REJECT = "reject"
-
-
-class _RowReject(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
 
 
 def _mixed_policy(source: SourceSpec) -> dict[str, str | None]:
@@ -99,9 +95,9 @@ def _seconds(values: dict[str, str], column: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise _RowReject("malformed_metadata", f"{column} {text!r} is not a number of seconds") from None
+        raise RowReject("malformed_metadata", f"{column} {text!r} is not a number of seconds") from None
     if not math.isfinite(value) or value < 0:
-        raise _RowReject("malformed_metadata", f"{column} {text!r} is not a time >= 0")
+        raise RowReject("malformed_metadata", f"{column} {text!r} is not a time >= 0")
     return value
 
 
@@ -113,7 +109,7 @@ def _sentiment(value: str | None, policy: dict[str, str | None], source: SourceS
     if key in policy:
         target = policy[key]
         if target is None:
-            raise _RowReject("unmapped_label",
+            raise RowReject("unmapped_label",
                              f"sentiment {value.strip()!r} is not a sentiment (SLUE's annotators disagreed or saw "
                              f"both); set option mixed_policy of source {source.name!r} to map it "
                              "(e.g. mixed_policy: neutral)")
@@ -121,24 +117,24 @@ def _sentiment(value: str | None, policy: dict[str, str | None], source: SourceS
     try:
         return normalize_sentiment(value)
     except LabelError as err:
-        raise _RowReject(err.reason, str(err)) from None
+        raise RowReject(err.reason, str(err)) from None
 
 
 def _candidate(values: dict[str, str], split: str, audio_dir: str, source: SourceSpec,
-               policy: dict[str, str | None], ref: str) -> Candidate | _RowReject:
+               policy: dict[str, str | None], ref: str) -> Candidate | RowReject:
     utt = values.get("id", "").strip()
     try:
         safe_relative_path(utt, "id")
     except UnsafePathError as err:
-        return _RowReject(err.reason, str(err))
+        return RowReject(err.reason, str(err))
     if not utt or "/" in utt or "\\" in utt or utt in (".", ".."):
-        return _RowReject("malformed_metadata", f"id {utt!r} does not name a file")
+        return RowReject("malformed_metadata", f"id {utt!r} does not name a file")
     try:
         start, end = _seconds(values, "start_second"), _seconds(values, "end_second")
         if end <= start:
-            raise _RowReject("malformed_metadata", f"end_second {end:g} is not after start_second {start:g}")
+            raise RowReject("malformed_metadata", f"end_second {end:g} is not after start_second {start:g}")
         sentiment = _sentiment(values.get("sentiment"), policy, source)
-    except _RowReject as rej:
+    except RowReject as rej:
         return rej
     text = values.get("normalized_text")
     transcript = None if is_blank(text) else text.strip()  # type: ignore[union-attr]
@@ -162,9 +158,8 @@ def ingest_slue_voxceleb(source: SourceSpec, default_language: str) -> IngestRes
     SLUE-VoxCeleb is English, so `default_language` is not used; the spec's `license` overrides CC-BY-4.0.
     """
     policy = _mixed_policy(source)
-    root = source.path if storage.is_s3(source.path) else os.path.normpath(source.path)
-    root = root.rstrip("/") or "/"
-    is_folder = storage.is_s3(root) or os.path.isdir(root)
+    root = corpus_root(source)
+    is_folder = is_corpus_folder(root)
     top = storage.list_files(root, recursive=False) if is_folder else []
     present = {storage.basename(f) for f in top}
     chosen: dict[str, tuple[str, str]] = {}
@@ -201,7 +196,7 @@ def ingest_slue_voxceleb(source: SourceSpec, default_language: str) -> IngestRes
                                              f"{len(header)}"))
                 continue
             result = _candidate(dict(zip(header, fields, strict=True)), split, audio_dir, source, policy, ref)
-            if isinstance(result, _RowReject):
+            if isinstance(result, RowReject):
                 rejects.append(ingest_reject(source, ref, result.reason, f"{tsv} line {line}: {result.detail}"))
                 continue
             candidates.append(result)

@@ -35,7 +35,7 @@ def build_env(home: Path, api_url: str | None = None) -> dict[str, str]:
     return env
 
 
-def start_build(spec: Path, output: Path, home: Path, api_url: str | None = None) -> subprocess.Popen:
+def start_build(spec: Path, output: Path | str, home: Path, api_url: str | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "build", str(spec), "--output", str(output)],
         cwd=REPO, env=build_env(home, api_url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -43,7 +43,7 @@ def start_build(spec: Path, output: Path, home: Path, api_url: str | None = None
     )
 
 
-def run_build(spec: Path, output: Path, home: Path, api_url: str | None = None, timeout: float = 600) -> str:
+def run_build(spec: Path, output: Path | str, home: Path, api_url: str | None = None, timeout: float = 600) -> str:
     proc = start_build(spec, output, home, api_url)
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out[-4000:]

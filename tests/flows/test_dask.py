@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from manifests.io import read_card, resolve_release
 from manifests.validate import validate_release
@@ -70,3 +71,31 @@ def test_dask_build_spreads_work_and_equals_single_process(prefect_server, small
     assert len(set(pids)) >= 2, pids  # at least two Dask worker processes did work
     assert set(pids).isdisjoint(small_shard_reference["lineage"]["worker_pids"])
     assert dask_card["content_sha256"] == small_shard_reference["content_sha256"]
+
+
+def test_dask_build_reads_and_writes_s3(prefect_server, moto_server, s3_bucket, tmp_path):
+    """The Dask path with corpora, augmentation material, cache, work files and release on s3:// (moto)."""
+    from tasks import storage
+    from tests.flows.test_s3_build import DEMO, _upload
+
+    base = f"s3://{s3_bucket}"
+    _upload(DEMO / "sources", f"{base}/corpora")
+    _upload(DEMO / "noise", f"{base}/augment/noise")
+    _upload(DEMO / "rirs", f"{base}/augment/rirs")
+    data = yaml.safe_load((DEMO / "demo.yaml").read_text())
+    for source in data["sources"]:
+        source["path"] = f"{base}/corpora/{Path(source['path']).name}"
+    data["augment"]["noise_paths"] = [f"{base}/augment/noise"]
+    data["augment"]["rir_paths"] = [f"{base}/augment/rirs"]
+    data["run"] = {"shard_size": SMALL_SHARDS, "task_runner": "dask", "max_workers": 2}
+    spec = tmp_path / "s3-dask.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    output = f"{base}/datasets/dask-demo"
+
+    run_build(spec, output, tmp_path / "client-home", api_url=prefect_server)
+
+    assert validate_release(output).ok
+    card = read_card(resolve_release(output))
+    assert len(set(card["lineage"]["worker_pids"])) >= 2
+    assert sum(c["found"] for c in card["counts"]["sources"].values()) == 69
+    assert any("/cache/" in k for k in storage.list_files(output))
