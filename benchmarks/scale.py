@@ -24,7 +24,7 @@ Prefect overhead: the pipeline functions the tasks wrap (`tasks.pipeline.*`) are
 per stage, overhead = stage wall time (the flow's own timings) minus the time during which at least
 one task function was running, i.e. time in which only orchestration ran.
 
-    .venv/bin/python benchmarks/scale.py --sizes 10000 100000 --labelled 10000 --shard-size 2000
+    .venv/bin/python benchmarks/scale.py --sizes 10000 100000 --labelled 10000 --shard-size 500 --root /tmp/vscale
 """
 
 from __future__ import annotations
@@ -371,7 +371,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10000, 100000])
     ap.add_argument("--labelled", type=int, default=10000, help="size of the labelled cold/warm pair (0: skip)")
-    ap.add_argument("--shard-size", type=int, default=2000)
+    ap.add_argument("--shard-size", type=int, default=500)
     ap.add_argument("--vad", choices=["seed", "run"], default="seed", help="human runs: seed the VAD cache or run VAD")
     ap.add_argument("--root", type=Path, default=Path("/tmp/voicetone-scale"))
     ap.add_argument("--keep", action="store_true", help="keep outputs of earlier runs (default: rebuild fresh)")

@@ -126,18 +126,26 @@ def _missing(uri: str) -> FileNotFoundError:
     return FileNotFoundError(f"no such file or object: {uri}")
 
 
-def _head(uri: str) -> dict[str, Any]:
+@contextlib.contextmanager
+def _s3_not_found(uri: str) -> Iterator[None]:
+    """S3's "no such key/bucket" errors inside the block become FileNotFoundError(uri), as for a local
+    file, so callers handle one exception; every other S3 error passes unchanged."""
     from botocore.exceptions import ClientError
 
-    bucket, key = split_s3(uri)
-    if not key:
-        raise _missing(uri)
     try:
-        return s3_client().head_object(Bucket=bucket, Key=key)
+        yield
     except ClientError as err:
         if _is_missing(err):
             raise _missing(uri) from None
         raise
+
+
+def _head(uri: str) -> dict[str, Any]:
+    bucket, key = split_s3(uri)
+    if not key:
+        raise _missing(uri)
+    with _s3_not_found(uri):
+        return s3_client().head_object(Bucket=bucket, Key=key)
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -174,15 +182,9 @@ def open_binary(uri: str) -> Iterator[IO[bytes]]:
         with fh:
             yield fh
         return
-    from botocore.exceptions import ClientError
-
     bucket, key = split_s3(uri)
-    try:
+    with _s3_not_found(uri):
         body = s3_client().get_object(Bucket=bucket, Key=key)["Body"]
-    except ClientError as err:
-        if _is_missing(err):
-            raise _missing(uri) from None
-        raise
     try:
         yield body
     finally:
@@ -251,17 +253,11 @@ def _list_s3(uri: str, recursive: bool) -> Iterator[str]:
     }
     if not recursive:
         kwargs["Delimiter"] = "/"
-    from botocore.exceptions import ClientError
-
-    try:
+    with _s3_not_found(uri):
         for page in s3_client().get_paginator("list_objects_v2").paginate(**kwargs):
             for obj in page.get("Contents", []):
                 if not obj["Key"].endswith("/"):  # skip zero-byte "folder" markers
                     yield f"{S3_SCHEME}{bucket}/{obj['Key']}"
-    except ClientError as err:
-        if _is_missing(err):
-            raise _missing(uri) from None
-        raise
 
 
 @contextlib.contextmanager
@@ -288,15 +284,9 @@ def open_local(uri: str) -> Iterator[str]:
 
 
 def _download(uri: str, path: str) -> None:
-    from botocore.exceptions import ClientError
-
     bucket, key = split_s3(uri)
-    try:
+    with _s3_not_found(uri):
         s3_client().download_file(bucket, key, path)
-    except ClientError as err:
-        if _is_missing(err):
-            raise _missing(uri) from None
-        raise
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -359,17 +349,11 @@ def delete(uri: str, missing_ok: bool = False) -> None:
 def copy_file(src_uri: str, dst_uri: str) -> None:
     """Copy one file between any two locations (local or S3, either way); atomic at the destination."""
     if is_s3(src_uri) and is_s3(dst_uri):
-        from botocore.exceptions import ClientError
-
         src_bucket, src_key = split_s3(src_uri)
         dst_bucket, dst_key = split_s3(dst_uri)
-        try:
+        with _s3_not_found(src_uri):
             # Managed copy: switches to multipart for objects over 5 GB, unlike copy_object.
             s3_client().copy({"Bucket": src_bucket, "Key": src_key}, dst_bucket, dst_key)
-        except ClientError as err:
-            if _is_missing(err):
-                raise _missing(src_uri) from None
-            raise
         return
     if is_s3(dst_uri):
         if not os.path.isfile(src_uri):

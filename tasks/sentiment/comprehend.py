@@ -39,15 +39,15 @@ from typing import Any
 import pandas as pd
 
 from tasks import limits
-from tasks.common import StageResult, reject_row, rejects_frame
+from tasks.common import StageResult, rejects_frame
 from tasks.label_cache import LabelCache, settings_hash, text_key
+from tasks.sentiment.common import is_missing, stage_reject, text_of
 from tasks.spec import AwsComprehendSettings
 
 logger = logging.getLogger(__name__)
 
 LABELER_NAME = "aws-comprehend"
 ORIGIN = "aws_comprehend"
-STAGE = "sentiment"
 SUPPORTED_LANGUAGES: tuple[str, ...] = ("en", "es", "fr", "de", "it", "pt", "ar", "hi", "ja", "ko", "zh", "zh-TW")
 _CLASS_OF = {"POSITIVE": "positive", "NEGATIVE": "negative", "NEUTRAL": "neutral"}
 _SCORE_OF = {"positive": "Positive", "negative": "Negative", "neutral": "Neutral", "mixed": "Mixed"}
@@ -85,7 +85,7 @@ class CostCapExceeded(RuntimeError):
 
 def comprehend_language(language: Any, default: str) -> str | None:
     """The LanguageCode to send for an item's language (missing: `default`), or None if unsupported."""
-    value = default if _missing(language) else str(language)
+    value = default if is_missing(language) else str(language)
     parts = value.strip().replace("_", "-").lower().split("-")
     if parts[0] == "zh":
         return "zh-TW" if any(p in _TZ_CHINESE for p in parts[1:]) else "zh"
@@ -258,28 +258,6 @@ def make_cache(root_uri: str, settings: AwsComprehendSettings) -> LabelCache:
     return LabelCache.shared(root_uri, LABELER_NAME, cache_settings(settings))
 
 
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _text_of(row: dict[str, Any]) -> str | None:
-    for column in ("transcript", "transcript_raw"):
-        if not _missing(row.get(column)):
-            return str(row[column])
-    return None
-
-
-def _reject(row: dict[str, Any], reason: str, detail: str) -> dict[str, str]:
-    return reject_row(str(row.get("source")), str(row.get("utterance_id")), STAGE, reason, detail)
-
-
 @dataclass
 class _Plan:
     docs: dict[int, Document]  # row position -> document
@@ -291,16 +269,16 @@ def plan_documents(items: pd.DataFrame, settings: AwsComprehendSettings, offline
     """Which rows need a label, the document each sends, and the rows rejected before any call."""
     plan = _Plan({}, [], {})
     for pos, row in enumerate(items.to_dict("records")):
-        if not _missing(row.get("sentiment")):
+        if not is_missing(row.get("sentiment")):
             continue
         uid, language = row.get("utterance_id"), row.get("language")
-        text = _text_of(row)
+        text = text_of(row)
         code = comprehend_language(language, settings.language)
         if code is None:
             if offline_allowed:
                 plan.offline.append(pos)
                 continue
-            plan.rejects[pos] = _reject(
+            plan.rejects[pos] = stage_reject(
                 row,
                 "unsupported_language",
                 f"utterance {uid} has no sentiment and its language {language!r} is not one Amazon "
@@ -308,7 +286,7 @@ def plan_documents(items: pd.DataFrame, settings: AwsComprehendSettings, offline
                 "labelers.aws_comprehend.unsupported_language: text_classifier or give it a label",
             )
         elif text is None:
-            plan.rejects[pos] = _reject(
+            plan.rejects[pos] = stage_reject(
                 row,
                 "missing_label",
                 f"utterance {uid} has no sentiment and no transcript to send to Amazon Comprehend; "
@@ -337,7 +315,7 @@ def _decide(
     answer = raw["comprehend_sentiment"]
     if answer == "MIXED":
         if settings.mixed_policy == "reject":
-            return None, _reject(
+            return None, stage_reject(
                 row,
                 "unmapped_label",
                 f"utterance {uid}: Amazon Comprehend answered MIXED (score {raw.get('score_mixed')}); "
@@ -348,11 +326,11 @@ def _decide(
         sentiment = _CLASS_OF[answer]
         confidence = raw.get(f"score_{sentiment}")
     else:
-        return None, _reject(row, "labeler_failed", f"utterance {uid}: unknown Comprehend sentiment {answer!r}")
+        return None, stage_reject(row, "labeler_failed", f"utterance {uid}: unknown Comprehend sentiment {answer!r}")
     confidence = float(confidence) if confidence is not None else math.nan
     threshold = float(settings.min_confidence.get(sentiment, 0.0))
     if not confidence >= threshold:
-        return None, _reject(
+        return None, stage_reject(
             row,
             "low_confidence_sentiment",
             f"utterance {uid}: Amazon Comprehend labelled the transcript {answer} -> {sentiment} with score "
@@ -424,7 +402,7 @@ def fill_missing_sentiment(
         if doc.key in labels:
             fields, reject = _decide(rows[pos], labels[doc.key], settings)
         else:
-            fields, reject = None, _reject(
+            fields, reject = None, stage_reject(
                 rows[pos],
                 "labeler_failed",
                 f"utterance {rows[pos].get('utterance_id')}: Amazon Comprehend failed after "
@@ -441,7 +419,7 @@ def fill_missing_sentiment(
         values = out[col].tolist() if col in out.columns else [None] * len(rows)
         for pos, fields in filled.items():
             values[pos] = fields[col]
-        out[col] = pd.Series([None if _missing(v) else v for v in values], index=items.index, dtype=object)
+        out[col] = pd.Series([None if is_missing(v) else v for v in values], index=items.index, dtype=object)
     for col in SCORE_COLUMNS:
         values = out[col].tolist() if col in out.columns else [None] * len(rows)
         for pos, fields in filled.items():

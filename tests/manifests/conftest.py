@@ -1,8 +1,8 @@
-"""The demo release built twice through the real CLI: materialised (default) and lazy.
+"""The demo release twice: materialised (the session's in-process demo build) and lazy.
 
-Both builds run once per test session, concurrently, each in its own subprocess with its own
-PREFECT_HOME. The lazy one uses a copy of flows/demo/demo.yaml with `augment.materialize: false`,
-so the two releases differ only in whether the recipes were applied at build time.
+The lazy one is built once per session through the CLI from a copy of flows/demo/demo.yaml with
+`augment.materialize: false`, so the two releases differ only in whether the recipes were applied
+at build time.
 """
 
 from __future__ import annotations
@@ -50,33 +50,28 @@ def _ensure_pool_index(output: Path, spec_path: Path) -> None:
     write_pool_index(root, pools.rirs, pools.noises)
 
 
-def build_demo_releases(base: Path) -> dict[str, Path]:
-    """{"materialized": output dir, "lazy": output dir}, built once per process."""
-    if _BUILT:
-        return _BUILT
+def build_lazy_release(base: Path) -> Path:
+    """The demo with `augment.materialize: false`, built once per process through the CLI."""
+    if "lazy" in _BUILT:
+        return _BUILT["lazy"]
     lazy_spec = _lazy_spec(base / "lazy.yaml")
-    jobs = {
-        "materialized": ["-m", "flows.cli", "demo", "--output", str(base / "materialized")],
-        "lazy": ["-m", "flows.cli", "build", str(lazy_spec), "--output", str(base / "lazy")],
-    }
-    procs = {}
-    for name, args in jobs.items():
-        env = {**os.environ, "PREFECT_HOME": str(base / f"prefect-{name}"),
-               "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
-        procs[name] = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT)
-    for name, proc in procs.items():
-        out, _ = proc.communicate(timeout=900)
-        if proc.returncode != 0:
-            raise RuntimeError(f"building the {name} demo release failed:\n{out.decode()[-3000:]}")
+    env = {**os.environ, "PREFECT_HOME": str(base / "prefect-lazy"),
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "build", str(lazy_spec), "--output", str(base / "lazy")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"building the lazy demo release failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
     _ensure_pool_index(base / "lazy", lazy_spec)
-    _BUILT.update({"materialized": base / "materialized", "lazy": base / "lazy"})
-    return _BUILT
+    _BUILT["lazy"] = base / "lazy"
+    return _BUILT["lazy"]
 
 
 @pytest.fixture(scope="session")
-def demo_releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return build_demo_releases(tmp_path_factory.mktemp("demo-releases"))
+def demo_releases(tmp_path_factory: pytest.TempPathFactory, demo_release) -> dict[str, Path]:
+    """The materialised demo (the session's in-process build, tests/conftest.py) and a lazy twin."""
+    spec, _ = demo_release
+    return {"materialized": Path(spec.output), "lazy": build_lazy_release(tmp_path_factory.mktemp("demo-lazy"))}
 
 
 @pytest.fixture(scope="session")

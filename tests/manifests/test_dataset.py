@@ -153,7 +153,6 @@ def _snr_db(ref: np.ndarray, test: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("dataset", [ClassifierDataset, AsrDataset])
 def test_lazy_and_materialised_augmentation_give_the_same_audio(dataset, materialized_release: Path,
                                                                  lazy_release: Path) -> None:
@@ -171,7 +170,6 @@ def test_lazy_and_materialised_augmentation_give_the_same_audio(dataset, materia
     assert compared >= 10  # speed, reverb and noise really were applied lazily on these rows
 
 
-@pytest.mark.slow
 def test_materialised_rows_are_read_as_is(materialized_release: Path) -> None:
     data = ClassifierDataset(str(materialized_release), split=None)
     i = next(i for i, r in enumerate(data.records) if r["recipe_applied"] and r["noise_id"] and r["start_s"] > 0)
@@ -181,7 +179,6 @@ def test_materialised_rows_are_read_as_is(materialized_release: Path) -> None:
     assert np.array_equal(data[i]["waveform"][:n].numpy(), flac[start : start + n])
 
 
-@pytest.mark.slow
 def test_demo_classifier_stage_through_dataloader(lazy_release: Path) -> None:
     data = ClassifierDataset(str(lazy_release), split="train")
     frame = data.frame

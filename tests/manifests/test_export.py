@@ -73,7 +73,6 @@ def test_lhotse_manifests_load_back_into_a_cutset(small_release: Path, tmp_path:
         assert len(mono) == 3 * 16000 and np.corrcoef(mono, ours)[0, 1] > 0.99
 
 
-@pytest.mark.slow
 def test_demo_exports(materialized_release: Path, lazy_release: Path, tmp_path: Path) -> None:
     n = export_nemo(str(materialized_release), "classifier", str(tmp_path / "clf.jsonl"))
     lines = _lines(tmp_path / "clf.jsonl")

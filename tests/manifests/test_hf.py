@@ -46,7 +46,6 @@ def test_decoder_by_hand_with_map(small_release: Path) -> None:
     assert lengths == [round(3 * 16000 / 1.05)] * len(ds)
 
 
-@pytest.mark.slow
 def test_demo_release_lazy_rows_decode(lazy_release: Path) -> None:
     ds = to_hf_dataset(str(lazy_release), "classifier", split="train", decode=True)
     row = next(i for i, r in enumerate(ds.with_format(None, columns=["rir_id"])) if r["rir_id"])

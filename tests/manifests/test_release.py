@@ -82,7 +82,6 @@ def test_open_release_on_s3(tmp_path: Path, s3_bucket: str) -> None:
     assert release.card["content_sha256"] == json.loads(Path(paths.card_json).read_text())["content_sha256"]
 
 
-@pytest.mark.slow
 def test_demo_releases_open(materialized_release: Path, lazy_release: Path) -> None:
     mat, lazy = open_release(str(materialized_release)), open_release(str(lazy_release))
     assert mat.classifier["recipe_applied"].any() and not lazy.classifier["recipe_applied"].any()
