@@ -296,10 +296,21 @@ def makedirs(uri: str) -> None:
         os.makedirs(uri, exist_ok=True)
 
 
-def _atomic_local_target(path: str) -> tuple[int, str]:
+@contextlib.contextmanager
+def _atomic_local(path: str) -> Iterator[tuple[int, str]]:
+    """(fd, tmp) of a temp file beside `path`; when the block succeeds, tmp (mode 644) is renamed onto
+    `path` in one step, so a reader never sees half a file; when it fails, tmp is removed."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        yield fd, tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
 
 
 def write_bytes(uri: str, data: bytes) -> None:
@@ -310,16 +321,8 @@ def write_bytes(uri: str, data: bytes) -> None:
             raise ValueError(f"cannot write an object without a key name: {uri!r}")
         s3_client().put_object(Bucket=bucket, Key=key, Body=data)
         return
-    fd, tmp = _atomic_local_target(uri)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, uri)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    with _atomic_local(uri) as (fd, _), os.fdopen(fd, "wb") as fh:
+        fh.write(data)
 
 
 def write_text(uri: str, text: str, encoding: str = "utf-8") -> None:
@@ -361,18 +364,11 @@ def copy_file(src_uri: str, dst_uri: str) -> None:
         dst_bucket, dst_key = split_s3(dst_uri)
         s3_client().upload_file(src_uri, dst_bucket, dst_key)
         return
-    fd, tmp = _atomic_local_target(dst_uri)
-    os.close(fd)
-    try:
+    with _atomic_local(dst_uri) as (fd, tmp):
+        os.close(fd)
         if is_s3(src_uri):
             _download(src_uri, tmp)
         else:
             if not os.path.isfile(src_uri):
                 raise _missing(src_uri)
             shutil.copyfile(src_uri, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst_uri)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
