@@ -129,6 +129,7 @@ def _stages(spec: DatasetSpec) -> dict[str, Any]:
     ingest_results = [f.result() for f in [ingest_source_task.submit(spec, i) for i in range(len(spec.sources))]]
     shard_uris = pipeline.make_shards(spec, ingest_results, log=log.info)
     progress.done("ingest")
+    pipeline.estimate_transcribe_cost(spec, shard_uris, log=log.info)  # stops before any job over the cap
     labelled = _map(transcripts_task, spec, shard_uris)
     progress.done("transcripts")
     sentiment = prepare_sentiment_task.submit(spec, [r["items_uri"] for r in labelled]).result()

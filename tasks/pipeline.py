@@ -124,6 +124,32 @@ def _stage_result(result: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     return result.items.reset_index(drop=True), rejects.reset_index(drop=True)
 
 
+def estimate_transcribe_cost(spec: DatasetSpec, shard_uris: list[str], log: Log = _noop) -> dict[str, Any] | None:
+    """Amazon Transcribe's cost for the whole run (uncached packs of every shard), logged before any job.
+
+    Raises `TranscribeCostError` above `labelers.aws_transcribe.max_cost_usd`, so a run never starts
+    jobs it could not finish under the cap (each shard also checks its own share).
+    """
+    if spec.labelers.transcripts != "aws_transcribe":
+        return None
+    from tasks.transcripts import aws_transcribe
+
+    settings = spec.labelers.aws_transcribe
+    cache = aws_transcribe.make_cache(cache_dir(spec), settings)
+    jobs, audio_s, billed_s, usd = 0, 0.0, 0.0, 0.0
+    for uri in shard_uris:
+        est = aws_transcribe.plan_cost(read_frame(uri), settings, cache, spec.aws.staging_uri or "")
+        jobs, audio_s, billed_s, usd = jobs + est.jobs, audio_s + est.audio_s, billed_s + est.billed_s, usd + est.usd
+    total = aws_transcribe.CostEstimate(jobs, audio_s, billed_s, usd)
+    log("Amazon Transcribe for this run: %s (price $%g/min)", total, settings.price_per_minute_usd)
+    if settings.max_cost_usd is not None and usd > settings.max_cost_usd:
+        raise aws_transcribe.TranscribeCostError(
+            f"Amazon Transcribe for this run would cost about ${usd:.2f} ({total}), over "
+            f"labelers.aws_transcribe.max_cost_usd ${settings.max_cost_usd:.2f}; nothing was started"
+        )
+    return {"jobs": jobs, "audio_s": round(audio_s, 3), "billed_s": round(billed_s, 3), "usd": round(usd, 4)}
+
+
 def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: str = "") -> dict[str, Any]:
     """Normalise human transcripts and fill missing ones with the configured ASR labeler."""
     from tasks.transcripts import quality, whisper

@@ -511,6 +511,54 @@ def _language_code(language: Any, settings: AwsTranscribeSettings) -> str | None
     return LANGUAGE_CODES.get(base)
 
 
+@dataclass
+class _Plan:
+    """What one call must do: rows needing a label, their keys, cached labels and the uncached packs."""
+
+    stage: Any
+    keys: dict[int, str]
+    rows: dict[str, Any]
+    found: dict[str, Any]
+    todo: list[Pack]
+
+
+def _plan(items: pd.DataFrame, settings: AwsTranscribeSettings, cache: LabelCache | None,
+          staging_uri: str) -> _Plan:
+    stage = _Stage(items)
+    need = stage.keep_human_transcripts()
+    keys: dict[int, str] = {}
+    codes: dict[str, str] = {}
+    for i in need:
+        code = _language_code(stage.items.at[i, "language"], settings)
+        if code is None:
+            stage.reject(i, "unsupported_language", f"{stage.utt(i)}: language {stage.items.at[i, 'language']!r} "
+                         f"does not match labelers.aws_transcribe.language_code {settings.language_code!r}; set "
+                         "it to null to use each item's language")  # fmt: skip
+            continue
+        segment = stage.items.at[i, "segment_key"]
+        base = str(segment) if has_text(segment) else f"{UNCACHED_PREFIX}{stage.utt(i)}"
+        keys[i] = f"{base}|{code}"
+        codes[keys[i]] = code
+    if not keys:
+        return _Plan(stage, keys, {}, {}, [])
+    cacheable = [k for k in keys.values() if not k.startswith(UNCACHED_PREFIX)]
+    found = cache.get_many(cacheable) if cache is not None else {}
+    rows: dict[str, _Row] = {}
+    for i, key in keys.items():
+        if key not in rows:
+            rows[key] = _row(stage.items, i, key)
+    durations = {k: (r.duration_s if r.duration_s is not None else MIN_BILLED_S) for k, r in rows.items()}
+    packs = plan_packs([(k, codes[k], durations[k]) for k in rows], settings, staging_uri)
+    todo = [p for p in packs if any(k not in found for k in p.clip_keys)]
+    return _Plan(stage, keys, rows, found, todo)
+
+
+def plan_cost(items: pd.DataFrame, settings: AwsTranscribeSettings, cache: LabelCache | None,
+              staging_uri: str) -> CostEstimate:
+    """The cost of labelling `items` (uncached packs only), without calling AWS: for run-level caps."""
+    return estimate_cost(_plan(items, settings, cache, staging_uri).todo, settings)
+
+
 def fill_missing_transcripts(
     items: pd.DataFrame,
     settings: AwsTranscribeSettings,
@@ -536,32 +584,10 @@ def fill_missing_transcripts(
     if cache is not None and (cache.labeler, cache.settings) != (LABELER, cache_settings(settings)):
         raise ValueError(f"label cache {cache.labeler!r} does not match the Amazon Transcribe settings; "
                          "create it with tasks.transcripts.aws_transcribe.make_cache(root, settings)")  # fmt: skip
-    stage = _Stage(items)
-    need = stage.keep_human_transcripts()
-    keys: dict[int, str] = {}
-    codes: dict[str, str] = {}
-    for i in need:
-        code = _language_code(stage.items.at[i, "language"], settings)
-        if code is None:
-            stage.reject(i, "unsupported_language", f"{stage.utt(i)}: language {stage.items.at[i, 'language']!r} "
-                         f"does not match labelers.aws_transcribe.language_code {settings.language_code!r}; set "
-                         "it to null to use each item's language")  # fmt: skip
-            continue
-        segment = stage.items.at[i, "segment_key"]
-        base = str(segment) if has_text(segment) else f"{UNCACHED_PREFIX}{stage.utt(i)}"
-        keys[i] = f"{base}|{code}"
-        codes[keys[i]] = code
+    plan = _plan(items, settings, cache, staging_uri)
+    stage, keys, rows, found, todo = plan.stage, plan.keys, plan.rows, plan.found, plan.todo
     if not keys:
         return stage.result()
-    cacheable = [k for k in keys.values() if not k.startswith(UNCACHED_PREFIX)]
-    found = cache.get_many(cacheable) if cache is not None else {}
-    rows: dict[str, _Row] = {}
-    for i, key in keys.items():
-        if key not in rows:
-            rows[key] = _row(stage.items, i, key)
-    durations = {k: (r.duration_s if r.duration_s is not None else MIN_BILLED_S) for k, r in rows.items()}
-    packs = plan_packs([(k, codes[k], durations[k]) for k in rows], settings, staging_uri)
-    todo = [p for p in packs if any(k not in found for k in p.clip_keys)]
     failures: dict[str, dict[str, str]] = {}
     if todo:
         estimate = estimate_cost(todo, settings)

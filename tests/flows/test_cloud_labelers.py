@@ -139,3 +139,22 @@ def test_transcribe_and_comprehend_fill_labels_in_a_flow_run(prefect_harness, cl
 
     build_dataset(spec)  # a re-run: everything from the label cache
     assert len(transcribe.started) == jobs and comprehend_service.calls == sentiment_calls
+
+
+def test_run_wide_transcribe_cost_cap_stops_before_any_job(prefect_harness, cloud, s3_bucket, tmp_path):
+    """The cap applies to the whole run: with 1-clip shards each shard is under it, the run is not."""
+    transcribe, _ = cloud
+    spec = parse_spec({
+        "name": "cloud-cap",
+        "output": str(tmp_path / "out"),
+        "sources": [{"name": "field", "kind": "folder", "path": str(DEMO / "sources" / "field_recordings")}],
+        "labelers": {"transcripts": "aws_transcribe", "sentiment": "none",
+                     "aws_transcribe": {**FAST, "pack_target_s": 20, "max_cost_usd": 0.02},
+                     "quality_sample_per_source": 0},
+        "aws": {"region": "us-east-1", "staging_uri": f"s3://{s3_bucket}/cap-staging"},
+        "run": {"shard_size": 1},
+    }, origin="cost cap test")
+    with pytest.raises(Exception, match=r"for this run would cost about .* over labelers.aws_transcribe.max_cost_usd"):
+        build_dataset(spec)
+    assert transcribe.started == []
+    assert storage.list_files(f"s3://{s3_bucket}/cap-staging") == []

@@ -357,38 +357,8 @@ def test_split_of_silence_only_job_gives_no_words() -> None:
     assert labels == {"x": {"text": "", "confidence": None, "num_words": 0}}
 
 
-class BackgroundTranscribe:
-    """For code that builds its own client: a thread that writes the output of every COMPLETED job."""
-
-    def __init__(self, words_by_segment: dict[str, tuple[str, float]]) -> None:
-        import threading
-
-        self.client = _client()
-        self.writer = FakeTranscribe(self.client, words_by_segment)
-        self.done: set[str] = set()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self.stop.wait(0.05):
-            page = self.client.list_transcription_jobs(Status="COMPLETED", JobNameContains="voicetone-", MaxResults=100)
-            for summary in page["TranscriptionJobSummaries"]:
-                name = summary["TranscriptionJobName"]
-                if name not in self.done:  # reading a COMPLETED job no longer changes it
-                    self.client.get_transcription_job(TranscriptionJobName=name)
-                    self.done.add(name)
-
-    def __enter__(self) -> BackgroundTranscribe:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
 def test_pipeline_transcripts_shard_runs_transcribe_and_the_quality_sample(
-    moto_server: str, s3_bucket: str, clips: dict, tmp_path: Path
+    moto_server: str, s3_bucket: str, clips: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tasks import pipeline
     from tasks.shards import read_frame, write_frame
@@ -404,8 +374,9 @@ def test_pipeline_transcripts_shard_runs_transcribe_and_the_quality_sample(
         "aws": {"staging_uri": f"s3://{s3_bucket}/stage", "region": "us-east-1"},
     })  # fmt: skip
     before = _jobs(_client())
-    with BackgroundTranscribe(_words(clips)):
-        out = pipeline.transcripts_shard(spec, shard_uri)
+    # The pipeline builds its own client: hand it one whose completed jobs get their output written.
+    monkeypatch.setattr(at, "make_client", lambda region: FakeTranscribe(_client(), _words(clips)).client)
+    out = pipeline.transcripts_shard(spec, shard_uri)
     items = read_frame(out["items_uri"]).set_index("utterance_id")
     assert len(_jobs(_client()) - before) == 2  # the unlabelled pack, then the held-out sample
     assert items.loc["test/a"].transcript_origin == "aws_transcribe"
