@@ -150,7 +150,6 @@ def _upload(folder: Path, prefix: str) -> None:
             storage.write_bytes(f"{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())
 
 
-@pytest.mark.slow
 def test_demo_builds_on_the_stack_within_the_role(prefect_harness, moto_server, stack, request):
     import boto3
 
