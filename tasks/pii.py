@@ -239,27 +239,52 @@ def _texts(items: pd.DataFrame) -> list[str]:
     return texts
 
 
+def comprehend_cache(root_uri: str, settings: PiiSpec) -> Any:
+    """Comprehend PII answers cached by (language, text) and the settings that filter them: never pay twice."""
+    from tasks.label_cache import LabelCache
+
+    return LabelCache.shared(root_uri, "aws-comprehend-pii",
+                             {"min_score": settings.min_score, "ignore_types": sorted(settings.ignore_types),
+                              "max_bytes": COMPREHEND_MAX_BYTES, "v": 1})
+
+
 def flag_items(items: pd.DataFrame, settings: PiiSpec, region: str = "us-east-1", client: Any = None,
-               log: Callable[..., None] = lambda *a, **k: None) -> tuple[pd.DataFrame, dict[str, Any]]:
+               log: Callable[..., None] = lambda *a, **k: None,
+               cache: Any = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """`items` with `pii_detected` (bool) and `pii_types` (comma-joined, null when none) added,
-    and the report for the card. `detect: none` returns the items unchanged."""
+    and the report for the card. `detect: none` returns the items unchanged. With `cache` (from
+    `comprehend_cache`), Comprehend is asked only about texts it has not answered before."""
     report: dict[str, Any] = {"detect": settings.detect, "asr_policy": settings.asr_policy}
     if settings.detect == "none":
         return items, report
     texts = _texts(items)
     if settings.detect == "aws_comprehend":
         languages = items["language"] if "language" in items.columns else [None] * len(items)
+        from tasks.label_cache import text_key
+
         todo = [(i, t, lang) for i, (t, lang) in enumerate(zip(texts, languages, strict=True)) if t]
-        found, stats = detect_comprehend(((t, lang) for _, t, lang in todo),
-                                         client if client is not None else make_client(region), settings)
+        keys = [text_key(f"{lang or settings.language}\n{t}") for _, t, lang in todo]
+        hits = cache.get_many(keys) if cache is not None else {}
+        ask = [(k, t, lang) for k, (_, t, lang) in zip(keys, todo, strict=True) if k not in hits]
+        ask = list({k: (k, t, lang) for k, t, lang in ask}.values())  # one call per distinct text
+        stats: Counter = Counter()
+        if ask:
+            answers, stats = detect_comprehend(((t, lang) for _, t, lang in ask),
+                                               client if client is not None else make_client(region), settings)
+            fresh = {k: {"types": ",".join(r)} for (k, _, _), r in zip(ask, answers, strict=True) if r is not None}
+            if cache is not None:
+                cache.put_many(fresh)
+            hits = {**hits, **fresh}
         types: list[list[str]] = [[] for _ in texts]
         fallback = 0
-        for (i, text, _), result in zip(todo, found, strict=True):
-            if result is None:
+        for (i, text, _), key in zip(todo, keys, strict=True):
+            if key in hits:
+                value = hits[key]["types"]
+                types[i] = value.split(",") if value else []
+            else:  # Comprehend could not answer (language, failure): the local detector decides
                 fallback += 1
-                result = detect_local(text)
-            types[i] = result
-        report["comprehend"] = {**dict(stats), "local_fallback": fallback}
+                types[i] = detect_local(text)
+        report["comprehend"] = {**dict(stats), "cached": len(todo) - len(ask), "local_fallback": fallback}
     else:
         types = [detect_local(t) for t in texts]
     out = items.copy()

@@ -370,7 +370,8 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     # PII before ASR sampling: flagged rows stay out of the ASR stage (asr_policy exclude), not masked.
     from tasks import pii
 
-    items, pii_report = pii.flag_items(items, spec.pii, region=spec.aws.region, log=log)
+    pii_cache = pii.comprehend_cache(cache_dir(spec), spec.pii) if spec.pii.detect == "aws_comprehend" else None
+    items, pii_report = pii.flag_items(items, spec.pii, region=spec.aws.region, log=log, cache=pii_cache)
     pii_out = pii.asr_excluded(items, spec.pii)
     asr_variants, balance_report = balance.sample_asr_rows(items[~pii_out], spec.balance, spec.seed,
                                                            eligibility=spec.eligibility)

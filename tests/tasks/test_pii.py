@@ -114,7 +114,22 @@ def test_comprehend_over_moto_server(moto_server: str) -> None:
     assert out.loc[0, "pii_types"] == "BANK_ACCOUNT_NUMBER,EMAIL"
     assert out.loc[1, "pii_detected"] == False  # noqa: E712 (no transcript: nothing to send)
     assert out.loc[3, "pii_types"] == "EMAIL"  # French: Comprehend cannot, the local detector did
-    assert report["comprehend"] == {"calls": 2, "unsupported_language": 1, "local_fallback": 1}
+    assert report["comprehend"] == {"calls": 2, "unsupported_language": 1, "cached": 0, "local_fallback": 1}
+
+
+def test_comprehend_answers_are_cached_so_a_rerun_pays_nothing(moto_server: str, tmp_path) -> None:
+    client = pii.make_client("us-east-1")
+    calls: list[str] = []
+    client.meta.events.register("provide-client-params.comprehend.DetectPiiEntities",
+                                lambda params, **_: calls.append(params["Text"]))
+    settings = PiiSpec(detect="aws_comprehend", ignore_types=["NAME"])
+    first, _ = pii.flag_items(_items(), settings, client=client, cache=pii.comprehend_cache(str(tmp_path), settings))
+    assert len(calls) == 2  # two English transcripts (French is unsupported: never sent)
+    again, report = pii.flag_items(_items(), settings, client=client,
+                                   cache=pii.comprehend_cache(str(tmp_path), settings))
+    assert len(calls) == 2  # the re-run sends nothing: both answers come from the cache
+    assert report["comprehend"]["cached"] == 2
+    assert again["pii_types"].tolist() == first["pii_types"].tolist()
 
 
 def test_comprehend_scores_throttling_and_failures() -> None:
