@@ -31,7 +31,20 @@ def _with_pid(result: dict[str, Any]) -> dict[str, Any]:
     return {**result, "pid": os.getpid()}
 
 
-@task(name="ingest-source", retries=1, retry_delay_seconds=2)
+def _retry_unless_layout_error(task: Any, task_run: Any, state: Any) -> bool:
+    """A source of the wrong layout fails the same way every time: retrying only delays the message."""
+    from tasks.corpora.base import CorpusLayoutError
+
+    try:
+        state.result()
+    except CorpusLayoutError:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+@task(name="ingest-source", retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_unless_layout_error)
 def ingest_source_task(spec: DatasetSpec, index: int) -> dict[str, Any]:
     return _with_pid(pipeline.ingest_source(spec, index, log=get_run_logger().info))
 

@@ -47,8 +47,14 @@ def _build(spec_path: Path, output: str | None) -> int:
     from flows.build_dataset import build_dataset
 
     print(f"building {spec.name!r} from {spec_path} into {spec.output} ...", flush=True)
+    from tasks.corpora.base import CorpusLayoutError
+
     try:
         result = build_dataset(spec)
+    except CorpusLayoutError as err:  # the spec points an adapter at a folder of another layout
+        print(f"\nerror: a source does not match its adapter (check `kind` and `path` in the spec): {err}",
+              file=sys.stderr)
+        return EXIT_USAGE
     except Exception as err:  # the flow already logged the traceback; say what to do
         print(f"\nerror: the build failed: {err}", file=sys.stderr)
         return EXIT_INVALID

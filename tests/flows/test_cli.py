@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,17 @@ def test_help_and_usage_errors():
     with pytest.raises(SystemExit) as exc:
         main(["frobnicate"])
     assert exc.value.code == 2
+
+
+def test_wrong_layout_stops_with_usage_exit_code(tmp_path, capsys, monkeypatch):
+    """A source whose folder is not in its adapter's layout: exit 2 and say what was expected."""
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    (calls / "a.flac").write_bytes(b"not used")
+    spec = _spec(tmp_path, f"name: x\noutput: {tmp_path / 'out'}\nsources:\n  - {{name: a, kind: ravdess, path: {calls}}}\n")
+    run = subprocess.run([sys.executable, "-m", "flows.cli", "build", str(spec)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "does not match its adapter" in run.stderr and "expected Actor_NN/" in run.stderr
+    assert run.stderr.count("Retry 1/1") == 0
