@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from functools import lru_cache
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +35,44 @@ def join(base: str, *parts: str) -> str:
     return str(Path(base, *parts))
 
 
-def _client() -> Any:
-    """An S3 client for the current environment (endpoint and credentials may change in tests)."""
-    env = tuple(os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
-                                             "AWS_DEFAULT_REGION", "AWS_PROFILE"))
-    return _client_for(env)
+# Environment variables that change which endpoint/credentials a client talks to. The cached client
+# is keyed on them so a test (or a process) that changes them gets a matching client.
+_CLIENT_ENV_KEYS = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+)
+_client_lock = threading.Lock()
+_clients: dict[tuple[str | None, ...], Any] = {}
 
 
-@lru_cache(maxsize=8)
-def _client_for(env: tuple[str | None, ...]) -> Any:
-    import boto3
-    from botocore.config import Config
+def s3_client() -> Any:
+    """The process's S3 client (botocore clients are thread-safe), with adaptive retries.
 
-    return boto3.client("s3", config=Config(retries={"mode": "adaptive", "max_attempts": 10}))
+    One per endpoint/credential environment, shared by the manifest reader/writer and the pipeline's
+    `tasks.storage`. Creation is locked and uses its own boto3 Session, because boto3's default
+    session is not thread-safe and the flow's tasks run in threads.
+    """
+    env_key = tuple(os.environ.get(k) for k in _CLIENT_ENV_KEYS)
+    client = _clients.get(env_key)
+    if client is not None:
+        return client
+    with _client_lock:
+        client = _clients.get(env_key)
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(retries={"mode": "adaptive", "max_attempts": 10})
+            client = boto3.session.Session().client("s3", config=config)
+            _clients[env_key] = client
+    return client
+
+
+_client = s3_client  # the name this module's functions (and manifests/audio_io.py) use
 
 
 def read_bytes(uri: str) -> bytes:

@@ -42,6 +42,18 @@ def _noop(*_args: Any, **_kwargs: Any) -> None:
     return None
 
 
+def _read_all(uris: list[str]) -> pd.DataFrame:
+    frames = [read_frame(u) for u in uris]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _concat_rejects(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """All reject rows of several stages; the contract's empty table when there are none."""
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else rejects_frame()
+
+
 def work_dir(spec: DatasetSpec) -> str:
     return fs.join(spec.output, "work")
 
@@ -86,9 +98,7 @@ def ingest_source(spec: DatasetSpec, index: int, log: Log = _noop) -> dict[str, 
 
 def make_shards(spec: DatasetSpec, ingest_results: list[dict[str, Any]], log: Log = _noop) -> list[str]:
     """Partition all ingested items into shards by a hash of utterance_id."""
-    frames = [read_frame(r["items_uri"]) for r in ingest_results]
-    frames = [f for f in frames if len(f)]
-    items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=UTTERANCES_SCHEMA.names)
+    items = _read_all([r["items_uri"] for r in ingest_results])
     shards = split_into_shards(items, spec.run.shard_size)
     uris = []
     for shard in shards:
@@ -165,11 +175,7 @@ def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, posit
         settings["aws"] = spec.aws.model_dump()
 
     def fill(frame: pd.DataFrame, progress: Any = None) -> Any:
-        from tasks.label_cache import LabelCache
-
-        # Shared per process, like the VAD cache: a fresh cache per shard re-reads every segment per shard.
-        whisper_cache = LabelCache.shared(cache_dir(spec), whisper.labeler_name(spec.labelers.whisper),
-                                          whisper.cache_settings(spec.labelers.whisper))
+        whisper_cache = whisper.make_cache(cache_dir(spec), spec.labelers.whisper)  # shared per process
         if labeler == "whisper":
             return whisper.fill_missing_transcripts(frame, spec.labelers.whisper, whisper_cache, progress=progress)
         from tasks.transcripts import aws_transcribe
@@ -328,12 +334,6 @@ def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: 
 # ---------------------------------------------------------------- plan: splits, balance, recipes
 
 
-def _read_all(uris: list[str]) -> pd.DataFrame:
-    frames = [read_frame(u) for u in uris]
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
 def _require_labels(items: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Items that cannot enter either stage (no sentiment, or no transcript) become rejects."""
     rows = []
@@ -417,10 +417,8 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     utter_uri = fs.join(plan_dir, "utterances.parquet")
     write_frame(utter_uri, items)
     rejects_uri = fs.join(plan_dir, "rejects.parquet")
-    all_rejects = pd.concat([r for r in rejects if len(r)], ignore_index=True) if any(len(r) for r in rejects) \
-        else rejects_frame()
-    write_frame(rejects_uri, all_rejects)
-    row_shards = split_into_shards(rows.rename(columns={"utterance_id": "utterance_id"}), spec.run.shard_size)
+    write_frame(rejects_uri, _concat_rejects(rejects))
+    row_shards = split_into_shards(rows, spec.run.shard_size)
     row_uris = []
     for i, shard in enumerate(row_shards):
         uri = fs.join(plan_dir, f"rows-{i:04d}.parquet")
@@ -504,17 +502,14 @@ def release_name(spec: DatasetSpec) -> str:
 def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, Any]],
             ingest: list[dict[str, Any]], timings: dict[str, float], log: Log = _noop) -> dict[str, Any]:
     """Window, weight and write the release; move LATEST only after it validates."""
+    from manifests.release import write_pool_index
     from manifests.validate import validate_release
-    from tasks import report, segments, weights
+    from tasks import augment, report, segments, weights
     from tasks.stage_rows import asr_stage_rows, classifier_input_rows, finish_classifier_rows
 
     utterances = read_frame(plan["utterances_uri"])
     rows = _read_all([a["rows_uri"] for a in augmented])
-    ingest_rejects = [read_frame(r["rejects_uri"]) for r in ingest]
-    reject_frames = [r for r in [*ingest_rejects, read_frame(plan["rejects_uri"])] if len(r)]
-    rejects = pd.concat(reject_frames, ignore_index=True) if reject_frames else rejects_frame()  # clean corpus: none
-    if rejects.empty:
-        rejects = rejects_frame()
+    rejects = _concat_rejects([*(read_frame(r["rejects_uri"]) for r in ingest), read_frame(plan["rejects_uri"])])
     found = {r["source"]: r["found"] for r in ingest}
 
     release = release_name(spec)
@@ -527,7 +522,8 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     speech = utterances.set_index("utterance_id")["speech_intervals"] if len(utterances) else pd.Series(dtype=object)
     clf_in = classifier_input_rows(rows[rows["in_classifier"]].drop(columns=["in_asr", "in_classifier"]), speech)
     windows = segments.classifier_windows(clf_in, spec.segments)
-    noise = _noise_windows(spec)
+    pools = augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
+    noise = _noise_windows(spec, pools)
     if len(noise):
         windows = pd.concat([windows, noise], ignore_index=True)
     class_weights, weight_report = weights.inverse_frequency_weights(windows, spec.weights)
@@ -539,7 +535,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     for name in MANIFEST_NAMES:
         mio.write_manifest(tables[name], name, paths.manifest(name), metadata={"config": config})
     written = {name: mio.read_manifest(paths.manifest(name)) for name in MANIFEST_NAMES}
-    _write_pool_index(spec, paths)
+    write_pool_index(paths.root, pools.rirs, pools.noises)  # lets a reader apply recipes lazily without tasks/
     digest = mio.content_sha256(written, release_root=paths.root)
 
     extra = _card_extra(spec, plan, weight_report, timings)
@@ -582,15 +578,6 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     }
 
 
-def _write_pool_index(spec: DatasetSpec, paths: mio.ReleasePaths) -> None:
-    """Where each RIR and noise id lives, so a reader can apply recipes lazily without tasks/."""
-    from manifests.release import write_pool_index
-    from tasks import augment
-
-    pools = augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
-    write_pool_index(paths.root, pools.rirs, pools.noises)
-
-
 def _make_plots(report: Any, card: dict, written: dict[str, pd.DataFrame], paths: mio.ReleasePaths) -> list[str]:
     """Draw the card's plots locally; for an S3 release draw into a temp folder and upload."""
     if not fs.is_s3(paths.root):
@@ -608,20 +595,18 @@ def _make_plots(report: Any, card: dict, written: dict[str, pd.DataFrame], paths
     return uploaded
 
 
-def _noise_windows(spec: DatasetSpec) -> pd.DataFrame:
-    """Non-speech windows from the noise pools, so the classifier learns speech presence."""
-    from tasks import augment, segments
-    from tasks.audio import probe
+def _noise_windows(spec: DatasetSpec, pools: Any) -> pd.DataFrame:
+    """Non-speech windows from the noise pools, so the classifier learns speech presence.
 
-    pools = augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
-    files = []
-    for noise_id in sorted(pools.train_noises):
-        uri = pools.noises[noise_id]
-        files.append((noise_id, uri, probe(uri).duration_s, "train"))
+    Durations come from the pools (probed once per file list and cached), not from new probes:
+    probing an S3 noise file downloads it.
+    """
+    from tasks import segments
+
+    files = [(i, pools.noises[i], pools.noise_durations[i], "train") for i in sorted(pools.train_noises)]
     for noise_id in sorted(pools.eval_noises):
-        uri = pools.noises[noise_id]
         split = "dev" if int(stable_hash(spec.seed, noise_id)[:8], 16) % 2 == 0 else "test"
-        files.append((noise_id, uri, probe(uri).duration_s, split))
+        files.append((noise_id, pools.noises[noise_id], pools.noise_durations[noise_id], split))
     return segments.noise_windows(files, spec.segments) if files else pd.DataFrame()
 
 

@@ -15,24 +15,12 @@ import contextlib
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
 from typing import IO, Any
 
-S3_SCHEME = "s3://"
+from manifests.uri import s3_client  # one client factory for the pipeline and the manifest reader/writer
 
-# Environment variables that change which endpoint/credentials a client talks to. The cached client
-# is keyed on them so a test (or a process) that changes them gets a matching client.
-_CLIENT_ENV_KEYS = (
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_DEFAULT_REGION",
-    "AWS_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_PROFILE",
-)
-_client_lock = threading.Lock()
-_clients: dict[tuple[str | None, ...], Any] = {}
+S3_SCHEME = "s3://"
 
 _LIST_PAGE_SIZE = 1000  # S3's maximum keys per ListObjectsV2 page
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
@@ -95,28 +83,6 @@ def relative_to(uri: str, base: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------- client
-def s3_client() -> Any:
-    """A shared boto3 S3 client (botocore clients are thread-safe), with adaptive retries.
-
-    Cached per process and per endpoint/credential environment; creation is locked because boto3's
-    default session is not thread-safe.
-    """
-    env_key = tuple(os.environ.get(k) for k in _CLIENT_ENV_KEYS)
-    client = _clients.get(env_key)
-    if client is not None:
-        return client
-    with _client_lock:
-        client = _clients.get(env_key)
-        if client is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(retries={"mode": "adaptive", "max_attempts": 10})
-            client = boto3.session.Session().client("s3", config=config)
-            _clients[env_key] = client
-    return client
-
-
 def _is_missing(err: Exception) -> bool:
     code = str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
     return code in _MISSING_CODES

@@ -104,7 +104,7 @@ def make_cache(root_uri: str, settings: AwsTranscribeSettings) -> LabelCache:
     """The LabelCache that `fill_missing_transcripts` expects for these settings."""
     from tasks.label_cache import LabelCache
 
-    return LabelCache(root_uri, LABELER, cache_settings(settings))
+    return LabelCache.shared(root_uri, LABELER, cache_settings(settings))
 
 
 @dataclass(frozen=True)

@@ -219,7 +219,7 @@ def make_cache(root_uri: str, settings: WhisperSettings) -> LabelCache:
     """The LabelCache that `fill_missing_transcripts` expects for these settings."""
     from tasks.label_cache import LabelCache
 
-    return LabelCache(root_uri, labeler_name(settings), cache_settings(settings))
+    return LabelCache.shared(root_uri, labeler_name(settings), cache_settings(settings))
 
 
 # ---------------------------------------------------------------------------------------------

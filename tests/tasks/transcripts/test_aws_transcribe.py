@@ -23,6 +23,7 @@ from botocore.stub import ANY, Stubber
 
 from tasks import limits, storage
 from tasks.audio import segment_key, sha256_uri
+from tasks.label_cache import LabelCache
 from tasks.spec import AwsTranscribeSettings, SpecError, check_spec_paths, parse_spec
 from tasks.transcripts import aws_transcribe as at
 from tasks.transcripts.normalize import normalize_transcript, wer
@@ -126,6 +127,11 @@ def _settings(**kw: Any) -> AwsTranscribeSettings:
     return AwsTranscribeSettings(**{**FAST, **kw})
 
 
+def _fresh_cache(root: str, settings: AwsTranscribeSettings) -> LabelCache:
+    """The cache as a new process opens it: from disk, not this process's shared instance."""
+    return LabelCache(root, at.LABELER, at.cache_settings(settings))
+
+
 def _client() -> Any:
     return boto3.client("transcribe", region_name="us-east-1")
 
@@ -174,7 +180,7 @@ def test_packed_job_fills_transcripts_end_to_end(moto_server: str, s3_bucket: st
     # A second run with the cache makes no Transcribe call at all.
     client2 = _client()
     fake2 = FakeTranscribe(client2, _words(clips))
-    again = at.fill_missing_transcripts(items, settings, at.make_cache(str(tmp_path / "cache"), settings),
+    again = at.fill_missing_transcripts(items, settings, _fresh_cache(str(tmp_path / "cache"), settings),
                                         staging_uri=staging, client=client2)  # fmt: skip
     assert fake2.calls == [] and _jobs(client) - before == {start["TranscriptionJobName"]}
     pd.testing.assert_frame_equal(result.items, again.items)
@@ -198,7 +204,7 @@ def test_restart_mid_run_reattaches_without_duplicate_jobs(
 
     client2 = _client()
     resumed = FakeTranscribe(client2, _words(clips))
-    result = at.fill_missing_transcripts(items, settings, at.make_cache(cache_root, settings),
+    result = at.fill_missing_transcripts(items, settings, _fresh_cache(cache_root, settings),
                                          staging_uri=staging, client=client2)  # fmt: skip
     assert resumed.started == [], "the restarted run must attach to its jobs, not start new ones"
     assert _jobs(client) - before == first_jobs

@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 
 from tasks.audio import segment_key, sha256_uri
+from tasks.label_cache import LabelCache
 from tasks.spec import WhisperSettings
 from tasks.transcripts import whisper
 from tasks.transcripts.normalize import normalize_transcript, wer
@@ -142,7 +143,8 @@ def test_second_run_with_cache_transcribes_nothing(
     items = pd.DataFrame([_row(clips[name], name) for name in ("stella", "thanks")])
     first = whisper.fill_missing_transcripts(items, SETTINGS, whisper.make_cache(str(tmp_path), SETTINGS))
     assert len(decode_calls) == 1
-    cache = whisper.make_cache(str(tmp_path), SETTINGS)  # a fresh process would open it like this
+    # A fresh process opens the cache from disk (make_cache would hand back this process's instance).
+    cache = LabelCache(str(tmp_path), whisper.labeler_name(SETTINGS), whisper.cache_settings(SETTINGS))
     second = whisper.fill_missing_transcripts(items, SETTINGS, cache)
     assert len(decode_calls) == 1, "the second run must not decode"
     assert cache.stats["hits"] == 2
