@@ -10,17 +10,12 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "flows" / "demo" / "demo.yaml"
+from tests.demo_corpus import REPO, demo_spec_data
 
 
 def demo_spec_file(folder: Path, name: str, **run: Any) -> Path:
     """The demo spec with absolute paths and the given `run` settings, written to `folder/name`."""
-    data = yaml.safe_load(DEMO.read_text())
-    for source in data["sources"]:
-        source["path"] = str((DEMO.parent / source["path"]).resolve())
-    data["augment"]["noise_paths"] = [str((DEMO.parent / p).resolve()) for p in data["augment"]["noise_paths"]]
-    data["augment"]["rir_paths"] = [str((DEMO.parent / p).resolve()) for p in data["augment"]["rir_paths"]]
+    data = demo_spec_data()
     data["run"] = {**data.get("run", {}), **run}
     path = folder / name
     path.write_text(yaml.safe_dump(data))

@@ -19,9 +19,6 @@ from manifests.validate import validate_release
 from tests.flows.buildutil import demo_spec_file, run_build
 from tests.flows.conftest import SMALL_SHARDS
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "flows" / "demo" / "demo.yaml"
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -76,17 +73,10 @@ def test_dask_build_spreads_work_and_equals_single_process(prefect_server, small
 def test_dask_build_reads_and_writes_s3(prefect_server, moto_server, s3_bucket, tmp_path):
     """The Dask path with corpora, augmentation material, cache, work files and release on s3:// (moto)."""
     from tasks import storage
-    from tests.flows.test_s3_build import DEMO, _upload
+    from tests.demo_corpus import demo_spec_data
 
     base = f"s3://{s3_bucket}"
-    _upload(DEMO / "sources", f"{base}/corpora")
-    _upload(DEMO / "noise", f"{base}/augment/noise")
-    _upload(DEMO / "rirs", f"{base}/augment/rirs")
-    data = yaml.safe_load((DEMO / "demo.yaml").read_text())
-    for source in data["sources"]:
-        source["path"] = f"{base}/corpora/{Path(source['path']).name}"
-    data["augment"]["noise_paths"] = [f"{base}/augment/noise"]
-    data["augment"]["rir_paths"] = [f"{base}/augment/rirs"]
+    data = demo_spec_data(base)
     data["run"] = {"shard_size": SMALL_SHARDS, "task_runner": "dask", "max_workers": 2}
     spec = tmp_path / "s3-dask.yaml"
     spec.write_text(yaml.safe_dump(data))

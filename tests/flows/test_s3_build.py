@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
-
 from flows.build_dataset import build_dataset
 from manifests.io import read_release
 from manifests.schema import REJECTS, UTTERANCES
 from manifests.validate import validate_release
 from tasks import storage
 from tasks.spec import parse_spec
-
-DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
-
-
-def _upload(folder: Path, prefix: str) -> None:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            storage.write_bytes(f"{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())
+from tests.demo_corpus import demo_spec_data
 
 
 def test_demo_builds_from_and_to_s3(prefect_harness, moto_server, s3_bucket, demo_release):
     _, local = demo_release
     base = f"s3://{s3_bucket}"
-    _upload(DEMO / "sources", f"{base}/corpora")
-    _upload(DEMO / "noise", f"{base}/augment/noise")
-    _upload(DEMO / "rirs", f"{base}/augment/rirs")
-    data = yaml.safe_load((DEMO / "demo.yaml").read_text())
-    for source in data["sources"]:
-        source["path"] = f"{base}/corpora/{Path(source['path']).name}"
-    data["augment"]["noise_paths"] = [f"{base}/augment/noise"]
-    data["augment"]["rir_paths"] = [f"{base}/augment/rirs"]
+    data = demo_spec_data(base)
     data["output"] = f"{base}/datasets/demo"
     spec = parse_spec(data, origin="s3 test")
 

@@ -12,17 +12,15 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from tests.demo_corpus import demo_spec_data
 from tests.infra.conftest import TEMPLATE
 from tests.infra.iam_eval import is_allowed
 
 pytestmark = [pytest.mark.aws, pytest.mark.filterwarnings("ignore:Tried to parse AWS")]
-DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/voicetone-worker:test"
 
 
@@ -142,14 +140,6 @@ def recorded_calls(monkeypatch) -> list[tuple[str, str, dict[str, Any]]]:
     return calls
 
 
-def _upload(folder: Path, prefix: str) -> None:
-    from tasks import storage
-
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            storage.write_bytes(f"{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())
-
-
 def test_demo_builds_on_the_stack_within_the_role(prefect_harness, moto_server, stack, request):
     import boto3
 
@@ -159,13 +149,7 @@ def test_demo_builds_on_the_stack_within_the_role(prefect_harness, moto_server, 
 
     bucket = stack["BucketName"]
     base = f"s3://{bucket}"
-    _upload(DEMO / "sources", f"{base}/corpora")
-    _upload(DEMO / "noise", f"{base}/augment/noise")
-    _upload(DEMO / "rirs", f"{base}/augment/rirs")
-    data = yaml.safe_load((DEMO / "demo.yaml").read_text())
-    for source in data["sources"]:
-        source["path"] = f"{base}/corpora/{Path(source['path']).name}"
-    data["augment"] = {"noise_paths": [f"{base}/augment/noise"], "rir_paths": [f"{base}/augment/rirs"]}
+    data = demo_spec_data(base)  # corpora/ and augment/ are the prefixes the role may read
     data["output"] = f"{stack['ReleasesUri']}/voicetone-demo"
     data["aws"] = {"region": "us-east-1", "staging_uri": stack["StagingUri"]}
     spec = parse_spec(data, origin="infra stack test")

@@ -17,19 +17,15 @@ import pytest
 import soundfile as sf
 import yaml
 
+from tests.demo_corpus import demo_spec_data
 from tests.manifests.release_factory import make_tables, write_release
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "flows" / "demo"
 _BUILT: dict[str, Path] = {}
 
 
 def _lazy_spec(path: Path) -> Path:
-    spec = yaml.safe_load((DEMO / "demo.yaml").read_text())
-    for source in spec["sources"]:
-        source["path"] = str(DEMO / source["path"])
-    for key in ("noise_paths", "rir_paths"):
-        spec["augment"][key] = [str(DEMO / p) for p in spec["augment"].get(key, [])]
+    spec = demo_spec_data()
     spec["augment"]["materialize"] = False
     path.write_text(yaml.safe_dump(spec))
     return path
