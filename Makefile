@@ -4,9 +4,10 @@
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
+LOCK := requirements/lock.txt
 DEB_PACKAGES := ffmpeg libsndfile1 espeak-ng sox
 
-.PHONY: setup demo test test-all lint bench clean system-deps audit
+.PHONY: setup demo test test-all lint bench clean system-deps audit lock
 
 setup: $(STAMP)
 
@@ -19,10 +20,12 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; \
 	fi
 
-$(STAMP): pyproject.toml | system-deps
+# Installs exactly the versions in $(LOCK) (a constraints file), so every machine builds the same
+# releases with the same libraries; `make lock` moves the pins forward.
+$(STAMP): pyproject.toml $(LOCK) | system-deps
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check torch==2.9.1 'torchaudio==2.9.*'
-	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check -c $(LOCK) torch==2.9.1 'torchaudio==2.9.*'
+	$(VENV)/bin/pip install -q --disable-pip-version-check -c $(LOCK) -e '.[dev]'
 	@touch $(STAMP)
 
 demo: setup
@@ -37,13 +40,23 @@ test-all: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# Audit the installed (locked) dependencies against the PyPI advisory database, with pip-audit in
-# its own venv. --strict fails when a package could not be checked (e.g. no access to PyPI's JSON
-# API), so "no known vulnerabilities" is never reported for an audit that did not happen.
+# Check the locked dependencies for known vulnerabilities (OSV when reachable, else PyPI's JSON API;
+# see docs/security.md). Fails on findings not accepted in requirements/audit-accepted.toml.
 audit: setup
-	@test -x .venv-audit/bin/pip-audit || ($(PYTHON) -m venv .venv-audit && .venv-audit/bin/pip install -q pip-audit)
-	$(VENV)/bin/pip freeze --exclude-editable > .venv-audit/requirements.txt
-	.venv-audit/bin/pip-audit --strict --no-deps --disable-pip --progress-spinner off -r .venv-audit/requirements.txt
+	$(VENV)/bin/python scripts/audit_dependencies.py $(AUDIT_ARGS)
+
+# Re-resolve every dependency to the newest release pyproject.toml allows, in a scratch venv, and pin
+# the result in $(LOCK). Review the diff, run `make test audit`, commit.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q --disable-pip-version-check torch==2.9.1 'torchaudio==2.9.*'
+	.venv-lock/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	{ echo "# Pinned versions of every dependency (runtime and dev extra), written by \`make lock\` on"; \
+	  echo "# $$(uname -s) $$(uname -m), $$(.venv-lock/bin/python -V). make setup installs with -c $(LOCK)."; \
+	  .venv-lock/bin/pip list --format=freeze --exclude-editable --disable-pip-version-check \
+	    | grep -v -E '^(pip|setuptools|wheel)=='; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK) && rm -rf .venv-lock
+	@echo "wrote $(LOCK): $$(grep -c '==' $(LOCK)) pins"
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

@@ -61,7 +61,7 @@ def test_no_credentials_in_the_image():
     ignore = [line.strip() for line in (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().splitlines()]
     assert "*" in ignore, "the build context must be deny-by-default"
     allowed = {line[1:].strip("/") for line in ignore if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "flows", "tasks", "manifests"}
+    assert allowed == {"pyproject.toml", "README.md", "flows", "tasks", "manifests", "requirements/lock.txt"}
 
 
 def test_system_packages_and_torch_pin_match_the_project():
@@ -70,7 +70,9 @@ def test_system_packages_and_torch_pin_match_the_project():
     pyproject = (REPO / "pyproject.toml").read_text()
     torch_pin = re.search(r'"torch==([^"]+)"', pyproject).group(1)
     assert f"torch=={torch_pin}" in runs
-    assert "pip install ." in runs
+    assert "pip install -c requirements/lock.txt ." in runs  # the versions CI tested
+    copies = [arg for word, arg in _instructions() if word == "COPY"]
+    assert any(c.startswith("requirements/lock.txt ") for c in copies)
 
 
 def test_models_are_checked_at_build_and_the_check_passes_here():
@@ -86,3 +88,17 @@ def test_models_are_checked_at_build_and_the_check_passes_here():
 
 def test_healthcheck_is_an_explicit_choice():
     assert ("HEALTHCHECK", "NONE") in _instructions()
+
+
+def test_every_copied_path_passes_the_dockerignore():
+    """The ignore file denies everything by default: a COPY of a path it does not re-allow fails the build."""
+    ignore = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().splitlines()
+    allowed = [line[1:].rstrip("/") for line in ignore if line.startswith("!")]
+    for word, arg in _instructions():
+        if word != "COPY":
+            continue
+        sources = [a for a in arg.split()[:-1] if not a.startswith("--")]
+        for source in sources:
+            assert (REPO / source).exists(), source
+            assert any(source.rstrip("/") == a or source.startswith(a + "/") for a in allowed), (
+                f"COPY {source}: not re-allowed in Dockerfile.dockerignore")
