@@ -103,14 +103,31 @@ def load(settings: TextClassifierSettings) -> LoadedModel:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    _require_safetensors(settings.model_path)
     tokenizer = AutoTokenizer.from_pretrained(settings.model_path, local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(settings.model_path, local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(settings.model_path, local_files_only=True,
+                                                               use_safetensors=True)
     model.eval()
     id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
     loaded = LoadedModel(tokenizer, model, map_labels(id2label, settings.label_map), model_id)
     with _LOCK:
         _LOADED[key] = loaded
     return loaded
+
+
+def _require_safetensors(model_path: str) -> None:
+    """Refuse pickle weights: `pytorch_model.bin` goes through `torch.load`, a code-execution path for a
+    crafted file (CVE-2026-24747 in torch < 2.10, which we pin; see docs/security.md)."""
+    names = os.listdir(model_path)
+    if any(n.endswith(".safetensors") for n in names):
+        return
+    pickled = sorted(n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt")))
+    found = f" (it has {', '.join(pickled)}: pickle weights, which are refused)" if pickled else ""
+    raise ValueError(
+        f"labelers.text_classifier.model_path {model_path!r} holds no *.safetensors weights{found}; "
+        "convert it once where you trust the file: AutoModelForSequenceClassification.from_pretrained(path)"
+        ".save_pretrained(path) (transformers >= 5 writes safetensors)"
+    )
 
 
 def supports(language: Any, settings: TextClassifierSettings) -> bool:

@@ -120,6 +120,25 @@ def test_fill_with_cache_languages_and_model_identity(three_class: Path, tmp_pat
     assert hf_model.model_identity(str(other)) != hf_model.model_identity(str(three_class))
 
 
+def test_pickle_weights_are_refused_with_a_way_out(tmp_path: Path) -> None:
+    """pytorch_model.bin would go through torch.load (a code-execution path for crafted files)."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = save_tiny_model(tmp_path / "pickled", {0: "negative", 1: "positive"})
+    weights = folder / "model.safetensors"
+    torch.save(load_file(weights), folder / "pytorch_model.bin")  # the legacy pickle format
+    weights.unlink()
+    assert (folder / "pytorch_model.bin").is_file() and not list(folder.glob("*.safetensors"))
+    settings = TextClassifierSettings(kind="hf_model", model_path=str(folder))
+    with pytest.raises(ValueError, match=r"no \*\.safetensors weights \(it has pytorch_model\.bin"):
+        hf_model.load(settings)
+    from transformers import AutoModelForSequenceClassification
+
+    AutoModelForSequenceClassification.from_pretrained(folder).save_pretrained(folder)  # what the error says
+    assert hf_model.load(settings).class_of == ["negative", "positive"]
+
+
 def test_spec_requires_a_model_path() -> None:
     base = {"name": "x", "output": "/tmp/x", "sources": [{"name": "a", "kind": "folder", "path": "/tmp"}]}
     with pytest.raises(SpecError, match="model_path"):
