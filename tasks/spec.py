@@ -431,19 +431,44 @@ def resolve_paths(spec: DatasetSpec, base_dir: Path) -> DatasetSpec:
 
 
 def load_spec(path: str | Path, output: str | None = None) -> DatasetSpec:
-    """Read, validate and resolve a YAML spec file; `output` overrides the spec's output."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise SpecError(f"cannot read dataset spec {path}: {err.strerror or err}") from None
+    """Read, validate and resolve a YAML spec file (local, or `s3://` for deployments whose workers have
+    no copy of the repository); `output` overrides the spec's output."""
+    remote = isinstance(path, str) and path.startswith("s3://")
+    if remote:
+        from tasks import storage
+
+        try:
+            text = storage.read_bytes(path).decode("utf-8")
+        except Exception as err:  # noqa: BLE001 - botocore's errors, named in the message
+            raise SpecError(f"cannot read dataset spec {path}: {err}") from None
+    else:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise SpecError(f"cannot read dataset spec {path}: {getattr(err, 'strerror', None) or err}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise SpecError(f"invalid YAML in dataset spec {path}: {err}") from None
     if isinstance(data, dict) and output is not None:
         data = {**data, "output": output}
-    return parse_spec(data, origin=str(path), base_dir=path.parent.resolve())
+    if not remote:
+        return parse_spec(data, origin=str(path), base_dir=Path(path).parent.resolve())
+    spec = parse_spec(data, origin=str(path))
+    relative = [p for p in _spec_paths(spec) if "://" not in p and not Path(p).expanduser().is_absolute()]
+    if relative:
+        raise SpecError(f"dataset spec {path} is on S3, so its paths cannot be relative to it: "
+                        f"{', '.join(relative)} (use s3:// URIs or absolute paths)")
+    return spec
+
+
+def _spec_paths(spec: DatasetSpec) -> list[str]:
+    """Every path-valued field, in the order resolve_paths treats them."""
+    paths = [spec.output, *(s.path for s in spec.sources), *spec.augment.noise_paths, *spec.augment.rir_paths]
+    if spec.labelers.text_classifier.model_path:
+        paths.append(spec.labelers.text_classifier.model_path)
+    return paths
 
 
 def check_spec_paths(spec: DatasetSpec) -> None:

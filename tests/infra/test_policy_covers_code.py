@@ -16,6 +16,7 @@ from tests.infra.iam_eval import is_allowed
 
 BUCKET_ARN = f"arn:aws:s3:::{BUCKET}"
 READ_PREFIXES = ("corpora/", "augment/", "releases/", "staging/")
+SPEC_OBJECT = f"{BUCKET_ARN}/specs/dataset.yaml"  # the ECS refresh deployment's spec_path (prefect.yaml)
 WRITE_PREFIXES = ("releases/", "staging/")
 S3_VIA = {"kms:ViaService": "s3.us-east-1.amazonaws.com"}
 # Granted although no code path calls it, each for a documented reason (see the template's comments).
@@ -33,7 +34,7 @@ def _requests(action: str) -> list[tuple[str, str, dict[str, str]]]:
             (action, BUCKET_ARN, {})  # HeadObject's 404-or-403 check carries no s3:prefix
         ]
     if action == "s3:GetObject":
-        objects = [f"{BUCKET_ARN}/{p}demo/a.flac" for p in READ_PREFIXES]
+        objects = [f"{BUCKET_ARN}/{p}demo/a.flac" for p in READ_PREFIXES] + [SPEC_OBJECT]
         return [(action, o, {}) for o in objects] + [("kms:Decrypt", KEY_ARN, S3_VIA)]
     if action in ("s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"):
         out = [(action, f"{BUCKET_ARN}/{p}demo/a.flac", {}) for p in WRITE_PREFIXES]
@@ -100,6 +101,7 @@ def test_the_policy_grants_nothing_the_code_does_not_call(pipeline_statements):
     [
         ("s3:PutObject", f"{BUCKET_ARN}/corpora/calls/a.wav", {}),  # inputs are read-only
         ("s3:DeleteObject", f"{BUCKET_ARN}/augment/noise/n.wav", {}),
+        ("s3:PutObject", SPEC_OBJECT, {}),  # specs are read-only for the pipeline
         ("s3:GetObject", f"{BUCKET_ARN}/elsewhere/a.wav", {}),
         ("s3:GetObject", "arn:aws:s3:::another-bucket/corpora/a.wav", {}),
         ("s3:ListBucket", BUCKET_ARN, {"s3:prefix": "elsewhere/"}),
