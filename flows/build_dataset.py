@@ -46,7 +46,8 @@ def _retry_unless_layout_error(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(name="ingest-source", retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_unless_layout_error)
 def ingest_source_task(spec: DatasetSpec, index: int) -> dict[str, Any]:
-    return _with_pid(pipeline.ingest_source(spec, index, log=get_run_logger().info))
+    logger = get_run_logger()
+    return _with_pid(pipeline.ingest_source(spec, index, log=logger.info, warn=logger.warning))
 
 
 @task(name="fill-transcripts", retries=1, retry_delay_seconds=5)

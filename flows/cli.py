@@ -73,15 +73,25 @@ def _print_summary(uri: str) -> None:
     print(_summary_text(card))
 
 
+CONSOLE_REJECT_EXAMPLES = 5
+
+
 def _summary_text(card: dict[str, Any]) -> str:
+    """The card's summary for the console, with a few reject examples listed (nothing follows it)."""
     from tasks.report import render_summary
 
-    return render_summary(card)
+    return render_summary(card, max_examples=CONSOLE_REJECT_EXAMPLES)
 
 
 def _validate(uri: str) -> int:
+    from manifests.io import ManifestError, resolve_release
     from manifests.validate import validate_release
 
+    try:
+        resolve_release(uri)  # no release at all is bad input (exit 2), like `stats`; a broken one is invalid
+    except (ManifestError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     report = validate_release(uri)
     if report.ok:
         print(f"valid: {report.release}")
@@ -152,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Run the main flow on a dataset spec (see docs/spec.md).")
     build.add_argument("spec", type=Path, help="dataset spec YAML")
     build.add_argument("--output", default=None, help="override the spec's output folder or s3:// URI")
-    val = sub.add_parser("validate", help="check a release against the manifest contract (exit 1 if invalid)",
+    val = sub.add_parser("validate", help="check a release against the manifest contract (exit 1 if invalid, "
+                         "2 if DIR holds no release)",
                          description="Validate a release folder, or the LATEST release of an output folder.")
     val.add_argument("dir", help="release folder, output folder holding LATEST, or s3:// URI")
     stats = sub.add_parser("stats", help="print the dataset card summary of a release",

@@ -72,8 +72,12 @@ def code_version() -> str:
 # ---------------------------------------------------------------- ingest
 
 
-def ingest_source(spec: DatasetSpec, index: int, log: Log = _noop) -> dict[str, Any]:
-    """Enumerate one source; every found item ends in items or rejects."""
+def ingest_source(spec: DatasetSpec, index: int, log: Log = _noop, warn: Log | None = None) -> dict[str, Any]:
+    """Enumerate one source; every found item ends in items or rejects.
+
+    The adapter's notes about the source (e.g. metadata columns it does not read) go to `warn`
+    (default `log`), one message per note, and to the card through the returned `notes`.
+    """
     from tasks.corpora.registry import get_adapter
 
     source = spec.sources[index]
@@ -88,11 +92,14 @@ def ingest_source(spec: DatasetSpec, index: int, log: Log = _noop) -> dict[str, 
     write_frame(base + ".items.parquet", items)
     log("ingest %s (%s): found %d, accepted %d, rejected %d", source.name, source.kind, result.found,
         len(items), len(result.rejects))
+    for note in result.notes:
+        (warn or log)("ingest %s (%s): %s", source.name, source.kind, note)
     return {
         "source": source.name,
         "items_uri": base + ".items.parquet",
         "rejects_uri": base + ".rejects.parquet",
         "found": int(result.found),
+        "notes": list(result.notes),
     }
 
 
@@ -351,7 +358,8 @@ def _require_labels(items: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFram
             keep.append(False)
         else:
             keep.append(True)
-    return items[keep].reset_index(drop=True), rejects_frame(rows)
+    mask = pd.Series(keep, index=items.index, dtype=bool)  # a bare [] would select no columns, not no rows
+    return items[mask].reset_index(drop=True), rejects_frame(rows)
 
 
 def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log = _noop) -> dict[str, Any]:
@@ -360,6 +368,10 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     from tasks.stage_rows import recipe_key, variant_rows
 
     items = _read_all([r["items_uri"] for r in shard_results])
+    if items.empty:  # every found item was rejected at ingest (no shards): plan with the contract's columns
+        from tasks.corpora.base import utterances_frame
+
+        items = utterances_frame([]).assign(speech_intervals=pd.Series(dtype=object))
     rejects = [read_frame(u) for r in shard_results for u in r["rejects_uris"]]
     dedup = splits.resolve_duplicate_segments(items)
     items = dedup.items
@@ -488,6 +500,17 @@ def _link_into_release(uri: str, release_audio: str) -> str:
     return target
 
 
+def _empty_stage_rows(utterances: pd.DataFrame) -> pd.DataFrame:
+    """Stage rows with their columns and no row: both stages get empty manifests of the right shape."""
+    from tasks.stage_rows import variant_rows
+
+    variants = pd.DataFrame({"utterance_id": pd.Series(dtype=object), "variant": pd.Series(dtype="int64")})
+    rows = variant_rows(utterances.iloc[0:0], variants, {})
+    rows["in_asr"] = pd.Series(dtype=bool)
+    rows["in_classifier"] = pd.Series(dtype=bool)
+    return rows
+
+
 def release_name(spec: DatasetSpec) -> str:
     """A sortable UTC timestamp; a suffix keeps two builds in the same second apart."""
     base = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -509,6 +532,8 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
 
     utterances = read_frame(plan["utterances_uri"])
     rows = _read_all([a["rows_uri"] for a in augmented])
+    if rows.empty:  # no utterance reached either stage: no row shards, so no columns either
+        rows = _empty_stage_rows(utterances)
     rejects = _concat_rejects([*(read_frame(r["rejects_uri"]) for r in ingest), read_frame(plan["rejects_uri"])])
     found = {r["source"]: r["found"] for r in ingest}
 
@@ -539,6 +564,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     digest = mio.content_sha256(written, release_root=paths.root)
 
     extra = _card_extra(spec, plan, weight_report, timings)
+    extra["source_notes"] = {r["source"]: list(r.get("notes") or []) for r in ingest if r.get("notes")}
     prev_utts, prev_name = previous_utterances(spec.output)
     extra["changes"] = release_changes(prev_utts, written[UTTERANCES], prev_name)
     from tasks.sentiment.agreement import agreement_report

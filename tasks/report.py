@@ -55,7 +55,8 @@ _EXTRA_TITLES: dict[str, str] = {
     "lineage": "Lineage",
 }
 # Keys of `extra` that parameterise the card instead of being sections.
-_EXTRA_PARAMETERS: frozenset[str] = frozenset({"min_group_size"})
+# `source_notes` ({source: [sentence, ...]} from the adapters) goes into counts.sources.<name>.notes.
+_EXTRA_PARAMETERS: frozenset[str] = frozenset({"min_group_size", "source_notes"})
 PLOT_FILES: tuple[str, ...] = (
     "sentiment_distribution.png",
     "duration_histogram.png",
@@ -194,6 +195,7 @@ def _counts_section(
     rejects: pd.DataFrame,
     found: dict[str, int],
     classifier: pd.DataFrame | None = None,
+    notes: Mapping[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     u_src, r_src = _labels(utterances, "source"), _labels(rejects, "source")
     u_sec = _seconds(utterances)
@@ -214,6 +216,8 @@ def _counts_section(
             "hours": _hours(u_sec[mask].sum()),
             "accounted": n_found is not None and int(n_found) == accepted + rejected,
         }
+        if (notes or {}).get(name):
+            sources[name]["notes"] = list((notes or {})[name])
     totals = {
         "found": sum(s["found"] or 0 for s in sources.values()),
         "accepted": sum(s["accepted"] for s in sources.values()),
@@ -450,6 +454,77 @@ def _leakage_section(utterances: pd.DataFrame, rejects: pd.DataFrame) -> dict[st
     }
 
 
+def _top_reasons(rejects: pd.DataFrame, n: int = 3) -> str:
+    """The most common reject reasons with counts and one example detail, for an empty-stage reason."""
+    reasons = _labels(rejects, "reason").value_counts()
+    parts = [f"{r} {int(c)}" for r, c in reasons.head(n).items()]
+    text = ", ".join(parts)
+    if len(reasons):
+        top = reasons.index[0]
+        detail = _labels(rejects, "detail", null="")[_labels(rejects, "reason") == top].iloc[0]
+        if detail:
+            text += f"; e.g. {detail}"
+    return text
+
+
+def empty_stage_reasons(
+    utterances: pd.DataFrame,
+    asr: pd.DataFrame,
+    classifier: pd.DataFrame,
+    rejects: pd.DataFrame,
+    found: Mapping[str, int],
+    extra: Mapping[str, Any],
+) -> dict[str, str]:
+    """Why a stage has no utterance rows, per stage ("asr_stage", "classifier_stage"); {} when neither is empty.
+
+    A release may legitimately hold an empty stage (the contract allows empty tables); the card must
+    then say why, so nobody mistakes it for a bug or trains on nothing. Classifier windows cut from
+    noise files are not utterance rows: a stage holding only those counts as empty.
+    """
+    clf_utt = classifier
+    if len(classifier) and "source" in classifier.columns:
+        clf_utt = classifier[_labels(classifier, "source") != "noise"]
+    empty = {"asr_stage": asr.empty, "classifier_stage": clf_utt.empty}
+    if not any(empty.values()):
+        return {}
+    n_found = sum(int(v) for v in found.values())
+    if utterances.empty:
+        if n_found == 0:
+            why = "the sources hold no items (found 0): check each source's path and kind"
+        else:
+            why = (f"no utterance was accepted: all {n_found} found item(s) were rejected "
+                   f"({_top_reasons(rejects)})")
+    else:
+        why = ""
+    reasons: dict[str, str] = {}
+    if empty["asr_stage"]:
+        if why:
+            reasons["asr_stage"] = why
+        else:
+            excluded = dict((extra.get("balance") or {}).get("excluded") or {})
+            pii_out = int((extra.get("pii") or {}).get("asr_excluded") or 0)
+            causes = [f"{k} {int(v)}" for k, v in excluded.items() if v]
+            if pii_out:
+                causes.append(f"pii_excluded {pii_out} (pii.asr_policy exclude)")
+            reasons["asr_stage"] = (
+                f"all {len(utterances)} accepted utterance(s) were left out of the ASR stage"
+                + (f" ({', '.join(causes)})" if causes else "")
+                + "; see the ASR-stage balancing and eligibility sections"
+            )
+    if empty["classifier_stage"]:
+        if why:
+            reason = why
+        else:
+            ineligible = int(((extra.get("eligibility") or {}).get("classifier") or {}).get("total") or 0)
+            reason = (f"all {len(utterances)} accepted utterance(s) were left out of the classifier stage"
+                      + (f" ({ineligible} by label-origin eligibility rules)" if ineligible else ""))
+        noise = len(classifier) - len(clf_utt)
+        if noise:
+            reason += f"; it holds only {noise} non-speech window(s) cut from noise files"
+        reasons["classifier_stage"] = reason
+    return reasons
+
+
 def build_card(
     *,
     spec: DatasetSpec,
@@ -470,7 +545,7 @@ def build_card(
         "seed": spec.seed,
         "spec": spec.model_dump(mode="json"),
         "class_index": dict(CLASS_INDEX),
-        "counts": _counts_section(spec, utterances, asr, rejects, found, classifier),
+        "counts": _counts_section(spec, utterances, asr, rejects, found, classifier, extra.get("source_notes")),
         "rejects": _rejects_section(rejects),
         "utterances": _utterances_section(utterances),
         "asr_stage": _asr_section(asr, utterances),
@@ -480,6 +555,8 @@ def build_card(
         ),
         "leakage": _leakage_section(utterances, rejects),
     }
+    for stage, reason in empty_stage_reasons(utterances, asr, classifier, rejects, found, extra).items():
+        card[stage]["empty_reason"] = reason
     extra_keys = [k for k in EXTRA_SECTIONS if k in extra]
     extra_keys += sorted(k for k in extra if k not in EXTRA_SECTIONS and k not in _EXTRA_PARAMETERS)
     clashes = [k for k in extra_keys if k in card]
@@ -538,8 +615,19 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, value)]
 
 
-def render_summary(card: dict[str, Any]) -> str:
-    """A few sentences: where the data came from, how much, which classes, what was rejected and why."""
+def _example_line(example: Mapping[str, Any], max_chars: int = 300) -> str:
+    detail = str(example.get("detail") or "")
+    detail = detail if len(detail) <= max_chars else detail[: max_chars - 3] + "..."
+    return f"  - {example.get('source')}: `{example.get('input_ref')}` ({example.get('reason')}): {detail}"
+
+
+def render_summary(card: dict[str, Any], examples_below: bool = False, max_examples: int = 0) -> str:
+    """A few sentences: where the data came from, how much, which classes, what was rejected and why.
+
+    Reject examples: `examples_below` when the caller prints the card's examples table after the
+    summary (the Markdown card); else up to `max_examples` of them are listed under the Rejected line
+    (the console), or, with 0, the summary points at the dataset card.
+    """
     counts, totals = card["counts"]["sources"], card["counts"]["totals"]
     utt, asr, clf, rej = card["utterances"], card["asr_stage"], card["classifier_stage"], card["rejects"]
     classes = ", ".join(f"{k} = {v}" for k, v in card["class_index"].items())
@@ -560,7 +648,14 @@ def render_summary(card: dict[str, Any]) -> str:
     ]
     if rej["total"]:
         reasons = ", ".join(f"{r} {n}" for r, n in rej["by_reason"].items())
-        lines.append(f"- **Rejected**: {rej['total']} items ({reasons}); examples below.")
+        examples = list(rej.get("examples") or [])[:max_examples] if not examples_below else []
+        if examples_below:
+            lines.append(f"- **Rejected**: {rej['total']} items ({reasons}); examples below.")
+        elif examples:
+            lines.append(f"- **Rejected**: {rej['total']} items ({reasons}); for example:")
+            lines += [_example_line(e) for e in examples]
+        else:
+            lines.append(f"- **Rejected**: {rej['total']} items ({reasons}); examples in the dataset card (Rejects).")
     else:
         lines.append("- **Rejected**: none.")
     balanced = {True: "balanced", False: "NOT balanced", None: "empty"}[asr["train_balanced"]]
@@ -568,6 +663,11 @@ def render_summary(card: dict[str, Any]) -> str:
         f"- **ASR stage**: {asr['rows']} rows ({asr['hours']:.2f} h), train split {balanced}; "
         f"{totals['excluded_from_asr']} accepted utterances left out by sampling or eligibility."
     )
+    both_empty = bool(asr.get("empty_reason")) and asr.get("empty_reason") == clf.get("empty_reason")
+    if both_empty:
+        lines.append(f"- **Both stages are empty**: {asr['empty_reason']}.")
+    elif asr.get("empty_reason"):
+        lines.append(f"- **ASR stage is empty**: {asr['empty_reason']}.")
     eligibility = card.get("eligibility") or {}
     ineligible = {
         stage: int(((eligibility.get(stage) or {}).get("total")) or 0) for stage in ("asr", "classifier")
@@ -581,6 +681,10 @@ def render_summary(card: dict[str, Any]) -> str:
         f"- **Classifier stage**: {clf['windows']} windows ({clf['speech']['speech']} speech, "
         f"{clf['speech']['non_speech']} non-speech)."
     )
+    if clf.get("empty_reason") and not both_empty:
+        lines.append(f"- **Classifier stage has no utterance windows**: {clf['empty_reason']}.")
+    for name, src in counts.items():
+        lines += [f"- **Note** ({name}): {note}" for note in src.get("notes") or []]
     leak = card.get("leakage")
     if leak:
         lines.append(
@@ -647,7 +751,7 @@ def render_markdown(card: dict[str, Any], plot_files: list[str]) -> str:
         if key in card:
             header.append((key, f"`{card[key]}`" if key == "content_sha256" else card[key]))
     out += [f"- **{k}**: {v}" for k, v in header]
-    out += ["", "## Summary", "", render_summary(card), ""]
+    out += ["", "## Summary", "", render_summary(card, examples_below=True), ""]
 
     counts = card["counts"]
     rows = [
@@ -679,6 +783,11 @@ def render_markdown(card: dict[str, Any], plot_files: list[str]) -> str:
     if inputs:
         out += ["Inputs:", ""]
         out += [f"- `{src['name']}`: {src['kind']} corpus at `{src['path']}`" for src in inputs]
+        out += [""]
+    notes = [(n, note) for n, s in counts["sources"].items() for note in s.get("notes") or []]
+    if notes:
+        out += ["Notes:", ""]
+        out += [f"- `{n}`: {note}" for n, note in notes]
         out += [""]
 
     rej = card["rejects"]
@@ -738,7 +847,8 @@ def render_markdown(card: dict[str, Any], plot_files: list[str]) -> str:
     out += [
         "## ASR stage",
         "",
-        f"{asr['rows']} rows, {asr['hours']:.2f} h, {asr['recipe_applied']} with recipe applied.",
+        f"{asr['rows']} rows, {asr['hours']:.2f} h, {asr['recipe_applied']} with recipe applied."
+        + (f" **Empty**: {asr['empty_reason']}." if asr.get("empty_reason") else ""),
         "",
         _matrix("split", asr["by_split_sentiment"]),
         "",
@@ -752,7 +862,8 @@ def render_markdown(card: dict[str, Any], plot_files: list[str]) -> str:
     out += [
         "## Classifier stage",
         "",
-        f"{clf['windows']} windows ({clf['valid_hours']:.2f} h of real audio).",
+        f"{clf['windows']} windows ({clf['valid_hours']:.2f} h of real audio)."
+        + (f" **No utterance windows**: {clf['empty_reason']}." if clf.get("empty_reason") else ""),
         "",
         _matrix("split", clf["by_split_sentiment"]),
         "",

@@ -487,7 +487,7 @@ def check_spec_paths(spec: DatasetSpec) -> None:
     model_path = spec.labelers.text_classifier.model_path
     if spec.labelers.text_classifier.kind == "hf_model" and model_path and not Path(model_path).is_dir():
         problems.append(f"  - labelers.text_classifier.model_path: folder {model_path!r} does not exist")
-    from tasks.corpora.registry import ADAPTERS
+    from tasks.corpora.registry import ADAPTERS, option_problem
 
     for i, source in enumerate(spec.sources):
         if source.kind not in ADAPTERS:
@@ -495,5 +495,7 @@ def check_spec_paths(spec: DatasetSpec) -> None:
                 f"  - sources.{i}.kind: adapter {source.kind!r} is not available in this version "
                 f"(available: {', '.join(sorted(ADAPTERS))})"
             )
+        elif (bad_options := option_problem(source)) is not None:
+            problems.append(f"  - sources.{i}.options: {bad_options}")
     if problems:
         raise SpecError("dataset spec cannot work:\n" + "\n".join(problems))

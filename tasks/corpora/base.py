@@ -56,11 +56,16 @@ class CorpusLayoutError(ValueError):
 
 @dataclass
 class IngestResult:
-    """Accepted utterance rows, reject rows (stage "ingest"), and how many items were found."""
+    """Accepted utterance rows, reject rows (stage "ingest"), and how many items were found.
+
+    `notes` are sentences about the source as a whole that a person should read (e.g. metadata
+    columns the adapter does not know): logged as warnings and shown in the card's per-source counts.
+    """
 
     items: pd.DataFrame
     rejects: pd.DataFrame
     found: int
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.found != len(self.items) + len(self.rejects):

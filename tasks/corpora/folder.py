@@ -3,7 +3,9 @@
 Audio files (.wav .flac .mp3 .ogg .m4a .mp4 .webm, any case) below `path`, and optionally ONE of
 `metadata.csv`, `metadata.tsv`, `metadata.jsonl` at the root whose `file_name` column holds paths
 relative to `path`. Optional columns: transcript, sentiment, emotion, speaker_id, gender, age, accent,
-language, split, offset_s, duration_s, emotion_intensity, license (others are ignored).
+language, split, offset_s, duration_s, emotion_intensity, license. Other columns are not read; they
+are named in a note (logged as a warning, shown in the card), never a reject: extra columns can be
+legitimate, but a `text` or `label` column is usually a label under the wrong name.
 
 Found items are the metadata rows plus every audio file no row names (so nothing in the folder is
 lost), or every audio file when there is no metadata. Native id = file_name without its extension
@@ -57,6 +59,41 @@ SPLIT_ALIASES: dict[str, str] = {
     "validation": "dev",
     "valid": "dev",
     "val": "dev",
+}
+# Every column the adapter reads (file_name is required); `_labels` and `ingest_folder` use these names.
+METADATA_COLUMNS: tuple[str, ...] = (
+    "file_name",
+    "transcript",
+    "sentiment",
+    "emotion",
+    "speaker_id",
+    "gender",
+    "age",
+    "accent",
+    "language",
+    "split",
+    "offset_s",
+    "duration_s",
+    "emotion_intensity",
+    "license",
+)
+# Column names other datasets use for an accepted column: named in the note as a likely rename.
+_COLUMN_HINTS: dict[str, str] = {
+    "text": "transcript",
+    "sentence": "transcript",
+    "transcription": "transcript",
+    "normalized_text": "transcript",
+    "utterance": "transcript",
+    "label": "sentiment (negative/neutral/positive) or emotion",
+    "sentiment_label": "sentiment",
+    "emotion_label": "emotion",
+    "speaker": "speaker_id",
+    "client_id": "speaker_id",
+    "sex": "gender",
+    "locale": "language",
+    "start": "offset_s",
+    "offset": "offset_s",
+    "duration": "duration_s",
 }
 _OPTIONS: dict[str, type] = {}
 _WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]")
@@ -145,6 +182,19 @@ def _read_metadata(uri: str) -> list[_Row]:
     if uri.endswith(".jsonl"):
         return list(_jsonl_rows(text))
     return list(_delimited_rows(text, "," if uri.endswith(".csv") else "\t"))
+
+
+def unknown_columns_note(meta_uri: str, rows: list[_Row]) -> str | None:
+    """A sentence naming the metadata columns the adapter does not read, or None when there are none."""
+    unknown = sorted({k for row in rows for k in row.values} - set(METADATA_COLUMNS))
+    if not unknown:
+        return None
+    hints = [f"{c} -> {_COLUMN_HINTS[c.lower()]}" for c in unknown if c.lower() in _COLUMN_HINTS]
+    note = (
+        f"metadata file {meta_uri}: column(s) {', '.join(unknown)} are not read by the folder adapter (their "
+        f"values were ignored; accepted columns: {', '.join(METADATA_COLUMNS)})"
+    )
+    return note + (f"; if they hold labels, rename them: {', '.join(hints)}" if hints else "")
 
 
 # ---------------------------------------------------------------------------------- row -> candidate
@@ -278,6 +328,7 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
     # (input_ref, row, resolved relative path, or why the row cannot name a file)
     rows: list[tuple[str, _Row, str | RowReject]] = []
     named: set[str] = set()
+    notes: list[str] = []
     if meta_uris:
         meta_uri = meta_uris[0]
         meta_name = storage.basename(meta_uri)
@@ -305,6 +356,9 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
                 except RowReject as rej:
                     target = rej
             rows.append((f"{meta_name}:{row.line}", row, target))
+        note = unknown_columns_note(meta_uri, meta_rows)
+        if note is not None:
+            notes.append(note)
 
     ids = _native_ids(named | {relative_path(root, f) for f in audio_files})
     candidates: list[Candidate] = []
@@ -350,4 +404,6 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
             continue
         labels = {"language": source.language or default_language, "license": source.license}
         candidates.append(Candidate(ids[rel], path, path, labels))
-    return build_result(source, candidates, rejects)
+    result = build_result(source, candidates, rejects)
+    result.notes.extend(notes)
+    return result

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tasks.corpora.base import Adapter
+import sys
+
+from tasks.corpora.base import Adapter, check_options
 from tasks.corpora.commonvoice import ingest_commonvoice
 from tasks.corpora.cremad import ingest_cremad
 from tasks.corpora.folder import ingest_folder
@@ -13,7 +15,7 @@ from tasks.corpora.meld import ingest_meld
 from tasks.corpora.msp_podcast import ingest_msp_podcast
 from tasks.corpora.ravdess import ingest_ravdess
 from tasks.corpora.slue_voxceleb import ingest_slue_voxceleb
-from tasks.spec import ADAPTER_KINDS
+from tasks.spec import ADAPTER_KINDS, SourceSpec
 
 ADAPTERS: dict[str, Adapter] = {
     "folder": ingest_folder,
@@ -41,3 +43,26 @@ def get_adapter(kind: str) -> Adapter:
         known = ", ".join(sorted(ADAPTERS))
         planned = "is planned but not implemented yet" if kind in ADAPTER_KINDS else "is not a known adapter kind"
         raise AdapterNotAvailableError(f"adapter kind {kind!r} {planned}; implemented: {known}") from None
+
+
+def adapter_options(kind: str) -> dict[str, type] | None:
+    """The options an adapter accepts (its module's `_OPTIONS` table), None when it declares none."""
+    adapter = ADAPTERS.get(kind)
+    module = sys.modules.get(adapter.__module__) if adapter is not None else None
+    return getattr(module, "_OPTIONS", None)
+
+
+def option_problem(source: SourceSpec) -> str | None:
+    """Why `source.options` cannot work for its adapter (the adapter's own message), or None.
+
+    The same check the adapter makes when it runs, made before any work so a typo stops the build
+    with exit code 2 instead of failing mid-run.
+    """
+    allowed = adapter_options(source.kind)
+    if allowed is None:
+        return None
+    try:
+        check_options(source, allowed)
+    except ValueError as err:
+        return str(err)
+    return None

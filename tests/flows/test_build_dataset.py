@@ -11,7 +11,9 @@ from flows.build_dataset import build_dataset
 from manifests.io import read_card, read_release, resolve_release
 from manifests.schema import ASR_STAGE, CLASSIFIER_STAGE, REJECTS, UTTERANCES
 from manifests.validate import validate_release
+from tasks.spec import DatasetSpec, parse_spec
 from tasks.transcripts.normalize import wer
+from tests.tasks.corpora.test_base import write_tone
 
 DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
 
@@ -89,3 +91,50 @@ def test_rebuild_is_identical_and_reuses_work(demo_release):
     assert second["content_sha256"] == first["content_sha256"]
     card = read_card(resolve_release(spec.output))
     assert card["content_sha256"] == first["content_sha256"]
+
+
+def _folder_spec(tmp_path: Path, name: str, metadata: str, **more: object) -> DatasetSpec:
+    corpus = tmp_path / name
+    write_tone(corpus / "a.wav", 1.0, seed=1)
+    write_tone(corpus / "b.wav", 1.0, seed=2)
+    (corpus / "metadata.csv").write_text(metadata)
+    return parse_spec({"name": name, "output": str(tmp_path / f"{name}-out"),
+                       "sources": [{"name": "s", "kind": "folder", "path": str(corpus)}],
+                       "labelers": {"transcripts": "none", "sentiment": "none"},
+                       "augment": {"enabled": False}, **more})
+
+
+def test_no_utterance_reaches_a_stage_gives_an_empty_valid_release(prefect_harness, tmp_path):
+    """Labels under other column names and no labelers: every item is rejected, the release is still valid."""
+    spec = _folder_spec(tmp_path, "nolabels", "file_name,text,label\na.wav,hello there,neutral\nb.wav,hi,positive\n")
+    result = build_dataset(spec)
+    assert validate_release(spec.output).ok, validate_release(spec.output).problems
+    tables = read_release(spec.output)
+    assert tables[UTTERANCES].empty and tables[ASR_STAGE].empty and tables[CLASSIFIER_STAGE].empty
+    assert set(tables[REJECTS]["reason"]) == {"missing_label"} and result["found"] == {"s": 2}
+    card = read_card(resolve_release(spec.output))
+    for stage in ("asr_stage", "classifier_stage"):
+        reason = card[stage]["empty_reason"]
+        assert "no utterance was accepted: all 2 found item(s) were rejected (missing_label 2" in reason
+        assert "labelers.sentiment=none" in reason
+    # The unread columns are named in the card's per-source counts and its Markdown.
+    (note,) = card["counts"]["sources"]["s"]["notes"]
+    assert "column(s) label, text are not read" in note and "text -> transcript" in note
+    md = Path(resolve_release(spec.output).card_md).read_text()
+    assert "**Both stages are empty**: no utterance was accepted" in md and "column(s) label, text" in md
+
+
+def test_all_utterances_excluded_from_both_stages_gives_an_empty_valid_release(prefect_harness, tmp_path):
+    """Accepted utterances that no stage may use (eligibility): empty stages, valid release, reason in the card."""
+    only_pseudo = {split: {"sentiment_origin": ["text_classifier"]} for split in ("train", "dev", "test")}
+    spec = _folder_spec(tmp_path, "ineligible", "file_name,transcript,sentiment\na.wav,hello there,neutral\n"
+                        "b.wav,hi,positive\n", eligibility={"asr": only_pseudo, "classifier": only_pseudo})
+    build_dataset(spec)
+    assert validate_release(spec.output).ok, validate_release(spec.output).problems
+    tables = read_release(spec.output)
+    assert len(tables[UTTERANCES]) == 2 and tables[ASR_STAGE].empty and tables[CLASSIFIER_STAGE].empty
+    card = read_card(resolve_release(spec.output))
+    assert card["asr_stage"]["empty_reason"].startswith("all 2 accepted utterance(s) were left out of the ASR stage")
+    assert "ineligible 2" in card["asr_stage"]["empty_reason"]
+    assert "2 by label-origin eligibility rules" in card["classifier_stage"]["empty_reason"]
+    assert "notes" not in card["counts"]["sources"]["s"]

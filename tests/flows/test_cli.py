@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from flows.cli import main
@@ -61,8 +62,47 @@ def test_validate_and_stats_exit_codes(tmp_path, capsys):
     write_release(str(tmp_path / "bad"), tables=tables)
     assert main(["validate", str(tmp_path / "bad")]) == 1
     assert "speed outside" in capsys.readouterr().err
-    assert main(["validate", str(tmp_path / "none")]) == 1
-    assert main(["stats", str(tmp_path / "none")]) == 2
+    capsys.readouterr()
+    # No release there at all is bad input (2), for validate as for stats; an invalid release is 1.
+    (tmp_path / "empty").mkdir()
+    for missing in ("none", "empty"):
+        assert main(["validate", str(tmp_path / missing)]) == 2
+        assert "neither a release folder" in capsys.readouterr().err
+        assert main(["stats", str(tmp_path / missing)]) == 2
+
+
+def test_unknown_adapter_option_stops_before_work(tmp_path, capsys):
+    (tmp_path / "d").mkdir()
+    spec = _spec(tmp_path, "name: x\noutput: out\nsources:\n"
+                 "  - {name: a, kind: folder, path: d, options: {recursive: true}}\n"
+                 "  - {name: b, kind: iemocap, path: d, options: {test_sessions: 5}}\n")
+    assert main(["build", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "sources.0.options: source 'a' (folder): unknown option(s) recursive; allowed: none" in err
+    assert "sources.1.options: source 'b' (iemocap): option test_sessions must be list, got 5" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_console_summary_lists_the_reject_examples_it_mentions(tmp_path, capsys):
+    """`stats` (and `build`) print the summary with examples under it, never "examples below" with none."""
+    from manifests.schema import CLASSIFIER_STAGE, REJECTS, UTTERANCES
+    from tasks.report import build_card
+    from tasks.spec import parse_spec
+
+    tables = make_tables()
+    spec = parse_spec({"name": "x", "output": str(tmp_path),
+                       "sources": [{"name": s, "kind": "folder", "path": "/d"}
+                                   for s in sorted(set(tables[UTTERANCES]["source"]))]})
+    found = (pd.concat([tables[UTTERANCES]["source"], tables[REJECTS]["source"]]).value_counts().to_dict())
+    card = build_card(spec=spec, release="r1", utterances=tables[UTTERANCES], asr=tables[ASR_STAGE],
+                      classifier=tables[CLASSIFIER_STAGE], rejects=tables[REJECTS], found=found, extra={})
+    write_release(str(tmp_path / "rel"), tables=tables, card_extra=card)
+    assert len(tables[REJECTS]) > 0
+    assert main(["stats", str(tmp_path / "rel")]) == 0
+    out = capsys.readouterr().out
+    assert "examples below" not in out and "; for example:" in out
+    first = tables[REJECTS].iloc[0]
+    assert f"`{first['input_ref']}` ({first['reason']})" in out
 
 
 def test_stats_prints_summary(demo_release, capsys):

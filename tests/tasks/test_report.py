@@ -16,7 +16,7 @@ from manifests.schema import (
     REJECTS_SCHEMA,
     UTTERANCES_SCHEMA,
 )
-from tasks.report import PLOT_FILES, build_card, make_plots, render_markdown
+from tasks.report import PLOT_FILES, build_card, make_plots, render_markdown, render_summary
 from tasks.spec import DatasetSpec, SourceSpec
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -509,3 +509,62 @@ def test_eligibility_and_agreement_hooks(spec, tables):
     cross = _card(spec, tables, extra=real)["cross_sections"]["source"]
     assert cross["beta"]["agreement"] == {"vader": {"n": 3, "accuracy": 0.6667, "macro_f1": 0.5}}
     assert "agreement" not in cross["alpha"]
+
+
+def test_summary_promises_reject_examples_only_where_they_follow(spec, tables):
+    card = _card(spec, tables)
+    # The Markdown card prints the examples table after the summary: "below" is true there.
+    md = render_markdown(card, [])
+    assert "examples below." in md and md.index("examples below.") < md.index("Examples:")
+    # Anywhere else (console, Prefect artifact) nothing follows: list them, or point at the card.
+    assert "below" not in render_summary(card)
+    assert "examples in the dataset card (Rejects)" in render_summary(card)
+    console = render_summary(card, max_examples=1)
+    assert "below" not in console and "; for example:" in console
+    listed = [line for line in console.splitlines() if line.startswith("  - ")]
+    first = card["rejects"]["examples"][0]
+    assert len(listed) == 1 and f"`{first['input_ref']}` ({first['reason']})" in listed[0]
+
+
+def test_source_notes_reach_the_per_source_counts_summary_and_markdown(spec, tables):
+    note = "metadata file /data/alpha/metadata.csv: column(s) text are not read"
+    card = _card(spec, tables, extra={**EXTRA, "source_notes": {"alpha": [note]}})
+    assert card["counts"]["sources"]["alpha"]["notes"] == [note]
+    assert "notes" not in card["counts"]["sources"]["beta"] and "source_notes" not in card
+    assert f"- **Note** (alpha): {note}" in render_summary(card)
+    assert f"- `alpha`: {note}" in render_markdown(card, [])
+
+
+def test_empty_stages_say_why(spec, tables):
+    empty = {
+        "utterances": _frame([], UTTERANCES_SCHEMA),
+        "asr": _frame([], ASR_STAGE_SCHEMA),
+        "classifier": _frame([], CLASSIFIER_STAGE_SCHEMA),
+        "rejects": tables["rejects"],
+    }
+    # Nothing accepted: the reason names the reject reasons and one example detail.
+    card = _card(spec, empty, found={"alpha": 1, "beta": 1}, extra={})
+    for stage in ("asr_stage", "classifier_stage"):
+        assert card[stage]["empty_reason"].startswith("no utterance was accepted: all 2 found item(s) were rejected")
+        assert "missing_audio 1" in card[stage]["empty_reason"] and "; e.g. " in card[stage]["empty_reason"]
+    summary = render_summary(card)  # one line when both stages are empty for the same reason
+    assert "**Both stages are empty**: no utterance was accepted" in summary and "**ASR stage is empty" not in summary
+    assert "**Empty**:" in render_markdown(card, []) and "**No utterance windows**:" in render_markdown(card, [])
+    # Nothing found at all.
+    nothing = _card(spec, {**empty, "rejects": _frame([], REJECTS_SCHEMA)}, found={"alpha": 0}, extra={})
+    assert "the sources hold no items" in nothing["asr_stage"]["empty_reason"]
+    # Accepted utterances that sampling, eligibility and PII left out; noise windows are not utterance rows.
+    noise = _frame([_stage("noise/n1", "noise", "train", None, 5.0, speech_present=False)], CLASSIFIER_STAGE_SCHEMA)
+    extra = {"balance": {"excluded": {"null_sentiment": 0, "ineligible": 3, "not_selected": 1}},
+             "pii": {"asr_excluded": 2}, "eligibility": {"classifier": {"total": 6}}}
+    left_out = _card(spec, {**tables, "asr": empty["asr"], "classifier": noise}, extra=extra)
+    asr_reason = left_out["asr_stage"]["empty_reason"]
+    assert asr_reason.startswith("all 6 accepted utterance(s) were left out of the ASR stage")
+    assert "(ineligible 3, not_selected 1, pii_excluded 2" in asr_reason
+    assert "**ASR stage is empty**: all 6" in render_summary(left_out)
+    assert "**Classifier stage has no utterance windows**: all 6" in render_summary(left_out)
+    clf_reason = left_out["classifier_stage"]["empty_reason"]
+    assert "6 by label-origin eligibility rules" in clf_reason and "only 1 non-speech window(s)" in clf_reason
+    # A stage with rows has no reason.
+    full = _card(spec, tables)
+    assert "empty_reason" not in full["asr_stage"] and "empty_reason" not in full["classifier_stage"]

@@ -219,6 +219,38 @@ def test_jsonl_and_tsv_metadata(tmp_path: Path) -> None:
     assert items.loc["lab/b", "sentiment"] is None
 
 
+def test_unknown_metadata_columns_are_named_in_a_note_not_rejected(tmp_path: Path) -> None:
+    root = tmp_path / "corpus"
+    write_tone(root / "a.wav", 0.5)
+    write_tone(root / "b.wav", 0.5, seed=1)
+    (root / "metadata.csv").write_text("file_name,text,label\na.wav,hello there,Neutral\nb.wav,hi,positive\n")
+    result = ingest_folder(_source(str(root)), "en")
+    # Every row is still accepted (extra columns can be legitimate) but nothing was read from them ...
+    assert result.found == 2 and len(result.items) == 2 and result.rejects.empty
+    assert result.items["sentiment"].isna().all() and result.items["transcript_raw"].isna().all()
+    # ... and one note says which columns were ignored and what they were probably meant to be.
+    assert len(result.notes) == 1
+    note = result.notes[0]
+    assert "column(s) label, text are not read" in note and str(root / "metadata.csv") in note
+    assert "text -> transcript" in note and "label -> sentiment" in note
+    assert "accepted columns: file_name, transcript, sentiment" in note
+
+
+def test_known_columns_give_no_note_and_jsonl_extras_are_collected(tmp_path: Path) -> None:
+    root = make_corpus(tmp_path / "corpus")
+    assert ingest_folder(_source(str(root)), "en").notes == []
+    root = tmp_path / "j"
+    write_tone(root / "a.wav", 0.5)
+    write_tone(root / "b.wav", 0.5, seed=1)
+    records = [{"file_name": "a.wav", "sentiment": "positive"},
+               {"file_name": "b.wav", "sentiment": "negative", "snr": 12, "room": "kitchen"}]
+    (root / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    result = ingest_folder(_source(str(root)), "en")
+    assert len(result.items) == 2 and set(result.items["sentiment"]) == {"positive", "negative"}
+    assert len(result.notes) == 1 and "column(s) room, snr are not read" in result.notes[0]
+    assert "rename them" not in result.notes[0]  # no likely rename for these: just named
+
+
 def test_second_metadata_file_is_reported_not_silently_dropped(tmp_path: Path) -> None:
     root = tmp_path / "corpus"
     write_tone(root / "a.wav", 0.5)

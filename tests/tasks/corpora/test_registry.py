@@ -32,3 +32,15 @@ def test_unknown_kinds_say_what_exists() -> None:
     assert issubclass(AdapterNotAvailableError, LookupError)
     with pytest.raises(LookupError, match=r"'wav2vec' is not a known adapter kind"):
         get_adapter("wav2vec")
+
+
+def test_every_adapter_declares_its_options_for_the_pre_flight_check() -> None:
+    from tasks.corpora.registry import ADAPTERS, adapter_options, option_problem
+    from tasks.spec import SourceSpec
+
+    for kind in ADAPTERS:
+        assert isinstance(adapter_options(kind), dict), kind
+    ok = SourceSpec(name="a", kind="iemocap", path="/d", options={"test_sessions": [5]})
+    assert option_problem(ok) is None
+    typo = SourceSpec(name="a", kind="folder", path="/d", options={"recursive": True})
+    assert option_problem(typo) == "source 'a' (folder): unknown option(s) recursive; allowed: none"
