@@ -62,8 +62,25 @@ def _build(spec_path: Path, output: str | None) -> int:
     print(f"release:   {result['release_uri']}")
     print(f"LATEST ->  {result['release']}  (content_sha256 {result['content_sha256'][:16]}...)")
     _print_summary(result["release_uri"])
-    print(f"\nnext: voicetone validate {spec.output}    voicetone stats {spec.output}")
+    prog = invoked_as()
+    print(f"\nnext: {prog} validate {spec.output}    {prog} stats {spec.output}")
     return EXIT_OK
+
+
+def invoked_as(argv0: str | None = None) -> str:
+    """How to call this command again: `voicetone` when that is on PATH, else the path used (e.g.
+    `.venv/bin/voicetone` after `make demo`, whose venv is not activated)."""
+    import shutil
+
+    argv0 = argv0 if argv0 is not None else sys.argv[0]
+    name = os.path.basename(argv0)
+    if name != "voicetone":
+        return "voicetone"  # python -m / tests: nothing better to suggest
+    found = shutil.which("voicetone")
+    if found and os.path.realpath(found) == os.path.realpath(argv0):
+        return "voicetone"
+    rel = os.path.relpath(argv0)
+    return rel if not rel.startswith("../..") else os.path.abspath(argv0)
 
 
 def _print_summary(uri: str) -> None:

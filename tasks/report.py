@@ -144,6 +144,14 @@ def _hours(seconds: float) -> float:
     return round(float(seconds) / 3600.0, 6)
 
 
+def fmt_hours(hours: float) -> str:
+    """Hours for people: minutes below a tenth of an hour, so a small source never reads "0.00 h"."""
+    hours = float(hours or 0.0)
+    if 0 < hours < 0.1:
+        return f"{hours * 60:.1f} min"
+    return f"{hours:.2f} h"
+
+
 def _ordered(values: Iterable[str], preferred: Iterable[str]) -> list[str]:
     """Known values in their canonical order first, then the rest alphabetically (stable output)."""
     present = list(dict.fromkeys(values))
@@ -635,14 +643,14 @@ def render_summary(card: dict[str, Any], examples_below: bool = False, max_examp
     sources = ", ".join(
         f"{n}"
         + (f" [{kinds[n]}]" if n in kinds else "")
-        + f" ({s['accepted']} utterances, {s['hours']:.2f} h)"
+        + f" ({s['accepted']} utterances, {fmt_hours(s['hours'])})"
         for n, s in counts.items()
     )
     lines = [
         f"- **Sources**: {sources or 'none'}.",
-        f"- **Accepted**: {totals['accepted']} of {totals['found']} found items, {totals['hours']:.2f} h; "
+        f"- **Accepted**: {totals['accepted']} of {totals['found']} found items, {fmt_hours(totals['hours'])}; "
         f"splits: "
-        + ", ".join(f"{s} {v['count']} ({v['hours']:.2f} h)" for s, v in utt["by_split"].items())
+        + ", ".join(f"{s} {v['count']} ({fmt_hours(v['hours'])})" for s, v in utt["by_split"].items())
         + ".",
         f"- **Classes** (class index): {classes}.",
     ]
@@ -660,7 +668,7 @@ def render_summary(card: dict[str, Any], examples_below: bool = False, max_examp
         lines.append("- **Rejected**: none.")
     balanced = {True: "balanced", False: "NOT balanced", None: "empty"}[asr["train_balanced"]]
     lines.append(
-        f"- **ASR stage**: {asr['rows']} rows ({asr['hours']:.2f} h), train split {balanced}; "
+        f"- **ASR stage**: {asr['rows']} rows ({fmt_hours(asr['hours'])}), train split {balanced}; "
         f"{totals['excluded_from_asr']} accepted utterances left out by sampling or eligibility."
     )
     both_empty = bool(asr.get("empty_reason")) and asr.get("empty_reason") == clf.get("empty_reason")
@@ -847,7 +855,7 @@ def render_markdown(card: dict[str, Any], plot_files: list[str]) -> str:
     out += [
         "## ASR stage",
         "",
-        f"{asr['rows']} rows, {asr['hours']:.2f} h, {asr['recipe_applied']} with recipe applied."
+        f"{asr['rows']} rows, {fmt_hours(asr['hours'])}, {asr['recipe_applied']} with recipe applied."
         + (f" **Empty**: {asr['empty_reason']}." if asr.get("empty_reason") else ""),
         "",
         _matrix("split", asr["by_split_sentiment"]),
@@ -862,7 +870,7 @@ def render_markdown(card: dict[str, Any], plot_files: list[str]) -> str:
     out += [
         "## Classifier stage",
         "",
-        f"{clf['windows']} windows ({clf['valid_hours']:.2f} h of real audio)."
+        f"{clf['windows']} windows ({fmt_hours(clf['valid_hours'])} of real audio)."
         + (f" **No utterance windows**: {clf['empty_reason']}." if clf.get("empty_reason") else ""),
         "",
         _matrix("split", clf["by_split_sentiment"]),

@@ -137,3 +137,19 @@ def test_wrong_layout_stops_with_usage_exit_code(tmp_path, capsys, monkeypatch):
     assert run.returncode == 2, run.stderr[-2000:]
     assert "does not match its adapter" in run.stderr and "expected Actor_NN/" in run.stderr
     assert run.stderr.count("Retry 1/1") == 0
+
+
+def test_next_steps_name_the_command_as_the_user_can_run_it(tmp_path, monkeypatch):
+    from flows.cli import invoked_as
+
+    bindir = tmp_path / "venv" / "bin"
+    bindir.mkdir(parents=True)
+    exe = bindir / "voicetone"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert invoked_as(str(exe)) == "venv/bin/voicetone"  # not activated: the path that works
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    assert invoked_as(str(exe)) == "voicetone"  # on PATH: the short name
+    assert invoked_as("/usr/lib/python3/pytest") == "voicetone"

@@ -568,3 +568,11 @@ def test_empty_stages_say_why(spec, tables):
     # A stage with rows has no reason.
     full = _card(spec, tables)
     assert "empty_reason" not in full["asr_stage"] and "empty_reason" not in full["classifier_stage"]
+
+
+def test_small_durations_read_in_minutes():
+    from tasks.report import fmt_hours
+
+    assert fmt_hours(0.0) == "0.00 h"
+    assert fmt_hours(0.0125) == "0.8 min"  # 45 s: not "0.01 h"
+    assert fmt_hours(0.1) == "0.10 h" and fmt_hours(12.345) == "12.35 h"
