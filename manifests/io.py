@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -216,18 +218,111 @@ def table_digest(df: pd.DataFrame, name: str, release_root: str | None = None) -
     """sha256 of a manifest's rows sorted by id, columns sorted by name, timing fields excluded.
 
     Paths inside the release folder are hashed relative to it, so identical builds published under
-    different release names hash the same.
+    different release names hash the same. Each row is hashed as the compact JSON list of its
+    `_canonical` cells plus a newline; the cells are built a column at a time (`_column_cells`), which
+    gives the same bytes as encoding row by row (tests/manifests/test_io.py keeps the row loop as the
+    oracle) at a fraction of the cost.
     """
     cols = sorted(c for c in df.columns if c not in TIMING_FIELDS)
     keys = [c for c in ID_COLUMNS[name] if c in df.columns]
     ordered = df.sort_values(keys, kind="mergesort") if keys and len(df) else df
     digest = hashlib.sha256()
     digest.update(json.dumps(cols).encode())
-    for row in ordered[cols].itertuples(index=False, name=None):
-        canon = [_canonical(v, release_root) for v in row]
-        digest.update(json.dumps(canon, separators=(",", ":"), sort_keys=False, default=str).encode())
-        digest.update(b"\n")
+    table = ordered[cols]
+    for start in range(0, len(table), _DIGEST_CHUNK_ROWS):
+        chunk = table.iloc[start : start + _DIGEST_CHUNK_ROWS]
+        # Positional columns, as DataFrame.itertuples reads them (duplicate names included).
+        cells = [_column_cells(chunk.iloc[:, k], release_root) for k in range(chunk.shape[1])]
+        rows = zip(*cells, strict=True) if cells else itertools.repeat((), len(chunk))
+        digest.update("".join(["[" + ",".join(row) + "]\n" for row in rows]).encode())
     return digest.hexdigest()
+
+
+# Rows canonicalised at once: bounds the memory of the cell strings, large enough to amortise pandas calls.
+_DIGEST_CHUNK_ROWS = 16_384
+# json.dumps(value, separators=(",", ":"), default=str) without rebuilding the encoder per cell.
+_CELL_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+_encode_str = json.encoder.encode_basestring_ascii  # what that encoder uses for str (ensure_ascii)
+
+
+def _cell_json(value: Any, release_root: str | None) -> str:
+    """The general path: one cell exactly as the row-wise `json.dumps(canonical row)` wrote it."""
+    return _CELL_ENCODER.encode(_canonical(value, release_root))
+
+
+def _float_json(value: float) -> str:
+    """`_cell_json` of a built-in float: NaN is null, else rounded to 9 places (repr round-trips)."""
+    if value != value:
+        return "null"
+    value = round(value, 9)
+    if value == math.inf:
+        return "Infinity"
+    if value == -math.inf:
+        return "-Infinity"
+    return float.__repr__(value)
+
+
+def _object_cells(values: Iterable[Any], release_root: str | None) -> list[str]:
+    """Cells of a column of Python objects: str/None/float/bool inline, anything else via `_cell_json`."""
+    out: list[str] = []
+    append = out.append
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            if release_root and value.startswith(release_root):
+                value = RELEASE_PLACEHOLDER + value[len(release_root) :]
+            append(_encode_str(value))
+        elif value is None:
+            append("null")
+        elif kind is float:
+            append(_float_json(value))
+        elif kind is bool:
+            append("true" if value else "false")
+        else:
+            append(_cell_json(value, release_root))
+    return out
+
+
+def _column_cells(col: pd.Series, release_root: str | None) -> list[str]:
+    """The JSON text of every cell of one column, in row order, per dtype.
+
+    Numpy bool/int/float columns iterate as built-in bool/int/float (`Series.__iter__` uses
+    `ndarray.item`), so they are encoded from `tolist()`; floats once per distinct bit pattern (so
+    -0.0 and 0.0 stay apart). String-dtype columns hold str or a missing value (-> null). Every
+    other dtype takes the values `Series.__iter__` yields, as the row loop did.
+    """
+    dtype = col.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "biuf":
+        values = col.to_numpy()
+        if dtype.kind == "b":
+            return np.where(values, "true", "false").tolist()
+        if dtype.kind in "iu":
+            return list(map(int.__repr__, values.tolist()))
+        if dtype.itemsize <= 8:  # float16/32 widen to float64 exactly, as ndarray.item does
+            bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
+            codes, uniques = pd.factorize(bits)
+            texts = np.array([_float_json(v) for v in uniques.view(np.float64).tolist()], dtype=object)
+            return texts[codes].tolist()
+    if isinstance(dtype, pd.StringDtype):
+        return _string_cells(col.to_numpy(dtype=object, na_value=None), release_root)
+    return _object_cells(col, release_root)
+
+
+_REPEAT_PROBE_ROWS = 1024
+
+
+def _string_cells(values: np.ndarray, release_root: str | None) -> list[str]:
+    """Cells of str-or-None values: each distinct string encoded once when the column repeats.
+
+    Ids and transcripts are all distinct (factorising them only costs), sources or splits have a
+    handful of values: the column's head decides. Either way the cells are `_object_cells`'.
+    """
+    head = values[:_REPEAT_PROBE_ROWS]
+    if len(values) > len(head) and len(pd.unique(head)) > len(head) // 2:
+        return _object_cells(values, release_root)
+    codes, uniques = pd.factorize(values)  # None -> code -1 -> the "null" appended last
+    texts = np.array([*_object_cells(uniques.tolist(), release_root), "null"], dtype=object)
+    return texts[codes].tolist()
 
 
 def content_sha256(tables: Mapping[str, pd.DataFrame], release_root: str | None = None) -> str:

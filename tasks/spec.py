@@ -203,6 +203,10 @@ class LabelersSpec(_Strict):
     quality_sample_per_source: int = Field(
         default=20, ge=0, description="human-transcribed rows per source (per shard) also ASR-labelled for WER"
     )
+    agreement_train_max_rows: int | None = Field(
+        default=20_000, ge=1, description="card's sentiment agreement: at most this many train-split rows (stratified "
+        "by sentiment, seeded) train its classifier when the run trained none; null = all"
+    )
     text_classifier: TextClassifierSettings = Field(default_factory=TextClassifierSettings)
     aws_comprehend: AwsComprehendSettings = Field(default_factory=AwsComprehendSettings)
 

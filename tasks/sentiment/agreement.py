@@ -127,22 +127,77 @@ def trained_predictor(model: Any) -> Predictor:
 
 
 def _trained_for_report(
-    utterances: pd.DataFrame, spec: DatasetSpec, model_uri: str | None
+    rows: pd.DataFrame, spec: DatasetSpec, model_uri: str | None
 ) -> tuple[Any, dict[str, Any]]:
-    """(model or None, description): the run's model, or one trained now on the release's train split."""
+    """(model or None, description): the run's model, or one trained now on the release's train split.
+
+    Trained now, it sees at most `labelers.agreement_train_max_rows` rows (`training_sample`), so the
+    cost of this report stops growing with the release; the description says how many and whether
+    they were sampled. `rows` is `trained.training_rows` of the release.
+    """
     from tasks.sentiment import trained
 
     if model_uri:
         model = trained.load(model_uri)
         return model, {**model.describe(), "source": "trained in the run", "uri": model_uri}
-    rows = trained.training_rows(utterances, spec)
+    cap = spec.labelers.agreement_train_max_rows
+    sample = training_sample(rows, cap, spec.seed)
+    training = {
+        "available_rows": int(len(rows)),
+        "trained_rows": int(len(sample)),
+        "sampled": len(sample) < len(rows),
+        "max_rows": cap,
+        "stratified_by": "sentiment",
+        "seed": spec.seed,
+    }
+    # Languages of the whole split: a rare language left out of the sample is still scored, not abstained.
     languages = sorted({lang for lang in map(trained.primary_language, rows["language"]) if lang})
     try:
-        model = trained.fit(rows["text"].tolist(), rows["sentiment"].tolist(),
+        model = trained.fit(sample["text"].tolist(), sample["sentiment"].tolist(),
                             spec.labelers.text_classifier.trained, languages or ["en"])
     except trained.InsufficientTrainingData as err:
-        return None, {"available": False, "reason": str(err)}
-    return model, {**model.describe(), "source": "trained at publish on the release's train split"}
+        return None, {"available": False, "reason": str(err), "training": training}
+    return model, {**model.describe(), "source": "trained at publish on the release's train split",
+                   "training": training}
+
+
+def _stratum_quotas(counts: Mapping[str, int], total: int) -> dict[str, int]:
+    """`total` split over the strata in proportion to `counts` (largest remainder, ties by name).
+
+    Every non-empty stratum keeps at least one row when `total` allows, so the sampled classifier
+    knows the same classes as one trained on everything.
+    """
+    n = sum(counts.values())
+    quotas = {k: total * c // n for k, c in counts.items()}
+    rest = total - sum(quotas.values())
+    for k in sorted(counts, key=lambda k: (-(total * counts[k] % n), k))[:rest]:
+        quotas[k] += 1
+    for k in sorted(counts):
+        if quotas[k] == 0 and counts[k] > 0:
+            donor = max(sorted(quotas), key=lambda d: quotas[d])
+            if quotas[donor] > 1:
+                quotas[donor] -= 1
+                quotas[k] = 1
+    return quotas
+
+
+def training_sample(rows: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
+    """At most `max_rows` of `rows`, stratified by ``sentiment`` in proportion, chosen by a seeded hash.
+
+    Which rows are picked depends only on the seed and the utterance ids (not on row order), so two
+    builds of one release train the same report classifier; kept rows stay in their original order.
+    """
+    if max_rows is None or len(rows) <= max_rows:
+        return rows
+    rows = rows.reset_index(drop=True)
+    counts = {str(k): int(v) for k, v in rows["sentiment"].astype(str).value_counts().items()}
+    quotas = _stratum_quotas(counts, max_rows)
+    order = rows["utterance_id"].map(lambda u: hashlib.sha256(f"{seed}:report-train:{u}".encode()).hexdigest())
+    ranked = rows.assign(_stratum=rows["sentiment"].astype(str), _order=order)
+    ranked = ranked.sort_values(["_stratum", "_order", "utterance_id"], kind="mergesort")
+    rank = ranked.groupby("_stratum", sort=False).cumcount()
+    keep = rank < ranked["_stratum"].map(quotas)
+    return rows.loc[sorted(ranked.index[keep])].reset_index(drop=True)
 
 
 def _comprehend_summary(utterances: pd.DataFrame) -> dict[str, Any] | None:
@@ -187,7 +242,9 @@ def agreement_report(
     comprehend = _comprehend_summary(utterances)
     if comprehend is not None:
         section["aws_comprehend"] = comprehend
-    heldout = _sample(trained.human_labelled(utterances, spec, HELDOUT_SPLITS), max_per_source, spec.seed)
+    # One pass of the (per-row) filter for both uses; equal to training_rows + human_labelled(HELDOUT_SPLITS).
+    labelled = trained.human_labelled(utterances, spec, ("train", *HELDOUT_SPLITS))
+    heldout = _sample(labelled[labelled["split"].isin(HELDOUT_SPLITS)], max_per_source, spec.seed)
     section["heldout"]["n_items"] = int(len(heldout))
     section["heldout"]["per_source"] = {str(k): int(v) for k, v in heldout["source"].value_counts().sort_index().items()}
     if heldout.empty:
@@ -196,7 +253,8 @@ def agreement_report(
         return section
 
     labelers: dict[str, Predictor] = {"vader": offline_predictor(tc.model_copy(update={"kind": "vader"}))}
-    model, description = _trained_for_report(utterances, spec, model_uri)
+    train_rows = labelled[labelled["split"] == "train"].reset_index(drop=True)
+    model, description = _trained_for_report(train_rows, spec, model_uri)
     section["trained_model"] = description
     if model is not None:
         labelers["trained"] = trained_predictor(model)

@@ -1,9 +1,23 @@
+import datetime
+import hashlib
+import json
+
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from manifests import io as mio
-from manifests.schema import ASR_STAGE, MANIFEST_NAMES, UTTERANCES, UTTERANCES_SCHEMA
+from manifests.schema import (
+    ASR_STAGE,
+    CLASSIFIER_STAGE,
+    ID_COLUMNS,
+    MANIFEST_NAMES,
+    REJECTS,
+    TIMING_FIELDS,
+    UTTERANCES,
+    UTTERANCES_SCHEMA,
+)
 from tests.manifests.release_factory import make_tables, write_release
 
 
@@ -68,3 +82,159 @@ def test_s3_round_trip(moto_server, s3_bucket):
     tables = mio.read_release(output)
     assert len(tables[UTTERANCES]) == 6
     assert isinstance(tables[ASR_STAGE], pd.DataFrame)
+
+
+# ---------------------------------------------------------------- content hash: column-wise == row loop
+#
+# The row-by-row implementation that defined content_sha256 before it was vectorised, kept verbatim
+# as the oracle: the column-wise `mio.table_digest` must produce the same bytes for every input this
+# accepts (and fail where it fails), or every published release would change identity.
+
+
+def _oracle_canonical(value, release_root):
+    if isinstance(value, list | tuple) or type(value).__name__ == "ndarray":
+        return [_oracle_canonical(v, release_root) for v in list(value)]
+    if mio._is_null(value):
+        return None
+    if isinstance(value, float):
+        return float(repr(round(value, 9)))
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        return _oracle_canonical(value.item(), release_root)
+    if isinstance(value, str) and release_root and value.startswith(release_root):
+        return mio.RELEASE_PLACEHOLDER + value[len(release_root) :]
+    return value
+
+
+def _oracle_table_digest(df, name, release_root=None):
+    cols = sorted(c for c in df.columns if c not in TIMING_FIELDS)
+    keys = [c for c in ID_COLUMNS[name] if c in df.columns]
+    ordered = df.sort_values(keys, kind="mergesort") if keys and len(df) else df
+    digest = hashlib.sha256()
+    digest.update(json.dumps(cols).encode())
+    for row in ordered[cols].itertuples(index=False, name=None):
+        canon = [_oracle_canonical(v, release_root) for v in row]
+        digest.update(json.dumps(canon, separators=(",", ":"), sort_keys=False, default=str).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _oracle_content_sha256(tables, release_root=None):
+    digest = hashlib.sha256()
+    for name in MANIFEST_NAMES:
+        digest.update(name.encode())
+        digest.update(_oracle_table_digest(tables[name], name, release_root).encode())
+    return digest.hexdigest()
+
+
+def _assert_same_digest(df, name, root):
+    """Equal digests, or both implementations refuse the table with the same exception type."""
+    try:
+        expected = _oracle_table_digest(df, name, root)
+    except Exception as err:  # noqa: BLE001 - any refusal of the oracle must be mirrored
+        with pytest.raises(type(err)):
+            mio.table_digest(df, name, root)
+        return
+    assert mio.table_digest(df, name, root) == expected
+
+
+ROOT = "/out/releases/20260101T000000Z"
+AWKWARD_FLOATS = [
+    float("nan"), -0.0, 0.0, float("inf"), float("-inf"), 0.1 + 0.2, 1.23456789012345, 5e-324, -5e-324,
+    1.7976931348623157e308, 2.5e-9, 5e-10, 1234567.0000000005, -3.0000000015, 1e16 + 1, 0.5, 2**53 + 0.0,
+]
+AWKWARD_STRINGS = [
+    "", "é", "日本語", "😀 emoji", "nul\x00byte", '"quoted"', "back\\slash", "tab\tnew\nline", "\u2028",
+    ROOT, ROOT + "/audio/a.wav", ROOT + "x/b.wav", "/out/releases/other/c.wav", "<release>/d.wav",
+]
+AWKWARD_OBJECTS = [
+    None, float("nan"), pd.NA, pd.NaT, True, False, 0, -1, 2**63 - 1, -(2**63), 2**70, -0.0, 1e-12,
+    [], [1, None, "a"], [[1, 2], [], [float("nan"), -0.0]], (3, "x"), np.array([1, 2, 3]), np.array([], dtype=object),
+    np.array([True, False]), np.array(["s", ROOT + "/z"], dtype=object), {"a": 1.5, "b": [1, 2]}, {},
+    {"nan": float("nan"), "nested": {"k": None}}, np.int64(7), np.int32(-3), np.uint64(2**64 - 1), np.bool_(True),
+    np.str_("numpy str"), np.str_(ROOT + "/np.wav"), pd.Timestamp("2026-01-02T03:04:05", tz="UTC"),
+    pd.Timestamp("2026-01-02"), datetime.date(2026, 1, 2), b"bytes", *AWKWARD_STRINGS, *AWKWARD_FLOATS,
+]
+
+
+def _random_frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """A table of every dtype pandas/pyarrow hand to the digest, with awkward values mixed in."""
+
+    def pick(pool, k=n):
+        return [pool[i] for i in rng.integers(0, len(pool), size=k)]
+
+    floats = np.where(rng.random(n) < 0.3, pick(AWKWARD_FLOATS), rng.normal(0, 10.0 ** rng.integers(-12, 12, n)))
+    strings = [s if rng.random() < 0.5 else f"id-{rng.integers(1e9)}" for s in pick(AWKWARD_STRINGS)]
+    with_missing = [None if rng.random() < 0.2 else s for s in strings]
+    return pd.DataFrame(
+        {
+            "row_id": [f"r{i:05d}" for i in rng.permutation(n)],
+            "f64": floats,
+            "f32": np.where(np.abs(floats) < 3e38, floats, np.inf).astype(np.float32),
+            "f16": np.clip(floats, -6e4, 6e4).astype(np.float16),
+            "i64": rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64),
+            "i32": rng.integers(-(2**31), 2**31 - 1, n).astype(np.int32),
+            "u64": rng.integers(0, 2**64 - 1, n, dtype=np.uint64),
+            "flag": rng.random(n) < 0.5,
+            "obj": pd.Series(pick(AWKWARD_OBJECTS), dtype=object),
+            "obj_str": pd.Series(with_missing, dtype=object),
+            "str": pd.Series(with_missing, dtype="str"),
+            "string_na": pd.Series(with_missing, dtype="string"),
+            "Int64": pd.array([None if rng.random() < 0.2 else int(v) for v in rng.integers(-99, 99, n)], dtype="Int64"),
+            "boolean": pd.array([None if rng.random() < 0.2 else bool(v) for v in rng.random(n) < 0.5], dtype="boolean"),
+            "category": pd.Categorical(pick(["a", "b", None, ROOT + "/c"])),
+            "when": pd.to_datetime(rng.integers(0, 2**40, n), unit="s").where(rng.random(n) < 0.8),
+            "when_tz": pd.to_datetime(rng.integers(0, 2**40, n), unit="s", utc=True),
+            "processing_time_s": rng.random(n),  # a timing field: left out by both
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_table_digest_matches_row_loop_oracle_on_awkward_tables(seed):
+    rng = np.random.default_rng(seed)
+    df = _random_frame(rng, int(rng.integers(1, 400)))
+    roots = [ROOT, None, ""]
+    for root in roots:
+        _assert_same_digest(df, ASR_STAGE, root)
+    # Arrow round trip (what publish and the validator hash): contract columns, list column, nulls.
+    tables = make_tables()
+    asr = tables[ASR_STAGE]
+    k = len(asr)
+    extra = df.head(k).reset_index(drop=True)
+    asr = asr.reset_index(drop=True).assign(
+        audio_uri=[ROOT + f"/audio/{i}.wav" for i in range(k)], gain=extra["f64"].to_numpy(),
+        speed=[None, *extra["f64"].iloc[1:]], aug_seed=[None, *range(1, k)], recipe_applied=[None, *[True] * (k - 1)],
+        floats_list=[[], [1.5, float("nan")], [-0.0, 1e-10, float("inf")], None, [2.5e-9]][:k],
+        strings_list=[["é", ROOT + "/a"], [], None, [None, "x"], [""]][:k], mapcol=[{"a": 1.5, "b": None}] * k,
+    )
+    with_arrow = mio.to_arrow(asr, ASR_STAGE).to_pandas()
+    _assert_same_digest(with_arrow, ASR_STAGE, ROOT)
+
+
+def test_table_digest_edge_shapes_match_oracle():
+    empty = pd.DataFrame({"row_id": pd.Series([], dtype="str"), "x": pd.Series([], dtype=float)})
+    _assert_same_digest(empty, ASR_STAGE, ROOT)
+    only_timing = pd.DataFrame({"processing_time_s": [1.0, 2.0], "built_at": ["a", "b"]})
+    _assert_same_digest(only_timing, REJECTS, ROOT)  # no hashed columns: one "[]" row each
+    dup = pd.DataFrame([[1, 2.5, "a"], [3, -0.0, "b"]], columns=["row_id", "v", "v"])
+    _assert_same_digest(dup, ASR_STAGE, None)
+    n = 40_000  # spans several column-wise chunks; distinct and repeating string columns
+    big = pd.DataFrame({"row_id": [f"r{i:06d}" for i in range(n)][::-1], "v": np.arange(n) / 7,
+                        "split": pd.Series([("train", None, ROOT + "/a", "é")[i % 4] for i in range(n)], dtype="str")})
+    _assert_same_digest(big, ASR_STAGE, ROOT)
+    # np.float64 inside a list: the old code refused it (repr is "np.float64(...)"); so must the new.
+    bad = pd.DataFrame({"row_id": ["a"], "v": [[np.float64(0.5)]]})
+    _assert_same_digest(bad, ASR_STAGE, None)
+    with pytest.raises(ValueError):
+        mio.table_digest(bad, ASR_STAGE)
+
+
+def test_content_sha256_of_demo_release_matches_row_loop_oracle(demo_release):
+    _, result = demo_release
+    paths = mio.resolve_release(result["release_uri"])
+    tables = {n: mio.read_manifest(paths.manifest(n)) for n in MANIFEST_NAMES}
+    assert all(len(tables[n]) for n in (UTTERANCES, ASR_STAGE, CLASSIFIER_STAGE))
+    expected = _oracle_content_sha256(tables, paths.root)
+    assert mio.content_sha256(tables, paths.root) == expected == result["content_sha256"]
+    for name in MANIFEST_NAMES:
+        _assert_same_digest(tables[name], name, paths.root)

@@ -154,6 +154,47 @@ def test_comprehend_summary_in_the_section(tmp_path: Path) -> None:
     assert section["aws_comprehend"]["mean_p_mixed"] == 0.3
 
 
+def test_report_classifier_trains_on_a_capped_stratified_seeded_sample(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    utterances = _utterances()  # 360 train rows, 120 per class
+    full = agreement.agreement_report(utterances, spec)["trained_model"]
+    assert full["training"] == {"available_rows": 360, "trained_rows": 360, "sampled": False, "max_rows": 20_000,
+                                "stratified_by": "sentiment", "seed": spec.seed}
+    spec.labelers.agreement_train_max_rows = 90
+    section = agreement.agreement_report(utterances, spec)
+    json.dumps(section)
+    described = section["trained_model"]
+    assert described["n_train"] == 90 and described["class_counts"] == {"negative": 30, "neutral": 30, "positive": 30}
+    assert described["training"]["trained_rows"] == 90 and described["training"]["sampled"] is True
+    assert described["training"]["available_rows"] == 360
+    assert section["labelers"]["trained"]["overall"]["n"] == 240  # the held-out rows are not sampled
+
+    rows = trained.training_rows(utterances, spec)
+    picked = agreement.training_sample(rows, 90, seed=7)
+    again = agreement.training_sample(rows.sample(frac=1.0, random_state=3), 90, seed=7)
+    assert sorted(picked["utterance_id"]) == sorted(again["utterance_id"])  # input row order does not matter
+    other = agreement.training_sample(rows, 90, seed=8)
+    assert set(other["utterance_id"]) != set(picked["utterance_id"])
+    assert set(picked["utterance_id"]) <= set(rows["utterance_id"])
+    assert agreement.training_sample(rows, None, seed=7) is rows
+    assert agreement.training_sample(rows, 360, seed=7) is rows
+
+
+def test_training_sample_is_proportional_and_keeps_every_class() -> None:
+    def frame(counts: dict[str, int]) -> pd.DataFrame:
+        labels = [c for c, n in counts.items() for _ in range(n)]
+        return pd.DataFrame({"utterance_id": [f"u{i}" for i in range(len(labels))], "sentiment": labels,
+                             "text": "t", "language": "en"})
+
+    skewed = agreement.training_sample(frame({"neutral": 700, "positive": 200, "negative": 100}), 100, seed=1)
+    assert skewed["sentiment"].value_counts().to_dict() == {"neutral": 70, "positive": 20, "negative": 10}
+    # 1,000 x 3 / 1,001 each: the largest remainders get the spare rows, ties by name -> exactly the cap.
+    even = agreement.training_sample(frame({"neutral": 1001, "positive": 1001, "negative": 1001}), 1000, seed=1)
+    assert even["sentiment"].value_counts().to_dict() == {"negative": 334, "neutral": 333, "positive": 333}
+    rare = agreement.training_sample(frame({"neutral": 998, "positive": 1, "negative": 1}), 10, seed=1)
+    assert rare["sentiment"].value_counts().to_dict() == {"neutral": 8, "positive": 1, "negative": 1}
+
+
 def _read_uci(path: Path) -> list[tuple[str, str, str]]:
     rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
