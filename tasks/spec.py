@@ -188,7 +188,7 @@ class AwsTranscribeSettings(_Strict):
     on_failed: Literal["reject", "whisper"] = "reject"
     max_cost_usd: float | None = Field(default=None, ge=0, description="stop before starting jobs above this")
     price_per_minute_usd: float = Field(
-        default=0.024, ge=0, description="batch, tier 1, us-east-1 (aws.amazon.com/transcribe/pricing, 2025)"
+        default=0.024, ge=0, description="batch, tier 1, us-east-1 (aws.amazon.com/transcribe/pricing; see docs/operations.md)"
     )
     output_prefix: str = Field(
         default="transcribe-output", pattern=r"^[A-Za-z0-9_.\-/]+$", description="under aws.staging_uri"
@@ -209,6 +209,23 @@ class LabelersSpec(_Strict):
     )
     text_classifier: TextClassifierSettings = Field(default_factory=TextClassifierSettings)
     aws_comprehend: AwsComprehendSettings = Field(default_factory=AwsComprehendSettings)
+
+    @field_validator("sentiment", mode="before")
+    @classmethod
+    def _point_at_the_classifier_kind(cls, value: Any) -> Any:
+        """`sentiment: vader` is the commonest mistake: the offline models are text_classifier kinds."""
+        if isinstance(value, str) and value in ("vader", "trained", "hf_model"):
+            raise ValueError(f"{value!r} is a text classifier kind: set `sentiment: text_classifier` and "
+                             f"`text_classifier: {{kind: {value}}}`")
+        return value
+
+    @field_validator("transcripts", mode="before")
+    @classmethod
+    def _point_at_whisper(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lower() in ("faster_whisper", "faster-whisper", "local_whisper"):
+            raise ValueError(f"{value!r}: the local Whisper labeler is `transcripts: whisper` "
+                             "(model and settings under `labelers.whisper`)")
+        return value
 
 
 class SplitSpec(_Strict):
