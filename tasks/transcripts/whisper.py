@@ -10,7 +10,12 @@ into windows of at most 29 s, decoded a batch of windows at a time through faste
 `BatchedInferencePipeline` (one window per batch element), and split back into clips by word
 timestamps: each word goes to the clip that holds its midpoint (or the nearest clip when the
 midpoint falls in a gap), restricted to the clips of the window that produced the word, so no
-word leaks across a boundary. Measured on 105 s of espeak-ng sentences (tiny.en, int8, 2 threads,
+word leaks across a boundary. The batched decoder sometimes stops early in a window or mis-aligns
+its word timestamps (words then land in another clip, or clips get none), so every packed window
+is validated: its word timestamps must lie inside the clips' audio, in order and not collapsed
+(else all its clips are decoded alone), and each clip holding Silero VAD speech must get words
+covering it (else that clip is decoded alone); clips left empty or failing a threshold are also
+decoded alone before anything is cached. Measured on 105 s of espeak-ng sentences (tiny.en, int8, 2 threads,
 beam 1, busy 2-core machine): packed+batched 0.038 x real time (26x faster than real time,
 pooled WER 0.14) vs one clip at a time 0.177 x real time (5.6x, WER 0.23); packing into the
 sequential decoder instead of the batched one reached only 19x, with worse WER. A clip longer
@@ -43,11 +48,13 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.resources
+import itertools
 import json
+import logging
 import math
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,10 +79,20 @@ REQUIRED_MODEL_FILES: tuple[str, ...] = ("model.bin", "config.json", "tokenizer.
 PACK_WINDOW_S = 29.0  # under Whisper's 30 s input so the last word's timestamp is never clipped
 PACK_GAP_S = 0.5  # silence between packed clips: room for word boundaries to fall in
 UNCACHED_PREFIX = "uncached:"  # rows without a segment_key are decoded but never cached
-DECODER_VERSION = "packed-v1"  # bump when packing or decoding changes its output (new cache)
+DECODER_VERSION = "packed-v2"  # bump when packing or decoding changes its output (new cache)
+# v2: packed windows are validated and suspicious clips decoded alone; v1 cached unchecked
+# packed results (words in the wrong clip, empty transcripts for speech), so none are reused.
+# Checks of a packed window (`_window_problems`):
+TIME_TOLERANCE_S = 0.2  # how far a word may reach past its clips' audio
+COLLAPSED_RUN = 3  # this many zero-length words in a row = the timestamps collapsed
+MIN_SPEECH_S = 0.3  # VAD speech a clip must hold before getting no words is suspicious
+UNHEARD_SLACK_S = 0.5  # VAD speech this close to one of the clip's words counts as heard
+MAX_UNHEARD_S = 1.0  # more speech than this without a word nearby = words went missing
 _MULTILINGUAL_VOCAB = 51865  # CTranslate2: vocabulary of at least this size = multilingual model
 
 ProgressCallback = Callable[[int, int], None]
+
+logger = logging.getLogger(__name__)
 
 _MODELS: dict[tuple[str, str, str, int], WhisperModel] = {}
 _MODELS_LOCK = threading.Lock()
@@ -247,16 +264,15 @@ class _Words:
     fallback_no_speech_prob: float = math.nan
 
 
-def _decode(
+def _segments(
     model: WhisperModel,
     audio: np.ndarray,
-    spans: list[tuple[float, float]],
     windows: list[tuple[float, float]],
     settings: WhisperSettings,
     language: str,
     mode: str,
-) -> list[_Words]:
-    """Decode `audio` and give each span (clip) the words whose midpoint is nearest to it."""
+) -> Iterable[Any]:
+    """Run the model: faster-whisper segments (each with ``seek``, times and ``words``)."""
     from faster_whisper import BatchedInferencePipeline
 
     common: dict[str, Any] = {"language": language, "beam_size": settings.beam_size, "word_timestamps": True}
@@ -273,14 +289,31 @@ def _decode(
         )
     else:
         segments, _ = model.transcribe(audio, condition_on_previous_text=False, vad_filter=False, **common)
+    return segments
+
+
+def _decode(
+    segments: Iterable[Any],
+    spans: list[tuple[float, float]],
+    windows: list[tuple[float, float]],
+) -> tuple[list[_Words], list[list[tuple[int, float, float]]]]:
+    """Give each span (clip) the words whose midpoint is nearest to it, within the word's window.
+
+    Also returns, per window, its words in decoding order as (clip index, start, end), which is
+    what `_window_problems` checks.
+    """
     # A word may only go to a clip of the window that produced it: windows abut, and a word
-    # timestamped past its window's end must not land in the next window's first clip.
-    members = [[i for i, (start, _) in enumerate(spans) if ws - 1e-6 <= start < we] for ws, we in windows]
+    # timestamped past its window's end must not land in the next window's first clip. The window
+    # is the segment's `seek` (its chunk's start frame), not its start time, which comes from the
+    # word timestamps being checked.
+    members = _members(spans, windows)
     out = [_Words() for _ in spans]
+    decoded: list[list[tuple[int, float, float]]] = [[] for _ in windows]
     for segment in segments:
-        window = max((k for k, (ws, _) in enumerate(windows) if ws <= segment.start + 0.01), default=0)
+        window = _segment_window(segment, windows)
         for word in segment.words or []:
             idx = _nearest_span(spans, (word.start + word.end) / 2, members[window])
+            decoded[window].append((idx, float(word.start), float(word.end)))
             out[idx].words.append(
                 (
                     word.word,
@@ -295,7 +328,22 @@ def _decode(
             if math.isnan(out[idx].fallback_no_speech_prob):
                 out[idx].fallback_avg_logprob = segment.avg_logprob
                 out[idx].fallback_no_speech_prob = segment.no_speech_prob
-    return out
+    return out, decoded
+
+
+def _members(spans: list[tuple[float, float]], windows: list[tuple[float, float]]) -> list[list[int]]:
+    """The clip indices of each window."""
+    return [[i for i, (start, _) in enumerate(spans) if ws - 1e-6 <= start < we] for ws, we in windows]
+
+
+def _segment_window(segment: Any, windows: list[tuple[float, float]]) -> int:
+    """The window a segment was decoded from: its seek frame (10 ms) is the window's start."""
+    seek = getattr(segment, "seek", None)
+    if seek is not None:
+        for k, (ws, _) in enumerate(windows):
+            if round(ws * 100) == seek:
+                return k
+    return max((k for k, (ws, _) in enumerate(windows) if ws <= segment.start + 0.01), default=0)
 
 
 def _nearest_span(spans: list[tuple[float, float]], t: float, candidates: list[int] | None = None) -> int:
@@ -306,6 +354,89 @@ def _nearest_span(spans: list[tuple[float, float]], t: float, candidates: list[i
         return 0.0 if start <= t <= end else min(abs(t - start), abs(t - end))
 
     return min(candidates or range(len(spans)), key=distance)
+
+
+def _speech(audio: np.ndarray) -> list[tuple[float, float]]:
+    """Speech intervals (seconds) in 16 kHz audio by the Silero VAD used for speech detection."""
+    from tasks.segments import speech_intervals
+
+    return speech_intervals(audio, SAMPLE_RATE)
+
+
+def _window_problems(
+    words: list[tuple[int, float, float]], spans: Mapping[int, tuple[float, float]]
+) -> list[str]:
+    """Why a packed window's word timestamps cannot be trusted to split it into clips (empty = they can).
+
+    `words` are the window's words in decoding order as (assigned clip, start, end) and `spans`
+    the window's clips by index (absolute seconds). The timestamps must lie inside the clips'
+    audio (allowing the silence between clips), run in order, and not collapse onto one instant:
+    when the batched decoder mis-aligns a window, words land in the wrong clip, so none of the
+    window's clips can be trusted.
+    """
+    problems: list[str] = []
+    first = min(start for start, _ in spans.values())
+    last = max(end for _, end in spans.values())
+    margin = PACK_GAP_S / 2 + TIME_TOLERANCE_S
+    outside = [
+        (s, e) for _, s, e in words
+        if s < first - TIME_TOLERANCE_S or e > last + TIME_TOLERANCE_S
+        or not any(a - margin <= (s + e) / 2 <= b + margin for a, b in spans.values())
+    ]  # fmt: skip
+    if outside:
+        s, e = outside[0]
+        problems.append(
+            f"{len(outside)} word(s) outside the clips' audio {first:.2f}-{last:.2f} s (first at {s:.2f}-{e:.2f} s)"
+        )
+    if any(b[1] < a[1] - TIME_TOLERANCE_S or b[0] < a[0] for a, b in itertools.pairwise(words)):
+        problems.append("word timestamps or clips out of order")
+    zero = [e - s < 0.02 for _, s, e in words]
+    run = longest = 0
+    for z in zero:
+        run = run + 1 if z else 0
+        longest = max(longest, run)
+    if longest >= COLLAPSED_RUN or (len(words) >= 6 and sum(zero) > len(words) / 3):
+        problems.append(f"word timestamps collapse ({sum(zero)} of {len(words)} words have no duration)")
+    return problems
+
+
+def _clip_problems(
+    words: list[tuple[int, float, float]], speech: Mapping[int, list[tuple[float, float]]]
+) -> dict[int, str]:
+    """The clips of a packed window whose speech the decode did not cover, with the reason.
+
+    `speech` holds each clip's Silero VAD speech intervals (absolute seconds). A clip with speech
+    but no words, or with more than MAX_UNHEARD_S of speech that no word of its own is near, lost
+    words: the batched decoder stops early in some windows, leaving the rest of the window empty.
+    """
+    problems: dict[int, str] = {}
+    for idx, intervals in sorted(speech.items()):
+        said = sum(e - s for s, e in intervals)
+        own = [(s, e) for i, s, e in words if i == idx]
+        if not own:
+            if said >= MIN_SPEECH_S:
+                problems[idx] = f"holds {said:.1f} s of speech but got no words"
+            continue
+        heard = _merge([(s - UNHEARD_SLACK_S, e + UNHEARD_SLACK_S) for s, e in own])
+        unheard = said - sum(_overlap(interval, heard) for interval in intervals)
+        if unheard > MAX_UNHEARD_S:
+            problems[idx] = f"{unheard:.1f} s of its speech got no words"
+    return problems
+
+
+def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[tuple[float, float]] = []
+    for s, e in sorted(intervals):
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def _overlap(interval: tuple[float, float], others: list[tuple[float, float]]) -> float:
+    s, e = interval
+    return sum(max(0.0, min(e, b) - max(s, a)) for a, b in others)
 
 
 def _pack(clips: list[_Clip]) -> tuple[np.ndarray, list[tuple[float, float]], list[tuple[float, float]]]:
@@ -371,14 +502,59 @@ def _label(words: _Words) -> dict[str, Any]:
 def _decode_group(
     model: WhisperModel, clips: list[_Clip], settings: WhisperSettings, mode: str
 ) -> dict[str, dict[str, Any]]:
-    """Labels by cache key for clips decoded together (one language, one mode)."""
-    if mode == "packed":
-        audio, spans, windows = _pack(clips)
-    else:
+    """Labels by cache key for clips decoded together (one language, one mode).
+
+    A packed decode is checked window by window. Every clip of a window whose word timestamps fail
+    (`_window_problems`), and every clip whose speech the decode did not cover (`_clip_problems`),
+    whose packed text is empty or whose label fails a threshold, is decoded alone (``single``) and
+    labelled from that decode; so a packed result is only ever returned, and cached, when it
+    passed the checks. ``decode`` in the label says which decode it came from; ``recheck`` says
+    why a packed clip was decoded alone.
+    """
+    if mode != "packed":
         (clip,) = clips
-        audio, spans, windows = clip.audio, [(0.0, clip.duration)], [(0.0, clip.duration)]
-    results = _decode(model, audio, spans, windows, settings, clips[0].language, mode)
-    return {clip.key: _label(words) for clip, words in zip(clips, results, strict=True)}
+        span = [(0.0, clip.duration)]
+        words, _ = _decode(_segments(model, clip.audio, span, settings, clip.language, mode), span, span)
+        return {clip.key: {**_label(words[0]), "decode": mode}}
+    audio, spans, windows = _pack(clips)
+    segments = _segments(model, audio, windows, settings, clips[0].language, "packed")
+    words, decoded = _decode(segments, spans, windows)
+    labels: dict[str, dict[str, Any]] = {}
+    recheck: dict[int, str] = {}
+    for k, members in enumerate(_members(spans, windows)):
+        ws, we = windows[k]
+        problems = _window_problems(decoded[k], {i: spans[i] for i in members})
+        if problems:
+            logger.info("Whisper: packed window %.1f-%.1f s (%d clips) decoded again clip by clip: %s",
+                        ws, we, len(members), "; ".join(problems))  # fmt: skip
+            recheck.update({i: f"packed window failed: {'; '.join(problems)}" for i in members})
+            continue
+        window_audio = audio[round(ws * SAMPLE_RATE) : round(we * SAMPLE_RATE)]
+        found = [(ws + s, ws + e) for s, e in _speech(window_audio)]
+        missed = _clip_problems(decoded[k], {i: _clip_to(found, spans[i]) for i in members})
+        if missed:
+            logger.info("Whisper: packed window %.1f-%.1f s lost words of %d of its %d clips; decoding "
+                        "them alone", ws, we, len(missed), len(members))  # fmt: skip
+        for i in members:
+            label = _label(words[i])
+            if i in missed:
+                recheck[i] = f"packed decode lost words: clip {missed[i]}"
+            elif not normalize_transcript(label["text"], clips[i].language):
+                recheck[i] = "packed decode gave no words"
+            elif weak := _low_confidence_problems(label, settings):
+                recheck[i] = f"packed decode looked unreliable: {'; '.join(weak)}"
+            else:
+                labels[clips[i].key] = {**label, "decode": "packed"}
+    for i, reason in recheck.items():
+        (label,) = _decode_group(model, [clips[i]], settings, "single").values()
+        labels[clips[i].key] = {**label, "recheck": reason}
+    return {clip.key: labels[clip.key] for clip in clips}
+
+
+def _clip_to(intervals: list[tuple[float, float]], span: tuple[float, float]) -> list[tuple[float, float]]:
+    """The parts of `intervals` inside `span`."""
+    a, b = span
+    return [(max(s, a), min(e, b)) for s, e in intervals if min(e, b) > max(s, a)]
 
 
 def _mode(duration: float, settings: WhisperSettings) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -254,3 +255,167 @@ def test_model_resolution(tmp_path: Path) -> None:
     with pytest.raises(whisper.WhisperModelError, match="lacks model.bin, tokenizer.json"):
         whisper.resolve_model_path(str(tmp_path))
     assert whisper.get_model(SETTINGS) is whisper.get_model(SETTINGS.model_copy(update={"beam_size": 3}))
+
+
+# ---------------------------------------------------------------------------------------------
+# Packed decodes are validated; a window that fails is decoded clip by clip
+
+DEMO = Path(__file__).resolve().parents[3] / "flows" / "demo"
+# The demo clips that exposed the bug, in the packing order that did: the batched decoder
+# returned one segment, "Hi, I'm calling about the invoice ...", with timestamps collapsed onto
+# the last clip, so rec_001 got c0101's words and c0101 and rec_003 got none.
+REGRESSION_CLIPS = {
+    "c0101": ("support_calls/2024-05-02/c0101.flac", "I am calling about the invoice I received on Monday."),
+    "rec_003": ("field_recordings/market/rec_003.wav",
+                "What a beautiful morning at the market! The fruit is wonderful and everyone is happy."),
+    "rec_001": ("field_recordings/station/rec_001.wav",
+                "We are standing by the north entrance of the station. The next train departs at ten past four."),
+}  # fmt: skip
+
+
+def _demo_clip(name: str) -> whisper._Clip:
+    from tasks.audio import read_audio
+
+    audio = read_audio(str(DEMO / "sources" / REGRESSION_CLIPS[name][0]), target_sr=16000, mono=True)
+    return whisper._Clip(name, np.ascontiguousarray(audio, dtype=np.float32), "en")
+
+
+def _intended(name: str) -> str:
+    labels = pd.read_csv(DEMO / "intended_labels.csv")
+    path = REGRESSION_CLIPS[name][0].split("/", 1)[1]
+    (text,) = labels.loc[labels.file_name == path, "text"]
+    return str(text)
+
+
+def test_demo_clips_that_were_mixed_up_get_their_own_words(decode_calls: list[tuple[str, int]]) -> None:
+    model = whisper.get_model(SETTINGS)
+    group = [_demo_clip(name) for name in REGRESSION_CLIPS]
+    alone = {c.key: whisper._decode_group(model, [c], SETTINGS, "single")[c.key]["text"] for c in group}
+    decode_calls.clear()
+    labels = whisper._decode_group(model, group, SETTINGS, "packed")
+    for name in REGRESSION_CLIPS:
+        text = labels[name]["text"]
+        assert wer(_intended(name), text) < 0.35, (name, text)
+        assert wer(alone[name], text) < 0.35, (name, text, alone[name])
+        for other in REGRESSION_CLIPS.keys() - {name}:  # no clip holds another clip's words
+            assert wer(_intended(other), text) > 0.8, (name, text)
+    # Whatever the packed decode got wrong, the validation must have caught it.
+    audio, spans, windows = whisper._pack(group)
+    segments = whisper._segments(model, audio, windows, SETTINGS, "en", "packed")
+    raw, decoded = whisper._decode(segments, spans, windows)
+    raw_ok = all(
+        wer(alone[c.key], whisper._label(w)["text"] or "-") < 0.35 for c, w in zip(group, raw, strict=True)
+    )
+    speech = {
+        i: [(spans[i][0] + s, spans[i][0] + e) for s, e in whisper._speech(c.audio)]
+        for i, c in enumerate(group)
+    }
+    problems = whisper._window_problems(decoded[0], dict(enumerate(spans))) or whisper._clip_problems(
+        decoded[0], speech
+    )
+    if not raw_ok:
+        assert problems, "the packed decode gave wrong words but passed validation"
+        assert decode_calls[0] == ("packed", 3) and ("single", 1) in decode_calls
+        assert all(
+            "recheck" in labels[c.key]
+            for c, w in zip(group, raw, strict=True)
+            if wer(alone[c.key], whisper._label(w)["text"] or "-") >= 0.35
+        )
+
+
+def test_pipeline_caches_only_verified_transcripts(tmp_path: Path) -> None:
+    rows = []
+    for n, name in enumerate(REGRESSION_CLIPS):  # segment keys that keep the bug's packing order
+        path = DEMO / "sources" / REGRESSION_CLIPS[name][0]
+        row = _row(path, name)
+        rows.append({**row, "segment_key": f"{n}-{row['segment_key']}"})
+    items = pd.DataFrame(rows)
+    cache = whisper.make_cache(str(tmp_path), SETTINGS)
+    result = whisper.fill_missing_transcripts(items, SETTINGS, cache)
+    assert result.rejects.empty, result.rejects.to_dict("records")
+    for row in result.items.itertuples():
+        name = row.utterance_id.split("/")[1]
+        assert wer(_intended(name), row.transcript_raw) < 0.35, (name, row.transcript_raw)
+    stored = LabelCache(str(tmp_path), whisper.labeler_name(SETTINGS), whisper.cache_settings(SETTINGS))
+    cached = stored.get_many(list(items.segment_key))
+    assert {k: v["text"] for k, v in cached.items()} == dict(
+        zip(items.segment_key, result.items.transcript_raw, strict=True)
+    )
+    assert whisper.cache_settings(SETTINGS)["decoder"] == "packed-v2"  # v1 labels are never reused
+
+
+def _segment(seek: int, words: list[tuple[str, float, float]]) -> SimpleNamespace:
+    return SimpleNamespace(
+        seek=seek, start=words[0][1] if words else seek / 100, end=words[-1][2] if words else seek / 100,
+        avg_logprob=-0.2, no_speech_prob=0.05,
+        words=[SimpleNamespace(word=w, start=s, end=e, probability=0.9) for w, s, e in words],
+    )  # fmt: skip
+
+
+def test_window_and_clip_problems_flag_implausible_decodes() -> None:
+    spans = {0: (0.0, 3.0), 1: (3.5, 8.0)}
+    speech = {0: [(0.2, 2.8)], 1: [(3.7, 7.5)]}
+    good = [(0, 0.2, 0.9), (0, 1.0, 2.6), (1, 3.8, 5.0), (1, 5.2, 7.4)]
+    assert whisper._window_problems(good, spans) == []
+    assert whisper._clip_problems(good, speech) == {}
+    outside = [*good[:3], (1, 8.4, 9.6)]  # past the window's audio
+    assert "outside the clips' audio" in whisper._window_problems(outside, spans)[0]
+    between = [*good[:3], (1, 9.0, 9.2)]  # in the padding before the next window
+    assert "outside the clips' audio" in whisper._window_problems(between, {**spans, 2: (10.0, 12.0)})[0]
+    collapsed = [(0, 0.2, 7.9), (1, 7.9, 7.9), (1, 7.9, 7.9), (1, 7.9, 7.9)]
+    assert any("collapse" in p for p in whisper._window_problems(collapsed, spans))
+    reordered = [good[2], good[3], good[0], good[1]]  # the second clip's words came first
+    assert any("out of order" in p for p in whisper._window_problems(reordered, spans))
+    stopped = good[:2]  # the decoder stopped after the first clip
+    assert whisper._window_problems(stopped, spans) == []
+    assert whisper._clip_problems(stopped, speech) == {1: "holds 3.8 s of speech but got no words"}
+    cut = good[:3]  # clip 1's speech runs on 2 s past its last word (and the slack)
+    assert whisper._clip_problems(cut, speech) == {1: "2.0 s of its speech got no words"}
+    assert whisper._clip_problems(stopped, {0: speech[0], 1: []}) == {}  # a silent clip may be empty
+
+
+def test_failed_window_is_decoded_clip_by_clip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Crafted decoder output: words outside the clips' spans make the whole window decode alone."""
+    group = [whisper._Clip(name, np.zeros(n * 16000, np.float32), "en") for name, n in (("a", 2), ("b", 3))]
+    alone = {2 * 16000: [("alpha", 0.1, 1.5)], 3 * 16000: [("bravo", 0.2, 2.5)]}
+    packed: list[tuple[str, float, float]] = []
+    calls: list[str] = []
+
+    def segments(model: Any, audio: np.ndarray, windows: Any, settings: Any, language: str, mode: str) -> Any:
+        calls.append(mode)
+        return [_segment(0, packed if mode == "packed" else alone[len(audio)])]
+
+    monkeypatch.setattr(whisper, "_segments", segments)
+    monkeypatch.setattr(whisper, "_speech", lambda audio: [(0.1, len(audio) / 16000 - 0.1)])
+    # spans: a = 0-2 s, b = 2.5-5.5 s. A plausible decode is kept as it is.
+    packed[:] = [("one", 0.1, 1.8), ("two", 2.6, 5.3)]
+    labels = whisper._decode_group(None, group, SETTINGS, "packed")  # type: ignore[arg-type]
+    assert calls == ["packed"]
+    assert {k: (v["text"], v["decode"]) for k, v in labels.items()} == {
+        "a": ("one", "packed"),
+        "b": ("two", "packed"),
+    }
+    # Both words timestamped past the audio (collapsed onto the end): both clips are decoded alone.
+    calls.clear()
+    packed[:] = [("one", 5.9, 6.4), ("two", 6.4, 6.4)]
+    labels = whisper._decode_group(None, group, SETTINGS, "packed")  # type: ignore[arg-type]
+    assert calls == ["packed", "single", "single"]
+    assert {k: (v["text"], v["decode"]) for k, v in labels.items()} == {
+        "a": ("alpha", "single"),
+        "b": ("bravo", "single"),
+    }
+    assert "outside the clips' audio" in labels["a"]["recheck"]
+    # The decoder stopped after clip a: only b, whose speech got no words, is decoded alone.
+    calls.clear()
+    packed[:] = [("one", 0.1, 1.8)]
+    labels = whisper._decode_group(None, group, SETTINGS, "packed")  # type: ignore[arg-type]
+    assert calls == ["packed", "single"]
+    assert (labels["a"]["text"], labels["a"]["decode"], labels["b"]["text"]) == ("one", "packed", "bravo")
+    assert labels["b"]["recheck"] == "packed decode lost words: clip holds 2.9 s of speech but got no words"
+    # A clip left empty in a window that passed every check (no VAD speech in it) is still
+    # decoded alone before its empty label can be cached.
+    calls.clear()
+    monkeypatch.setattr(whisper, "_speech", lambda audio: [(0.1, 1.9)])  # speech in clip a only
+    labels = whisper._decode_group(None, group, SETTINGS, "packed")  # type: ignore[arg-type]
+    assert calls == ["packed", "single"]
+    assert labels["b"]["recheck"] == "packed decode gave no words"
