@@ -275,7 +275,11 @@ def _segments(
     """Run the model: faster-whisper segments (each with ``seek``, times and ``words``)."""
     from faster_whisper import BatchedInferencePipeline
 
-    common: dict[str, Any] = {"language": language, "beam_size": settings.beam_size, "word_timestamps": True}
+    # temperature 0 only: faster-whisper's default falls back to sampling (0.2, 0.4, ...) when a decode
+    # looks poor, and sampling is random, so the same clip could get different words in two runs and
+    # equal specs would stop giving equal releases. A poor greedy decode is left to the quality gates.
+    common: dict[str, Any] = {"language": language, "beam_size": settings.beam_size, "word_timestamps": True,
+                              "temperature": 0.0}
     if mode == "packed":
         segments, _ = BatchedInferencePipeline(model).transcribe(
             audio,

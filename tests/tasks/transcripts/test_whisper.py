@@ -419,3 +419,21 @@ def test_failed_window_is_decoded_clip_by_clip(monkeypatch: pytest.MonkeyPatch) 
     labels = whisper._decode_group(None, group, SETTINGS, "packed")  # type: ignore[arg-type]
     assert calls == ["packed", "single"]
     assert labels["b"]["recheck"] == "packed decode gave no words"
+
+
+def test_a_clip_decodes_to_the_same_words_every_time() -> None:
+    """Equal specs give equal releases: no sampling fallback (faster-whisper's default temperatures
+    0.2, 0.4, ... draw random tokens; this clip triggered it and came back with different words)."""
+    from tasks.audio import read_audio
+
+    settings = WhisperSettings()
+    model = whisper.get_model(settings)
+    audio = np.ascontiguousarray(
+        read_audio(str(DEMO / "sources" / "audiobooks" / "5246" / "859" / "5246-859-0001.flac"),
+                   target_sr=16000, mono=True), dtype=np.float32)
+    runs = []
+    for _ in range(4):
+        segments = list(whisper._segments(model, audio, [(0.0, len(audio) / 16000)], settings, "en", "single"))
+        assert all(seg.temperature == 0.0 for seg in segments)
+        runs.append(" ".join(seg.text for seg in segments))
+    assert len(set(runs)) == 1, runs
