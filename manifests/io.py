@@ -13,6 +13,7 @@ import io
 import itertools
 import json
 import math
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -166,8 +167,12 @@ def release_paths(output: str, release: str) -> ReleasePaths:
 
 
 def resolve_release(uri: str) -> ReleasePaths:
-    """A release folder, or an output folder whose LATEST names one."""
-    uri = uri.rstrip("/") if fs.is_s3(uri) else uri
+    """A release folder, or an output folder whose LATEST names one.
+
+    A local path is made absolute: the content hash treats `audio_uri`s under the release folder as
+    relative to it, and they were written with the absolute root, so `validate out/x` from the shell
+    must hash like `validate /abs/out/x`."""
+    uri = uri.rstrip("/") if fs.is_s3(uri) else os.path.abspath(os.path.expanduser(uri))
     latest = fs.join(uri, LATEST)
     if fs.exists(latest):
         name = fs.read_bytes(latest).decode().strip()

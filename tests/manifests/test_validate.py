@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -273,3 +274,16 @@ def test_on_missing_class_error_means_every_class_present(tmp_path):
     assert _check(tmp_path / "ok", tables) == []
     problems = _check(tmp_path / "err", tables, spec={"balance": {"on_missing_class": "error"}})
     assert any("classes ['positive'] are empty" in p for p in problems)
+
+
+def test_a_relative_path_validates_like_the_absolute_one(demo_release, monkeypatch):
+    """`voicetone validate out/x` from the shell: materialised audio_uris are hashed relative to the
+    release folder, which must be the same folder however the user spelled it."""
+    spec, _result = demo_release
+    output = Path(spec.output)
+    assert validate_release(str(output)).ok
+    monkeypatch.chdir(output.parent)
+    for spelling in (output.name, f"./{output.name}/", f"../{output.parent.name}/{output.name}"):
+        report = validate_release(spelling)
+        assert report.ok, (spelling, report.problems)
+        assert report.release.startswith(str(output))
