@@ -29,7 +29,7 @@ from tasks.spec import SENTIMENT_VALUES, TextClassifierSettings
 
 LABELER_NAME = "hf-model"
 _LOADED: dict[tuple[str, str], LoadedModel] = {}
-_IDENTITY: dict[str, str] = {}
+_IDENTITY: dict[tuple[str, tuple], str] = {}  # (folder, file stats) -> content hash
 _LOCK = threading.Lock()
 
 
@@ -42,13 +42,24 @@ class LoadedModel:
 
 
 def model_identity(model_path: str) -> str:
-    """sha256 over the names and bytes of every file in the folder (computed once per process)."""
+    """sha256 over the names and bytes of every file in the folder.
+
+    Hashed once per process per folder state: the memo is keyed by every file's size and mtime, so a
+    model replaced in place (a long-lived `voicetone serve` process) gets a new identity, and with it
+    new cache keys, instead of serving labels of the old model."""
     path = os.path.abspath(model_path)
-    with _LOCK:
-        if path in _IDENTITY:
-            return _IDENTITY[path]
     if not os.path.isdir(path):
         raise FileNotFoundError(f"labelers.text_classifier.model_path {model_path!r} is not a folder")
+    stats = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            st = os.stat(os.path.join(root, name))
+            stats.append((os.path.relpath(os.path.join(root, name), path), st.st_size, st.st_mtime_ns))
+    memo_key = (path, tuple(stats))
+    with _LOCK:
+        if memo_key in _IDENTITY:
+            return _IDENTITY[memo_key]
     digest = hashlib.sha256()
     for root, dirs, files in os.walk(path):
         dirs.sort()
@@ -60,7 +71,7 @@ def model_identity(model_path: str) -> str:
                     digest.update(block)
     identity = digest.hexdigest()[:24]
     with _LOCK:
-        _IDENTITY[path] = identity
+        _IDENTITY[memo_key] = identity
     return identity
 
 

@@ -135,8 +135,12 @@ def test_pickle_weights_are_refused_with_a_way_out(tmp_path: Path) -> None:
         hf_model.load(settings)
     from transformers import AutoModelForSequenceClassification
 
+    before = hf_model.model_identity(str(folder))
     AutoModelForSequenceClassification.from_pretrained(folder).save_pretrained(folder)  # what the error says
-    assert hf_model.load(settings).class_of == ["negative", "positive"]
+    loaded = hf_model.load(settings)
+    assert loaded.class_of == ["negative", "positive"]
+    # converted in place, in the same process: a new identity (so new cache keys), not the memoised one
+    assert loaded.model_id == hf_model.model_identity(str(folder)) != before
 
 
 def test_spec_requires_a_model_path() -> None:
