@@ -21,6 +21,7 @@ import math
 import os
 import posixpath
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -213,6 +214,33 @@ def _resolve(file_name: str | None) -> str:
     return rel
 
 
+def _file_lookup(root: str, files: list[str]) -> dict[str, list[str]]:
+    """NFC + case-folded relative path -> the relative paths on disk with that key."""
+    lookup: dict[str, list[str]] = {}
+    for f in files:
+        rel = relative_path(root, f)
+        lookup.setdefault(unicodedata.normalize("NFC", rel).casefold(), []).append(rel)
+    return lookup
+
+
+def _on_disk(rel: str, present_rels: set[str], lookup: dict[str, list[str]]) -> str:
+    """The file a row's `rel` names as it is spelled on disk.
+
+    An exact match wins. Otherwise one file whose name differs only in Unicode normalisation (a
+    macOS/zip copy stores `café` decomposed) or in letter case (`clip.wav` vs `CLIP.WAV`, written on
+    a case-insensitive file system) is that file; with none or several, `rel` is kept as given (and
+    is then a `missing_audio` reject).
+    """
+    if rel in present_rels:
+        return rel
+    nfc = unicodedata.normalize("NFC", rel)
+    matches = lookup.get(nfc.casefold(), [])
+    same_case = [m for m in matches if unicodedata.normalize("NFC", m) == nfc]
+    if len(same_case) == 1:
+        return same_case[0]
+    return matches[0] if len(matches) == 1 else rel
+
+
 def _symlink_escape(root: str, uri: str) -> str | None:
     """Where a local symlink below `root` really points, when that is outside `root` (S3 has none)."""
     if storage.is_s3(root):
@@ -328,6 +356,8 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
     # (input_ref, row, resolved relative path, or why the row cannot name a file)
     rows: list[tuple[str, _Row, str | RowReject]] = []
     named: set[str] = set()
+    present_rels = {relative_path(root, f) for f in all_files}
+    lookup = _file_lookup(root, all_files)
     notes: list[str] = []
     if meta_uris:
         meta_uri = meta_uris[0]
@@ -351,7 +381,7 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
                 target = RowReject("malformed_metadata", f"the line {row.error}")
             else:
                 try:
-                    target = _resolve(row.values.get("file_name"))
+                    target = _on_disk(_resolve(row.values.get("file_name")), present_rels, lookup)
                     named.add(target)
                 except RowReject as rej:
                     target = rej

@@ -27,6 +27,7 @@ from tasks.corpora.base import (
     ingest_reject,
     layout_error,
     list_corpus,
+    read_corpus_text,
 )
 from tasks.corpora.labels import normalize_gender
 from tasks.spec import SourceSpec
@@ -92,7 +93,7 @@ def _speakers(root: str, files: list[str]) -> dict[str, Speaker]:
             found = [beside]
     speakers: dict[str, Speaker] = {}
     for uri in found:
-        for spk, row in parse_speakers(storage.read_text(uri)).items():
+        for spk, row in parse_speakers(read_corpus_text(uri)).items():
             speakers.setdefault(spk, row)
     return speakers
 
@@ -104,12 +105,13 @@ def _read_transcripts(source: SourceSpec, trans: list[str], rejects: list[dict[s
         parts = _parts(uri)
         spk, chapter = _TRANS.match(parts[-1]).groups()  # type: ignore[union-attr]
         folder = storage.parent(uri)
-        for number, raw in enumerate(storage.read_text(uri).splitlines(), start=1):
+        for number, raw in enumerate(read_corpus_text(uri).splitlines(), start=1):
             line = raw.rstrip("\r")
             if not line.strip():
                 continue
             ref = f"{uri}:{number}"
-            utt, _, text = line.strip().partition(" ")
+            utt, *rest = line.strip().split(None, 1)  # a space, or a tab in re-saved copies
+            text = rest[0] if rest else ""
             match = _UTT_ID.match(utt)
             problem = None
             if match is None:
@@ -163,11 +165,27 @@ def ingest_librispeech(source: SourceSpec, default_language: str) -> IngestResul
             )
     lines = _read_transcripts(source, placed, rejects)
 
-    present = set(flacs)
+    # A .FLAC/.Flac copy is the same utterance as the `.flac` its transcript line names.
+    present: dict[str, str] = {}  # uri with a lower-case `.flac` -> the file as named on disk
+    for f in sorted(flacs):
+        key = f[: -len(".flac")] + ".flac"
+        if key in present:
+            rejects.append(
+                ingest_reject(
+                    source,
+                    f,
+                    "malformed_metadata",
+                    f"LibriSpeech file {f} was skipped: {present[key]} is the same utterance "
+                    "(file names differ only in the case of .flac)",
+                )
+            )
+            continue
+        present[key] = f
     candidates: list[Candidate] = []
-    for uri in sorted(present | set(lines)):
+    for key in sorted(set(present) | set(lines)):
+        uri = present.get(key, key)
         parts = _parts(uri)
-        match = _FLAC.match(parts[-1])
+        match = _FLAC.match(parts[-1][: -len(".flac")] + ".flac")
         why = (
             "its name is not <speaker>-<chapter>-NNNN.flac"
             if match is None
@@ -176,7 +194,7 @@ def ingest_librispeech(source: SourceSpec, default_language: str) -> IngestResul
         if why is not None:
             rejects.append(ingest_reject(source, uri, "malformed_metadata", f"LibriSpeech file {uri} was skipped: {why}"))
             continue
-        line = lines.get(uri)
+        line = lines.get(key)
         if line is None:
             rejects.append(
                 ingest_reject(
@@ -188,7 +206,7 @@ def ingest_librispeech(source: SourceSpec, default_language: str) -> IngestResul
                 )
             )
             continue
-        if uri not in present:
+        if key not in present:
             rejects.append(
                 ingest_reject(source, line.ref, "missing_audio", f"LibriSpeech line {line.ref}: {uri} does not exist")
             )

@@ -198,7 +198,9 @@ def _clip_index(files: list[str]) -> dict[str, dict[str, str]]:
             if storage.basename(storage.parent(f)) in dirs
         )
         for _, _, uri in ranked:
-            index[split].setdefault(storage.basename(uri), uri)
+            name = storage.basename(uri)
+            # keyed by `dia<D>_utt<U>.mp4`: a copy saved as `.MP4` is still the row's clip
+            index[split].setdefault(name[: -len(".mp4")] + ".mp4", uri)
     return index
 
 

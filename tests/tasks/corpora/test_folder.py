@@ -297,3 +297,33 @@ def test_s3_copy_ingests_identically(tmp_path: Path, s3_bucket: str) -> None:
     right_r = _comparable(remote.rejects, uri, "input_ref")[cols].sort_values(cols).reset_index(drop=True)
     pd.testing.assert_frame_equal(left_r, right_r)
     assert any(uri in d for d in remote.rejects["detail"])
+
+
+def test_row_matches_file_differing_in_case_or_unicode_form(tmp_path: Path) -> None:
+    """`b.wav` names `B.WAV`, NFC `café.wav` names a decomposed (macOS/zip) `café.wav`: labels kept, no double item."""
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "caf\u00e9.wav")
+    write_tone(tmp_path / "B.WAV", 0.3, seed=1)
+    write_tone(tmp_path / nfd, 0.3, seed=2)
+    write_tone(tmp_path / "x.wav", 0.3, seed=3)
+    write_tone(tmp_path / "X.WAV", 0.3, seed=4)
+    (tmp_path / "metadata.csv").write_text(
+        "file_name,transcript,sentiment\n"
+        'b.wav,"hello, world",negative\n'
+        "caf\u00e9.wav,caf\u00e9,positive\n"
+        "X.wav,ambiguous,neutral\n",
+        encoding="utf-8",
+    )
+
+    result = ingest_folder(_source(str(tmp_path)), "en")
+
+    assert result.found == 5 and len(result.items) == 4
+    items = result.items.set_index("audio_uri")
+    assert items.loc[str(tmp_path / "B.WAV"), "sentiment"] == "negative"
+    assert items.loc[str(tmp_path / "B.WAV"), "transcript_raw"] == "hello, world"
+    assert items.loc[str(tmp_path / nfd), "sentiment"] == "positive"
+    # x.wav and X.WAV both differ from X.wav only in case: no guess, the row is missing_audio
+    reject = result.rejects.iloc[0]
+    assert reject["input_ref"] == "metadata.csv:4" and reject["reason"] == "missing_audio"
+    assert items.loc[str(tmp_path / "x.wav"), "sentiment"] is None

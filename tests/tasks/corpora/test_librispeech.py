@@ -199,3 +199,43 @@ def test_real_dev_clean() -> None:
     assert set(items["split"]) == {"dev"} and set(items["sample_rate"]) == {16000}
     assert items["duration_s"].sum() == pytest.approx(663.9, abs=0.1)
     assert items["sentiment"].isna().all()
+
+
+def test_bom_crlf_latin1_and_upper_case_flac(tmp_path: Path) -> None:
+    """Re-saved copies: a BOM + CRLF transcript, a Latin-1 SPEAKERS.TXT, a `.FLAC`, a tab after the id."""
+    chapter = tmp_path / "LibriSpeech" / "dev-clean" / "1272" / "128104"
+    write_tone(chapter / "1272-128104-0000.flac", 0.3, seed=1)
+    write_tone(chapter / "1272-128104-0001.FLAC", 0.3, seed=2)
+    write_tone(chapter / "1272-128104-0002.flac", 0.3, seed=3)
+    (chapter / "1272-128104.trans.txt").write_bytes(
+        "\ufeff1272-128104-0000 MISTER QUILTER\r\n1272-128104-0001 NOR IS MISTER QUILTER'S\r\n"
+        "1272-128104-0002\tCAF\u00c9 AU LAIT\r\n".encode()
+    )
+    (tmp_path / "LibriSpeech" / "SPEAKERS.TXT").write_bytes("1272 | F | dev-clean | 8.0 | Ren\u00e9e\n".encode("latin-1"))
+
+    result = ingest_librispeech(_source(str(tmp_path)), "en")
+
+    assert result.rejects.empty, result.rejects.to_dict("records")
+    assert result.found == 3
+    items = result.items.set_index("utterance_id")
+    assert items["transcript_raw"].to_dict() == {
+        "ls/1272-128104-0000": "MISTER QUILTER",
+        "ls/1272-128104-0001": "NOR IS MISTER QUILTER'S",
+        "ls/1272-128104-0002": "CAF\u00c9 AU LAIT",
+    }
+    assert items.loc["ls/1272-128104-0001", "audio_uri"] == str(chapter / "1272-128104-0001.FLAC")
+    assert set(items["gender"]) == {"female"}
+
+
+def test_same_utterance_in_two_cases_is_one_reject(tmp_path: Path) -> None:
+    chapter = tmp_path / "dev-clean" / "1272" / "128104"
+    write_tone(chapter / "1272-128104-0000.flac", 0.3, seed=1)
+    write_tone(chapter / "1272-128104-0000.FLAC", 0.3, seed=2)
+    (chapter / "1272-128104.trans.txt").write_text("1272-128104-0000 HELLO\n")
+
+    result = ingest_librispeech(_source(str(tmp_path)), "en")
+
+    assert result.found == 2 and len(result.items) == 1
+    reject = result.rejects.iloc[0]
+    assert reject["reason"] == "malformed_metadata" and "same utterance" in reject["detail"]
+    assert reject["input_ref"] == str(chapter / "1272-128104-0000.flac")

@@ -174,3 +174,19 @@ def test_real_test_csv_labels_and_missing_clips() -> None:
     result = ingest_meld(source, "en")
     assert result.found == 2610 and result.items.empty
     assert set(result.rejects["reason"]) == {"missing_audio"} and len(result.rejects) == 2610
+
+
+def test_upper_case_mp4_is_the_rows_clip(tmp_path: Path) -> None:
+    """A copy saved with `.MP4` names (case-insensitive file systems, re-zipped archives) still matches."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    _mp4(tmp_path / "output_repeated_splits_test" / "dia5_utt0.MP4", 0.5, seed=1)
+    _csv(tmp_path / "test_sent_emo.csv", TEST_ROWS)
+
+    result = ingest_meld(_source(tmp_path), "en")
+
+    assert result.rejects.empty, result.rejects.to_dict("records")
+    assert result.found == 1
+    row = result.items.iloc[0]
+    assert row["utterance_id"] == "meld/test/dia5_utt0" and row["sentiment"] == "positive"
+    assert row["audio_uri"] == str(tmp_path / "output_repeated_splits_test" / "dia5_utt0.MP4")
