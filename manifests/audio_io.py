@@ -86,6 +86,8 @@ def _fit(x: np.ndarray, n: int) -> np.ndarray:
 def read_audio(uri: str, offset_s: float = 0.0, duration_s: float | None = None,
                sr: int = SAMPLE_RATE) -> np.ndarray:
     """Mono float32 at `sr`: `duration_s` seconds from `offset_s` (None: to the end of the file)."""
+    if not fs.is_s3(uri) and not os.path.exists(uri):
+        raise FileNotFoundError(f"audio file not found: {uri} (moved or deleted since the release was built?)")
     if os.path.splitext(uri)[1].lower() in FFMPEG_SUFFIXES:
         return _read_ffmpeg(uri, offset_s, duration_s, sr)
     import soundfile as sf

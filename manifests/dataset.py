@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset, WeightedRandomSampler
 
 from manifests.audio_io import SAMPLE_RATE, RowReader
-from manifests.release import Release, open_release
+from manifests.release import Release, check_split, open_release
 from manifests.schema import ASR_STAGE, CLASSIFIER_STAGE
 
 METADATA_COLUMNS: tuple[str, ...] = ("row_id", "utterance_id", "source", "split", "sentiment")
@@ -35,6 +35,7 @@ class _StageDataset(Dataset):
 
     def __init__(self, release: Release | str, split: str | None = "train", *, transform: Transform | None = None,
                  pools: Mapping[str, Mapping[str, str]] | None = None, sample_rate: int = SAMPLE_RATE) -> None:
+        check_split(split)
         rel = release if isinstance(release, Release) else open_release(release)
         frame = rel.table(self.stage)
         if split is not None:
@@ -109,7 +110,8 @@ def weighted_sampler(data: ClassifierDataset | pd.DataFrame, num_samples: int | 
     frame = data.frame if isinstance(data, _StageDataset) else data
     weights = torch.tensor(frame["class_weight"].astype(float).to_numpy(), dtype=torch.double)
     if len(weights) == 0 or not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
-        raise ValueError("class_weight must be finite, >= 0 and non-empty to build a sampler")
+        raise ValueError("class_weight must be finite, >= 0 and non-empty to build a sampler"
+                         + (" (no rows: the stage or split is empty, see the card's empty_reason)" if len(weights) == 0 else ""))
     return WeightedRandomSampler(weights, num_samples or len(weights), replacement=True, generator=generator)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import pandas as pd
 
 from manifests import uri as fs
 from manifests.audio_io import SAMPLE_RATE, RowReader, open_audio
-from manifests.release import Release, open_release, stage_name
+from manifests.release import Release, check_split, open_release, stage_name
 from manifests.schema import ASR_STAGE, CLASSIFIER_STAGE
 
 NON_SPEECH = "non_speech"  # the classifier label of windows without speech
@@ -47,6 +48,9 @@ def _ranges(release: Release, stage: str, split: str | None, render_dir: str | N
     name = stage_name(stage)
     if name not in (ASR_STAGE, CLASSIFIER_STAGE):
         raise ValueError(f"only the asr and classifier stages can be exported (got {stage!r})")
+    check_split(split)
+    if render_dir is not None and not fs.is_s3(render_dir):
+        render_dir = os.path.abspath(os.path.expanduser(render_dir))  # manifests must not depend on the cwd
     frame = release.table(name)
     if split is not None:
         frame = frame[frame["split"] == split]

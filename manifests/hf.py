@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from manifests.audio_io import SAMPLE_RATE, RowReader
-from manifests.release import Release, open_release, stage_name
+from manifests.release import Release, check_split, open_release, stage_name
 from manifests.schema import CLASSIFIER_STAGE
 
 
@@ -37,7 +37,9 @@ class AudioDecoder:
         return {"array": array, "sampling_rate": self.reader.sr, "path": row["audio_uri"]}
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        """For `Dataset.set_transform` / `map(batched=True)`: replaces `audio` with decoded arrays."""
+        """For `Dataset.set_transform`: replaces `audio` with decoded arrays on the fly. Not for `map`:
+        `datasets` would re-encode the `audio` column (and needs torchcodec for that); docs/training.md
+        shows the `map` form, which returns the arrays under `waveform`."""
         keys = list(batch)
         size = len(batch[keys[0]]) if keys else 0
         out = dict(batch)
@@ -54,6 +56,7 @@ def to_hf_dataset(uri: str | Release, stage: str, split: str | None = None, deco
     import datasets
     import pyarrow.compute as pc
 
+    check_split(split)
     release = uri if isinstance(uri, Release) else open_release(uri)
     name = stage_name(stage)
     table = release.arrow(name)

@@ -107,7 +107,12 @@ def write_manifest(df: pd.DataFrame, name: str, uri: str, metadata: Mapping[str,
 
 
 def read_table(uri: str) -> pa.Table:
-    return pq.read_table(io.BytesIO(fs.read_bytes(uri)))
+    try:
+        return pq.read_table(io.BytesIO(fs.read_bytes(uri)))
+    except (pa.ArrowInvalid, OSError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ManifestError(f"{uri}: not a readable Parquet manifest ({err})") from None
 
 
 def read_manifest(uri: str, check_version: bool = True) -> pd.DataFrame:

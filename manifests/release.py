@@ -24,9 +24,11 @@ from manifests.schema import (
     SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
     UTTERANCES,
+    required_columns,
 )
 
 POOL_INDEX = "augment_pools.json"
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
 STAGES: dict[str, str] = {"asr": ASR_STAGE, "asr_stage": ASR_STAGE, "classifier": CLASSIFIER_STAGE,
                           "classifier_stage": CLASSIFIER_STAGE, "utterances": UTTERANCES, "rejects": REJECTS}
 
@@ -37,6 +39,12 @@ def stage_name(stage: str) -> str:
         return STAGES[stage]
     except KeyError:
         raise ValueError(f"unknown stage {stage!r}; use one of {sorted(STAGES)}") from None
+
+
+def check_split(split: str | None) -> None:
+    """Refuse a split name the contract does not have (e.g. "validation"), instead of reading 0 rows."""
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; a release has splits {list(SPLITS)} (or None for all rows)")
 
 
 def pool_index_uri(release_root: str) -> str:
@@ -83,8 +91,34 @@ class Release:
             if version != SCHEMA_VERSION:
                 raise mio.ManifestError(f"{uri}: schema version {version or 'missing'}, "
                                         f"but this reader understands {SCHEMA_VERSION}")
+            missing = [c for c in required_columns(name) if c not in table.column_names]
+            if missing:
+                raise mio.ManifestError(f"{uri}: lacks contract column(s) {missing} of schema version {SCHEMA_VERSION}")
+            if name in (ASR_STAGE, CLASSIFIER_STAGE):
+                table = self._rebase_audio(table)
             self._arrow[name] = table
         return self._arrow[name]
+
+    def _rebase_audio(self, table: pa.Table) -> pa.Table:
+        """Point materialised audio at this copy of the release.
+
+        `audio_uri` of a materialised row is `<build root>/audio/...` (absolute, as written at build).
+        A release that was copied, synced or moved keeps those paths; they are rebased onto `root` so
+        the reader uses the audio that travelled with the manifests (the old folder may be gone).
+        """
+        marker = f"/{self.card.get('release') or self.name}/audio/"
+        here = self.root.rstrip("/") + "/audio/"
+        uris = table.column("audio_uri").to_pylist()
+        applied = table.column("recipe_applied").to_pylist()
+        changed = False
+        for i, (uri, done) in enumerate(zip(uris, applied, strict=True)):
+            if done and uri and not uri.startswith(here) and marker in uri:
+                uris[i] = here + uri.split(marker, 1)[1]
+                changed = True
+        if not changed:
+            return table
+        index = table.schema.get_field_index("audio_uri")
+        return table.set_column(index, table.schema.field(index), pa.array(uris, type=pa.string()))
 
     def table(self, name: str) -> pd.DataFrame:
         name = stage_name(name)
