@@ -5,6 +5,9 @@
 (`sentence_id`, `variant`, `segment` come and go; `accents` replaced `accent`); the files are
 tab-separated and unquoted (`csv.QUOTE_NONE`: sentences contain `"`), and an empty cell means "not
 given". `other.tsv` and `invalidated.tsv` are not read: only validated clips are training data.
+The files are UTF-8 by definition and decoded strictly, line by line: a row that is not valid UTF-8
+is a `malformed_metadata` reject, never a transcript with U+FFFD. A clip with no exact match is the
+single file differing only in the case of its extension (`X.MP3`); several such files: no guess.
 
 Found items = the distinct clip paths named by `validated.tsv` and the split files (a clip in
 `clips/` that no read file names is not an item), plus unreadable rows. The split is the split file
@@ -75,6 +78,29 @@ def read_tsv(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     return header, rows
 
 
+def decode_lines(data: bytes) -> tuple[str, list[int]]:
+    """(text, numbers of the lines that are not valid UTF-8) of a .tsv, decoded strictly line by line.
+
+    A line that does not decode is kept as an empty line (so line numbers still count physical lines
+    and `read_tsv` skips it); the caller rejects it. Lines end at LF, CRLF or CR, as in `read_tsv`.
+    """
+    try:
+        return data.decode("utf-8-sig"), []
+    except UnicodeDecodeError:
+        pass
+    parts: list[str] = []
+    bad: list[int] = []
+    for number, raw in enumerate(data.splitlines(keepends=True), start=1):
+        body = raw.rstrip(b"\r\n")
+        try:
+            text = body.decode("utf-8-sig" if number == 1 else "utf-8")
+            parts.append(text + raw[len(body) :].decode("ascii"))
+        except UnicodeDecodeError:
+            bad.append(number)
+            parts.append("\n")
+    return "".join(parts), bad
+
+
 def _cell(value: str) -> str | None:
     text = value.strip()
     return text or None
@@ -104,7 +130,17 @@ def _locale_clips(
         uri = storage.join(folder, name)
         if uri not in present:
             continue
-        header, rows = read_tsv(storage.read_bytes(uri).decode("utf-8-sig", errors="replace"))
+        text, bad_lines = decode_lines(storage.read_bytes(uri))
+        lines = enumerate(io.StringIO(text, newline=""), start=1)
+        header_line = next((number for number, line in lines if line.strip()), None)
+        if bad_lines and (header_line is None or bad_lines[0] < header_line):
+            raise layout_error(
+                source,
+                f"a UTF-8 {name} whose first line is the header",
+                f"{uri} whose first line is not valid UTF-8",
+                [uri],
+            )
+        header, rows = read_tsv(text)
         if "path" not in header:
             raise layout_error(
                 source,
@@ -114,6 +150,16 @@ def _locale_clips(
             )
         split = SPLIT_FILES.get(name)
         seen: dict[str, str] = {}
+        for line in bad_lines:
+            ref = f"{uri}:{line}"
+            rejects.append(
+                ingest_reject(
+                    source,
+                    ref,
+                    "malformed_metadata",
+                    f"Common Voice row {ref} is not valid UTF-8 (Common Voice files are UTF-8); the row was not read",
+                )
+            )
         for line, record in rows:
             ref = f"{uri}:{line}"
             try:
@@ -151,6 +197,53 @@ def _labels(values: dict[str, str | None], locale: str | None, source: SourceSpe
     }
 
 
+def _ext_key(uri: str) -> str:
+    stem, ext = posixpath.splitext(uri)
+    return stem + ext.lower()
+
+
+def _clip_files(
+    folder: str, clips: list[str], present: set[str], by_key: dict[str, list[str]]
+) -> dict[str, str | RowReject]:
+    """clip name -> the file on disk that is that clip, or why there is none.
+
+    An exact name wins. Otherwise the one file whose name differs only in the case of its extension
+    (`X.MP3` for `X.mp3`) is the clip, unless another row names that file exactly or also matches it
+    only by case; with several such files (`X.MP3` and `X.Mp3`) nothing is guessed.
+    """
+    uris = {clip: storage.join(folder, CLIPS_DIR, clip) for clip in clips}
+    exact = {uri for uri in uris.values() if uri in present}
+    found: dict[str, str | RowReject] = {}
+    for clip, uri in uris.items():
+        if uri in exact:
+            found[clip] = uri
+            continue
+        matches = [f for f in by_key.get(_ext_key(uri), []) if f not in exact]
+        if not matches:
+            found[clip] = RowReject("missing_audio", f"{uri} does not exist")
+        elif len(matches) > 1:
+            found[clip] = RowReject(
+                "malformed_metadata",
+                f"{uri} does not exist and several files differ from it only in the case of the extension "
+                f"({', '.join(matches)}); none was chosen",
+            )
+        else:
+            found[clip] = matches[0]
+    claims: dict[str, list[str]] = {}
+    for clip, uri in found.items():
+        if isinstance(uri, str) and uri not in exact:
+            claims.setdefault(uri, []).append(clip)
+    for uri, names in claims.items():
+        if len(names) > 1:
+            for clip in names:
+                found[clip] = RowReject(
+                    "malformed_metadata",
+                    f"{uris[clip]} does not exist and {uri} differs only in the case of the extension, but rows "
+                    f"naming {', '.join(sorted(names))} all match it; none was chosen",
+                )
+    return found
+
+
 def ingest_commonvoice(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest one Common Voice locale folder or a release folder holding several (see module doc)."""
     check_options(source, _OPTIONS)
@@ -166,13 +259,18 @@ def ingest_commonvoice(source: SourceSpec, default_language: str) -> IngestResul
             all_files,
         )
 
+    by_key: dict[str, list[str]] = {}  # uri with a lower-case extension -> the files so named on disk
+    for f in sorted(all_files):
+        by_key.setdefault(_ext_key(f), []).append(f)
     rejects: list[dict[str, str]] = []
     candidates: list[Candidate] = []
     for folder in folders:
         name = storage.basename(folder)
         locale = name if _LOCALE.match(name) else None
-        for clip, entry in _locale_clips(source, folder, present, rejects).items():
-            uri = storage.join(folder, CLIPS_DIR, clip)
+        entries = _locale_clips(source, folder, present, rejects)
+        files = _clip_files(folder, list(entries), present, by_key)
+        for clip, entry in entries.items():
+            uri = files[clip]
             if len(entry.splits) > 1:
                 named = ", ".join(f"{split} ({ref})" for split, ref in sorted(entry.splits.items()))
                 rejects.append(
@@ -184,10 +282,9 @@ def ingest_commonvoice(source: SourceSpec, default_language: str) -> IngestResul
                     )
                 )
                 continue
-            if uri not in present:
-                rejects.append(
-                    ingest_reject(source, entry.ref, "missing_audio", f"Common Voice row {entry.ref}: {uri} does not exist")
-                )
+            if isinstance(uri, RowReject):
+                detail = f"Common Voice row {entry.ref}: {uri.detail}"
+                rejects.append(ingest_reject(source, entry.ref, uri.reason, detail))
                 continue
             labels = _labels(entry.values, locale, source, default_language)
             labels["split"] = next(iter(entry.splits), None)

@@ -8,7 +8,8 @@ are named in a note (logged as a warning, shown in the card), never a reject: ex
 legitimate, but a `text` or `label` column is usually a label under the wrong name.
 
 Found items are the metadata rows plus every audio file no row names (so nothing in the folder is
-lost), or every audio file when there is no metadata. Native id = file_name without its extension
+lost), or every audio file when there is no metadata. A broken line whose file_name field still
+names an audio file claims it (one reject naming both; the file is not ingested unlabelled too). Native id = file_name without its extension
 (with the extension when two files share a stem), plus `@<offset>` for a cropped row.
 """
 
@@ -111,6 +112,8 @@ class _Row:
     line: int
     values: dict[str, str | None] = field(default_factory=dict)
     error: str | None = None
+    # a broken line's raw file_name field (its position in the header), when the line has one
+    file_name: str | None = None
 
 
 # ------------------------------------------------------------------------------------ metadata files
@@ -147,7 +150,12 @@ def _delimited_rows(text: str, delimiter: str) -> Iterator[_Row]:
                     raise _MetadataUnreadable(f"the header has no file_name column (columns: {', '.join(header)})")
                 continue
             if len(record) != len(header):
-                yield _Row(line, error=f"has {len(record)} fields but the header has {len(header)}")
+                at = header.index("file_name")
+                yield _Row(
+                    line,
+                    error=f"has {len(record)} fields but the header has {len(header)}",
+                    file_name=_cell(record[at]) if at < len(record) else None,
+                )
                 continue
             yield _Row(line, {k: _cell(v) for k, v in zip(header, record, strict=True)})
     except csv.Error as err:
@@ -239,6 +247,19 @@ def _on_disk(rel: str, present_rels: set[str], lookup: dict[str, list[str]]) -> 
     if len(same_case) == 1:
         return same_case[0]
     return matches[0] if len(matches) == 1 else rel
+
+
+def _claimed_file(
+    file_name: str | None, present_rels: set[str], lookup: dict[str, list[str]]
+) -> str | None:
+    """The audio file (relative path) a broken metadata line still names by its file_name field, or None."""
+    if file_name is None:
+        return None
+    try:
+        rel = _on_disk(_resolve(file_name), present_rels, lookup)
+    except RowReject:
+        return None
+    return rel if rel in present_rels and is_audio_file(rel) else None
 
 
 def _symlink_escape(root: str, uri: str) -> str | None:
@@ -379,6 +400,15 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
             target: str | RowReject
             if row.error is not None:
                 target = RowReject("malformed_metadata", f"the line {row.error}")
+                claimed = _claimed_file(row.file_name, present_rels, lookup)
+                if claimed is not None:
+                    # the file the line names is this item: not ingested again without its labels
+                    named.add(claimed)
+                    target = RowReject(
+                        "malformed_metadata",
+                        f"the line {row.error}; it names {storage.join(root, claimed)}, which was not "
+                        "ingested: its labels could not be read; fix the line",
+                    )
             else:
                 try:
                     target = _on_disk(_resolve(row.values.get("file_name")), present_rels, lookup)

@@ -1,8 +1,8 @@
 """MELD: `{train,dev,test}_sent_emo.csv` annotations and one MP4 clip per utterance.
 
-The CSVs (UTF-8, CRLF, curly quotes, quoted commas) have the header `Sr No., Utterance, Speaker,
-Emotion, Sentiment, Dialogue_ID, Utterance_ID, Season, Episode, StartTime, EndTime`; columns are read
-by name. Clip `dia<D>_utt<U>.mp4` lives in the split's clip folder, found at any depth below `path`
+The CSVs (UTF-8 or, failing that, Windows-1252 with a source note; CRLF, curly quotes, quoted
+commas) have the header `Sr No., Utterance, Speaker, Emotion, Sentiment, Dialogue_ID, Utterance_ID,
+Season, Episode, StartTime, EndTime`; columns are read by name. Clip `dia<D>_utt<U>.mp4` lives in the split's clip folder, found at any depth below `path`
 so both the release layout (`MELD.Raw/train/train_splits/`) and flattened copies work:
 train `train_splits`; dev `dev_splits_complete` (or `dev_splits`); test `output_repeated_splits_test`
 (or `test_splits`). The CSVs are found at any depth too (the shallowest copy is read).
@@ -183,6 +183,31 @@ def parse_sent_emo(text: str, split: str, name: str, source: SourceSpec) -> list
     return rows
 
 
+def decode_csv(data: bytes, uri: str) -> tuple[str, str | None]:
+    """(text, source note or None) of a `*_sent_emo.csv`: UTF-8 (BOM allowed), else Windows-1252.
+
+    Some official MELD CSVs hold Windows-1252 punctuation bytes (\\x92 for ’); cp1252 maps those to
+    the right characters, where a lossy UTF-8 decode would put U+FFFD into transcripts. A file that
+    is neither raises ValueError (the adapter's layout error names the file).
+    """
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as err:
+        utf8_error = err
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"it is neither UTF-8 ({utf8_error.reason} at byte {utf8_error.start}) nor Windows-1252 "
+            f"(byte 0x{data[err.start]:02x} at byte {err.start} is undefined there)"
+        ) from None
+    note = (
+        f"MELD file {uri} is not valid UTF-8 ({utf8_error.reason} at byte {utf8_error.start}); "
+        "it was read as Windows-1252 (cp1252), which MELD's CSVs partly use for punctuation such as ’"
+    )
+    return text, note
+
+
 def _depth(uri: str) -> int:
     return uri.count("/")
 
@@ -224,12 +249,16 @@ def ingest_meld(source: SourceSpec, default_language: str) -> IngestResult:
     candidates: list[Candidate] = []
     rejects: list[dict[str, str]] = []
     extras: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
     for split, found in csvs.items():
         if not found:
             continue
         uri = found[0]
         try:
-            rows = parse_sent_emo(storage.read_bytes(uri).decode("utf-8", errors="replace"), split, csv_name(split), source)
+            text, note = decode_csv(storage.read_bytes(uri), uri)
+            if note is not None:
+                notes.append(note)
+            rows = parse_sent_emo(text, split, csv_name(split), source)
         except ValueError as err:
             raise layout_error(source, f"{csv_name(split)} with MELD's header", f"{uri}: {err}", [uri]) from None
         for row in rows:
@@ -252,5 +281,6 @@ def ingest_meld(source: SourceSpec, default_language: str) -> IngestResult:
             extras[row.native_id] = row.extras
             candidates.append(Candidate(row.native_id, clip_uri, row.ref, row.labels))
     result = build_result(source, candidates, rejects)
+    result.notes.extend(notes)
     attach_columns(result, source, extras, TEXT_EXTRAS, dtype=object)
     return attach_columns(result, source, extras, TIME_EXTRAS)

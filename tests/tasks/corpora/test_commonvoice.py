@@ -166,3 +166,50 @@ def test_real_persian_sample() -> None:
     assert set(items["age_bucket"].dropna()) <= {"20s", "30s"}
     assert items["gender"].isna().sum() == 45  # 45 rows give no demographics at all
     assert (items["duration_s"] > 0.5).all()
+
+
+def test_row_that_is_not_utf8_is_rejected_not_mangled(tmp_path: Path) -> None:
+    """A Latin-1 byte in one row rejects that row (naming file:line); the rest of the file is read."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    en = tmp_path / "en"
+    _mp3(en / "clips" / "a.mp3", 0.5, seed=1)
+    _mp3(en / "clips" / "b.mp3", 0.5, seed=2)
+    lines = [OLD_HEADER.encode(), b"c1\ta.mp3\tcaf\xe9 au lait\t2\t0\t\t\t", "c2\tb.mp3\tcafé\t2\t0\t\t\t".encode()]
+    (en / "validated.tsv").write_bytes(b"\n".join(lines) + b"\n")
+
+    result = ingest_commonvoice(_source(en), "en")
+
+    assert result.found == 2 and len(result.items) == 1
+    assert result.items.loc[0, "transcript_raw"] == "café"
+    reject = result.rejects.iloc[0]
+    assert reject["input_ref"] == f"{en / 'validated.tsv'}:2" and reject["reason"] == "malformed_metadata"
+    assert "not valid UTF-8" in reject["detail"] and f"{en / 'validated.tsv'}:2" in reject["detail"]
+    assert not any("\ufffd" in str(v) for v in result.items["transcript_raw"])
+
+
+def test_header_that_is_not_utf8_is_a_layout_error(tmp_path: Path) -> None:
+    (tmp_path / "validated.tsv").write_bytes(b"client_id\tpath\tsent\xe9nce\nc1\ta.mp3\thello\n")
+    with pytest.raises(CorpusLayoutError, match="not valid UTF-8"):
+        ingest_commonvoice(_source(tmp_path), "en")
+
+
+def test_extension_case_exact_wins_single_match_taken_ambiguity_rejected(tmp_path: Path) -> None:
+    """`X.mp3` in the TSV is the clip `X.MP3`; with `Y.MP3` and `Y.Mp3` nothing is guessed."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    clips = tmp_path / "clips"
+    for seed, name in enumerate(["x.MP3", "y.MP3", "y.Mp3", "z.mp3", "z.MP3"]):
+        _mp3(clips / name, 0.4 + 0.1 * seed, seed=seed)
+    rows = [OLD_HEADER] + [f"c{i}\t{n}\tsentence {n}\t2\t0\t\t\t" for i, n in enumerate(["x.mp3", "y.mp3", "z.mp3"])]
+    (tmp_path / "validated.tsv").write_text("\n".join(rows) + "\n")
+
+    result = ingest_commonvoice(_source(tmp_path), "en")
+
+    assert result.found == 3 and len(result.items) == 2
+    items = result.items.set_index("transcript_raw")
+    assert items.loc["sentence x.mp3", "audio_uri"] == str(clips / "x.MP3")
+    assert items.loc["sentence z.mp3", "audio_uri"] == str(clips / "z.mp3")
+    reject = result.rejects.iloc[0]
+    assert reject["input_ref"] == f"{tmp_path / 'validated.tsv'}:3" and reject["reason"] == "malformed_metadata"
+    assert "y.MP3" in reject["detail"] and "y.Mp3" in reject["detail"]

@@ -327,3 +327,27 @@ def test_row_matches_file_differing_in_case_or_unicode_form(tmp_path: Path) -> N
     reject = result.rejects.iloc[0]
     assert reject["input_ref"] == "metadata.csv:4" and reject["reason"] == "missing_audio"
     assert items.loc[str(tmp_path / "x.wav"), "sentiment"] is None
+
+
+def test_broken_line_claims_the_file_it_names(tmp_path: Path) -> None:
+    """A line with too many fields is one reject naming line and file; the file is not ingested unlabelled."""
+    write_tone(tmp_path / "a.wav", 0.3, seed=1)
+    write_tone(tmp_path / "b.wav", 0.3, seed=2)
+    write_tone(tmp_path / "c.wav", 0.3, seed=3)
+    (tmp_path / "metadata.csv").write_text(
+        "file_name,transcript,sentiment\n"
+        "a.wav,hello, world,positive\n"  # unquoted comma: 4 fields
+        "b.wav,fine,neutral\n"
+        "gone.wav,x,y,z\n",  # names no file: a plain reject
+        encoding="utf-8",
+    )
+
+    result = ingest_folder(_source(str(tmp_path)), "en")
+
+    assert result.found == 4 and len(result.items) == 2
+    assert set(result.items["audio_uri"]) == {str(tmp_path / "b.wav"), str(tmp_path / "c.wav")}
+    rejects = result.rejects.set_index("input_ref")
+    assert set(rejects["reason"]) == {"malformed_metadata"} and len(rejects) == 2
+    detail = rejects.loc["metadata.csv:2", "detail"]
+    assert "line 2" in detail and str(tmp_path / "a.wav") in detail and "fix the line" in detail
+    assert "gone.wav" not in rejects.loc["metadata.csv:4", "detail"]

@@ -190,3 +190,28 @@ def test_upper_case_mp4_is_the_rows_clip(tmp_path: Path) -> None:
     row = result.items.iloc[0]
     assert row["utterance_id"] == "meld/test/dia5_utt0" and row["sentiment"] == "positive"
     assert row["audio_uri"] == str(tmp_path / "output_repeated_splits_test" / "dia5_utt0.MP4")
+
+
+def test_windows_1252_csv_is_read_as_such_with_a_note(tmp_path: Path) -> None:
+    """MELD CSVs with cp1252 punctuation (\\x92 for ’) give the right characters, never U+FFFD."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    _mp4(tmp_path / "output_repeated_splits_test" / "dia5_utt0.mp4", 0.5, seed=1)
+    row = "1,\u201cHey\u201d \u2013 it\u2019s me.,Chandler,joy,positive,5,0,2,3,,"
+    (tmp_path / "test_sent_emo.csv").write_bytes(("\r\n".join([HEADER, row]) + "\r\n").encode("cp1252"))
+
+    result = ingest_meld(_source(tmp_path), "en")
+
+    assert result.rejects.empty, result.rejects.to_dict("records")
+    assert result.items.loc[0, "transcript_raw"] == "\u201cHey\u201d \u2013 it\u2019s me."
+    assert len(result.notes) == 1 and "Windows-1252" in result.notes[0]
+    assert str(tmp_path / "test_sent_emo.csv") in result.notes[0]
+
+
+def test_utf8_csv_gives_no_note_and_undecodable_csv_is_a_layout_error(tmp_path: Path) -> None:
+    _csv(tmp_path / "test_sent_emo.csv", ["1,It\u2019s,Chandler,joy,positive,5,0,2,3,,"])
+    assert ingest_meld(_source(tmp_path), "en").notes == []
+    # \x81 is undefined in Windows-1252 and \xff is not UTF-8: no guess, the file is named
+    (tmp_path / "test_sent_emo.csv").write_bytes(HEADER.encode() + b"\r\n1,\x81\xff,A,joy,positive,5,0,2,3,,\r\n")
+    with pytest.raises(CorpusLayoutError, match="neither UTF-8"):
+        ingest_meld(_source(tmp_path), "en")
