@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset, WeightedRandomSampler
+from torch.utils.data import Dataset, Subset, WeightedRandomSampler
 
 from manifests.audio_io import SAMPLE_RATE, RowReader
-from manifests.release import Release, check_split, open_release
+from manifests.release import Release, check_split, naming_original, open_release
 from manifests.schema import ASR_STAGE, CLASSIFIER_STAGE
 
 METADATA_COLUMNS: tuple[str, ...] = ("row_id", "utterance_id", "source", "split", "sentiment")
@@ -42,6 +42,8 @@ class _StageDataset(Dataset):
             frame = frame[frame["split"] == split]
         self.frame = frame.reset_index(drop=True)
         self.records: list[dict[str, Any]] = self.frame.to_dict("records")
+        uris = set(self.frame["audio_uri"])
+        self.audio_origins = {new: old for new, old in rel.audio_origins.items() if new in uris}
         self.reader = RowReader(rel.pools if pools is None else pools, sample_rate)
         self.sample_rate = sample_rate
         self.transform = transform
@@ -75,7 +77,8 @@ class AsrDataset(_StageDataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.records[index]
-        audio = self.reader.utterance(row)
+        with naming_original(row["audio_uri"], self.audio_origins):
+            audio = self.reader.utterance(row)
         return self._finish({"waveform": torch.from_numpy(audio), "target": row["target_text"],
                              "metadata": self._metadata(row)})
 
@@ -88,7 +91,8 @@ class ClassifierDataset(_StageDataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.records[index]
-        audio, n_valid = self.reader.window(row)
+        with naming_original(row["audio_uri"], self.audio_origins):
+            audio, n_valid = self.reader.window(row)
         target = row.get("class_index")
         return self._finish({
             "waveform": torch.from_numpy(audio),
@@ -100,14 +104,30 @@ class ClassifierDataset(_StageDataset):
         })
 
 
-def weighted_sampler(data: ClassifierDataset | pd.DataFrame, num_samples: int | None = None,
+def _weight_frame(data: ClassifierDataset | Subset | pd.DataFrame) -> pd.DataFrame:
+    """The rows `data` yields, in its order: a Subset (nested or not) picks its indices' rows."""
+    if isinstance(data, Subset):
+        indices = [int(i) for i in data.indices]
+        return _weight_frame(data.dataset).iloc[indices]
+    if isinstance(data, _StageDataset):
+        return data.frame
+    if isinstance(data, pd.DataFrame):
+        return data
+    raise TypeError(f"weighted_sampler takes a ClassifierDataset, a Subset of one or a DataFrame, "
+                    f"not {type(data).__name__}")
+
+
+def weighted_sampler(data: ClassifierDataset | Subset | pd.DataFrame, num_samples: int | None = None,
                      generator: torch.Generator | None = None) -> WeightedRandomSampler:
     """Draw rows with probability proportional to `class_weight` (with replacement).
+
+    `data` is a ClassifierDataset, a `torch.utils.data.Subset` of one (the sampler yields positions
+    in the subset, weighted by the subset's rows in subset order) or a frame with `class_weight`.
 
     An alternative to weighting the loss: use one or the other. With the sampler, train with an
     unweighted loss; using both corrects the class imbalance twice.
     """
-    frame = data.frame if isinstance(data, _StageDataset) else data
+    frame = _weight_frame(data)
     weights = torch.tensor(frame["class_weight"].astype(float).to_numpy(), dtype=torch.double)
     if len(weights) == 0 or not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
         raise ValueError("class_weight must be finite, >= 0 and non-empty to build a sampler"

@@ -23,7 +23,7 @@ import pandas as pd
 
 from manifests import uri as fs
 from manifests.audio_io import SAMPLE_RATE, RowReader, open_audio
-from manifests.release import Release, check_split, open_release, stage_name
+from manifests.release import Release, check_split, naming_original, open_release, stage_name
 from manifests.schema import ASR_STAGE, CLASSIFIER_STAGE
 
 NON_SPEECH = "non_speech"  # the classifier label of windows without speech
@@ -74,8 +74,9 @@ def _ranges(release: Release, stage: str, split: str | None, render_dir: str | N
             duration = float(row["valid_s"] if is_clf else row["duration_s"])
             path = str(row["audio_uri"])
         else:
-            audio = reader.window(row)[0][: round(float(row["valid_s"]) * SAMPLE_RATE)] if is_clf \
-                else reader.utterance(row)
+            with naming_original(str(row["audio_uri"]), release.audio_origins):
+                audio = reader.window(row)[0][: round(float(row["valid_s"]) * SAMPLE_RATE)] if is_clf \
+                    else reader.utterance(row)
             path = _render(audio, str(render_dir), str(row["row_id"]))
             offset, duration = 0.0, len(audio) / SAMPLE_RATE
         out.append({**row, "path": path, "offset": round(offset, 6), "duration": round(duration, 6), "label": label})
@@ -133,6 +134,8 @@ def _probe(path: str) -> tuple[int, int, int]:
     """(sample_rate, frames, channels) through soundfile (ranged reads on S3)."""
     import soundfile as sf
 
+    if not fs.is_s3(path) and not os.path.exists(path):
+        raise FileNotFoundError(f"audio file not found: {path} (moved or deleted since the release was built?)")
     with open_audio(path) as src, sf.SoundFile(src) as f:
         return f.samplerate, f.frames, f.channels
 
@@ -172,7 +175,8 @@ def export_lhotse(uri: str | Release, stage: str, out_dir: str, split: str | Non
         path = row["path"]
         rec_id = f"{Path(path).stem[:60]}-{hashlib.sha256(path.encode()).hexdigest()[:10]}"
         if rec_id not in recordings:
-            sr, frames, channels = _probe(path)
+            with naming_original(path, release.audio_origins):
+                sr, frames, channels = _probe(path)
             source = AudioSource(type="url" if fs.is_s3(path) else "file", channels=list(range(channels)),
                                  source=path)
             recordings[rec_id] = Recording(id=rec_id, sources=[source], sampling_rate=sr, num_samples=frames,

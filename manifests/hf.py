@@ -15,25 +15,31 @@ from collections.abc import Mapping
 from typing import Any
 
 from manifests.audio_io import SAMPLE_RATE, RowReader
-from manifests.release import Release, check_split, open_release, stage_name
+from manifests.release import Release, check_split, naming_original, open_release, stage_name
 from manifests.schema import CLASSIFIER_STAGE
 
 
 class AudioDecoder:
-    """Decodes the `audio` column of a batch (dict of lists) or of one example (dict of values)."""
+    """Decodes the `audio` column of a batch (dict of lists) or of one example (dict of values).
+
+    `audio_origins` (a release's `audio_origins`: rewritten path -> manifest path) lets a
+    missing-file error name both paths when `audio_roots` rewrote the row's audio.
+    """
 
     def __init__(self, stage: str, pools: Mapping[str, Mapping[str, str]] | None = None,
-                 sample_rate: int = SAMPLE_RATE) -> None:
+                 sample_rate: int = SAMPLE_RATE, audio_origins: Mapping[str, str] | None = None) -> None:
         self.stage = stage_name(stage)
         self.reader = RowReader(pools, sample_rate)
+        self.audio_origins = dict(audio_origins or {})
 
     def decode_example(self, example: Mapping[str, Any]) -> dict[str, Any]:
         row = dict(example)
         row["audio_uri"] = example["audio"]["path"] if isinstance(example.get("audio"), Mapping) else example["audio_uri"]
-        if self.stage == CLASSIFIER_STAGE:
-            array, _ = self.reader.window(row)
-        else:
-            array = self.reader.utterance(row)
+        with naming_original(row["audio_uri"], self.audio_origins):
+            if self.stage == CLASSIFIER_STAGE:
+                array, _ = self.reader.window(row)
+            else:
+                array = self.reader.utterance(row)
         return {"array": array, "sampling_rate": self.reader.sr, "path": row["audio_uri"]}
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -69,5 +75,7 @@ def to_hf_dataset(uri: str | Release, stage: str, split: str | None = None, deco
     ds.info.description = json.dumps({"voicetone.release": release.root, "voicetone.stage": name,
                                       "voicetone.split": split})
     if decode:
-        ds.set_transform(AudioDecoder(name, release.pools), output_all_columns=False)
+        uris = set(table["audio_uri"].to_pylist())
+        origins = {new: old for new, old in release.audio_origins.items() if new in uris}
+        ds.set_transform(AudioDecoder(name, release.pools, audio_origins=origins), output_all_columns=False)
     return ds

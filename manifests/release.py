@@ -8,7 +8,10 @@ release built with `augment.materialize: false` can be augmented lazily without 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pandas as pd
@@ -28,6 +31,7 @@ from manifests.schema import (
 )
 
 POOL_INDEX = "augment_pools.json"
+AUDIO_ROOTS_ENV = "VOICETONE_AUDIO_ROOTS"
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 STAGES: dict[str, str] = {"asr": ASR_STAGE, "asr_stage": ASR_STAGE, "classifier": CLASSIFIER_STAGE,
                           "classifier_stage": CLASSIFIER_STAGE, "utterances": UTTERANCES, "rejects": REJECTS}
@@ -64,12 +68,93 @@ def write_pool_index(release_root: str, rirs: dict[str, str], noises: dict[str, 
     return target
 
 
-class Release:
-    """A published release: stage tables as pandas (or Arrow), the card, and the augmentation pools."""
+def _prefix(uri: str) -> str:
+    return uri.rstrip("/") or "/"
 
-    def __init__(self, root: str, card: dict[str, Any]) -> None:
+
+def parse_audio_roots(text: str) -> dict[str, str]:
+    """`"/data/corpora=/mnt/corpora;s3://b/c=/local/c"` -> {"/data/corpora": "/mnt/corpora", "s3://b/c": "/local/c"}.
+
+    Entries are separated by `;` and split at their first `=` (old prefix = new prefix); blanks
+    around entries and empty entries are ignored.
+    """
+    roots: dict[str, str] = {}
+    for entry in text.split(";"):
+        entry = entry.strip()
+        if not entry:
+            continue
+        old, sep, new = (part.strip() for part in entry.partition("="))
+        if not sep or not old or not new:
+            raise ValueError(f"{AUDIO_ROOTS_ENV}: entry {entry!r} is not OLD_PREFIX=NEW_PREFIX "
+                             "(entries are separated by ';')")
+        roots[old] = new
+    return roots
+
+
+def audio_roots_from_env() -> dict[str, str]:
+    """The prefix map in $VOICETONE_AUDIO_ROOTS (empty when unset)."""
+    return parse_audio_roots(os.environ.get(AUDIO_ROOTS_ENV, ""))
+
+
+class AudioRoots:
+    """Rewrites audio URI prefixes (`{"/data/corpora": "/mnt/corpora"}`), longest prefix first.
+
+    A prefix matches only on a path-component boundary: "/data/corp" rewrites "/data/corp/a.wav"
+    but not "/data/corpora2/a.wav". Local targets are made absolute (exports hand out absolute
+    paths). Plain data, so it pickles into DataLoader workers.
+    """
+
+    def __init__(self, roots: Mapping[str, str] | None = None) -> None:
+        pairs = []
+        for old, new in (roots or {}).items():
+            if not old or not new:
+                raise ValueError(f"audio_roots: empty prefix in {old!r} -> {new!r}")
+            target = new if fs.is_s3(new) else os.path.abspath(os.path.expanduser(new))
+            pairs.append((_prefix(old), _prefix(target)))
+        self.pairs: list[tuple[str, str]] = sorted(pairs, key=lambda p: len(p[0]), reverse=True)
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs)
+
+    def __repr__(self) -> str:
+        return f"AudioRoots({dict(self.pairs)!r})"
+
+    def rewrite(self, uri: str) -> str:
+        """`uri` with its longest matching prefix replaced (unchanged when none matches)."""
+        for old, new in self.pairs:
+            if uri == old:
+                return new
+            if uri.startswith(old if old.endswith("/") else old + "/"):
+                rest = uri[len(old):].lstrip("/")
+                return new + ("" if new.endswith("/") else "/") + rest
+        return uri
+
+
+@contextlib.contextmanager
+def naming_original(uri: str, origins: Mapping[str, str]) -> Iterator[None]:
+    """Re-raise a missing-file error for a rewritten `uri` so it names both paths."""
+    try:
+        yield
+    except FileNotFoundError as err:
+        original = origins.get(uri)
+        if original is None or original == uri:
+            raise
+        raise FileNotFoundError(f"audio file not found: {uri} (audio_roots rewrote it from {original}; "
+                                "is the prefix map right and the copy complete?)") from err
+
+
+class Release:
+    """A published release: stage tables as pandas (or Arrow), the card, and the augmentation pools.
+
+    `audio_roots` rewrites the prefixes of audio URIs outside the release (see `open_release`);
+    `audio_origins` maps every rewritten `audio_uri` back to the URI the manifest names.
+    """
+
+    def __init__(self, root: str, card: dict[str, Any], audio_roots: Mapping[str, str] | None = None) -> None:
         self.root = root
         self.card = card
+        self.audio_roots = AudioRoots(audio_roots)
+        self.audio_origins: dict[str, str] = {}
         self._arrow: dict[str, pa.Table] = {}
         self._frames: dict[str, pd.DataFrame] = {}
         self._pools: dict[str, dict[str, str]] | None = None
@@ -94,7 +179,7 @@ class Release:
             missing = [c for c in required_columns(name) if c not in table.column_names]
             if missing:
                 raise mio.ManifestError(f"{uri}: lacks contract column(s) {missing} of schema version {SCHEMA_VERSION}")
-            if name in (ASR_STAGE, CLASSIFIER_STAGE):
+            if name in (ASR_STAGE, CLASSIFIER_STAGE, UTTERANCES):
                 table = self._rebase_audio(table)
             self._arrow[name] = table
         return self._arrow[name]
@@ -105,16 +190,25 @@ class Release:
         `audio_uri` of a materialised row is `<build root>/audio/...` (absolute, as written at build).
         A release that was copied, synced or moved keeps those paths; they are rebased onto `root` so
         the reader uses the audio that travelled with the manifests (the old folder may be gone).
+        Every other URI outside the release (clean source audio) goes through `audio_roots`.
         """
         marker = f"/{self.card.get('release') or self.name}/audio/"
         here = self.root.rstrip("/") + "/audio/"
+        inside = self.root.rstrip("/") + "/"
         uris = table.column("audio_uri").to_pylist()
-        applied = table.column("recipe_applied").to_pylist()
+        applied = (table.column("recipe_applied").to_pylist() if "recipe_applied" in table.column_names
+                   else [False] * len(uris))
         changed = False
         for i, (uri, done) in enumerate(zip(uris, applied, strict=True)):
             if done and uri and not uri.startswith(here) and marker in uri:
                 uris[i] = here + uri.split(marker, 1)[1]
                 changed = True
+            elif uri and self.audio_roots and not uri.startswith(inside):
+                new = self.audio_roots.rewrite(uri)
+                if new != uri:
+                    self.audio_origins[new] = uri
+                    uris[i] = new
+                    changed = True
         if not changed:
             return table
         index = table.schema.get_field_index("audio_uri")
@@ -152,7 +246,7 @@ class Release:
         if self._pools is None:
             uri = pool_index_uri(self.root)
             raw = json.loads(fs.read_bytes(uri)) if fs.exists(uri) else {}
-            self._pools = {kind: {k: self._absolute(v) for k, v in raw.get(kind, {}).items()}
+            self._pools = {kind: {k: self._outside(self._absolute(v)) for k, v in raw.get(kind, {}).items()}
                            for kind in ("rirs", "noises")}
         return self._pools
 
@@ -160,6 +254,10 @@ class Release:
         if fs.is_s3(uri) or uri.startswith("/"):
             return uri
         return fs.join(self.root, uri)
+
+    def _outside(self, uri: str) -> str:
+        """A URI outside the release through `audio_roots` (pool files moved with the corpora)."""
+        return uri if uri.startswith(self.root.rstrip("/") + "/") else self.audio_roots.rewrite(uri)
 
     @property
     def needs_pools(self) -> bool:
@@ -172,11 +270,16 @@ class Release:
         return False
 
 
-def open_release(uri: str) -> Release:
+def open_release(uri: str, audio_roots: Mapping[str, str] | None = None) -> Release:
     """Open a release folder, or the release an output folder's LATEST names (local or s3://).
 
     Checks the card's and every manifest's schema version up front, so a job fails at start-up
     instead of mid-epoch.
+
+    `audio_roots` ({old prefix: new prefix}) rewrites `audio_uri`s outside the release (clean
+    source audio, and pool files), longest prefix first, on path-component boundaries, for training
+    on a machine where the corpora live elsewhere. None (the default) reads $VOICETONE_AUDIO_ROOTS
+    (`OLD=NEW;OLD=NEW`); an explicit mapping, even `{}`, replaces the environment's.
     """
     paths = mio.resolve_release(uri)
     card = mio.read_card(paths)
@@ -184,7 +287,8 @@ def open_release(uri: str) -> Release:
     if version != SCHEMA_VERSION:
         raise mio.ManifestError(f"{paths.card_json}: schema version {version or 'missing'}, "
                                 f"but this reader understands {SCHEMA_VERSION}")
-    release = Release(paths.root, card)
+    roots = audio_roots_from_env() if audio_roots is None else audio_roots
+    release = Release(paths.root, card, roots)
     for name in MANIFEST_NAMES:
         release.arrow(name)
     return release

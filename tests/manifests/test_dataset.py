@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from manifests.audio_io import read_audio
 from manifests.dataset import AsrDataset, ClassifierDataset, LogMel, collate_pad, weighted_sampler
@@ -84,6 +84,25 @@ def test_weighted_sampler_draws_by_class_weight(small_release: Path) -> None:
     assert len(weighted_sampler(data.frame)) == len(data)
     with pytest.raises(ValueError, match="class_weight"):
         weighted_sampler(pd.DataFrame({"class_weight": [1.0, float("nan")]}))
+
+
+def test_weighted_sampler_takes_a_subset_in_subset_order(small_release: Path) -> None:
+    data = ClassifierDataset(str(small_release), split=None)
+    assert data.frame["class_weight"].nunique() > 1
+    indices = [4, 0, 3, 0, 1]
+    subset = Subset(data, indices)
+    sampler = weighted_sampler(subset, generator=torch.Generator().manual_seed(0))
+    expected = [subset[i]["class_weight"] for i in range(len(subset))]
+    assert sampler.weights.tolist() == pytest.approx(expected)
+    assert sampler.weights.tolist() == pytest.approx(data.frame["class_weight"].iloc[indices].tolist())
+    assert len(sampler) == len(subset) and all(0 <= i < len(subset) for i in sampler)
+    nested = Subset(subset, [2, 1])  # a subset of a subset: rows 3 and 0 of the dataset
+    assert weighted_sampler(nested).weights.tolist() == pytest.approx(
+        data.frame["class_weight"].iloc[[3, 0]].tolist())
+    loader = DataLoader(subset, batch_size=3, sampler=sampler, collate_fn=collate_pad)
+    assert next(iter(loader))["waveform"].shape == (3, 5 * SR)
+    with pytest.raises(TypeError, match="Subset"):
+        weighted_sampler([1.0, 2.0])
 
 
 def test_dataloader_with_workers_matches_single_process(small_release: Path) -> None:
