@@ -78,7 +78,8 @@ def window_bounds(
     return windows
 
 
-def _merge(intervals: Iterable[Sequence[float]]) -> list[Interval]:
+def merge_intervals(intervals: Iterable[Sequence[float]]) -> list[Interval]:
+    """Sorted, non-overlapping intervals covering the same time (empty ones dropped)."""
     spans = sorted((float(a), float(b)) for a, b in intervals if float(b) > float(a))
     merged: list[Interval] = []
     for a, b in spans:
@@ -94,8 +95,12 @@ def speech_ratio(intervals: Iterable[Sequence[float]], start: float, end: float)
     length = end - start
     if length <= 0:
         return 0.0
-    covered = sum(max(0.0, min(b, end) - max(a, start)) for a, b in _merge(intervals))
-    return min(1.0, covered / length)
+    return min(1.0, covered_seconds(intervals, start, end) / length)
+
+
+def covered_seconds(intervals: Iterable[Sequence[float]], start: float, end: float) -> float:
+    """Seconds of [start, end] covered by the (possibly overlapping) intervals."""
+    return sum(max(0.0, min(b, end) - max(a, start)) for a, b in merge_intervals(intervals))
 
 
 def speech_intervals(audio: np.ndarray, sr: int = VAD_SR, threshold: float = 0.5) -> list[Interval]:

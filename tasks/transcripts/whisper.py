@@ -64,6 +64,7 @@ import pandas as pd
 
 from manifests.schema import REJECT_REASONS
 from tasks.common import StageResult
+from tasks.segments import covered_seconds, speech_intervals
 from tasks.spec import WhisperSettings
 from tasks.transcripts.common import TranscriptStage, has_text
 from tasks.transcripts.normalize import normalize_transcript
@@ -362,8 +363,6 @@ def _nearest_span(spans: list[tuple[float, float]], t: float, candidates: list[i
 
 def _speech(audio: np.ndarray) -> list[tuple[float, float]]:
     """Speech intervals (seconds) in 16 kHz audio by the Silero VAD used for speech detection."""
-    from tasks.segments import speech_intervals
-
     return speech_intervals(audio, SAMPLE_RATE)
 
 
@@ -421,26 +420,11 @@ def _clip_problems(
             if said >= MIN_SPEECH_S:
                 problems[idx] = f"holds {said:.1f} s of speech but got no words"
             continue
-        heard = _merge([(s - UNHEARD_SLACK_S, e + UNHEARD_SLACK_S) for s, e in own])
-        unheard = said - sum(_overlap(interval, heard) for interval in intervals)
+        heard = [(s - UNHEARD_SLACK_S, e + UNHEARD_SLACK_S) for s, e in own]
+        unheard = said - sum(covered_seconds(heard, s, e) for s, e in intervals)
         if unheard > MAX_UNHEARD_S:
             problems[idx] = f"{unheard:.1f} s of its speech got no words"
     return problems
-
-
-def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    merged: list[tuple[float, float]] = []
-    for s, e in sorted(intervals):
-        if merged and s <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
-        else:
-            merged.append((s, e))
-    return merged
-
-
-def _overlap(interval: tuple[float, float], others: list[tuple[float, float]]) -> float:
-    s, e = interval
-    return sum(max(0.0, min(e, b) - max(s, a)) for a, b in others)
 
 
 def _pack(clips: list[_Clip]) -> tuple[np.ndarray, list[tuple[float, float]], list[tuple[float, float]]]:
