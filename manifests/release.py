@@ -26,13 +26,13 @@ from manifests.schema import (
     REJECTS,
     SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
+    SPLITS,
     UTTERANCES,
     required_columns,
 )
 
 POOL_INDEX = "augment_pools.json"
 AUDIO_ROOTS_ENV = "VOICETONE_AUDIO_ROOTS"
-SPLITS: tuple[str, ...] = ("train", "dev", "test")
 STAGES: dict[str, str] = {"asr": ASR_STAGE, "asr_stage": ASR_STAGE, "classifier": CLASSIFIER_STAGE,
                           "classifier_stage": CLASSIFIER_STAGE, "utterances": UTTERANCES, "rejects": REJECTS}
 
