@@ -47,7 +47,7 @@ VALIDATED = "validated.tsv"
 SPLIT_FILES: dict[str, str] = {"train.tsv": "train", "dev.tsv": "dev", "test.tsv": "test"}
 READ_FILES: tuple[str, ...] = (VALIDATED, *SPLIT_FILES)
 _LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-_OPTIONS: dict[str, type] = {}
+OPTIONS: dict[str, type] = {}
 
 
 @dataclass
@@ -246,7 +246,7 @@ def _clip_files(
 
 def ingest_commonvoice(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest one Common Voice locale folder or a release folder holding several (see module doc)."""
-    check_options(source, _OPTIONS)
+    check_options(source, OPTIONS)
     _, all_files = list_corpus(source)
     present = set(all_files)
     folders = sorted({storage.parent(f) for f in all_files if storage.basename(f) in READ_FILES})

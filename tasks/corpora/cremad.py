@@ -61,7 +61,7 @@ SENTENCES: dict[str, str] = {
     "WSI": "We'll stop in a couple of minutes",
 }
 _NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})\.wav$", re.IGNORECASE)
-_OPTIONS: dict[str, type] = {}
+OPTIONS: dict[str, type] = {}
 
 
 def parse_name(name: str) -> dict[str, str | None]:
@@ -119,7 +119,7 @@ def _demographics(root: str, files: list[str]) -> dict[str, dict[str, str | None
 
 def ingest_cremad(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest a CREMA-D folder (see module doc). English; `default_language` is not used."""
-    check_options(source, _OPTIONS)
+    check_options(source, OPTIONS)
     root, all_files = list_corpus(source)
     wavs = [f for f in all_files if f.lower().endswith(".wav") and not storage.basename(f).startswith("._")]
     if not any(_NAME.match(storage.basename(f)) for f in wavs):

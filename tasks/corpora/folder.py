@@ -97,7 +97,7 @@ _COLUMN_HINTS: dict[str, str] = {
     "offset": "offset_s",
     "duration": "duration_s",
 }
-_OPTIONS: dict[str, type] = {}
+OPTIONS: dict[str, type] = {}
 _WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
@@ -348,7 +348,7 @@ def _native_ids(rels: set[str]) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------- adapter
 def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest a folder of audio files with an optional metadata.csv/.tsv/.jsonl (see module doc)."""
-    check_options(source, _OPTIONS)
+    check_options(source, OPTIONS)
     root, all_files = list_corpus(source)
     present = set(all_files)
     audio_files = [f for f in all_files if is_audio_file(f)]

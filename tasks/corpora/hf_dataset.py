@@ -76,7 +76,7 @@ SPLIT_ALIASES: dict[str, str] = {
 }
 DEFAULT_CACHE = ".voicetone-audio"
 BATCH_ROWS = 256
-_OPTIONS: dict[str, type] = {"columns": dict, "label_names": dict, "split": str, "audio_cache": str,
+OPTIONS: dict[str, type] = {"columns": dict, "label_names": dict, "split": str, "audio_cache": str,
                              "allow_absolute_paths": bool}
 # Magic bytes -> suffix, for embedded audio whose path gives no usable suffix.
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
@@ -108,7 +108,7 @@ class _Config:
 
 # ------------------------------------------------------------------------------------------ options
 def _config(source: SourceSpec, root: str) -> _Config:
-    options = check_options(source, _OPTIONS)
+    options = check_options(source, OPTIONS)
     columns = {str(k): v for k, v in options.get("columns", {}).items()}
     bad = sorted(set(columns) - set(ROLES))
     if bad:

@@ -55,7 +55,7 @@ EMOTION_CODES: dict[str, str] = {
     "xxx": "xxx",
 }
 DIMENSION_COLUMNS: tuple[str, ...] = ("valence", "arousal", "dominance")
-_OPTIONS: dict[str, type] = {"test_sessions": list}
+OPTIONS: dict[str, type] = {"test_sessions": list}
 _SESSION = re.compile(r"^Session(\d+)$")
 _UTTERANCE = re.compile(r"^Ses(\d{2})[FM]_(.+)_([FM])\d{3}$")
 _EVAL_LINE = re.compile(r"^\[\s*([\d.]+)\s*-\s*([\d.]+)\s*\]\s+(\S+)\s+(\S+)\s+\[([^\]]*)\]")
@@ -115,7 +115,7 @@ def _session_files(root: str, files: list[str], folder: tuple[str, ...]) -> list
 
 
 def _test_sessions(source: SourceSpec, present: set[int]) -> set[int] | None:
-    options = check_options(source, _OPTIONS)
+    options = check_options(source, OPTIONS)
     if "test_sessions" not in options:
         return None
     sessions = options["test_sessions"]
@@ -144,7 +144,7 @@ def ingest_iemocap(source: SourceSpec, default_language: str) -> IngestResult:
     IEMOCAP is English, so `default_language` is not used; the spec's `license` overrides
     IEMOCAP-license (a licence that forbids redistribution: filter on the license column).
     """
-    check_options(source, _OPTIONS)
+    check_options(source, OPTIONS)
     root, all_files = list_corpus(source)
     wavs: dict[str, tuple[int, str, str]] = {}  # utt -> (session, dialog folder, uri)
     for uri in all_files:

@@ -40,7 +40,7 @@ _UTT_ID = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 _FLAC = re.compile(r"^(\d+)-(\d+)-(\d+)\.flac$")
 _TRANS = re.compile(r"^(\d+)-(\d+)\.trans\.txt$")
 _SPLIT_PREFIXES: tuple[tuple[str, str], ...] = (("train", "train"), ("dev", "dev"), ("test", "test"))
-_OPTIONS: dict[str, type] = {}
+OPTIONS: dict[str, type] = {}
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def _misplaced(parts: list[str], spk: str, chapter: str) -> str | None:
 
 def ingest_librispeech(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest a LibriSpeech copy (see module doc). English; `default_language` is not used."""
-    check_options(source, _OPTIONS)
+    check_options(source, OPTIONS)
     root, all_files = list_corpus(source)
     flacs = [f for f in all_files if f.lower().endswith(".flac") and not storage.basename(f).startswith("._")]
     trans = [f for f in all_files if _TRANS.match(storage.basename(f))]

@@ -58,7 +58,7 @@ TEXT_EXTRAS: tuple[str, ...] = ("season", "episode")
 TIME_EXTRAS: tuple[str, ...] = ("episode_start_s", "episode_end_s")  # seconds (float64)
 EXTRA_COLUMNS: tuple[str, ...] = (*TEXT_EXTRAS, *TIME_EXTRAS)
 _TIME = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})[,.](\d{1,3})$")
-_OPTIONS: dict[str, type] = {}
+OPTIONS: dict[str, type] = {}
 
 
 def csv_name(split: str) -> str:
@@ -231,7 +231,7 @@ def _clip_index(files: list[str]) -> dict[str, dict[str, str]]:
 
 def ingest_meld(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest a MELD folder (see module doc). English; `default_language` is not used."""
-    check_options(source, _OPTIONS)
+    check_options(source, OPTIONS)
     root, all_files = list_corpus(source)
     csvs = {
         split: sorted((f for f in all_files if storage.basename(f) == csv_name(split)), key=lambda f: (_depth(f), f))

@@ -62,7 +62,7 @@ SPLITS: dict[str, str] = {"train": "train", "development": "dev", "test1": "test
 DIMENSIONS: dict[str, str] = {"EmoAct": "arousal", "EmoVal": "valence", "EmoDom": "dominance"}
 TRANSCRIPT_COLUMNS: tuple[str, ...] = ("Transcript", "transcript", "Transcription")
 _UNKNOWN = "unknown"
-_OPTIONS: dict[str, type] = {}
+OPTIONS: dict[str, type] = {}
 
 
 def _value(row: dict[str, Any], column: str) -> str | None:
@@ -134,7 +134,7 @@ def ingest_msp_podcast(source: SourceSpec, default_language: str) -> IngestResul
     MSP-Podcast is English, so `default_language` is not used; the spec's `license` overrides
     MSP-Podcast-license (an academic licence: filter on the license column).
     """
-    check_options(source, _OPTIONS)
+    check_options(source, OPTIONS)
     root, all_files = list_corpus(source)
     present = set(all_files)
     label_uri = next((storage.join(root, n) for n in LABEL_FILES if storage.join(root, n) in present), None)

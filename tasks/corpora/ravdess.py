@@ -47,7 +47,7 @@ _CHANNELS = {"01", "02"}
 _REPETITIONS = {"01", "02"}
 _ACTOR_DIR = re.compile(r"^Actor_(\d{2})$")
 _NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})\.wav$", re.IGNORECASE)
-_OPTIONS: dict[str, type] = {}
+OPTIONS: dict[str, type] = {}
 
 
 def _in_actor_dir(rel: str) -> bool:
@@ -99,7 +99,7 @@ def ingest_ravdess(source: SourceSpec, default_language: str) -> IngestResult:
 
     RAVDESS is English, so `default_language` is not used; the spec's `license` overrides CC-BY-NC-SA-4.0.
     """
-    check_options(source, _OPTIONS)
+    check_options(source, OPTIONS)
     root, all_files = list_corpus(source)
     wavs = [f for f in all_files if f.lower().endswith(".wav") and not storage.basename(f).startswith("._")]
     in_actor_dirs = [f for f in wavs if _in_actor_dir(relative_path(root, f))]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import importlib
 
 from tasks.corpora.base import Adapter, check_options
 from tasks.corpora.commonvoice import ingest_commonvoice
@@ -45,11 +45,9 @@ def get_adapter(kind: str) -> Adapter:
         raise AdapterNotAvailableError(f"adapter kind {kind!r} {planned}; implemented: {known}") from None
 
 
-def adapter_options(kind: str) -> dict[str, type] | None:
-    """The options an adapter accepts (its module's `_OPTIONS` table), None when it declares none."""
-    adapter = ADAPTERS.get(kind)
-    module = sys.modules.get(adapter.__module__) if adapter is not None else None
-    return getattr(module, "_OPTIONS", None)
+def adapter_options(kind: str) -> dict[str, type]:
+    """The options an adapter accepts: the `OPTIONS` table its module declares and checks at run time."""
+    return importlib.import_module(get_adapter(kind).__module__).OPTIONS
 
 
 def option_problem(source: SourceSpec) -> str | None:
@@ -58,11 +56,8 @@ def option_problem(source: SourceSpec) -> str | None:
     The same check the adapter makes when it runs, made before any work so a typo stops the build
     with exit code 2 instead of failing mid-run.
     """
-    allowed = adapter_options(source.kind)
-    if allowed is None:
-        return None
     try:
-        check_options(source, allowed)
+        check_options(source, adapter_options(source.kind))
     except ValueError as err:
         return str(err)
     return None

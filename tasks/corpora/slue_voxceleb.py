@@ -50,13 +50,13 @@ SPLIT_FILES: tuple[tuple[str, str, str], ...] = (
 )
 MIXED_LABELS: tuple[str, ...] = ("<mixed>", "Disagreement")
 REQUIRED_COLUMNS: tuple[str, ...] = ("id", "start_second", "end_second")
-_OPTIONS: dict[str, type] = {"mixed_policy": object}  # str or mapping, checked in _mixed_policy
+OPTIONS: dict[str, type] = {"mixed_policy": object}  # str or mapping, checked in _mixed_policy
 _REJECT = "reject"
 
 
 def _mixed_policy(source: SourceSpec) -> dict[str, str | None]:
     """Native mixed label (lower-case) -> sentiment, or None to reject it."""
-    options = check_options(source, _OPTIONS)
+    options = check_options(source, OPTIONS)
     policy: Any = options.get("mixed_policy", _REJECT)
     if not isinstance(policy, str | dict):
         raise ValueError(f"source {source.name!r} (slue_voxceleb): option mixed_policy must be a string or a "
