@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,7 +52,7 @@ class AuditInputError(ValueError):
 
 def normalize(name: str) -> str:
     """PEP 503 name: what PyPI and OSV index by."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return canonicalize_name(name)
 
 
 @dataclass(frozen=True)
