@@ -85,7 +85,8 @@ def augment_task(spec: DatasetSpec, rows_uri: str, position: str) -> dict[str, A
 @task(name="publish")
 def publish_task(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, Any]],
                  ingest: list[dict[str, Any]], timings: dict[str, float]) -> dict[str, Any]:
-    return pipeline.publish(spec, plan, augmented, ingest, timings, log=get_run_logger().info)
+    logger = get_run_logger()
+    return pipeline.publish(spec, plan, augmented, ingest, timings, log=logger.info, warn=logger.warning)
 
 
 def _map(task_fn: Any, spec: DatasetSpec, uris: list[str], **kwargs: Any) -> list[dict[str, Any]]:
@@ -94,9 +95,10 @@ def _map(task_fn: Any, spec: DatasetSpec, uris: list[str], **kwargs: Any) -> lis
 
 
 def _chain(previous: list[dict[str, Any]], current: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Carry the rejects of earlier stages along with each shard's newest items."""
+    """Carry the rejects and fired guards of earlier stages along with each shard's newest items."""
     return [
-        {**cur, "rejects_uris": list(prev.get("rejects_uris", [])) + list(cur.get("rejects_uris", []))}
+        {**cur, "rejects_uris": list(prev.get("rejects_uris", [])) + list(cur.get("rejects_uris", [])),
+         "guards": list(prev.get("guards", [])) + list(cur.get("guards", []))}
         for prev, cur in zip(previous, current, strict=True)
     ]
 

@@ -29,6 +29,7 @@ from manifests.schema import (
     UTTERANCES,
     UTTERANCES_SCHEMA,
 )
+from tasks import guards
 from tasks.common import reject_row, rejects_frame
 from tasks.releases import previous_utterances, prune_releases, release_changes
 from tasks.security import redact, redact_obj
@@ -447,6 +448,8 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
         "pools": {"train_rirs": len(pools.train_rirs), "eval_rirs": len(pools.eval_rirs),
                   "train_noises": len(pools.train_noises), "eval_noises": len(pools.eval_noises)},
         "pii": _jsonable(pii_report),
+        # guards fired by the per-shard stages travel on through the plan to publish
+        "guards": guards.collect(shard_results),
     }
 
 
@@ -523,7 +526,8 @@ def release_name(spec: DatasetSpec) -> str:
 
 
 def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, Any]],
-            ingest: list[dict[str, Any]], timings: dict[str, float], log: Log = _noop) -> dict[str, Any]:
+            ingest: list[dict[str, Any]], timings: dict[str, float], log: Log = _noop,
+            warn: Log | None = None) -> dict[str, Any]:
     """Window, weight and write the release; move LATEST only after it validates."""
     from manifests.release import write_pool_index
     from manifests.validate import validate_release
@@ -536,6 +540,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
         rows = _empty_stage_rows(utterances)
     rejects = _concat_rejects([*(read_frame(r["rejects_uri"]) for r in ingest), read_frame(plan["rejects_uri"])])
     found = {r["source"]: r["found"] for r in ingest}
+    publish_guards: list[dict[str, Any]] = []  # guards that fire while publishing append here
 
     release = release_name(spec)
     paths = mio.release_paths(spec.output, release)
@@ -564,6 +569,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     digest = mio.content_sha256(written, release_root=paths.root)
 
     extra = _card_extra(spec, plan, weight_report, timings)
+    extra["guards"] = guards.collect(ingest, plan, augmented, {"guards": publish_guards})
     extra["source_notes"] = {r["source"]: list(r.get("notes") or []) for r in ingest if r.get("notes")}
     prev_utts, prev_name = previous_utterances(spec.output)
     extra["changes"] = release_changes(prev_utts, written[UTTERANCES], prev_name)
@@ -584,6 +590,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     fs.write_bytes(paths.card_json, json.dumps(card, indent=2, sort_keys=True, allow_nan=False).encode())
     fs.write_bytes(paths.card_md, redact(report.render_markdown(card, plot_files)).encode())
 
+    guards.log_guards(extra["guards"], warn=warn or log, info=log)
     result = validate_release(paths.root)
     if not result.ok:
         problems = "\n  - ".join(result.problems)
@@ -601,6 +608,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
         "counts": {name: len(df) for name, df in written.items()},
         "found": found,
         "changes": extra["changes"],
+        "guards": extra["guards"],
     }
 
 

@@ -41,6 +41,8 @@ EXTRA_SECTIONS: tuple[str, ...] = (
     "timings",
     "lineage",
 )
+# Rendered first in the Markdown card (see `_render_guards`), not among the other sections.
+_FRONT_SECTIONS: frozenset[str] = frozenset({"guards"})
 _EXTRA_TITLES: dict[str, str] = {
     "balance": "ASR-stage balancing",
     "eligibility": "Eligibility (label origins each stage and split may use)",
@@ -747,6 +749,20 @@ _HOW_TO_USE = """\
   per-group metrics on them are noise."""
 
 
+def _render_guards(records: list[dict[str, Any]]) -> list[str]:
+    """Warnings first and loud; guards that acted as documented (infos) in a short table after them."""
+    out: list[str] = []
+    loud = [r for r in records if r.get("level") in ("error", "warning")]
+    if loud:
+        out += ["", "## ⚠ Warnings", ""]
+        out += [f"- **{r['level'].upper()} `{r['guard']}`**: {r['message']}" for r in loud]
+    quiet = [r for r in records if r.get("level") == "info"]
+    if quiet:
+        out += ["", "## Guards that acted", "", _table(["guard", "what happened"],
+                                                      [[f"`{r['guard']}`", r["message"]] for r in quiet])]
+    return out
+
+
 def render_markdown(card: dict[str, Any], plot_files: list[str]) -> str:
     """The card as Markdown: summary first, then tables, plots (relative `plots/` links) and usage."""
     out = [f"# Dataset card: {card['name']}", ""]
@@ -759,6 +775,7 @@ def render_markdown(card: dict[str, Any], plot_files: list[str]) -> str:
         if key in card:
             header.append((key, f"`{card[key]}`" if key == "content_sha256" else card[key]))
     out += [f"- **{k}**: {v}" for k, v in header]
+    out += _render_guards(card.get("guards") or [])
     out += ["", "## Summary", "", render_summary(card, examples_below=True), ""]
 
     counts = card["counts"]
@@ -936,7 +953,7 @@ def render_markdown(card: dict[str, Any], plot_files: list[str]) -> str:
 
     known = set(EXTRA_SECTIONS)
     extras = [k for k in EXTRA_SECTIONS if k in card]
-    extras += [k for k in card if k not in known and k not in _CORE_KEYS]
+    extras += [k for k in card if k not in known and k not in _CORE_KEYS and k not in _FRONT_SECTIONS]
     for key in extras:
         title = _EXTRA_TITLES.get(key, key.replace("_", " ").capitalize())
         pairs = _flatten(card[key])
