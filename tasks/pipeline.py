@@ -33,7 +33,7 @@ from tasks import guards
 from tasks.common import reject_row, rejects_frame
 from tasks.releases import previous_utterances, prune_releases, release_changes
 from tasks.security import redact, redact_obj
-from tasks.shards import read_frame, run_shard, split_into_shards, stable_hash, write_frame
+from tasks.shards import read_frame, reusable_frame, run_shard, split_into_shards, stable_hash, write_frame
 from tasks.spec import DatasetSpec
 
 Log = Callable[..., None]
@@ -112,7 +112,7 @@ def make_shards(spec: DatasetSpec, ingest_results: list[dict[str, Any]], log: Lo
     for shard in shards:
         key = stable_hash(*shard["utterance_id"], *shard["segment_key"])[:24]
         uri = fs.join(work_dir(spec), "shards", f"{key}.parquet")
-        if not fs.exists(uri):
+        if not reusable_frame(uri, log):  # an unreadable (0-byte, truncated) shard file is rewritten
             write_frame(uri, shard)
         uris.append(uri)
     log("sharded %d utterances into %d shard(s) of at most ~%d", len(items), len(uris), spec.run.shard_size)
@@ -206,7 +206,7 @@ def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, posit
         ]
         return out, rejects_frame()
 
-    items_uri, rejects_uri, reused = run_shard(work_dir(spec), "transcripts", shard, settings, fn)
+    items_uri, rejects_uri, reused = run_shard(work_dir(spec), "transcripts", shard, settings, fn, log=log)
     log("transcripts %s: shard %s %s", position, items_uri.rsplit("/", 1)[-1], "reused" if reused else "done")
     return {"items_uri": items_uri, "rejects_uris": [rejects_uri], "reused": reused}
 
@@ -299,7 +299,7 @@ def sentiment_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, positio
                 comprehend.make_cache(cache_dir(spec), cs), offline=offline, log=log))
         return items, rejects_frame()
 
-    items_uri, rejects_uri, reused = run_shard(work_dir(spec), "sentiment", shard, settings, fn)
+    items_uri, rejects_uri, reused = run_shard(work_dir(spec), "sentiment", shard, settings, fn, log=log)
     log("sentiment %s: shard %s %s", position, items_uri.rsplit("/", 1)[-1], "reused" if reused else "done")
     return {"items_uri": items_uri, "rejects_uris": [rejects_uri], "reused": reused}
 
@@ -334,7 +334,7 @@ def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: 
         rejected = set(rejects["input_ref"]) if len(rejects) else set()
         return out[~out["utterance_id"].isin(rejected)].reset_index(drop=True), rejects
 
-    items_uri, rejects_uri, reused = run_shard(work_dir(spec), "speech", shard, settings, fn)
+    items_uri, rejects_uri, reused = run_shard(work_dir(spec), "speech", shard, settings, fn, log=log)
     log("speech detection %s: shard %s %s", position, items_uri.rsplit("/", 1)[-1], "reused" if reused else "done")
     return {"items_uri": items_uri, "rejects_uris": [rejects_uri], "reused": reused}
 

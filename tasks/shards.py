@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,6 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from manifests import uri as fs
+
+Log = Callable[..., None]
+_LOGGER = logging.getLogger(__name__)
+
+
+class WorkFileError(ValueError):
+    """A work file that exists but cannot be read (0 bytes, truncated, not Parquet): names the file."""
 
 
 def stable_hash(*parts: object) -> str:
@@ -78,7 +86,44 @@ def write_frame(uri: str, df: pd.DataFrame) -> None:
 
 
 def read_frame(uri: str) -> pd.DataFrame:
-    return pq.read_table(io.BytesIO(fs.read_bytes(uri))).to_pandas()
+    """A work file as pandas; `WorkFileError` naming the file when it is not readable Parquet."""
+    data = fs.read_bytes(uri)
+    try:
+        return pq.read_table(io.BytesIO(data)).to_pandas()
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise WorkFileError(f"work file {uri} ({len(data)} bytes) cannot be read as Parquet: {err}") from None
+
+
+def reusable_frame(uri: str, log: Log | None = None) -> bool:
+    """True when `uri` exists and reads as Parquet; an unreadable file counts as absent (logged, redone).
+
+    A crash or a full disk can leave a 0-byte or truncated work file (S3 and local rename are atomic,
+    but a copied or synced work folder is not); reusing it would fail every later run.
+    """
+    if not fs.exists(uri):
+        return False
+    try:
+        read_frame(uri)
+    except WorkFileError as err:
+        (log or _LOGGER.warning)("%s; treating it as absent and redoing it", err)
+        return False
+    return True
+
+
+def keep_columns(out: pd.DataFrame, source: pd.DataFrame) -> pd.DataFrame:
+    """`out` with every column of `source` when it has no rows (a stage that kept nothing).
+
+    A stage file may hold no rows, but the next stage still selects columns of it: a row filter
+    over zero rows (`df[[]]`) or `pd.DataFrame()` loses them, which used to fail the next stage
+    with `KeyError: 'segment_key'`.
+    """
+    if len(out):
+        return out
+    missing = [c for c in source.columns if c not in out.columns]
+    if not missing and len(out.columns):
+        return out
+    extra = source.iloc[0:0][missing].reset_index(drop=True)
+    return pd.concat([out.reset_index(drop=True), extra], axis=1) if len(out.columns) else extra
 
 
 def run_shard(
@@ -87,18 +132,22 @@ def run_shard(
     shard: pd.DataFrame,
     settings: Mapping[str, Any],
     fn: Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]],
+    log: Log | None = None,
 ) -> tuple[str, str, bool]:
-    """Run `fn` on a shard unless a finished result for the same input and settings exists.
+    """Run `fn` on a shard unless a finished, readable result for the same input and settings exists.
 
     Returns (items uri, rejects uri, reused). The rejects file is written first and the items file
-    last, so the presence of the items file means the shard is complete.
+    last, so the presence of the items file means the shard is complete. A result file that cannot
+    be read (0 bytes, truncated) is treated as absent: logged through `log` and redone. The items
+    keep every input column even when `fn` keeps no row, so the next stage can read them.
     """
     key = frame_digest(shard, settings)
     items_uri = fs.join(work_dir, stage, f"{key}.items.parquet")
     rejects_uri = fs.join(work_dir, stage, f"{key}.rejects.parquet")
-    if fs.exists(items_uri) and fs.exists(rejects_uri):
+    if reusable_frame(rejects_uri, log) and reusable_frame(items_uri, log):
         return items_uri, rejects_uri, True
     items, rejects = fn(shard)
+    items = keep_columns(items, shard)
     write_frame(rejects_uri, rejects)
     write_frame(items_uri, items)
     return items_uri, rejects_uri, False

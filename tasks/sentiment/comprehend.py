@@ -430,11 +430,11 @@ def fill_missing_sentiment(
         offline_result = offline(out.iloc[plan.offline].reset_index(drop=True))
         for pos in plan.offline:
             keep[pos] = False  # replaced by the offline result's rows below
-        kept = out[pd.Series(keep, index=items.index)]
+        kept = out[pd.Series(keep, index=items.index, dtype=bool)]
         merged = pd.concat([kept, offline_result.items], ignore_index=True)
         order = {uid: i for i, uid in enumerate(items["utterance_id"])}
         merged = merged.sort_values("utterance_id", key=lambda s: s.map(order)).reset_index(drop=True)
         all_rejects = pd.concat([rejects_frame(rejects), offline_result.rejects], ignore_index=True)
         return StageResult(items=merged, rejects=all_rejects)
-    kept = out[pd.Series(keep, index=items.index)].reset_index(drop=True)
+    kept = out[pd.Series(keep, index=items.index, dtype=bool)].reset_index(drop=True)
     return StageResult(items=kept, rejects=rejects_frame(rejects))

@@ -351,5 +351,5 @@ def fill_missing_sentiment(
             out[col] = pd.Series(
                 [math.nan if v is None else v for v in values], index=items.index, dtype="float64"
             )
-    kept = out[pd.Series(keep, index=items.index)].reset_index(drop=True)
+    kept = out[pd.Series(keep, index=items.index, dtype=bool)].reset_index(drop=True)
     return StageResult(items=kept, rejects=rejects_frame(rejects))
