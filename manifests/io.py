@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from manifests import uri as fs
+from manifests.locations import release_relative
 from manifests.schema import (
     CLASS_INDEX,
     ID_COLUMNS,
@@ -224,15 +225,19 @@ def _canonical(value: Any, release_root: str | None) -> Any:
     return value
 
 
-def table_digest(df: pd.DataFrame, name: str, release_root: str | None = None) -> str:
+def table_digest(df: pd.DataFrame, name: str, release_root: str | None = None,
+                 release_name: str | None = None) -> str:
     """sha256 of a manifest's rows sorted by id, columns sorted by name, timing fields excluded.
 
-    Paths inside the release folder are hashed relative to it, so identical builds published under
-    different release names hash the same. Each row is hashed as the compact JSON list of its
+    Paths inside the release folder are hashed relative to it (`<release>/audio/x.flac`), so
+    identical builds published under different release names, or a release copied elsewhere, hash
+    the same; a release-relative `audio_uri` (`audio/x.flac`, the current form) and the absolute
+    form older releases wrote hash alike (`_canonical_audio_uris`). Each row is hashed as the compact JSON list of its
     `_canonical` cells plus a newline; the cells are built a column at a time (`_column_cells`), which
     gives the same bytes as encoding row by row (tests/manifests/test_io.py keeps the row loop as the
     oracle) at a fraction of the cost.
     """
+    df = _canonical_audio_uris(df, release_root, release_name)
     cols = sorted(c for c in df.columns if c not in TIMING_FIELDS)
     keys = [c for c in ID_COLUMNS[name] if c in df.columns]
     ordered = df.sort_values(keys, kind="mergesort") if keys and len(df) else df
@@ -246,6 +251,33 @@ def table_digest(df: pd.DataFrame, name: str, release_root: str | None = None) -
         rows = zip(*cells, strict=True) if cells else itertools.repeat((), len(chunk))
         digest.update("".join(["[" + ",".join(row) + "]\n" for row in rows]).encode())
     return digest.hexdigest()
+
+
+def _canonical_audio_uris(df: pd.DataFrame, release_root: str | None, release_name: str | None) -> pd.DataFrame:
+    """`df` with every `audio_uri` naming a file of the release written `<release>/<relative path>`.
+
+    Whether the release lies where it was built, and whether it names its files relatively (current)
+    or absolutely (older releases), does not change its hash. Other URIs are left as they are.
+    """
+    if "audio_uri" not in df.columns or not len(df):
+        return df
+    if release_name is None and release_root:
+        release_name = release_root.rstrip("/").rsplit("/", 1)[-1]
+    applied = (df["recipe_applied"].fillna(False).astype(bool).tolist() if "recipe_applied" in df.columns
+               else [False] * len(df))
+    memo: dict[tuple[Any, bool], Any] = {}
+    values, changed = [], False
+    for value, done in zip(df["audio_uri"].tolist(), applied, strict=True):
+        key = (value, done) if isinstance(value, str) else (None, False)
+        if key not in memo:
+            rel = release_relative(value, release_root, release_name, done) if isinstance(value, str) else None
+            memo[key] = value if rel is None else f"{RELEASE_PLACEHOLDER}/{rel}"
+        out = memo[key] if isinstance(value, str) else value
+        changed = changed or out != value
+        values.append(out)
+    if not changed:
+        return df
+    return df.assign(audio_uri=pd.Series(values, index=df.index, dtype=object))
 
 
 # Rows canonicalised at once: bounds the memory of the cell strings, large enough to amortise pandas calls.
@@ -335,10 +367,16 @@ def _string_cells(values: np.ndarray, release_root: str | None) -> list[str]:
     return texts[codes].tolist()
 
 
-def content_sha256(tables: Mapping[str, pd.DataFrame], release_root: str | None = None) -> str:
-    """The release identity: two releases are equal when this is equal."""
+def content_sha256(tables: Mapping[str, pd.DataFrame], release_root: str | None = None,
+                   release_name: str | None = None) -> str:
+    """The release identity: two releases are equal when this is equal.
+
+    It covers every row of the four manifests (timing fields aside), hence every label, recipe and
+    window, and through the stage files' `audio_sha256` the bytes of every audio file published in
+    the release; not where the release lies (`release_root`, `release_name`: see `table_digest`).
+    """
     digest = hashlib.sha256()
     for name in MANIFEST_NAMES:
         digest.update(name.encode())
-        digest.update(table_digest(tables[name], name, release_root).encode())
+        digest.update(table_digest(tables[name], name, release_root, release_name).encode())
     return digest.hexdigest()

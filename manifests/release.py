@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from manifests import io as mio
 from manifests import uri as fs
+from manifests.locations import release_relative, resolve
 from manifests.schema import (
     ASR_STAGE,
     CLASSIFIER_STAGE,
@@ -185,30 +186,32 @@ class Release:
         return self._arrow[name]
 
     def _rebase_audio(self, table: pa.Table) -> pa.Table:
-        """Point materialised audio at this copy of the release.
+        """Resolve every `audio_uri` to the file a reader opens (`manifests.locations`).
 
-        `audio_uri` of a materialised row is `<build root>/audio/...` (absolute, as written at build).
-        A release that was copied, synced or moved keeps those paths; they are rebased onto `root` so
-        the reader uses the audio that travelled with the manifests (the old folder may be gone).
-        Every other URI outside the release (clean source audio) goes through `audio_roots`.
+        A release-relative URI (`audio/x.flac`, materialised audio) is joined to this copy's root, so
+        a release copied, synced or moved reads the audio that travelled with its manifests. Older
+        releases named those files by the absolute path they were built under; they are rebased the
+        same way (the old folder may be gone). Every URI outside the release (clean source audio)
+        goes through `audio_roots`.
         """
-        marker = f"/{self.card.get('release') or self.name}/audio/"
-        here = self.root.rstrip("/") + "/audio/"
-        inside = self.root.rstrip("/") + "/"
+        name = self.card.get("release") or self.name
         uris = table.column("audio_uri").to_pylist()
         applied = (table.column("recipe_applied").to_pylist() if "recipe_applied" in table.column_names
                    else [False] * len(uris))
         changed = False
         for i, (uri, done) in enumerate(zip(uris, applied, strict=True)):
-            if done and uri and not uri.startswith(here) and marker in uri:
-                uris[i] = here + uri.split(marker, 1)[1]
-                changed = True
-            elif uri and self.audio_roots and not uri.startswith(inside):
-                new = self.audio_roots.rewrite(uri)
+            if not uri:
+                continue
+            rel = release_relative(uri, self.root, name, bool(done))
+            if rel is not None:
+                new = resolve(self.root, rel)
+            else:
+                new = self.audio_roots.rewrite(uri) if self.audio_roots else uri
                 if new != uri:
                     self.audio_origins[new] = uri
-                    uris[i] = new
-                    changed = True
+            if new != uri:
+                uris[i] = new
+                changed = True
         if not changed:
             return table
         index = table.schema.get_field_index("audio_uri")

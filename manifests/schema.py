@@ -91,6 +91,7 @@ _STAGE_COMMON = [
     ("sentiment", pa.string()),
     ("source_audio_uri", pa.string()),
     ("audio_uri", pa.string()),
+    ("audio_sha256", pa.string()),
     ("offset_s", pa.float64()),
     ("duration_s", pa.float64()),
     ("recipe_applied", pa.bool_()),
@@ -146,6 +147,17 @@ ID_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Columns added to schema version 1 after releases were published without them: writers always write
+# them, readers and the validator accept a release that lacks them (docs/manifest-contract.md).
+# Stage files' `audio_sha256`: sha256 of the bytes of `audio_uri` when that file is inside the release.
+OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {
+    UTTERANCES: frozenset(),
+    ASR_STAGE: frozenset({"audio_sha256"}),
+    CLASSIFIER_STAGE: frozenset({"audio_sha256"}),
+    REJECTS: frozenset(),
+}
+
+
 def required_columns(name: str) -> list[str]:
-    """Columns a manifest must carry (extra columns are allowed by the contract)."""
-    return list(SCHEMAS[name].names)
+    """Columns a manifest must carry (extra columns are allowed by the contract; `OPTIONAL_COLUMNS` may be absent)."""
+    return [c for c in SCHEMAS[name].names if c not in OPTIONAL_COLUMNS[name]]

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from manifests import rules
+from manifests.audio_files import check_release_audio
 from manifests.io import (
     ManifestError,
     ReleasePaths,
@@ -30,6 +31,7 @@ from manifests.schema import (
     CLASS_INDEX,
     CLASSIFIER_STAGE,
     MANIFEST_NAMES,
+    OPTIONAL_COLUMNS,
     REJECT_REASONS,
     REJECTS,
     SCHEMA_VERSION,
@@ -71,8 +73,12 @@ def _examples(values: Any) -> str:
     return ", ".join(items) + (f" (+{more} more)" if more > 0 else "")
 
 
-def validate_release(uri: str) -> ValidationReport:
-    """Check a release (or the LATEST under an output folder) against schema version 1."""
+def validate_release(uri: str, deep: bool = False) -> ValidationReport:
+    """Check a release (or the LATEST under an output folder) against schema version 1.
+
+    `deep` also re-reads every audio file inside the release: its sha256 must equal the manifests'
+    `audio_sha256` and it must decode (plain validation checks that each exists and is not empty).
+    """
     try:
         paths = resolve_release(uri)
     except (ManifestError, FileNotFoundError) as err:
@@ -90,6 +96,11 @@ def validate_release(uri: str) -> ValidationReport:
         return report
     if card is not None:
         _check_card(card, tables, paths, report)
+    problems, checks = check_release_audio(tables, paths.root, _release_name(card, paths), deep=deep)
+    for problem in problems:
+        report.fail(problem)
+    for check in checks:
+        report.passed(check)
     spec = (card or {}).get("spec") or {}
     _check_utterances(tables[UTTERANCES], report)
     _check_rejects(tables[REJECTS], report)
@@ -121,7 +132,8 @@ def _load_tables(paths: ReleasePaths, report: ValidationReport) -> dict[str, pd.
             report.fail(f"{name}.parquet has schema_version {version.decode()!r}, expected {SCHEMA_VERSION!r}")
         for col in SCHEMAS[name]:
             if col.name not in table.schema.names:
-                report.fail(f"{name}.parquet lacks required column {col.name!r}")
+                if col.name not in OPTIONAL_COLUMNS[name]:  # added to v1 later: older releases lack it
+                    report.fail(f"{name}.parquet lacks required column {col.name!r}")
                 continue
             actual = table.schema.field(col.name).type
             if actual != col.type and not (pa.types.is_null(actual)):
@@ -136,7 +148,7 @@ def _check_card(card: dict, tables: dict[str, pd.DataFrame], paths: ReleasePaths
     if str(card.get("schema_version")) != SCHEMA_VERSION:
         report.fail(f"dataset card schema_version is {card.get('schema_version')!r}, expected {SCHEMA_VERSION!r}")
     expected = card.get("content_sha256")
-    actual = content_sha256(tables, release_root=paths.root)
+    actual = content_sha256(tables, release_root=paths.root, release_name=_release_name(card, paths))
     if expected != actual:
         report.fail(f"content_sha256 mismatch: card says {expected}, manifests hash to {actual}")
     else:
@@ -165,6 +177,11 @@ def _check_card(card: dict, tables: dict[str, pd.DataFrame], paths: ReleasePaths
         if int(leakage["duplicate_segments_resolved"]) != n_dup:
             report.fail(f"dataset card counts {leakage['duplicate_segments_resolved']} duplicate segments resolved "
                         f"but rejects.parquet has {n_dup} duplicate_segment rows")
+
+
+def _release_name(card: dict | None, paths: ReleasePaths) -> str:
+    """The name the release was published under (a copied folder may carry another name)."""
+    return str((card or {}).get("release") or paths.name)
 
 
 def _found_per_source(card: dict) -> dict[str, int]:

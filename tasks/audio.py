@@ -524,8 +524,10 @@ def _decode_ffmpeg(
 
 
 # -------------------------------------------------------------------------------------------- write
-def write_flac(uri: str, audio: np.ndarray, sample_rate: int) -> None:
+def write_flac(uri: str, audio: np.ndarray, sample_rate: int) -> str:
     """Write 16-bit FLAC (local atomically, or to S3); input is 1-D or ``(channels, samples)``.
+
+    Returns the sha256 of the bytes written (the materialiser records it in its sidecar).
 
     Values are clipped to [-1, 1] first: libsndfile would otherwise wrap out-of-range floats.
     """
@@ -543,4 +545,6 @@ def write_flac(uri: str, audio: np.ndarray, sample_rate: int) -> None:
         frames = frames.T
     buf = io.BytesIO()
     sf.write(buf, frames, sample_rate, format="FLAC", subtype="PCM_16")
-    storage.write_bytes(uri, buf.getvalue())
+    data = buf.getvalue()
+    storage.write_bytes(uri, data)
+    return hashlib.sha256(data).hexdigest()

@@ -446,18 +446,21 @@ def _render(row: Any, recipe: Recipe, pools: AugmentPools, sr: int) -> tuple[np.
 
 
 def materialize(
-    rows: pd.DataFrame, pools: AugmentPools, out_dir: str, sr: int = SR
+    rows: pd.DataFrame, pools: AugmentPools, out_dir: str, sr: int = SR, log: Callable[..., None] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write each row's augmented utterance as FLAC; return (rows pointing at it, failures).
 
     Rows are stage rows (utterance_id, row_id, source_audio_uri, offset_s, duration_s and the recipe
-    columns). A finished file has a JSON sidecar with the gain used and its length, so a resumed run
-    skips it. Failures (row_id, utterance_id, source, reason, detail) never raise.
+    columns). A finished file has a JSON sidecar with the gain used, its length and the sha256 of its
+    bytes; a resumed run reuses it only when it verifies (`tasks.work_audio.check_reusable`) and
+    redoes it otherwise, logging why through `log`. The returned rows carry `audio_sha256`.
+    Failures (row_id, utterance_id, source, reason, detail) never raise.
     """
     from tasks.audio import write_flac
+    from tasks.work_audio import check_reusable
 
-    done: dict[str, tuple[str, float, float]] = {}  # name -> (uri, gain, duration_s)
-    kept: list[tuple[Any, str, float, float]] = []  # (position, uri, gain, duration_s)
+    done: dict[str, tuple[str, float, float, str]] = {}  # name -> (uri, gain, duration_s, sha256)
+    kept: list[tuple[Any, str, float, float, str]] = []  # (position, uri, gain, duration_s, sha256)
     failures: list[dict[str, Any]] = []
     for pos, (_, row) in enumerate(rows.iterrows()):
         recipe = Recipe.from_row(row)
@@ -465,18 +468,20 @@ def materialize(
         try:
             if name not in done:
                 flac_uri, meta_uri = storage.join(out_dir, f"{name}.flac"), storage.join(out_dir, f"{name}.json")
-                if storage.exists(meta_uri) and storage.exists(flac_uri):
-                    meta = json.loads(storage.read_text(meta_uri))
-                    done[name] = (flac_uri, float(meta["gain"]), int(meta["num_samples"]) / sr)
+                meta, problem = check_reusable(flac_uri, meta_uri)
+                if meta is not None:
+                    done[name] = (flac_uri, float(meta["gain"]), int(meta["num_samples"]) / sr, str(meta["sha256"]))
                 else:
+                    if problem and log is not None:
+                        log("augment: %s; redoing it", problem)
                     audio, gain = _render(row, recipe, pools, sr)
                     if len(audio) == 0:
                         raise _RowError("empty_audio", "the augmented utterance has no samples")
-                    write_flac(flac_uri, audio, sr)
-                    meta = {"gain": gain, "num_samples": len(audio), "sample_rate": sr,
+                    sha = write_flac(flac_uri, audio, sr)
+                    meta = {"gain": gain, "num_samples": len(audio), "sample_rate": sr, "sha256": sha,
                             "source_audio_uri": row["source_audio_uri"], "recipe": recipe.to_row()}
                     storage.write_text(meta_uri, json.dumps(meta, sort_keys=True))
-                    done[name] = (flac_uri, gain, len(audio) / sr)
+                    done[name] = (flac_uri, gain, len(audio) / sr, sha)
         except _RowError as err:
             failures.append({"row_id": row.get("row_id"), "utterance_id": row.get("utterance_id"),
                              "source": row.get("source"), "reason": err.reason,
@@ -496,4 +501,5 @@ def materialize(
     result["duration_s"] = np.array([k[3] for k in kept], dtype=float)
     result["recipe_applied"] = True
     result["gain"] = np.array([k[2] for k in kept], dtype=float)
+    result["audio_sha256"] = np.array([k[4] for k in kept], dtype=object)
     return result, pd.DataFrame(failures, columns=FAILURE_COLUMNS)

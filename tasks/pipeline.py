@@ -472,7 +472,7 @@ def augment_shard(spec: DatasetSpec, rows_uri: str, log: Log = _noop, position: 
     todo = rows[~identity]
     out_uri = rows_uri.replace(".parquet", ".augmented.parquet")
     if len(todo):
-        done, failures = augment.materialize(todo, pools, fs.join(work_dir(spec), "audio"))
+        done, failures = augment.materialize(todo, pools, fs.join(work_dir(spec), "audio"), log=log)
         if len(failures):
             details = "; ".join(f"{r.row_id}: {r.detail}" for r in failures.head(5).itertuples())
             raise RuntimeError(f"augmentation failed for {len(failures)} row(s) that decoded earlier: {details}")
@@ -486,21 +486,27 @@ def augment_shard(spec: DatasetSpec, rows_uri: str, log: Log = _noop, position: 
 
 
 def _link_into_release(uri: str, release_audio: str) -> str:
-    """Hard-link (or copy) a materialised file from the work store into the release folder."""
+    """Hard-link (or copy) a materialised file from the work store into the release folder.
+
+    Returns the manifest's URI for it: relative to the release root (`audio/<name>`), so the release
+    is relocatable as a folder (docs/manifest-contract.md, "Audio URIs").
+    """
+    from manifests.locations import relative_audio_path
+
     name = uri.rsplit("/", 1)[-1]
     target = fs.join(release_audio, name)
     if fs.is_s3(uri) or fs.is_s3(target):
         from tasks import storage
 
         storage.copy_file(uri, target)
-        return target
+        return relative_audio_path(name)
     os.makedirs(release_audio, exist_ok=True)
     if not os.path.exists(target):
         try:
             os.link(uri, target)
         except OSError:
             shutil.copy2(uri, target)
-    return target
+    return relative_audio_path(name)
 
 
 def _empty_stage_rows(utterances: pd.DataFrame) -> pd.DataFrame:

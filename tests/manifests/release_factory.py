@@ -179,3 +179,42 @@ def write_release(output: str, tables: dict[str, pd.DataFrame] | None = None, re
     fs.write_bytes(paths.card_json, json.dumps(card).encode())
     mio.point_latest(output, release)
     return paths
+
+
+def materialise_audio(tables: dict[str, pd.DataFrame], release_root: str, *, absolute: bool = False,
+                      with_hash: bool = True) -> list[str]:
+    """Give every stage row its own materialised FLAC under `<release_root>/audio/`, as publish does.
+
+    Rows name the files relative to the release root (the current form), or by absolute path when
+    `absolute` (the form releases used before); `audio_sha256` holds each file's hash unless
+    `with_hash` is false (older releases had no such column). Returns the files' paths.
+    """
+    from pathlib import Path
+
+    import numpy as np
+    import soundfile as sf
+
+    audio = Path(release_root) / "audio"
+    audio.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in (ASR_STAGE, CLASSIFIER_STAGE):
+        df = tables[name]
+        uris, hashes = [], []
+        for i, row_id in enumerate(df["row_id"]):
+            rng = np.random.default_rng(i + (0 if name == ASR_STAGE else 1000))
+            t = np.arange(int(float(df["duration_s"].iloc[i]) * 16000)) / 16000
+            wave = 0.3 * np.sin(2 * np.pi * (200 + 30 * i) * t) + 0.01 * rng.standard_normal(len(t))
+            file_name = f"{name}-{i}-{_sha(str(row_id))[:8]}.flac"
+            path = audio / file_name
+            sf.write(path, wave.astype(np.float32), 16000, format="FLAC", subtype="PCM_16")
+            written.append(str(path))
+            uris.append(str(path) if absolute else f"audio/{file_name}")
+            hashes.append(hashlib.sha256(path.read_bytes()).hexdigest())
+        df["audio_uri"] = uris
+        df["recipe_applied"] = True
+        df["offset_s"] = 0.0
+        if with_hash:
+            df["audio_sha256"] = hashes
+        elif "audio_sha256" in df.columns:
+            del df["audio_sha256"]
+    return written

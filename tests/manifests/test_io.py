@@ -105,7 +105,19 @@ def _oracle_canonical(value, release_root):
     return value
 
 
+def _oracle_release_uris(df):
+    """The URI pre-pass (not part of the verbatim row loop): a release-relative audio_uri hashes as
+    `<release>/<path>`, exactly as the absolute in-release paths of older releases did."""
+    if "audio_uri" not in df.columns:
+        return df
+    def canon(v):
+        relative = isinstance(v, str) and v and "://" not in v and not v.startswith(("/", "~"))
+        return f"{mio.RELEASE_PLACEHOLDER}/{v}" if relative else v
+    return df.assign(audio_uri=[canon(v) for v in df["audio_uri"]])
+
+
 def _oracle_table_digest(df, name, release_root=None):
+    df = _oracle_release_uris(df)
     cols = sorted(c for c in df.columns if c not in TIMING_FIELDS)
     keys = [c for c in ID_COLUMNS[name] if c in df.columns]
     ordered = df.sort_values(keys, kind="mergesort") if keys and len(df) else df
