@@ -744,7 +744,8 @@ _HOW_TO_USE = """\
   not apply the recipe again. False means `audio_uri` is the clean source: apply the recipe
   (`speed`, `rir_id`, `noise_id`, `snr_db`, `gain`, `aug_seed`) on the fly with
   `manifests.augmentation`, or use the clean audio. SpecAugment (see Augmentation) is always applied
-  in the training job, never stored.
+  in the training job, never stored. A relative `audio_uri` (`audio/...`) is relative to this release's
+  folder, wherever it now lies (`manifests.release.open_release` resolves it).
 - Groups marked *small* in the cross-sections have fewer rows than the card's `min_group_size`:
   per-group metrics on them are noise."""
 
