@@ -91,7 +91,7 @@ def validate_release(uri: str) -> ValidationReport:
     if card is not None:
         _check_card(card, tables, paths, report)
     spec = (card or {}).get("spec") or {}
-    _check_utterances(tables[UTTERANCES], report)
+    _check_utterances(tables[UTTERANCES], report, spec)
     _check_rejects(tables[REJECTS], report)
     _check_stage_common(tables, spec, report)
     _check_eligibility(tables, spec, report)
@@ -189,7 +189,13 @@ def _check_values(df: pd.DataFrame, column: str, allowed: tuple[str, ...], name:
         report.fail(f"{name}.{column} has values outside {list(allowed)}: {_examples(sorted(set(map(str, bad))))}")
 
 
-def _check_utterances(utt: pd.DataFrame, report: ValidationReport) -> None:
+def _stratified_sources(spec: dict) -> set[str]:
+    """Sources the card's spec splits per utterance (`split_policy: utterance_stratified`)."""
+    return {str(s.get("name")) for s in spec.get("sources") or []
+            if isinstance(s, dict) and s.get("split_policy") == "utterance_stratified"}
+
+
+def _check_utterances(utt: pd.DataFrame, report: ValidationReport, spec: dict | None = None) -> None:
     _check_unique(utt, "utterance_id", UTTERANCES, report)
     _check_values(utt, "sentiment", SENTIMENTS, UTTERANCES, report)
     _check_values(utt, "split", SPLITS, UTTERANCES, report)
@@ -205,6 +211,14 @@ def _check_utterances(utt: pd.DataFrame, report: ValidationReport) -> None:
     with_spk = utt[utt["speaker_id"].notna()]
     if "split_origin" in utt.columns:
         with_spk = with_spk[with_spk["split_origin"] != "official"]
+        # Utterance-level splits share speakers by design, but only for sources the spec puts under
+        # that policy (docs/balance-and-splits.md); anywhere else a `stratified` row is a leak.
+        allowed = _stratified_sources(spec or {})
+        stray = utt[(utt["split_origin"] == "stratified") & ~utt["source"].isin(allowed)]
+        if len(stray):
+            report.fail(f"utterances split per utterance (split_origin stratified) from sources not under "
+                        f"split_policy utterance_stratified: {_examples(stray['utterance_id'])}")
+        with_spk = with_spk[~((with_spk["split_origin"] == "stratified") & with_spk["source"].isin(allowed))]
     spk = with_spk.assign(_k=with_spk["source"] + "/" + with_spk["speaker_id"]).groupby("_k")["split"].nunique()
     shared = spk[spk > 1]
     if len(shared):

@@ -84,7 +84,9 @@ def ingest_source(spec: DatasetSpec, index: int, log: Log = _noop, warn: Log | N
     source = spec.sources[index]
     adapter = get_adapter(source.kind)
     result = adapter(source, source.language or spec.language)
-    items = result.items.copy()
+    from tasks.splits import apply_source_policy
+
+    items = apply_source_policy(result.items.copy(), source, spec.splits, spec.seed)  # split: / split_policy:
     for col in UTTERANCES_SCHEMA.names:
         if col not in items.columns:
             items[col] = None
@@ -380,6 +382,9 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     items, missing = _require_labels(items, spec)
     rejects.append(missing)
     items = splits.assign_splits(items, spec.splits, spec.seed)
+    from tasks.split_report import split_shares
+
+    shares_report, plan_guards = split_shares(items, spec)  # guards fired while planning append here
     # PII before ASR sampling: flagged rows stay out of the ASR stage (asr_policy exclude), not masked.
     from tasks import pii
 
@@ -449,7 +454,8 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
                   "train_noises": len(pools.train_noises), "eval_noises": len(pools.eval_noises)},
         "pii": _jsonable(pii_report),
         # guards fired by the per-shard stages travel on through the plan to publish
-        "guards": guards.collect(shard_results),
+        "split_shares": shares_report,
+        "guards": guards.collect(shard_results, {"guards": plan_guards}),
     }
 
 
@@ -651,6 +657,7 @@ def _card_extra(spec: DatasetSpec, plan: dict[str, Any], weight_report: dict, ti
     spec_json = spec.model_dump_json()
     return {
         "balance": plan.get("balance_report"),
+        "split_shares": plan.get("split_shares"),
         "pii": plan.get("pii"),
         "eligibility": plan.get("eligibility"),
         "weights": _jsonable(weight_report),

@@ -46,6 +46,21 @@ class SourceSpec(_Strict):
         description="native emotion label -> negative|neutral|positive (null drops it as unmapped_label)",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="adapter-specific options")
+    split: Literal["train", "dev", "test"] | None = Field(
+        default=None, description="put the whole source into this split (overrides official and hashed splits)"
+    )
+    split_policy: Literal["speaker", "utterance_stratified"] = Field(
+        default="speaker",
+        description="speaker: speaker-disjoint hashed splits; utterance_stratified: per (speaker, emotion) "
+        "utterance-level split for acted corpora with too few speakers (speakers then share splits)",
+    )
+
+    @model_validator(mode="after")
+    def _one_split_rule(self) -> SourceSpec:
+        if self.split is not None and self.split_policy != "speaker":
+            raise ValueError(f"source {self.name!r}: set either split ({self.split!r}) or split_policy "
+                             f"({self.split_policy!r}), not both")
+        return self
 
     @field_validator("kind")
     @classmethod
@@ -234,6 +249,10 @@ class SplitSpec(_Strict):
     train: float = Field(default=0.8, ge=0, le=1)
     dev: float = Field(default=0.1, ge=0, le=1)
     test: float = Field(default=0.1, ge=0, le=1)
+    max_skew: float = Field(
+        default=0.15, gt=0, le=1,
+        description="a source whose share of a split differs from the fraction by more than this: split_skew warning",
+    )
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> SplitSpec:
