@@ -95,6 +95,7 @@ def validate_release(uri: str) -> ValidationReport:
     _check_rejects(tables[REJECTS], report)
     _check_stage_common(tables, spec, report)
     _check_eligibility(tables, spec, report)
+    _check_plausibility(tables, spec, report)
     _check_asr(tables[ASR_STAGE], tables[UTTERANCES], spec, report)
     _check_asr_balance(tables[ASR_STAGE], tables[UTTERANCES], spec, report)
     _check_classifier(tables[CLASSIFIER_STAGE], spec, report)
@@ -356,7 +357,56 @@ def _eligible(utt: pd.DataFrame, spec: dict, stage: str) -> pd.Series:
     # Transcripts flagged as holding PII are kept out of the ASR stage under pii.asr_policy exclude.
     if stage == "asr" and "pii_detected" in utt.columns and (spec.get("pii") or {}).get("asr_policy") == "exclude":
         ok &= ~utt["pii_detected"].fillna(False).astype(bool)
+    return ok & _plausible(utt, spec, stage)
+
+
+def _plausible(utt: pd.DataFrame, spec: dict, stage: str) -> pd.Series:
+    """Utterances inside the card spec's `plausibility` limits for the stage (tasks/plausibility.py's rules).
+
+    A release built before the limits existed has no `plausibility` in its spec: nothing is excluded.
+    """
+    ok = pd.Series(True, index=utt.index, dtype=bool)
+    limits = spec.get("plausibility")
+    if not isinstance(limits, dict) or utt.empty:
+        return ok
+    duration = pd.to_numeric(utt["duration_s"], errors="coerce")
+    bounds = limits.get(stage) or {}
+    if bounds.get("min_duration_s") is not None:
+        ok &= ~(duration < float(bounds["min_duration_s"]))
+    if bounds.get("max_duration_s") is not None:
+        ok &= ~(duration > float(bounds["max_duration_s"]))
+    if stage == "asr" and "transcript" in utt.columns:
+        chars = utt["transcript"].map(lambda t: None if not isinstance(t, str) else len("".join(t.split())))
+        rate = pd.to_numeric(chars, errors="coerce") / duration.where(duration > 0)
+        if limits.get("min_chars_per_s") is not None:
+            ok &= ~(rate < float(limits["min_chars_per_s"]))
+        if limits.get("max_chars_per_s") is not None:
+            ok &= ~(rate > float(limits["max_chars_per_s"]))
+    hal = ((spec.get("labelers") or {}).get("whisper") or {}).get("hallucination") or {}
+    if hal.get("policy") == "exclude" and "transcript_origin" in utt.columns:
+        def num(col: str) -> pd.Series:
+            return pd.to_numeric(utt[col], errors="coerce") if col in utt.columns else pd.Series(float("nan"), index=utt.index)
+        bad = ((num("transcript_confidence") < float(hal["min_word_probability"]))
+               | (num("avg_logprob") < float(hal["min_avg_logprob"]))
+               | (num("no_speech_prob") > float(hal["max_no_speech_prob"]))
+               | (num("compression_ratio") > float(hal["max_compression_ratio"])))
+        bad &= utt["transcript_origin"] == "whisper"
+        if stage == "classifier":
+            bad &= ~utt["sentiment_origin"].isin(["human", "mapped_emotion"])
+        ok &= ~bad
     return ok
+
+
+def _check_plausibility(tables: dict[str, pd.DataFrame], spec: dict, report: ValidationReport) -> None:
+    """No stage row may use an utterance outside the spec's duration/speaking-rate limits."""
+    utt = tables[UTTERANCES]
+    for stage, name in (("asr", ASR_STAGE), ("classifier", CLASSIFIER_STAGE)):
+        outside = set(utt.loc[~_plausible(utt, spec, stage), "utterance_id"])
+        bad = tables[name][tables[name]["utterance_id"].isin(outside)]
+        if len(bad):
+            report.fail(f"{name}: rows of utterances outside the plausibility limits for the {stage} stage: "
+                        f"{_examples(bad['row_id'])}")
+    report.passed("stage rows respect the duration and speaking-rate limits")
 
 
 def _check_eligibility(tables: dict[str, pd.DataFrame], spec: dict, report: ValidationReport) -> None:

@@ -80,6 +80,26 @@ class SourceSpec(_Strict):
         return value
 
 
+class HallucinationSettings(_Strict):
+    """Signals that a Whisper transcript was invented, not heard (tasks/transcripts/hallucination.py).
+
+    Defaults measured on real audio (docs/labelers.md): they flag nearly every clip of Persian
+    speech declared English and no LibriSpeech dev-clean clip.
+    """
+
+    policy: Literal["reject", "exclude", "off"] = Field(
+        default="reject", description="reject: low_confidence_transcript reject; exclude: kept, out of the ASR stage "
+        "(and of the classifier stage when its sentiment came from the text); off: no check"
+    )
+    min_word_probability: float = Field(default=0.55, ge=0, le=1, description="the clip's own mean word probability")
+    min_avg_logprob: float = Field(default=-1.0, description="decoder average log-probability (shared in a packed window)")
+    max_no_speech_prob: float = Field(default=0.5, ge=0, le=1, description="decoder no-speech probability")
+    max_compression_ratio: float = Field(default=2.4, gt=0, description="gzip ratio of the clip's text (loops)")
+    warn_share: float = Field(
+        default=0.5, ge=0, le=1, description="a source with more than this share flagged: hallucinated_transcripts warning"
+    )
+
+
 class WhisperSettings(_Strict):
     model: str = Field(
         default="tiny.en",
@@ -94,6 +114,7 @@ class WhisperSettings(_Strict):
     max_no_speech_prob: float = Field(default=0.8, ge=0, le=1)
     min_avg_logprob: float = Field(default=-1.2)
     max_compression_ratio: float = Field(default=2.4, gt=0)
+    hallucination: HallucinationSettings = Field(default_factory=HallucinationSettings)
 
 
 class TrainedClassifierSettings(_Strict):
@@ -330,6 +351,32 @@ class SegmentSpec(_Strict):
     non_speech_windows_per_noise_file: int = Field(default=2, ge=0)
 
 
+class StageDurationLimits(_Strict):
+    """Duration bounds (seconds of the utterance's segment) for one training stage."""
+
+    min_duration_s: float = Field(ge=0)
+    max_duration_s: float | None = Field(gt=0, description="null = no upper bound")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StageDurationLimits:
+        if self.max_duration_s is not None and self.max_duration_s < self.min_duration_s:
+            raise ValueError(f"max_duration_s {self.max_duration_s:g} is below min_duration_s {self.min_duration_s:g}")
+        return self
+
+
+class PlausibilitySpec(_Strict):
+    """Sanity limits on duration and speaking rate (tasks/plausibility.py); outside: stage exclusions."""
+
+    asr: StageDurationLimits = Field(
+        default_factory=lambda: StageDurationLimits(min_duration_s=0.3, max_duration_s=60.0))
+    classifier: StageDurationLimits = Field(
+        default_factory=lambda: StageDurationLimits(min_duration_s=0.3, max_duration_s=600.0))
+    min_chars_per_s: float | None = Field(
+        default=0.5, ge=0, description="transcript characters (no spaces) per second below this: too few for the audio")
+    max_chars_per_s: float | None = Field(
+        default=35.0, gt=0, description="above this: too many characters for the audio")
+
+
 class AugmentSpec(_Strict):
     enabled: bool = True
     speeds: list[float] = Field(default_factory=lambda: [0.95, 1.0, 1.05])
@@ -408,6 +455,7 @@ class DatasetSpec(_Strict):
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
     aws: AwsSpec = Field(default_factory=AwsSpec)
     pii: PiiSpec = Field(default_factory=PiiSpec)
+    plausibility: PlausibilitySpec = Field(default_factory=PlausibilitySpec)
     run: RunSpec = Field(default_factory=RunSpec)
     language: str = Field(default="en", description="default language for sources that do not say")
 

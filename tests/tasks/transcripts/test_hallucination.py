@@ -1,0 +1,59 @@
+"""Hallucinated Whisper transcripts (issue 15 item 4): thresholds on the decoder's own signals."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from tasks.spec import HallucinationSettings
+from tasks.transcripts import hallucination
+
+# Numbers measured with tiny.en (docs/labelers.md): a Persian Common Voice clip declared English that
+# passed the decode gates, and a LibriSpeech dev-clean clip (the weakest of the 75).
+PERSIAN = {"transcript_confidence": 0.49, "avg_logprob": -1.17, "no_speech_prob": 0.18, "compression_ratio": 0.91,
+           "transcript_raw": "Thank you for watching and I'll see you next time."}
+ENGLISH = {"transcript_confidence": 0.63, "avg_logprob": -0.78, "no_speech_prob": 0.12, "compression_ratio": 1.62,
+           "transcript_raw": "What did he mean? asked Pira."}
+LOOP = {"transcript_confidence": 0.98, "avg_logprob": -0.04, "no_speech_prob": 0.3, "compression_ratio": 29.3,
+        "transcript_raw": "Beep beep beep beep"}
+
+
+def _frame(*rows: dict, origin: str = "whisper") -> pd.DataFrame:
+    return pd.DataFrame([{"utterance_id": f"fa/{i}", "source": "fa", "language": "en", "transcript_origin": origin,
+                          "sentiment_origin": "vader", **r} for i, r in enumerate(rows)])
+
+
+def test_thresholds_separate_the_measured_clips() -> None:
+    s = HallucinationSettings()
+    assert hallucination.problems(ENGLISH, s) == []
+    assert hallucination.problems(PERSIAN, s) == [
+        "mean word probability 0.49 < min_word_probability 0.55", "avg_logprob -1.17 < min_avg_logprob -1"]
+    assert hallucination.problems(LOOP, s) == ["compression_ratio 29.30 > max_compression_ratio 2.4"]
+
+
+def test_reject_policy_makes_low_confidence_rejects_and_a_warning() -> None:
+    items = _frame(PERSIAN, PERSIAN, ENGLISH)
+    kept, rejects = hallucination.screen(items, HallucinationSettings())
+    assert list(kept["utterance_id"]) == ["fa/2"]
+    assert set(rejects["reason"]) == {"low_confidence_transcript"} and len(rejects) == 2
+    assert rejects["detail"].str.startswith("hallucinated transcript").all()
+    assert "language the source declares ('en')" in rejects["detail"].iloc[0]
+    section, fired = hallucination.summarize(kept, [rejects], HallucinationSettings())
+    assert section["by_source"]["fa"] == {"whisper_labelled": 3, "rejected_hallucinated": 2,
+                                          "rejected_decode_gates": 0, "excluded_hallucinated": 0,
+                                          "share_flagged": 0.6667}
+    assert [(g["guard"], g["level"]) for g in fired] == [("hallucinated_transcripts", "warning")]
+
+
+def test_human_transcripts_are_never_flagged_and_off_means_off() -> None:
+    assert not hallucination.flagged(_frame(PERSIAN, origin="human"), HallucinationSettings()).any()
+    assert not hallucination.flagged(_frame(PERSIAN), HallucinationSettings(policy="off")).any()
+
+
+def test_exclude_policy_keeps_the_row_out_of_the_stages() -> None:
+    items = _frame(PERSIAN, ENGLISH, {**PERSIAN, "sentiment_origin": "mapped_emotion"})
+    s = HallucinationSettings(policy="exclude")
+    kept, rejects = hallucination.screen(items, s)
+    assert len(kept) == 3 and rejects.empty
+    asr, clf = hallucination.excluded(items, s)
+    assert list(asr) == [True, False, True]
+    assert list(clf) == [True, False, False]  # an emotion label does not depend on the invented words
