@@ -383,7 +383,7 @@ def _plausible(utt: pd.DataFrame, spec: dict, stage: str) -> pd.Series:
         if limits.get("max_chars_per_s") is not None:
             ok &= ~(rate > float(limits["max_chars_per_s"]))
     hal = ((spec.get("labelers") or {}).get("whisper") or {}).get("hallucination") or {}
-    if hal.get("policy") == "exclude" and "transcript_origin" in utt.columns:
+    if hal.get("policy") in ("reject", "exclude") and "transcript_origin" in utt.columns:
         def num(col: str) -> pd.Series:
             return pd.to_numeric(utt[col], errors="coerce") if col in utt.columns else pd.Series(float("nan"), index=utt.index)
         bad = ((num("transcript_confidence") < float(hal["min_word_probability"]))

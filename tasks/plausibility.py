@@ -11,9 +11,10 @@ Rules (`plausibility` in the spec, defaults in docs/spec.md, measured in docs/ba
 - the transcript's characters per second (non-space characters of `transcript` / `duration_s`),
   checked for the ASR stage only (it trains on the text): below `min_chars_per_s` (0.5) or above
   `max_chars_per_s` (35): `implausible_speaking_rate`. Rows without a transcript are not rated.
-- Whisper transcripts flagged as hallucinated under `labelers.whisper.hallucination.policy:
-  exclude` (tasks/transcripts/hallucination.py): `hallucinated_transcript`, out of the ASR stage, and
-  out of the classifier stage when the sentiment came from the text.
+- Whisper transcripts flagged as hallucinated (tasks/transcripts/hallucination.py) that were not
+  rejected (policy `exclude`, or a row with a human/mapped-emotion sentiment under `reject`):
+  `hallucinated_transcript`, out of the ASR stage, and out of the classifier stage when the
+  sentiment came from the text.
 
 These are exclusions, not rejects: the utterance stays in `utterances.parquet` (nothing is lost and
 a looser spec can take it back), only the stage leaves it out. The card's `plausibility` section

@@ -88,12 +88,13 @@ class HallucinationSettings(_Strict):
     """
 
     policy: Literal["reject", "exclude", "off"] = Field(
-        default="reject", description="reject: low_confidence_transcript reject; exclude: kept, out of the ASR stage "
-        "(and of the classifier stage when its sentiment came from the text); off: no check"
+        default="reject", description="reject: low_confidence_transcript reject (rows with a human or mapped "
+        "sentiment are kept, out of the ASR stage); exclude: kept, out of the ASR stage (and of the classifier "
+        "stage when its sentiment came from the text); off: no check"
     )
     min_word_probability: float = Field(default=0.55, ge=0, le=1, description="the clip's own mean word probability")
     min_avg_logprob: float = Field(default=-1.0, description="decoder average log-probability (shared in a packed window)")
-    max_no_speech_prob: float = Field(default=0.5, ge=0, le=1, description="decoder no-speech probability")
+    max_no_speech_prob: float = Field(default=0.7, ge=0, le=1, description="decoder no-speech probability")
     max_compression_ratio: float = Field(default=2.4, gt=0, description="gzip ratio of the clip's text (loops)")
     warn_share: float = Field(
         default=0.5, ge=0, le=1, description="a source with more than this share flagged: hallucinated_transcripts warning"

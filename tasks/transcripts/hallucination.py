@@ -9,15 +9,18 @@ such clips through. This module applies stricter thresholds, chosen by measureme
 
 - `min_word_probability` (0.55): the clip's own mean word probability (`transcript_confidence`).
   This is the main signal and it is per clip even when clips were packed into one window.
-- `min_avg_logprob` (-1.0) and `max_no_speech_prob` (0.5): the decoder's values; in a packed
+- `min_avg_logprob` (-1.0) and `max_no_speech_prob` (0.7): the decoder's values; in a packed
   window they are shared by its clips (whisper.py), so these bounds are set where even a shared
   value means the window was not understood.
 - `max_compression_ratio` (2.4): Whisper's gzip ratio of the clip's text (repetition loops).
 
 Policy (`labelers.whisper.hallucination.policy`): `reject` (default) makes each flagged row a
-`low_confidence_transcript` reject whose detail starts with "hallucinated transcript"; `exclude`
-keeps the row in `utterances` but out of the ASR stage, and out of the classifier stage when its
-sentiment came from the text (a pseudo label of invented words); `off` disables the check.
+`low_confidence_transcript` reject whose detail starts with "hallucinated transcript", except a row
+that carries a human or mapped-emotion sentiment: a bad pseudo-transcript never drops a human label,
+so such a row is kept and only left out of the ASR stage (which trains on the text). `exclude`
+keeps every flagged row in `utterances` but out of the ASR stage, and out of the classifier stage
+when its sentiment came from the text (a pseudo label of invented words); `off` disables the check.
+The exclusions are applied in the plan (`tasks/plausibility.py`, reason `hallucinated_transcript`).
 `summarize` counts, per source, the Whisper transcripts flagged here or rejected by the decode
 gates, and fires `hallucinated_transcripts`: a warning when a source's share exceeds `warn_share`
 (usually the audio is not in the language the source declares), else an info record.
@@ -78,10 +81,14 @@ def flagged(items: pd.DataFrame, settings: HallucinationSettings) -> pd.Series:
 
 
 def screen(items: pd.DataFrame, settings: HallucinationSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Under policy `reject`: (kept rows, `low_confidence_transcript` rejects); otherwise all kept."""
+    """Under policy `reject`: (kept rows, `low_confidence_transcript` rejects); otherwise all kept.
+
+    Rows with a human or mapped-emotion sentiment are kept even when flagged (`excluded` leaves
+    them out of the ASR stage).
+    """
     if settings.policy != "reject":
         return items, rejects_frame()
-    bad = flagged(items, settings)
+    bad = flagged(items, settings) & ~_human_sentiment(items)
     rows = []
     for i in items.index[bad]:
         row = items.loc[i]
@@ -94,14 +101,18 @@ def screen(items: pd.DataFrame, settings: HallucinationSettings) -> tuple[pd.Dat
     return items[~bad].reset_index(drop=True), rejects_frame(rows)
 
 
-def excluded(items: pd.DataFrame, settings: HallucinationSettings) -> tuple[pd.Series, pd.Series]:
-    """Under policy `exclude`: masks of rows to leave out of the (ASR, classifier) stages."""
-    none = pd.Series(False, index=items.index, dtype=bool)
-    if settings.policy != "exclude":
-        return none, none
-    bad = flagged(items, settings)
+def _human_sentiment(items: pd.DataFrame) -> pd.Series:
     origin = items["sentiment_origin"] if "sentiment_origin" in items.columns else pd.Series(None, index=items.index)
-    return bad, bad & ~origin.isin(TEXT_SENTIMENT_ORIGINS_KEPT)
+    return origin.isin(TEXT_SENTIMENT_ORIGINS_KEPT)
+
+
+def excluded(items: pd.DataFrame, settings: HallucinationSettings) -> tuple[pd.Series, pd.Series]:
+    """Masks of flagged rows to leave out of the (ASR, classifier) stages (none when `off`).
+
+    The classifier stage keeps a flagged row whose sentiment is human or a mapped emotion.
+    """
+    bad = flagged(items, settings)
+    return bad, bad & ~_human_sentiment(items)
 
 
 def summarize(items: pd.DataFrame, rejects: Iterable[pd.DataFrame],

@@ -57,3 +57,11 @@ def test_exclude_policy_keeps_the_row_out_of_the_stages() -> None:
     asr, clf = hallucination.excluded(items, s)
     assert list(asr) == [True, False, True]
     assert list(clf) == [True, False, False]  # an emotion label does not depend on the invented words
+
+
+def test_a_human_emotion_label_is_never_dropped_for_a_bad_pseudo_transcript() -> None:
+    acted = {**PERSIAN, "sentiment_origin": "mapped_emotion"}
+    kept, rejects = hallucination.screen(_frame(acted, PERSIAN), HallucinationSettings())
+    assert list(kept["utterance_id"]) == ["fa/0"] and list(rejects["input_ref"]) == ["fa/1"]
+    asr, clf = hallucination.excluded(kept, HallucinationSettings())
+    assert list(asr) == [True] and list(clf) == [False]  # out of ASR training, kept for the classifier
