@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from pathlib import Path
 
-from tasks.spec import HallucinationSettings
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from manifests.schema import UTTERANCES_SCHEMA
+from tasks.audio import segment_key, sha256_uri
+from tasks.pipeline import transcripts_shard
+from tasks.shards import read_frame, write_frame
+from tasks.spec import HallucinationSettings, parse_spec
 from tasks.transcripts import hallucination
 
 # Numbers measured with tiny.en (docs/labelers.md): a Persian Common Voice clip declared English that
@@ -65,3 +73,45 @@ def test_a_human_emotion_label_is_never_dropped_for_a_bad_pseudo_transcript() ->
     assert list(kept["utterance_id"]) == ["fa/0"] and list(rejects["input_ref"]) == ["fa/1"]
     asr, clf = hallucination.excluded(kept, HallucinationSettings())
     assert list(asr) == [True] and list(clf) == [False]  # out of ASR training, kept for the classifier
+
+
+REAL = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "real"
+
+
+def _real_rows(paths: list[Path], source: str) -> list[dict]:
+    rows = []
+    for path in paths:
+        duration = sf.info(str(path)).duration
+        sha = sha256_uri(str(path))
+        row = dict.fromkeys(UTTERANCES_SCHEMA.names)
+        row.update(utterance_id=f"{source}/{path.stem}", source=source, audio_uri=str(path), offset_s=0.0,
+                   duration_s=duration, audio_sha256=sha, segment_key=segment_key(sha, 0.0, duration), language="en")
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.realdata
+def test_persian_declared_english_is_flagged_and_librispeech_kept(tmp_path: Path) -> None:
+    """The issue's case through the pipeline's transcripts step: Persian Common Voice clips in a source
+    that says nothing about language (so `en`) mixed with LibriSpeech dev-clean. The decode gates alone
+    let 4 of these 10 Persian clips through with invented English; the hallucination guard rejects them."""
+    fa = sorted((REAL / "commonvoice_fa" / "clips").glob("*.mp3"))[:10]
+    ls = sorted((REAL / "librispeech" / "LibriSpeech" / "dev-clean").glob("*/*/*.flac"))[:10]
+    if len(fa) < 10 or len(ls) < 10:
+        pytest.skip(f"real Common Voice / LibriSpeech samples not found under {REAL}")
+    shard = tmp_path / "shard.parquet"
+    write_frame(str(shard), pd.DataFrame(_real_rows(fa, "fa") + _real_rows(ls, "ls")))
+    spec = parse_spec({"name": "t", "output": str(tmp_path / "out"), "labelers": {"quality_sample_per_source": 0},
+                       "sources": [{"name": "fa", "kind": "folder", "path": str(tmp_path)},
+                                   {"name": "ls", "kind": "folder", "path": str(tmp_path)}]})
+    result = transcripts_shard(spec, str(shard))
+    kept = read_frame(result["items_uri"])
+    rejects = pd.concat([read_frame(u) for u in result["rejects_uris"]], ignore_index=True)
+    assert (kept["source"] == "ls").sum() == 10, rejects.to_dict("records")  # English is never flagged
+    assert set(rejects["reason"]) == {"low_confidence_transcript"} and set(rejects["source"]) == {"fa"}
+    assert len(rejects) >= 8
+    assert rejects["detail"].str.startswith("hallucinated transcript").sum() >= 3
+    section, fired = hallucination.summarize(kept, [rejects], spec.labelers.whisper.hallucination)
+    assert section["by_source"]["ls"]["share_flagged"] == 0.0
+    assert [(g["guard"], g["level"], g["detail"]["source"]) for g in fired] == [
+        ("hallucinated_transcripts", "warning", "fa")]
