@@ -102,10 +102,11 @@ def validate_release(uri: str, deep: bool = False) -> ValidationReport:
     for check in checks:
         report.passed(check)
     spec = (card or {}).get("spec") or {}
-    _check_utterances(tables[UTTERANCES], report)
+    _check_utterances(tables[UTTERANCES], report, spec)
     _check_rejects(tables[REJECTS], report)
     _check_stage_common(tables, spec, report)
     _check_eligibility(tables, spec, report)
+    _check_plausibility(tables, spec, report)
     _check_asr(tables[ASR_STAGE], tables[UTTERANCES], spec, report)
     _check_asr_balance(tables[ASR_STAGE], tables[UTTERANCES], spec, report)
     _check_classifier(tables[CLASSIFIER_STAGE], spec, report)
@@ -206,7 +207,13 @@ def _check_values(df: pd.DataFrame, column: str, allowed: tuple[str, ...], name:
         report.fail(f"{name}.{column} has values outside {list(allowed)}: {_examples(sorted(set(map(str, bad))))}")
 
 
-def _check_utterances(utt: pd.DataFrame, report: ValidationReport) -> None:
+def _stratified_sources(spec: dict) -> set[str]:
+    """Sources the card's spec splits per utterance (`split_policy: utterance_stratified`)."""
+    return {str(s.get("name")) for s in spec.get("sources") or []
+            if isinstance(s, dict) and s.get("split_policy") == "utterance_stratified"}
+
+
+def _check_utterances(utt: pd.DataFrame, report: ValidationReport, spec: dict | None = None) -> None:
     _check_unique(utt, "utterance_id", UTTERANCES, report)
     _check_values(utt, "sentiment", SENTIMENTS, UTTERANCES, report)
     _check_values(utt, "split", SPLITS, UTTERANCES, report)
@@ -222,6 +229,14 @@ def _check_utterances(utt: pd.DataFrame, report: ValidationReport) -> None:
     with_spk = utt[utt["speaker_id"].notna()]
     if "split_origin" in utt.columns:
         with_spk = with_spk[with_spk["split_origin"] != "official"]
+        # Utterance-level splits share speakers by design, but only for sources the spec puts under
+        # that policy (docs/balance-and-splits.md); anywhere else a `stratified` row is a leak.
+        allowed = _stratified_sources(spec or {})
+        stray = utt[(utt["split_origin"] == "stratified") & ~utt["source"].isin(allowed)]
+        if len(stray):
+            report.fail(f"utterances split per utterance (split_origin stratified) from sources not under "
+                        f"split_policy utterance_stratified: {_examples(stray['utterance_id'])}")
+        with_spk = with_spk[~((with_spk["split_origin"] == "stratified") & with_spk["source"].isin(allowed))]
     spk = with_spk.assign(_k=with_spk["source"] + "/" + with_spk["speaker_id"]).groupby("_k")["split"].nunique()
     shared = spk[spk > 1]
     if len(shared):
@@ -359,7 +374,56 @@ def _eligible(utt: pd.DataFrame, spec: dict, stage: str) -> pd.Series:
     # Transcripts flagged as holding PII are kept out of the ASR stage under pii.asr_policy exclude.
     if stage == "asr" and "pii_detected" in utt.columns and (spec.get("pii") or {}).get("asr_policy") == "exclude":
         ok &= ~utt["pii_detected"].fillna(False).astype(bool)
+    return ok & _plausible(utt, spec, stage)
+
+
+def _plausible(utt: pd.DataFrame, spec: dict, stage: str) -> pd.Series:
+    """Utterances inside the card spec's `plausibility` limits for the stage (tasks/plausibility.py's rules).
+
+    A release built before the limits existed has no `plausibility` in its spec: nothing is excluded.
+    """
+    ok = pd.Series(True, index=utt.index, dtype=bool)
+    limits = spec.get("plausibility")
+    if not isinstance(limits, dict) or utt.empty:
+        return ok
+    duration = pd.to_numeric(utt["duration_s"], errors="coerce")
+    bounds = limits.get(stage) or {}
+    if bounds.get("min_duration_s") is not None:
+        ok &= ~(duration < float(bounds["min_duration_s"]))
+    if bounds.get("max_duration_s") is not None:
+        ok &= ~(duration > float(bounds["max_duration_s"]))
+    if stage == "asr" and "transcript" in utt.columns:
+        chars = utt["transcript"].map(lambda t: None if not isinstance(t, str) else len("".join(t.split())))
+        rate = pd.to_numeric(chars, errors="coerce") / duration.where(duration > 0)
+        if limits.get("min_chars_per_s") is not None:
+            ok &= ~(rate < float(limits["min_chars_per_s"]))
+        if limits.get("max_chars_per_s") is not None:
+            ok &= ~(rate > float(limits["max_chars_per_s"]))
+    hal = ((spec.get("labelers") or {}).get("whisper") or {}).get("hallucination") or {}
+    if hal.get("policy") in ("reject", "exclude") and "transcript_origin" in utt.columns:
+        def num(col: str) -> pd.Series:
+            return pd.to_numeric(utt[col], errors="coerce") if col in utt.columns else pd.Series(float("nan"), index=utt.index)
+        bad = ((num("transcript_confidence") < float(hal["min_word_probability"]))
+               | (num("avg_logprob") < float(hal["min_avg_logprob"]))
+               | (num("no_speech_prob") > float(hal["max_no_speech_prob"]))
+               | (num("compression_ratio") > float(hal["max_compression_ratio"])))
+        bad &= utt["transcript_origin"] == "whisper"
+        if stage == "classifier":
+            bad &= ~utt["sentiment_origin"].isin(["human", "mapped_emotion"])
+        ok &= ~bad
     return ok
+
+
+def _check_plausibility(tables: dict[str, pd.DataFrame], spec: dict, report: ValidationReport) -> None:
+    """No stage row may use an utterance outside the spec's duration/speaking-rate limits."""
+    utt = tables[UTTERANCES]
+    for stage, name in (("asr", ASR_STAGE), ("classifier", CLASSIFIER_STAGE)):
+        outside = set(utt.loc[~_plausible(utt, spec, stage), "utterance_id"])
+        bad = tables[name][tables[name]["utterance_id"].isin(outside)]
+        if len(bad):
+            report.fail(f"{name}: rows of utterances outside the plausibility limits for the {stage} stage: "
+                        f"{_examples(bad['row_id'])}")
+    report.passed("stage rows respect the duration and speaking-rate limits")
 
 
 def _check_eligibility(tables: dict[str, pd.DataFrame], spec: dict, report: ValidationReport) -> None:

@@ -84,7 +84,9 @@ def ingest_source(spec: DatasetSpec, index: int, log: Log = _noop, warn: Log | N
     source = spec.sources[index]
     adapter = get_adapter(source.kind)
     result = adapter(source, source.language or spec.language)
-    items = result.items.copy()
+    from tasks.splits import apply_source_policy
+
+    items = apply_source_policy(result.items.copy(), source, spec.splits, spec.seed)  # split: / split_policy:
     for col in UTTERANCES_SCHEMA.names:
         if col not in items.columns:
             items[col] = None
@@ -196,6 +198,10 @@ def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, posit
     def fn(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         if labeler in ("whisper", "aws_transcribe"):
             kept, rejects = _stage_result(fill(items, _progress_logger(log, f"transcripts {position}")))
+            from tasks.transcripts import hallucination
+
+            kept, invented = hallucination.screen(kept, spec.labelers.whisper.hallucination)
+            rejects = _concat_rejects([rejects, invented])
             kept = quality.add_hypotheses(kept, items, spec.labelers.quality_sample_per_source, spec.seed,
                                           fill, labeler)
             return kept, rejects
@@ -380,15 +386,26 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     items, missing = _require_labels(items, spec)
     rejects.append(missing)
     items = splits.assign_splits(items, spec.splits, spec.seed)
+    from tasks.split_report import split_shares
+
+    shares_report, plan_guards = split_shares(items, spec)  # guards fired while planning append here
     # PII before ASR sampling: flagged rows stay out of the ASR stage (asr_policy exclude), not masked.
     from tasks import pii
 
     pii_cache = pii.comprehend_cache(cache_dir(spec), spec.pii) if spec.pii.detect == "aws_comprehend" else None
     items, pii_report = pii.flag_items(items, spec.pii, region=spec.aws.region, log=log, cache=pii_cache)
     pii_out = pii.asr_excluded(items, spec.pii)
-    asr_variants, balance_report = balance.sample_asr_rows(items[~pii_out], spec.balance, spec.seed,
+    from tasks import plausibility
+    from tasks.transcripts import hallucination
+
+    asr_sane, clf_sane, plausibility_report, fired = plausibility.screen(items, spec)  # duration, speaking rate
+    plan_guards += fired
+    hallucination_report, fired = hallucination.summarize(items, rejects, spec.labelers.whisper.hallucination)
+    plan_guards += fired
+    asr_variants, balance_report = balance.sample_asr_rows(items[~pii_out & asr_sane], spec.balance, spec.seed,
                                                            eligibility=spec.eligibility)
     clf_ok, clf_eligibility = balance.eligible(items, "classifier", spec.eligibility)
+    clf_ok &= clf_sane
     if "pii_detected" in items.columns:
         pii_report.update(asr_excluded=int(pii_out.sum()),
                           classifier_flagged=int((clf_ok & items["pii_detected"]).sum()))
@@ -449,7 +466,10 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
                   "train_noises": len(pools.train_noises), "eval_noises": len(pools.eval_noises)},
         "pii": _jsonable(pii_report),
         # guards fired by the per-shard stages travel on through the plan to publish
-        "guards": guards.collect(shard_results),
+        "split_shares": shares_report,
+        "plausibility": plausibility_report,
+        "hallucination": hallucination_report,
+        "guards": guards.collect(shard_results, {"guards": plan_guards}),
     }
 
 
@@ -657,6 +677,9 @@ def _card_extra(spec: DatasetSpec, plan: dict[str, Any], weight_report: dict, ti
     spec_json = spec.model_dump_json()
     return {
         "balance": plan.get("balance_report"),
+        "split_shares": plan.get("split_shares"),
+        "plausibility": plan.get("plausibility"),
+        "hallucination": plan.get("hallucination"),
         "pii": plan.get("pii"),
         "eligibility": plan.get("eligibility"),
         "weights": _jsonable(weight_report),

@@ -46,6 +46,21 @@ class SourceSpec(_Strict):
         description="native emotion label -> negative|neutral|positive (null drops it as unmapped_label)",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="adapter-specific options")
+    split: Literal["train", "dev", "test"] | None = Field(
+        default=None, description="put the whole source into this split (overrides official and hashed splits)"
+    )
+    split_policy: Literal["speaker", "utterance_stratified"] = Field(
+        default="speaker",
+        description="speaker: speaker-disjoint hashed splits; utterance_stratified: per (speaker, emotion) "
+        "utterance-level split for acted corpora with too few speakers (speakers then share splits)",
+    )
+
+    @model_validator(mode="after")
+    def _one_split_rule(self) -> SourceSpec:
+        if self.split is not None and self.split_policy != "speaker":
+            raise ValueError(f"source {self.name!r}: set either split ({self.split!r}) or split_policy "
+                             f"({self.split_policy!r}), not both")
+        return self
 
     @field_validator("kind")
     @classmethod
@@ -65,6 +80,27 @@ class SourceSpec(_Strict):
         return value
 
 
+class HallucinationSettings(_Strict):
+    """Signals that a Whisper transcript was invented, not heard (tasks/transcripts/hallucination.py).
+
+    Defaults measured on real audio (docs/labelers.md): they flag nearly every clip of Persian
+    speech declared English and no LibriSpeech dev-clean clip.
+    """
+
+    policy: Literal["reject", "exclude", "off"] = Field(
+        default="reject", description="reject: low_confidence_transcript reject (rows with a human or mapped "
+        "sentiment are kept, out of the ASR stage); exclude: kept, out of the ASR stage (and of the classifier "
+        "stage when its sentiment came from the text); off: no check"
+    )
+    min_word_probability: float = Field(default=0.55, ge=0, le=1, description="the clip's own mean word probability")
+    min_avg_logprob: float = Field(default=-1.0, description="decoder average log-probability (shared in a packed window)")
+    max_no_speech_prob: float = Field(default=0.7, ge=0, le=1, description="decoder no-speech probability")
+    max_compression_ratio: float = Field(default=2.4, gt=0, description="gzip ratio of the clip's text (loops)")
+    warn_share: float = Field(
+        default=0.5, ge=0, le=1, description="a source with more than this share flagged: hallucinated_transcripts warning"
+    )
+
+
 class WhisperSettings(_Strict):
     model: str = Field(
         default="tiny.en",
@@ -79,6 +115,7 @@ class WhisperSettings(_Strict):
     max_no_speech_prob: float = Field(default=0.8, ge=0, le=1)
     min_avg_logprob: float = Field(default=-1.2)
     max_compression_ratio: float = Field(default=2.4, gt=0)
+    hallucination: HallucinationSettings = Field(default_factory=HallucinationSettings)
 
 
 class TrainedClassifierSettings(_Strict):
@@ -234,6 +271,10 @@ class SplitSpec(_Strict):
     train: float = Field(default=0.8, ge=0, le=1)
     dev: float = Field(default=0.1, ge=0, le=1)
     test: float = Field(default=0.1, ge=0, le=1)
+    max_skew: float = Field(
+        default=0.15, gt=0, le=1,
+        description="a source whose share of a split differs from the fraction by more than this: split_skew warning",
+    )
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> SplitSpec:
@@ -309,6 +350,32 @@ class SegmentSpec(_Strict):
         default=0.1, ge=0, le=1, description="a window is speech_present when this share has speech"
     )
     non_speech_windows_per_noise_file: int = Field(default=2, ge=0)
+
+
+class StageDurationLimits(_Strict):
+    """Duration bounds (seconds of the utterance's segment) for one training stage."""
+
+    min_duration_s: float = Field(ge=0)
+    max_duration_s: float | None = Field(gt=0, description="null = no upper bound")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StageDurationLimits:
+        if self.max_duration_s is not None and self.max_duration_s < self.min_duration_s:
+            raise ValueError(f"max_duration_s {self.max_duration_s:g} is below min_duration_s {self.min_duration_s:g}")
+        return self
+
+
+class PlausibilitySpec(_Strict):
+    """Sanity limits on duration and speaking rate (tasks/plausibility.py); outside: stage exclusions."""
+
+    asr: StageDurationLimits = Field(
+        default_factory=lambda: StageDurationLimits(min_duration_s=0.3, max_duration_s=60.0))
+    classifier: StageDurationLimits = Field(
+        default_factory=lambda: StageDurationLimits(min_duration_s=0.3, max_duration_s=600.0))
+    min_chars_per_s: float | None = Field(
+        default=0.5, ge=0, description="transcript characters (no spaces) per second below this: too few for the audio")
+    max_chars_per_s: float | None = Field(
+        default=35.0, gt=0, description="above this: too many characters for the audio")
 
 
 class AugmentSpec(_Strict):
@@ -389,6 +456,7 @@ class DatasetSpec(_Strict):
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
     aws: AwsSpec = Field(default_factory=AwsSpec)
     pii: PiiSpec = Field(default_factory=PiiSpec)
+    plausibility: PlausibilitySpec = Field(default_factory=PlausibilitySpec)
     run: RunSpec = Field(default_factory=RunSpec)
     language: str = Field(default="en", description="default language for sources that do not say")
 

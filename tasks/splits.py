@@ -16,6 +16,20 @@ Rules
   dev or test split (3 speakers at 80/10/10 all land in train with probability 0.8^3 = 0.51).
   `split_counts` / `empty_split_warnings` make that visible in the dataset card.
 
+Per-source policies (`sources[].split`, `sources[].split_policy`; applied at ingest by
+`apply_source_policy`, so every later step, the trained classifier's row choice included, sees the
+same split):
+- `split: train|dev|test` puts the whole source into that split (`split_origin = "source"`),
+  e.g. a 2-speaker corpus that is only wanted for training.
+- `split_policy: utterance_stratified` splits an acted corpus whose few speakers make a
+  speaker-disjoint split impossible (TESS: 2 speakers) at the utterance level
+  (`split_origin = "stratified"`): within each stratum (speaker, emotion) the utterances are
+  ranked by `sha256(f"{seed}:{utterance_id}")` and the first round(n * train) go to train, the
+  next round(n * (train + dev)) - round(n * train) to dev, the rest to test. Every speaker then
+  appears in every split (a known, flagged leak: a model may learn voices); the validator accepts
+  that only for sources under this policy, and the card says so. Official splits still win.
+  Ranks depend on the stratum's members, so adding utterances to such a source can move others.
+
 `split_leakage` reports segment keys in two splits (always a bug) and groups in two splits among
 hash-assigned rows only: official splits may share speakers (MELD's do). It reads `split_origin`;
 when that column is missing every row is checked (strict), so writers should keep the column.
@@ -25,17 +39,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from typing import Any
 
 import pandas as pd
 
 from manifests.schema import SENTIMENTS, SPLITS
 from tasks.common import StageResult, reject_row, rejects_frame
-from tasks.spec import SplitSpec
+from tasks.spec import SourceSpec, SplitSpec
 
 log = logging.getLogger(__name__)
 
 STAGE = "splits"
+POLICY_ORIGINS: tuple[str, ...] = ("source", "stratified")  # split_origin values set by a source policy
 _SPLIT_ALIASES: dict[str, str] = {
     "train": "train",
     "training": "train",
@@ -99,7 +115,11 @@ def normalise_split(value: object) -> str | None:
 
 
 def assign_splits(items: pd.DataFrame, spec: SplitSpec, seed: int) -> pd.DataFrame:
-    """Copy of `items` with `split` filled for every row and `split_origin` official|hashed."""
+    """Copy of `items` with `split` filled for every row and `split_origin` official|hashed.
+
+    Rows a source policy already placed (`split_origin` source|stratified, see
+    `apply_source_policy`) keep their split and origin.
+    """
     out = items.copy()
     if out.empty:
         out["split"] = pd.Series(dtype=object)
@@ -109,6 +129,10 @@ def assign_splits(items: pd.DataFrame, spec: SplitSpec, seed: int) -> pd.DataFra
     origins: list[str] = []
     for row in out.to_dict("records"):
         value = row.get("split")
+        if row.get("split_origin") in POLICY_ORIGINS and normalise_split(value) is not None:
+            splits.append(str(normalise_split(value)))  # set at ingest by the source's split policy
+            origins.append(str(row["split_origin"]))
+            continue
         official = normalise_split(value)
         if official is not None:
             splits.append(official)
@@ -123,6 +147,55 @@ def assign_splits(items: pd.DataFrame, spec: SplitSpec, seed: int) -> pd.DataFra
         origins.append("hashed")
     out["split"] = pd.Series(splits, index=out.index, dtype=object)
     out["split_origin"] = pd.Series(origins, index=out.index, dtype=object)
+    return out
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5 + 1e-9))
+
+
+def stratified_splits(items: pd.DataFrame, spec: SplitSpec, seed: int) -> pd.Series:
+    """Utterance-level split per (speaker, emotion) stratum: hash rank, then the fractions' counts."""
+    out = pd.Series(index=items.index, dtype=object)
+    if items.empty:
+        return out
+    speaker = items["speaker_id"] if "speaker_id" in items.columns else pd.Series(None, index=items.index)
+    emotion = items["emotion"] if "emotion" in items.columns else pd.Series(None, index=items.index)
+    strata = [f"{s if _present(s) else ''}|{e if _present(e) else ''}" for s, e in zip(speaker, emotion, strict=True)]
+    uids = items["utterance_id"].astype(str)
+    for _, idx in pd.Series(items.index, index=items.index).groupby(strata, sort=True):
+        ranked = sorted(idx, key=lambda i: (unit_hash(seed, uids[i]), uids[i]))
+        n = len(ranked)
+        n_train = _round_half_up(n * spec.train)
+        n_dev = _round_half_up(n * (spec.train + spec.dev)) - n_train
+        for k, i in enumerate(ranked):
+            out[i] = "train" if k < n_train else "dev" if k < n_train + n_dev else "test"
+    return out
+
+
+def apply_source_policy(items: pd.DataFrame, source: SourceSpec, spec: SplitSpec, seed: int) -> pd.DataFrame:
+    """`items` of one source with `split`/`split_origin` set by the source's split policy, if any.
+
+    `split: X` sets every row (origin `source`); `utterance_stratified` sets the rows without an
+    official split (origin `stratified`); the default `speaker` policy leaves the rows alone.
+    """
+    if source.split is None and source.split_policy == "speaker":
+        return items
+    out = items.copy()
+    if "split" not in out.columns:
+        out["split"] = None
+    out["split"] = out["split"].astype(object)
+    if "split_origin" not in out.columns:
+        out["split_origin"] = pd.Series(None, index=out.index, dtype=object)
+    if source.split is not None:
+        out["split"] = source.split
+        out["split_origin"] = "source"
+        return out
+    todo = [normalise_split(v) is None for v in out["split"]]
+    mask = pd.Series(todo, index=out.index, dtype=bool)
+    if mask.any():
+        out.loc[mask, "split"] = stratified_splits(out[mask], spec, seed)
+        out.loc[mask, "split_origin"] = "stratified"
     return out
 
 

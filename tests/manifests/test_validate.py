@@ -287,3 +287,22 @@ def test_a_relative_path_validates_like_the_absolute_one(demo_release, monkeypat
         report = validate_release(spelling)
         assert report.ok, (spelling, report.problems)
         assert report.release.startswith(str(output))
+
+
+def test_speakers_may_share_splits_only_under_utterance_stratified(tmp_path):
+    """An utterance-level split is relaxed from the speaker rule only for sources the spec puts under it."""
+
+    def stratify(t):
+        t[UTTERANCES]["split_origin"] = "hashed"
+        t[UTTERANCES].loc[4, "speaker_id"] = "s0"  # s0 is in train, u4 is dev
+        t[UTTERANCES].loc[[0, 4], "split_origin"] = "stratified"
+
+    tables = make_tables()
+    stratify(tables)
+    problems = _check(tmp_path / "a", tables)
+    assert any("speakers in more than one split" in p for p in problems)
+    assert any("not under split_policy utterance_stratified" in p for p in problems)
+    tables = make_tables()
+    stratify(tables)
+    policy = {"sources": [{"name": "src", "kind": "folder", "path": "/data", "split_policy": "utterance_stratified"}]}
+    assert _check(tmp_path / "b", tables, spec=policy) == []

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tasks.spec import SplitSpec
+from tasks.spec import DatasetSpec, SourceSpec, SplitSpec
+from tasks.split_report import split_shares
 from tasks.splits import (
+    apply_source_policy,
     assign_splits,
     empty_split_warnings,
     resolve_duplicate_segments,
@@ -152,3 +154,68 @@ def test_empty_input_is_fine(empty: bool) -> None:
     out = assign_splits(items, SplitSpec(), seed=1)
     assert len(out) == len(items)
     assert resolve_duplicate_segments(out).rejects.empty
+
+
+# ------------------------------------------------------------------ per-source split policies (issue 15 item 6)
+
+
+def _tess_like(n_per: int = 20) -> pd.DataFrame:
+    """Two speakers, two emotions, `n_per` utterances each: TESS's shape in miniature."""
+    rows = []
+    for spk in ("OAF", "YAF"):
+        for emotion in ("angry", "happy"):
+            for u in range(n_per):
+                rows.append({"utterance_id": f"tess/{spk}_{emotion}_{u}", "source": "tess", "speaker_id": spk,
+                             "emotion": emotion, "audio_sha256": f"{spk}{emotion}{u}", "split": None,
+                             "segment_key": f"{spk}{emotion}{u}:0:2"})
+    return pd.DataFrame(rows)
+
+
+def _spec_with(**source: object) -> DatasetSpec:
+    return DatasetSpec(name="t", output="/tmp/o",
+                       sources=[SourceSpec(name="tess", kind="folder", path="/x", **source)])  # type: ignore[arg-type]
+
+
+def test_two_speaker_corpus_skews_and_the_card_warns() -> None:
+    """TESS: speaker-disjoint assignment of 2 speakers cannot give 80/10/10; split_skew says so."""
+    spec = _spec_with()
+    items = assign_splits(apply_source_policy(_tess_like(), spec.sources[0], spec.splits, spec.seed),
+                          spec.splits, spec.seed)
+    section, fired = split_shares(items, spec)
+    entry = section["by_source"]["tess"]
+    assert entry["policy"] == "speaker" and entry["groups"] == 2 and entry["skewed"]
+    assert entry["max_deviation"] > spec.splits.max_skew
+    assert [g["guard"] for g in fired] == ["split_skew"] and fired[0]["level"] == "warning"
+    assert "split_policy: utterance_stratified" in fired[0]["message"]
+
+
+def test_utterance_stratified_splits_every_speaker_and_emotion_by_the_fractions() -> None:
+    spec = _spec_with(split_policy="utterance_stratified")
+    items = apply_source_policy(_tess_like(), spec.sources[0], spec.splits, spec.seed)
+    items = assign_splits(items, spec.splits, spec.seed)
+    assert set(items["split_origin"]) == {"stratified"}
+    per_stratum = items.groupby(["speaker_id", "emotion"])["split"].value_counts().unstack()
+    assert (per_stratum["train"] == 16).all() and (per_stratum["dev"] == 2).all() and (per_stratum["test"] == 2).all()
+    assert split_leakage(items) == []  # speakers shared by design: not a hashed-group leak
+    section, fired = split_shares(items, spec)
+    assert not section["by_source"]["tess"]["skewed"]
+    assert section["by_source"]["tess"]["shares"] == {"train": 0.8, "dev": 0.1, "test": 0.1}
+    assert [(g["guard"], g["level"]) for g in fired] == [("split_policy", "info")]
+    again = apply_source_policy(_tess_like(), spec.sources[0], spec.splits, spec.seed)
+    assert list(again["split"]) == list(items["split"])  # deterministic
+
+
+def test_whole_source_into_one_split() -> None:
+    spec = _spec_with(split="train")
+    items = _tess_like()
+    items.loc[0, "split"] = "test"  # even an official split yields to the spec
+    items = assign_splits(apply_source_policy(items, spec.sources[0], spec.splits, spec.seed), spec.splits, spec.seed)
+    assert set(items["split"]) == {"train"} and set(items["split_origin"]) == {"source"}
+    section, fired = split_shares(items, spec)
+    assert section["by_source"]["tess"]["policy"] == "split:train"
+    assert [(g["guard"], g["level"]) for g in fired] == [("split_policy", "info")]
+
+
+def test_split_and_split_policy_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="either split"):
+        SourceSpec(name="tess", kind="folder", path="/x", split="train", split_policy="utterance_stratified")
