@@ -306,10 +306,11 @@ def sentiment_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, positio
 
 def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: str = "") -> dict[str, Any]:
     """Run VAD on every utterance (this also decodes every file, catching audio a header hid)."""
-    from tasks import segments
+    from tasks import segments, speech_check, speech_presence
 
     shard = read_frame(shard_uri)
-    settings = {"vad_threshold": spec.segments.speech_threshold}
+    settings = {"vad_threshold": spec.segments.speech_threshold,
+                "second_opinion": speech_check.VERSION if spec.segments.second_opinion else None}
 
     def fn(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         # VAD results are cached by segment key like labels, so a refresh never re-decodes audio it has seen.
@@ -329,10 +330,13 @@ def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: 
         }
         cache.put_many(fresh)
         known = {**{k: v["intervals"] for k, v in hits.items()}, **{k: v["intervals"] for k, v in fresh.items()}}
-        out = items.copy()
-        out["speech_intervals"] = [json.loads(known.get(k, "[]")) for k in out["segment_key"]]
         rejected = set(rejects["input_ref"]) if len(rejects) else set()
-        return out[~out["utterance_id"].isin(rejected)].reset_index(drop=True), rejects
+        out = items[~items["utterance_id"].isin(rejected)].reset_index(drop=True)
+        # VAD misses loud acted speech: items where it hears little get a second opinion (tasks/speech_check.py)
+        out["speech_intervals"], out["speech_detector"] = speech_presence.decide(
+            out, [json.loads(known.get(k, "[]")) for k in out["segment_key"]], cache_dir(spec),
+            spec.segments.second_opinion)
+        return out, rejects
 
     items_uri, rejects_uri, reused = run_shard(work_dir(spec), "speech", shard, settings, fn)
     log("speech detection %s: shard %s %s", position, items_uri.rsplit("/", 1)[-1], "reused" if reused else "done")
@@ -569,6 +573,10 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     digest = mio.content_sha256(written, release_root=paths.root)
 
     extra = _card_extra(spec, plan, weight_report, timings)
+    from tasks import speech_presence
+
+    publish_guards += speech_presence.label_guards(written[UTTERANCES], written[CLASSIFIER_STAGE])
+    extra["speech_detection"] = speech_presence.speech_section(written[UTTERANCES], written[CLASSIFIER_STAGE])
     extra["guards"] = guards.collect(ingest, plan, augmented, {"guards": publish_guards})
     extra["source_notes"] = {r["source"]: list(r.get("notes") or []) for r in ingest if r.get("notes")}
     prev_utts, prev_name = previous_utterances(spec.output)

@@ -309,6 +309,9 @@ class SegmentSpec(_Strict):
         default=0.1, ge=0, le=1, description="a window is speech_present when this share has speech"
     )
     non_speech_windows_per_noise_file: int = Field(default=2, ge=0)
+    second_opinion: bool = Field(
+        default=True, description="items where VAD hears little speech get an energy + pitch second opinion"
+    )
 
 
 class AugmentSpec(_Strict):
