@@ -399,7 +399,16 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     log("splits: %s", items.groupby("split").size().to_dict())
     log("ASR stage: %d rows from %d utterances", len(asr_variants), items["utterance_id"].nunique())
 
-    pools = augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
+    from tasks import noise_pool
+
+    # The pools, with babble from the planned train items when no noise files were given (tasks/noise_pool.py).
+    pools = augment.add_babble(augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment")),
+                               spec.augment, spec.seed, fs.join(work_dir(spec), "augment"), items)
+    pool_facts, pool_guards = noise_pool.pool_report(pools, spec)
+    for record in pool_guards:
+        log("guard %s: %s", record["guard"], record["message"])
+    speaker_of = (dict(zip(items["utterance_id"], noise_pool.speaker_keys(items), strict=True))
+                  if pools.noise_speakers else {})
     clf_variants = augment.classifier_variants(items[clf_ok], spec.augment)  # copies_per_utterance
     variants = (
         pd.concat([asr_variants[["utterance_id", "variant"]], clf_variants], ignore_index=True)
@@ -413,14 +422,15 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     heard: dict[str, set[str]] = {}  # audio-deciding recipe fields already used per utterance
     for utt, var in zip(variants["utterance_id"], variants["variant"], strict=True):
         rid = recipe_key(utt, var)
-        recipe = augment.draw_recipe(spec.seed, rid, split_of[utt], spec.augment, pools, float(duration[utt]))
+        recipe = augment.draw_recipe(spec.seed, rid, split_of[utt], spec.augment, pools, float(duration[utt]),
+                                     speaker_of.get(utt))
         # An oversampled repeat must not be byte-identical to an earlier variant: redraw (deterministically)
         # a few times; if the policy cannot vary the audio, the validator names the rows.
         for attempt in range(1, 17):
             if balance.recipe_signature(recipe) not in heard.get(utt, set()):
                 break
             recipe = augment.draw_recipe(spec.seed, f"{rid}~{attempt}", split_of[utt], spec.augment, pools,
-                                         float(duration[utt]))
+                                         float(duration[utt]), speaker_of.get(utt))
         heard.setdefault(utt, set()).add(balance.recipe_signature(recipe))
         recipes[rid] = recipe
     rows = variant_rows(items.drop(columns=["speech_intervals"], errors="ignore"), variants, recipes)
@@ -435,6 +445,8 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     write_frame(utter_uri, items)
     rejects_uri = fs.join(plan_dir, "rejects.parquet")
     write_frame(rejects_uri, _concat_rejects(rejects))
+    pools_uri = fs.join(plan_dir, PLAN_POOLS)  # augment and publish use exactly these pools
+    fs.write_bytes(pools_uri, pools.to_json().encode())
     row_shards = split_into_shards(rows, spec.run.shard_size)
     row_uris = []
     for i, shard in enumerate(row_shards):
@@ -450,10 +462,11 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
         "eligibility": _jsonable({"asr": balance_report.get("eligibility"), "classifier": clf_eligibility,
                                   "rules": spec.eligibility.model_dump(mode="json", exclude_none=True)}),
         "pools": {"train_rirs": len(pools.train_rirs), "eval_rirs": len(pools.eval_rirs),
-                  "train_noises": len(pools.train_noises), "eval_noises": len(pools.eval_noises)},
+                  "train_noises": len(pools.train_noises), "eval_noises": len(pools.eval_noises), **pool_facts},
+        "pools_uri": pools_uri,
         "pii": _jsonable(pii_report),
         # guards fired by the per-shard stages travel on through the plan to publish
-        "guards": guards.collect(shard_results),
+        "guards": guards.collect(shard_results, {"guards": pool_guards}),
     }
 
 
@@ -463,6 +476,17 @@ def _jsonable(obj: Any) -> Any:
 
 # ---------------------------------------------------------------- augment
 
+PLAN_POOLS = "augment_pools.json"  # the plan's pools (with babble), beside its row shards
+
+
+def plan_pools(spec: DatasetSpec, pools_uri: str | None) -> Any:
+    """The pools the plan drew recipes from; rebuilt from the spec for a plan that did not save them."""
+    from tasks import augment
+
+    if pools_uri and fs.exists(pools_uri):
+        return augment.AugmentPools.from_json(fs.read_bytes(pools_uri).decode())
+    return augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
+
 
 def augment_shard(spec: DatasetSpec, rows_uri: str, log: Log = _noop, position: str = "") -> dict[str, Any]:
     """Materialise the augmented utterances of one shard of stage rows as FLAC (when configured)."""
@@ -471,7 +495,7 @@ def augment_shard(spec: DatasetSpec, rows_uri: str, log: Log = _noop, position: 
     rows = read_frame(rows_uri)
     if not (spec.augment.enabled and spec.augment.materialize):
         return {"rows_uri": rows_uri, "materialized": 0}
-    pools = augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
+    pools = plan_pools(spec, fs.join(rows_uri.rsplit("/", 1)[0], PLAN_POOLS))  # saved beside the row shards
     identity = (rows["speed"].sub(1.0).abs() < 1e-9) & rows["rir_id"].isna() & rows["noise_id"].isna()
     todo = rows[~identity]
     out_uri = rows_uri.replace(".parquet", ".augmented.parquet")
@@ -535,7 +559,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     """Window, weight and write the release; move LATEST only after it validates."""
     from manifests.release import write_pool_index
     from manifests.validate import validate_release
-    from tasks import augment, report, segments, weights
+    from tasks import report, segments, weights
     from tasks.stage_rows import asr_stage_rows, classifier_input_rows, finish_classifier_rows
 
     utterances = read_frame(plan["utterances_uri"])
@@ -556,7 +580,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     speech = utterances.set_index("utterance_id")["speech_intervals"] if len(utterances) else pd.Series(dtype=object)
     clf_in = classifier_input_rows(rows[rows["in_classifier"]].drop(columns=["in_asr", "in_classifier"]), speech)
     windows = segments.classifier_windows(clf_in, spec.segments)
-    pools = augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
+    pools = _release_pools(plan_pools(spec, plan.get("pools_uri")), paths)
     noise = _noise_windows(spec, pools)
     if len(noise):
         windows = pd.concat([windows, noise], ignore_index=True)
@@ -569,7 +593,9 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     for name in MANIFEST_NAMES:
         mio.write_manifest(tables[name], name, paths.manifest(name), metadata={"config": config})
     written = {name: mio.read_manifest(paths.manifest(name)) for name in MANIFEST_NAMES}
-    write_pool_index(paths.root, pools.rirs, pools.noises)  # lets a reader apply recipes lazily without tasks/
+    noise_index = {i: (u[len(paths.root.rstrip("/")) + 1:] if u.startswith(paths.root.rstrip("/") + "/") else u)
+                   for i, u in pools.noises.items()}  # default-pool copies: relative, they travel with the release
+    write_pool_index(paths.root, pools.rirs, noise_index)  # lets a reader apply recipes lazily without tasks/
     digest = mio.content_sha256(written, release_root=paths.root)
 
     extra = _card_extra(spec, plan, weight_report, timings)
@@ -637,16 +663,34 @@ def _make_plots(report: Any, card: dict, written: dict[str, pd.DataFrame], paths
     return uploaded
 
 
+def _release_pools(pools: Any, paths: mio.ReleasePaths) -> Any:
+    """The pools with the default pool's files (tasks/noise_pool.py) copied into the release.
+
+    Generated noise lives in the work folder; the release's non-speech windows and pool index point
+    at copies under `audio/noise_pool/`, so the release is whole without work/ and its identity does
+    not depend on the output path.
+    """
+    import dataclasses
+
+    from tasks.noise_pool import is_default
+
+    target = fs.join(paths.audio, "noise_pool")
+    linked = {i: _link_into_release(u, target) for i, u in sorted(pools.noises.items()) if is_default(i)}
+    return dataclasses.replace(pools, noises={**pools.noises, **linked}) if linked else pools
+
+
 def _noise_windows(spec: DatasetSpec, pools: Any) -> pd.DataFrame:
     """Non-speech windows from the noise pools, so the classifier learns speech presence.
 
     Durations come from the pools (probed once per file list and cached), not from new probes:
-    probing an S3 noise file downloads it.
+    probing an S3 noise file downloads it. Babble is speech, so it gives no non-speech window.
     """
     from tasks import segments
+    from tasks.noise_pool import NON_SPEECH_KINDS, RECORDED, kind_of
 
-    files = [(i, pools.noises[i], pools.noise_durations[i], "train") for i in sorted(pools.train_noises)]
-    for noise_id in sorted(pools.eval_noises):
+    usable = {i for i in pools.noises if kind_of(i) in NON_SPEECH_KINDS or kind_of(i) == RECORDED}
+    files = [(i, pools.noises[i], pools.noise_durations[i], "train") for i in sorted(pools.train_noises) if i in usable]
+    for noise_id in sorted(i for i in pools.eval_noises if i in usable):
         split = "dev" if int(stable_hash(spec.seed, noise_id)[:8], 16) % 2 == 0 else "test"
         files.append((noise_id, pools.noises[noise_id], pools.noise_durations[noise_id], split))
     return segments.noise_windows(files, spec.segments) if files else pd.DataFrame()
