@@ -283,8 +283,9 @@ def pool_report(pools: Any, spec: Any) -> tuple[dict[str, Any], list[dict[str, A
                      if wants_noise and "train" in aug.splits and "babble" not in used else "")
         fired.append(guards.guard(
             "noise_pool_synthetic",
-            f"No recorded noise was given (augment.noise_paths is empty), so noise augmentation and non-speech "
-            f"windows use only the generated default pool ({', '.join(used)}{no_babble}). Give recorded noise "
+            f"No recorded noise was given (augment.noise_paths is empty), so "
+            f"{'noise augmentation and ' if wants_noise else ''}non-speech windows use only the generated default "
+            f"pool ({', '.join(used)}{no_babble}). Give recorded noise "
             "(e.g. MUSAN noise/ and music/) in augment.noise_paths for realistic conditions.",
             kinds=kinds))
     return report, fired

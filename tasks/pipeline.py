@@ -582,7 +582,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     windows = segments.classifier_windows(clf_in, spec.segments)
     pools = _release_pools(plan_pools(spec, plan.get("pools_uri")), paths)
     noise = _noise_windows(spec, pools)
-    if len(noise):
+    if len(noise) and len(windows):  # non-speech examples complement utterances; none without any
         windows = pd.concat([windows, noise], ignore_index=True)
     class_weights, weight_report = weights.inverse_frequency_weights(windows, spec.weights)
     classifier = finish_classifier_rows(windows, class_weights)
