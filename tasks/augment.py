@@ -273,27 +273,6 @@ def build_pools(spec: AugmentSpec, seed: int, work_dir: str) -> AugmentPools:
     )
 
 
-def add_babble(pools: AugmentPools, spec: AugmentSpec, seed: int, work_dir: str, items: pd.DataFrame) -> AugmentPools:
-    """The pools plus babble from the planned TRAINING items (train pool only), for the default pool.
-
-    Called once by ``plan_stages`` after the splits are known; a no-op when the noise pool is not the
-    default one or when noise augmentation cannot happen in train.
-    """
-    from tasks.noise_pool import babble_noises
-
-    if spec.noise_paths or spec.default_noise != "auto" or not spec.enabled or spec.p_noise <= 0 \
-            or "train" not in spec.splits:
-        return pools
-    uris, durations, speakers = babble_noises(items, seed, storage.join(work_dir, "default_noise"))
-    if not uris:
-        return pools
-    state = {k: v for k, v in pools.__dict__.items() if k != "_cache"}
-    state.update(noises={**pools.noises, **uris}, noise_durations={**pools.noise_durations, **durations},
-                 train_noises=sorted([*pools.train_noises, *uris]),
-                 noise_speakers={**pools.noise_speakers, **speakers})
-    return AugmentPools(**state)
-
-
 # ------------------------------------------------------------------------------ simulated rooms
 def simulate_rir(rng: np.random.Generator, sr: int = SR) -> tuple[np.ndarray, dict[str, float]]:
     """One shoebox-room RIR by the image method (Allen & Berkley 1979), and the room's parameters.

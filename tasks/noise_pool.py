@@ -248,6 +248,27 @@ def babble_noises(items: pd.DataFrame, seed: int, folder: str) -> tuple[dict[str
     return uris, durations, speakers
 
 
+def add_babble(pools: Any, spec: Any, seed: int, work_dir: str, items: pd.DataFrame) -> Any:
+    """`AugmentPools` plus babble from the planned TRAINING items (train pool only), for the default pool.
+
+    Called once by ``plan_stages`` after the splits are known; a no-op when the noise pool is not the
+    default one or when noise augmentation cannot happen in train.
+    """
+    from tasks.augment import AugmentPools
+
+    if spec.noise_paths or spec.default_noise != "auto" or not spec.enabled or spec.p_noise <= 0 \
+            or "train" not in spec.splits:
+        return pools
+    uris, durations, speakers = babble_noises(items, seed, storage.join(work_dir, "default_noise"))
+    if not uris:
+        return pools
+    state = {k: v for k, v in pools.__dict__.items() if k != "_cache"}
+    state.update(noises={**pools.noises, **uris}, noise_durations={**pools.noise_durations, **durations},
+                 train_noises=sorted([*pools.train_noises, *uris]),
+                 noise_speakers={**pools.noise_speakers, **speakers})
+    return AugmentPools(**state)
+
+
 # ------------------------------------------------------------------------------------ card and guards
 def pool_report(pools: Any, spec: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The card's noise-pool facts (kinds per train/eval pool) and the guards the pool fires.
@@ -289,3 +310,54 @@ def pool_report(pools: Any, spec: Any) -> tuple[dict[str, Any], list[dict[str, A
             "(e.g. MUSAN noise/ and music/) in augment.noise_paths for realistic conditions.",
             kinds=kinds))
     return report, fired
+
+
+# ------------------------------------------------------------------------------ pipeline glue
+PLAN_POOLS = "augment_pools.json"  # the plan's pools (with babble), saved beside its row shards
+
+
+def planned_pools(spec: Any, items: pd.DataFrame, augment_dir: str, log: Any = None) -> tuple[Any, dict, list, dict]:
+    """(pools, card facts, guards, speaker of each utterance) for `plan_stages`, once per plan.
+
+    The speakers are given only when babble exists: `draw_recipe` then keeps each utterance away
+    from babble in which its own speaker talks.
+    """
+    from tasks import augment
+
+    pools = add_babble(augment.build_pools(spec.augment, spec.seed, augment_dir), spec.augment, spec.seed,
+                       augment_dir, items)
+    facts, fired = pool_report(pools, spec)
+    for record in fired:
+        (log or _warn)("guard %s: %s", record["guard"], record["message"])
+    speakers = dict(zip(items["utterance_id"], speaker_keys(items), strict=True)) if pools.noise_speakers else {}
+    return pools, facts, fired, speakers
+
+
+def _warn(msg: str, *args: Any) -> None:
+    log.warning(msg, *args)
+
+
+def load_pools(spec: Any, pools_uri: str | None, augment_dir: str) -> Any:
+    """The pools a plan saved (babble included); rebuilt from the spec for a plan that did not save them."""
+    from tasks import augment
+
+    if pools_uri and storage.exists(pools_uri):
+        return augment.AugmentPools.from_json(storage.read_text(pools_uri))
+    return augment.build_pools(spec.augment, spec.seed, augment_dir)
+
+
+def release_pools(pools: Any, release_root: str, audio_dir: str, link: Any) -> tuple[Any, dict[str, str]]:
+    """(pools with the default files copied into the release, the pool index's noise entries).
+
+    Generated noise lives in the work folder; the release's non-speech windows point at copies under
+    `audio/noise_pool/` (via `link(uri, folder)`), and the pool index names them relative to the
+    release, so the release is whole without work/ and travels when moved.
+    """
+    import dataclasses
+
+    target = storage.join(audio_dir, "noise_pool")
+    linked = {i: link(u, target) for i, u in sorted(pools.noises.items()) if is_default(i)}
+    out = dataclasses.replace(pools, noises={**pools.noises, **linked}) if linked else pools
+    root = release_root.rstrip("/") + "/"
+    index = {i: (u[len(root):] if u.startswith(root) else u) for i, u in out.noises.items()}
+    return out, index

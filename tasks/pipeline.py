@@ -401,14 +401,9 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
 
     from tasks import noise_pool
 
-    # The pools, with babble from the planned train items when no noise files were given (tasks/noise_pool.py).
-    pools = augment.add_babble(augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment")),
-                               spec.augment, spec.seed, fs.join(work_dir(spec), "augment"), items)
-    pool_facts, pool_guards = noise_pool.pool_report(pools, spec)
-    for record in pool_guards:
-        log("guard %s: %s", record["guard"], record["message"])
-    speaker_of = (dict(zip(items["utterance_id"], noise_pool.speaker_keys(items), strict=True))
-                  if pools.noise_speakers else {})
+    # Babble (default pool) needs the planned train items: built here, once, and saved with the plan.
+    pools, pool_facts, pool_guards, speaker_of = noise_pool.planned_pools(
+        spec, items, fs.join(work_dir(spec), "augment"), log)
     clf_variants = augment.classifier_variants(items[clf_ok], spec.augment)  # copies_per_utterance
     variants = (
         pd.concat([asr_variants[["utterance_id", "variant"]], clf_variants], ignore_index=True)
@@ -445,7 +440,7 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     write_frame(utter_uri, items)
     rejects_uri = fs.join(plan_dir, "rejects.parquet")
     write_frame(rejects_uri, _concat_rejects(rejects))
-    pools_uri = fs.join(plan_dir, PLAN_POOLS)  # augment and publish use exactly these pools
+    pools_uri = fs.join(plan_dir, noise_pool.PLAN_POOLS)  # augment and publish use exactly these pools
     fs.write_bytes(pools_uri, pools.to_json().encode())
     row_shards = split_into_shards(rows, spec.run.shard_size)
     row_uris = []
@@ -476,26 +471,16 @@ def _jsonable(obj: Any) -> Any:
 
 # ---------------------------------------------------------------- augment
 
-PLAN_POOLS = "augment_pools.json"  # the plan's pools (with babble), beside its row shards
-
-
-def plan_pools(spec: DatasetSpec, pools_uri: str | None) -> Any:
-    """The pools the plan drew recipes from; rebuilt from the spec for a plan that did not save them."""
-    from tasks import augment
-
-    if pools_uri and fs.exists(pools_uri):
-        return augment.AugmentPools.from_json(fs.read_bytes(pools_uri).decode())
-    return augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
-
 
 def augment_shard(spec: DatasetSpec, rows_uri: str, log: Log = _noop, position: str = "") -> dict[str, Any]:
     """Materialise the augmented utterances of one shard of stage rows as FLAC (when configured)."""
-    from tasks import augment
+    from tasks import augment, noise_pool
 
     rows = read_frame(rows_uri)
     if not (spec.augment.enabled and spec.augment.materialize):
         return {"rows_uri": rows_uri, "materialized": 0}
-    pools = plan_pools(spec, fs.join(rows_uri.rsplit("/", 1)[0], PLAN_POOLS))  # saved beside the row shards
+    pools = noise_pool.load_pools(spec, fs.join(rows_uri.rsplit("/", 1)[0], noise_pool.PLAN_POOLS),
+                                  fs.join(work_dir(spec), "augment"))  # the plan's, saved beside its row shards
     identity = (rows["speed"].sub(1.0).abs() < 1e-9) & rows["rir_id"].isna() & rows["noise_id"].isna()
     todo = rows[~identity]
     out_uri = rows_uri.replace(".parquet", ".augmented.parquet")
@@ -559,7 +544,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     """Window, weight and write the release; move LATEST only after it validates."""
     from manifests.release import write_pool_index
     from manifests.validate import validate_release
-    from tasks import report, segments, weights
+    from tasks import noise_pool, report, segments, weights
     from tasks.stage_rows import asr_stage_rows, classifier_input_rows, finish_classifier_rows
 
     utterances = read_frame(plan["utterances_uri"])
@@ -580,7 +565,9 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     speech = utterances.set_index("utterance_id")["speech_intervals"] if len(utterances) else pd.Series(dtype=object)
     clf_in = classifier_input_rows(rows[rows["in_classifier"]].drop(columns=["in_asr", "in_classifier"]), speech)
     windows = segments.classifier_windows(clf_in, spec.segments)
-    pools = _release_pools(plan_pools(spec, plan.get("pools_uri")), paths)
+    pools, noise_index = noise_pool.release_pools(
+        noise_pool.load_pools(spec, plan.get("pools_uri"), fs.join(work_dir(spec), "augment")), paths.root,
+        paths.audio, _link_into_release)
     noise = _noise_windows(spec, pools)
     if len(noise) and len(windows):  # non-speech examples complement utterances; none without any
         windows = pd.concat([windows, noise], ignore_index=True)
@@ -593,8 +580,6 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     for name in MANIFEST_NAMES:
         mio.write_manifest(tables[name], name, paths.manifest(name), metadata={"config": config})
     written = {name: mio.read_manifest(paths.manifest(name)) for name in MANIFEST_NAMES}
-    noise_index = {i: (u[len(paths.root.rstrip("/")) + 1:] if u.startswith(paths.root.rstrip("/") + "/") else u)
-                   for i, u in pools.noises.items()}  # default-pool copies: relative, they travel with the release
     write_pool_index(paths.root, pools.rirs, noise_index)  # lets a reader apply recipes lazily without tasks/
     digest = mio.content_sha256(written, release_root=paths.root)
 
@@ -661,22 +646,6 @@ def _make_plots(report: Any, card: dict, written: dict[str, pd.DataFrame], paths
             fs.write_bytes(target, Path(path).read_bytes())
             uploaded.append(target)
     return uploaded
-
-
-def _release_pools(pools: Any, paths: mio.ReleasePaths) -> Any:
-    """The pools with the default pool's files (tasks/noise_pool.py) copied into the release.
-
-    Generated noise lives in the work folder; the release's non-speech windows and pool index point
-    at copies under `audio/noise_pool/`, so the release is whole without work/ and its identity does
-    not depend on the output path.
-    """
-    import dataclasses
-
-    from tasks.noise_pool import is_default
-
-    target = fs.join(paths.audio, "noise_pool")
-    linked = {i: _link_into_release(u, target) for i, u in sorted(pools.noises.items()) if is_default(i)}
-    return dataclasses.replace(pools, noises={**pools.noises, **linked}) if linked else pools
 
 
 def _noise_windows(spec: DatasetSpec, pools: Any) -> pd.DataFrame:

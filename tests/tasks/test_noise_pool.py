@@ -63,7 +63,7 @@ def test_babble_comes_only_from_other_training_speakers(tmp_path: Path, caplog: 
     items = _acted_items(tmp_path)
     spec = AugmentSpec(splits=["train", "dev"], p_noise=1.0)
     with caplog.at_level(logging.WARNING, logger="tasks.noise_pool"):
-        pools = augment.add_babble(augment.build_pools(spec, 13, str(tmp_path / "w")), spec, 13, str(tmp_path / "w"),
+        pools = noise_pool.add_babble(augment.build_pools(spec, 13, str(tmp_path / "w")), spec, 13, str(tmp_path / "w"),
                                    items)
     assert not [r for r in caplog.records if "babble" in r.getMessage()]  # no dev/test file was read
     babble = sorted(i for i in pools.noises if noise_pool.kind_of(i) == "babble")
@@ -84,14 +84,14 @@ def test_babble_comes_only_from_other_training_speakers(tmp_path: Path, caplog: 
                 drawn.append(recipe.noise_id)
     assert len(set(drawn)) == len(babble)  # every babble file is used, never on its own talkers
     # The same items give the same babble ids and bytes in another work folder.
-    again = augment.add_babble(augment.build_pools(spec, 13, str(tmp_path / "x")), spec, 13, str(tmp_path / "x"), items)
+    again = noise_pool.add_babble(augment.build_pools(spec, 13, str(tmp_path / "x")), spec, 13, str(tmp_path / "x"), items)
     assert _files(again) == _files(pools)
 
 
 def test_babble_needs_two_training_speakers(tmp_path: Path) -> None:
     items = _acted_items(tmp_path)
     one = items[(items["speaker_id"] == "actor_01") | (items["split"] != "train")]
-    pools = augment.add_babble(augment.build_pools(AugmentSpec(), 13, str(tmp_path / "w")), AugmentSpec(), 13,
+    pools = noise_pool.add_babble(augment.build_pools(AugmentSpec(), 13, str(tmp_path / "w")), AugmentSpec(), 13,
                                str(tmp_path / "w"), one)
     assert not pools.noise_speakers and all(noise_pool.kind_of(i) != "babble" for i in pools.noises)
     facts, fired = noise_pool.pool_report(pools, parse_spec(
@@ -124,7 +124,7 @@ def test_lazy_recipe_reproduces_materialised_audio_for_every_default_kind(tmp_pa
 
     items = _acted_items(tmp_path)
     spec = AugmentSpec()
-    pools = augment.add_babble(augment.build_pools(spec, 13, str(tmp_path / "w")), spec, 13, str(tmp_path / "w"), items)
+    pools = noise_pool.add_babble(augment.build_pools(spec, 13, str(tmp_path / "w")), spec, 13, str(tmp_path / "w"), items)
     by_kind = {}
     for noise_id in pools.train_noises:
         by_kind.setdefault(noise_pool.kind_of(noise_id), noise_id)
