@@ -215,6 +215,11 @@ def test_build_without_noise_files_augments_with_the_default_pool_and_says_so(tm
     assert all(not v.startswith("/") for k, v in index["noises"].items())
     assert set(open_release(out).pools["noises"]) == set(pools.noises)
     lazy = _build(tmp_path, "lazy", materialize=False)["spec"].output
+    # Another output folder draws the same recipes: noise ids come from content, not paths.
+    recipe_cols = ["row_id", "noise_id", "noise_offset_s", "snr_db", "speed"]
+    lazy_rows = read_release(lazy)["asr_stage"][recipe_cols].sort_values("row_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(tables["asr_stage"][recipe_cols].sort_values("row_id").reset_index(drop=True),
+                                  lazy_rows)
     mat_data, lazy_data = ClassifierDataset(out, split=None), ClassifierDataset(lazy, split=None)
     where = {r["row_id"]: i for i, r in enumerate(lazy_data.records)}
     compared = 0
