@@ -62,6 +62,7 @@ class AugmentPools:
     noise_durations: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # file -> why it is not in a pool
     excluded: dict[str, int] = field(default_factory=dict)  # layout rule -> files left out on purpose
+    noise_speakers: dict[str, list[str]] = field(default_factory=dict)  # babble id -> its talkers (tasks/noise_pool)
     _cache: OrderedDict[tuple[str, str, int], np.ndarray] = field(
         default_factory=OrderedDict, repr=False, compare=False
     )
@@ -69,8 +70,27 @@ class AugmentPools:
     def rir_pool(self, split: str) -> list[str]:
         return self.train_rirs if split == "train" else self.eval_rirs
 
-    def noise_pool(self, split: str) -> list[str]:
-        return self.train_noises if split == "train" else self.eval_noises
+    def noise_pool(self, split: str, speaker: str | None = None) -> list[str]:
+        """The split's noise ids; without babble files in which `speaker` talks (never their own voice)."""
+        pool = self.train_noises if split == "train" else self.eval_noises
+        if speaker is None or not self.noise_speakers:
+            return pool
+        return [i for i in pool if speaker not in self.noise_speakers.get(i, ())]
+
+    def noise_key(self, noise_id: str) -> str | None:
+        """What identifies a noise file's audio: its URI, or for a default-pool file its content-derived id."""
+        from tasks.noise_pool import is_default
+
+        return noise_id if is_default(noise_id) else self.noises.get(noise_id)
+
+    def to_json(self) -> str:
+        """The pools without the cache (a plan output: later stages load the same pools)."""
+        state = {k: v for k, v in self.__dict__.items() if k != "_cache"}
+        return json.dumps(state, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> AugmentPools:
+        return cls(**json.loads(text))
 
     def load_rir(self, rir_id: str, sr: int = SR) -> np.ndarray:
         """The RIR as mono float32 at `sr` (cached); KeyError for an unknown id."""
@@ -115,6 +135,22 @@ def split_pool(ids: list[str], kind: str) -> tuple[list[str], list[str]]:
         eval_ids = eval_ids[:-1]
     held = set(eval_ids)
     return sorted(i for i in ids if i not in held), sorted(held)
+
+
+def _split_noises(ids: list[str]) -> tuple[list[str], list[str]]:
+    """split_pool, per kind for the default pool (tasks/noise_pool.py): each kind is heard in evaluation."""
+    from tasks.noise_pool import kind_of
+
+    groups: dict[str, list[str]] = {}
+    for i in ids:
+        groups.setdefault(kind_of(i), []).append(i)
+    train: list[str] = []
+    held: list[str] = []
+    for kind in sorted(groups):
+        t, e = split_pool(groups[kind], "noise")
+        train += t
+        held += e
+    return sorted(train), sorted(held)
 
 
 def _find_files(
@@ -218,8 +254,12 @@ def build_pools(spec: AugmentSpec, seed: int, work_dir: str) -> AugmentPools:
             )
     rirs = {i: rir_uris[i] for i, d in rir_durations.items() if d <= MAX_RIR_S}
     noises = {i: noise_uris[i] for i in noise_durations}
+    if not spec.noise_paths and spec.default_noise == "auto":  # the default pool (tasks/noise_pool.py)
+        from tasks.noise_pool import synthetic_noises
+
+        noises, noise_durations = synthetic_noises(seed, storage.join(work_dir, "default_noise"))
     train_rirs, eval_rirs = split_pool(sorted(rirs), "rir")
-    train_noises, eval_noises = split_pool(sorted(noises), "noise")
+    train_noises, eval_noises = _split_noises(sorted(noises))
     return AugmentPools(
         rirs=rirs,
         noises=noises,
@@ -344,7 +384,8 @@ def classifier_variants(items: pd.DataFrame, spec: AugmentSpec) -> pd.DataFrame:
 
 
 def draw_recipe(
-    seed: int, row_id: str, split: str, spec: AugmentSpec, pools: AugmentPools, duration_s: float
+    seed: int, row_id: str, split: str, spec: AugmentSpec, pools: AugmentPools, duration_s: float,
+    speaker: str | None = None,
 ) -> Recipe:
     """The recipe of one stage row, from (seed, row_id) alone.
 
@@ -352,7 +393,8 @@ def draw_recipe(
     Seven uniform numbers are always drawn in the same order (speed, reverb?, which RIR, noise?,
     which noise, offset, SNR), so changing one probability does not reshuffle the others. Train rows
     use the train pools, dev/test rows the eval pools. A noise longer than the utterance starts at a
-    uniform offset that fits the utterance; a shorter one starts anywhere and loops.
+    uniform offset that fits the utterance; a shorter one starts anywhere and loops. `speaker` (the
+    row's split group) keeps babble in which that speaker talks out of the noise draw.
     The gain is left to ``apply_recipe`` (None) unless the recipe changes nothing (gain 1.0).
 
     Speed: a row id ``<utterance>#<variant>`` (``tasks.stage_rows.recipe_key``) takes the speed at
@@ -367,7 +409,7 @@ def draw_recipe(
     u_speed, u_rev, u_rir, u_noise, u_noise_id, u_offset, u_snr = np.random.default_rng(aug_seed).random(7)
     speeds = sorted(float(s) for s in spec.speeds)
     speed = speeds[_speed_slot(seed, row_id, float(u_speed), len(speeds))]
-    rir_pool, noise_pool = pools.rir_pool(split), pools.noise_pool(split)
+    rir_pool, noise_pool = pools.rir_pool(split), pools.noise_pool(split, speaker)
     rir_id = None
     if rir_pool and u_rev < spec.p_reverb:
         rir_id = rir_pool[min(int(u_rir * len(rir_pool)), len(rir_pool) - 1)]
@@ -409,7 +451,7 @@ def content_name(row: Any, recipe: Recipe, pools: AugmentPools, sr: int) -> str:
             "sr": sr,
             "recipe": spec,
             "rir": pools.rirs.get(recipe.rir_id) if recipe.rir_id else None,
-            "noise": pools.noises.get(recipe.noise_id) if recipe.noise_id else None,
+            "noise": pools.noise_key(recipe.noise_id) if recipe.noise_id else None,
         },
         sort_keys=True,
     )

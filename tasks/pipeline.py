@@ -312,10 +312,11 @@ def sentiment_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, positio
 
 def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: str = "") -> dict[str, Any]:
     """Run VAD on every utterance (this also decodes every file, catching audio a header hid)."""
-    from tasks import segments
+    from tasks import segments, speech_check, speech_presence
 
     shard = read_frame(shard_uri)
-    settings = {"vad_threshold": spec.segments.speech_threshold}
+    settings = {"vad_threshold": spec.segments.speech_threshold,
+                "second_opinion": speech_check.VERSION if spec.segments.second_opinion else None}
 
     def fn(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         # VAD results are cached by segment key like labels, so a refresh never re-decodes audio it has seen.
@@ -335,10 +336,13 @@ def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: 
         }
         cache.put_many(fresh)
         known = {**{k: v["intervals"] for k, v in hits.items()}, **{k: v["intervals"] for k, v in fresh.items()}}
-        out = items.copy()
-        out["speech_intervals"] = [json.loads(known.get(k, "[]")) for k in out["segment_key"]]
         rejected = set(rejects["input_ref"]) if len(rejects) else set()
-        return out[~out["utterance_id"].isin(rejected)].reset_index(drop=True), rejects
+        out = items[~items["utterance_id"].isin(rejected)].reset_index(drop=True)
+        # VAD misses loud acted speech: items where it hears little get a second opinion (tasks/speech_check.py)
+        out["speech_intervals"], out["speech_detector"] = speech_presence.decide(
+            out, [json.loads(known.get(k, "[]")) for k in out["segment_key"]], cache_dir(spec),
+            spec.segments.second_opinion)
+        return out, rejects
 
     items_uri, rejects_uri, reused = run_shard(work_dir(spec), "speech", shard, settings, fn, log=log)
     log("speech detection %s: shard %s %s", position, items_uri.rsplit("/", 1)[-1], "reused" if reused else "done")
@@ -412,7 +416,11 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     log("splits: %s", items.groupby("split").size().to_dict())
     log("ASR stage: %d rows from %d utterances", len(asr_variants), items["utterance_id"].nunique())
 
-    pools = augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
+    from tasks import noise_pool
+
+    # Babble (default pool) needs the planned train items: built here, once, and saved with the plan.
+    pools, pool_facts, pool_guards, speaker_of = noise_pool.planned_pools(
+        spec, items, fs.join(work_dir(spec), "augment"), log)
     clf_variants = augment.classifier_variants(items[clf_ok], spec.augment)  # copies_per_utterance
     variants = (
         pd.concat([asr_variants[["utterance_id", "variant"]], clf_variants], ignore_index=True)
@@ -426,14 +434,15 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     heard: dict[str, set[str]] = {}  # audio-deciding recipe fields already used per utterance
     for utt, var in zip(variants["utterance_id"], variants["variant"], strict=True):
         rid = recipe_key(utt, var)
-        recipe = augment.draw_recipe(spec.seed, rid, split_of[utt], spec.augment, pools, float(duration[utt]))
+        recipe = augment.draw_recipe(spec.seed, rid, split_of[utt], spec.augment, pools, float(duration[utt]),
+                                     speaker_of.get(utt))
         # An oversampled repeat must not be byte-identical to an earlier variant: redraw (deterministically)
         # a few times; if the policy cannot vary the audio, the validator names the rows.
         for attempt in range(1, 17):
             if balance.recipe_signature(recipe) not in heard.get(utt, set()):
                 break
             recipe = augment.draw_recipe(spec.seed, f"{rid}~{attempt}", split_of[utt], spec.augment, pools,
-                                         float(duration[utt]))
+                                         float(duration[utt]), speaker_of.get(utt))
         heard.setdefault(utt, set()).add(balance.recipe_signature(recipe))
         recipes[rid] = recipe
     rows = variant_rows(items.drop(columns=["speech_intervals"], errors="ignore"), variants, recipes)
@@ -448,6 +457,8 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     write_frame(utter_uri, items)
     rejects_uri = fs.join(plan_dir, "rejects.parquet")
     write_frame(rejects_uri, _concat_rejects(rejects))
+    pools_uri = fs.join(plan_dir, noise_pool.PLAN_POOLS)  # augment and publish use exactly these pools
+    fs.write_bytes(pools_uri, pools.to_json().encode())
     row_shards = split_into_shards(rows, spec.run.shard_size)
     row_uris = []
     for i, shard in enumerate(row_shards):
@@ -463,13 +474,14 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
         "eligibility": _jsonable({"asr": balance_report.get("eligibility"), "classifier": clf_eligibility,
                                   "rules": spec.eligibility.model_dump(mode="json", exclude_none=True)}),
         "pools": {"train_rirs": len(pools.train_rirs), "eval_rirs": len(pools.eval_rirs),
-                  "train_noises": len(pools.train_noises), "eval_noises": len(pools.eval_noises)},
+                  "train_noises": len(pools.train_noises), "eval_noises": len(pools.eval_noises), **pool_facts},
+        "pools_uri": pools_uri,
         "pii": _jsonable(pii_report),
         # guards fired by the per-shard stages travel on through the plan to publish
         "split_shares": shares_report,
         "plausibility": plausibility_report,
         "hallucination": hallucination_report,
-        "guards": guards.collect(shard_results, {"guards": plan_guards}),
+        "guards": guards.collect(shard_results, {"guards": plan_guards}, {"guards": pool_guards}),
     }
 
 
@@ -482,12 +494,13 @@ def _jsonable(obj: Any) -> Any:
 
 def augment_shard(spec: DatasetSpec, rows_uri: str, log: Log = _noop, position: str = "") -> dict[str, Any]:
     """Materialise the augmented utterances of one shard of stage rows as FLAC (when configured)."""
-    from tasks import augment
+    from tasks import augment, noise_pool
 
     rows = read_frame(rows_uri)
     if not (spec.augment.enabled and spec.augment.materialize):
         return {"rows_uri": rows_uri, "materialized": 0}
-    pools = augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
+    pools = noise_pool.load_pools(spec, fs.join(rows_uri.rsplit("/", 1)[0], noise_pool.PLAN_POOLS),
+                                  fs.join(work_dir(spec), "augment"))  # the plan's, saved beside its row shards
     identity = (rows["speed"].sub(1.0).abs() < 1e-9) & rows["rir_id"].isna() & rows["noise_id"].isna()
     todo = rows[~identity]
     out_uri = rows_uri.replace(".parquet", ".augmented.parquet")
@@ -557,7 +570,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     """Window, weight and write the release; move LATEST only after it validates."""
     from manifests.release import write_pool_index
     from manifests.validate import validate_release
-    from tasks import augment, report, segments, weights
+    from tasks import noise_pool, report, segments, weights
     from tasks.stage_rows import asr_stage_rows, classifier_input_rows, finish_classifier_rows
 
     utterances = read_frame(plan["utterances_uri"])
@@ -578,9 +591,11 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     speech = utterances.set_index("utterance_id")["speech_intervals"] if len(utterances) else pd.Series(dtype=object)
     clf_in = classifier_input_rows(rows[rows["in_classifier"]].drop(columns=["in_asr", "in_classifier"]), speech)
     windows = segments.classifier_windows(clf_in, spec.segments)
-    pools = augment.build_pools(spec.augment, spec.seed, fs.join(work_dir(spec), "augment"))
+    pools, noise_index = noise_pool.release_pools(
+        noise_pool.load_pools(spec, plan.get("pools_uri"), fs.join(work_dir(spec), "augment")), paths.root,
+        paths.audio, _link_into_release)
     noise = _noise_windows(spec, pools)
-    if len(noise):
+    if len(noise) and len(windows):  # non-speech examples complement utterances; none without any
         windows = pd.concat([windows, noise], ignore_index=True)
     class_weights, weight_report = weights.inverse_frequency_weights(windows, spec.weights)
     classifier = finish_classifier_rows(windows, class_weights)
@@ -591,10 +606,14 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     for name in MANIFEST_NAMES:
         mio.write_manifest(tables[name], name, paths.manifest(name), metadata={"config": config})
     written = {name: mio.read_manifest(paths.manifest(name)) for name in MANIFEST_NAMES}
-    write_pool_index(paths.root, pools.rirs, pools.noises)  # lets a reader apply recipes lazily without tasks/
+    write_pool_index(paths.root, pools.rirs, noise_index)  # lets a reader apply recipes lazily without tasks/
     digest = mio.content_sha256(written, release_root=paths.root)
 
     extra = _card_extra(spec, plan, weight_report, timings)
+    from tasks import speech_presence
+
+    publish_guards += speech_presence.label_guards(written[UTTERANCES], written[CLASSIFIER_STAGE])
+    extra["speech_detection"] = speech_presence.speech_section(written[UTTERANCES], written[CLASSIFIER_STAGE])
     extra["guards"] = guards.collect(ingest, plan, augmented, {"guards": publish_guards})
     extra["source_notes"] = {r["source"]: list(r.get("notes") or []) for r in ingest if r.get("notes")}
     prev_utts, prev_name = previous_utterances(spec.output)
@@ -659,12 +678,14 @@ def _noise_windows(spec: DatasetSpec, pools: Any) -> pd.DataFrame:
     """Non-speech windows from the noise pools, so the classifier learns speech presence.
 
     Durations come from the pools (probed once per file list and cached), not from new probes:
-    probing an S3 noise file downloads it.
+    probing an S3 noise file downloads it. Babble is speech, so it gives no non-speech window.
     """
     from tasks import segments
+    from tasks.noise_pool import NON_SPEECH_KINDS, RECORDED, kind_of
 
-    files = [(i, pools.noises[i], pools.noise_durations[i], "train") for i in sorted(pools.train_noises)]
-    for noise_id in sorted(pools.eval_noises):
+    usable = {i for i in pools.noises if kind_of(i) in NON_SPEECH_KINDS or kind_of(i) == RECORDED}
+    files = [(i, pools.noises[i], pools.noise_durations[i], "train") for i in sorted(pools.train_noises) if i in usable]
+    for noise_id in sorted(i for i in pools.eval_noises if i in usable):
         split = "dev" if int(stable_hash(spec.seed, noise_id)[:8], 16) % 2 == 0 else "test"
         files.append((noise_id, pools.noises[noise_id], pools.noise_durations[noise_id], split))
     return segments.noise_windows(files, spec.segments) if files else pd.DataFrame()

@@ -53,6 +53,7 @@ _EXTRA_TITLES: dict[str, str] = {
     "sentiment_agreement": "Sentiment agreement",
     "augment": "Augmentation",
     "segments": "Classifier windows",
+    "speech_detection": "Speech detection (which detector decided, per source and emotion)",
     "timings": "Timings (seconds per stage)",
     "lineage": "Lineage",
 }

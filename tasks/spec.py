@@ -350,6 +350,9 @@ class SegmentSpec(_Strict):
         default=0.1, ge=0, le=1, description="a window is speech_present when this share has speech"
     )
     non_speech_windows_per_noise_file: int = Field(default=2, ge=0)
+    second_opinion: bool = Field(
+        default=True, description="items where VAD hears little speech get an energy + pitch second opinion"
+    )
 
 
 class StageDurationLimits(_Strict):
@@ -387,6 +390,11 @@ class AugmentSpec(_Strict):
     noise_paths: list[str] = Field(default_factory=list, description="folders of noise audio (MUSAN-like)")
     rir_paths: list[str] = Field(default_factory=list, description="folders of RIR WAVs (RIRS_NOISES-like)")
     simulate_rirs: int = Field(default=8, ge=0, description="RIRs simulated when no rir_paths are given")
+    default_noise: Literal["auto", "off"] = Field(
+        default="auto",
+        description="auto: with no noise_paths, generate a noise pool (white/pink/brown, hum/tones, babble of other "
+        "training speakers); off: no noise pool without noise_paths (warned)",
+    )
     splits: list[Literal["train", "dev", "test"]] = Field(default_factory=lambda: ["train"])
     materialize: bool = Field(default=True, description="write augmented FLAC (recipe_applied = true)")
     copies_per_utterance: int = Field(
