@@ -33,7 +33,7 @@ from tasks import guards
 from tasks.common import reject_row, rejects_frame
 from tasks.releases import previous_utterances, prune_releases, release_changes
 from tasks.security import redact, redact_obj
-from tasks.shards import read_frame, run_shard, split_into_shards, stable_hash, write_frame
+from tasks.shards import frame_digest, read_frame, run_shard, split_into_shards, stable_hash, write_frame
 from tasks.spec import DatasetSpec
 
 Log = Callable[..., None]
@@ -105,13 +105,17 @@ def ingest_source(spec: DatasetSpec, index: int, log: Log = _noop, warn: Log | N
 
 
 def make_shards(spec: DatasetSpec, ingest_results: list[dict[str, Any]], log: Log = _noop) -> list[str]:
-    """Partition all ingested items into shards by a hash of utterance_id."""
+    """Partition all ingested items into shards by a hash of utterance_id.
+
+    A shard file is named by its whole content (every column of every row: labels, speaker, licence,
+    not only the audio), so an edited metadata row or spec field gives a new shard and every later
+    stage redoes it; an unchanged shard is found again and reused.
+    """
     items = _read_all([r["items_uri"] for r in ingest_results])
     shards = split_into_shards(items, spec.run.shard_size)
     uris = []
     for shard in shards:
-        key = stable_hash(*shard["utterance_id"], *shard["segment_key"])[:24]
-        uri = fs.join(work_dir(spec), "shards", f"{key}.parquet")
+        uri = fs.join(work_dir(spec), "shards", f"{frame_digest(shard)}.parquet")
         if not fs.exists(uri):
             write_frame(uri, shard)
         uris.append(uri)

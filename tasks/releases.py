@@ -11,8 +11,13 @@ from manifests import io as mio
 from manifests import uri as fs
 from manifests.schema import UTTERANCES
 
-# Columns whose change means an utterance's training content changed.
-_COMPARED = ("segment_key", "transcript", "sentiment", "split", "transcript_origin", "sentiment_origin")
+# Columns whose change means an utterance's training content changed: its audio, its labels (and where
+# they came from), who speaks, what it may be used for. Scores (p_*, confidences) follow the labels.
+COMPARED_COLUMNS: tuple[str, ...] = (
+    "segment_key", "audio_sha256", "offset_s", "duration_s", "language",
+    "transcript", "transcript_raw", "transcript_origin", "sentiment", "sentiment_origin",
+    "emotion", "emotion_intensity", "split", "speaker_id", "gender", "age", "accent", "license",
+)
 _MAX_LISTED = 20
 
 
@@ -24,8 +29,24 @@ def previous_release(output: str) -> mio.ReleasePaths | None:
         return None
 
 
+def _cells(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A column as objects, every missing value (None, NaN, NA) as None so missing equals missing."""
+    col = frame[column].astype(object)
+    return col.where(col.notna(), None)
+
+
+def _differs(a: pd.Series, b: pd.Series) -> pd.Series:
+    """Cell-wise inequality where two missing cells are equal (pandas' `!=` says None != None)."""
+    both_missing = a.isna() & b.isna()
+    return (a != b) & ~both_missing
+
+
 def release_changes(previous: pd.DataFrame | None, current: pd.DataFrame, previous_name: str | None) -> dict[str, Any]:
-    """Added, removed and changed utterances (by utterance_id) relative to the previous release."""
+    """Added, removed and changed utterances (by utterance_id) relative to the previous release.
+
+    "Changed" compares `COMPARED_COLUMNS` (a column one side lacks counts as missing there), so an
+    edited transcript, sentiment, speaker or licence is a change, not only new audio.
+    """
     if previous is None:
         return {"previous_release": None, "added": int(len(current)), "removed": 0, "changed": 0, "unchanged": 0}
     prev = previous.set_index("utterance_id")
@@ -33,12 +54,13 @@ def release_changes(previous: pd.DataFrame | None, current: pd.DataFrame, previo
     added = sorted(set(cur.index) - set(prev.index))
     removed = sorted(set(prev.index) - set(cur.index))
     common = sorted(set(cur.index) & set(prev.index))
-    cols = [c for c in _COMPARED if c in prev.columns and c in cur.columns]
-    a = prev.loc[common, cols].astype(object).where(prev.loc[common, cols].notna(), None)
-    b = cur.loc[common, cols].astype(object).where(cur.loc[common, cols].notna(), None)
-    differs = (a != b).any(axis=1)
+    cols = [c for c in COMPARED_COLUMNS if c in prev.columns or c in cur.columns]
+    old = prev.loc[common].reindex(columns=cols)
+    new = cur.loc[common].reindex(columns=cols)
+    per_column = {c: _differs(_cells(old, c), _cells(new, c)) for c in cols}
+    differs = pd.DataFrame(per_column, index=pd.Index(common)).any(axis=1) if cols else pd.Series(False, index=common)
     changed = sorted(differs[differs].index)
-    by_column = {c: int((a[c] != b[c]).sum()) for c in cols if int((a[c] != b[c]).sum())}
+    by_column = {c: int(d.sum()) for c, d in per_column.items() if int(d.sum())}
     return {
         "previous_release": previous_name,
         "added": len(added),
