@@ -173,7 +173,11 @@ def build_dataset(spec: DatasetSpec) -> dict[str, Any]:
     inner = _build_stages.with_options(task_runner=task_runner_for(spec))
     result = inner(spec)
     _summary_artifacts(result)
-    get_run_logger().info("release %s published at %s", result["release"], result["release_uri"])
+    if result.get("published", True):
+        get_run_logger().info("release %s published at %s", result["release"], result["release_uri"])
+    else:
+        get_run_logger().info("no change since release %s (same content_sha256): nothing published, LATEST "
+                              "unchanged", result["release"])
     return result
 
 

@@ -59,6 +59,11 @@ def _build(spec_path: Path, output: str | None) -> int:
         print(f"\nerror: the build failed: {err}", file=sys.stderr)
         return EXIT_INVALID
     print()
+    if not result.get("published", True):
+        print(f"no change: the build equals release {result['release']} (content_sha256 "
+              f"{result['content_sha256'][:16]}...); nothing was published and LATEST still names it.")
+        print(f"release:   {result['release_uri']}")
+        return EXIT_OK
     print(f"release:   {result['release_uri']}")
     print(f"LATEST ->  {result['release']}  (content_sha256 {result['content_sha256'][:16]}...)")
     _print_summary(result["release_uri"])

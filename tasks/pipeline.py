@@ -29,9 +29,9 @@ from manifests.schema import (
     UTTERANCES,
     UTTERANCES_SCHEMA,
 )
-from tasks import guards
+from tasks import guards, releases
 from tasks.common import reject_row, rejects_frame
-from tasks.releases import previous_utterances, prune_releases, release_changes
+from tasks.releases import previous_utterances, release_changes
 from tasks.security import redact, redact_obj
 from tasks.shards import frame_digest, read_frame, run_shard, split_into_shards, stable_hash, write_frame
 from tasks.spec import DatasetSpec
@@ -548,6 +548,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
 
     release = release_name(spec)
     paths = mio.release_paths(spec.output, release)
+    publish_guards.extend(releases.incomplete_release_guards(spec.output, current=release))  # removed when pruning
     if len(rows) and rows["recipe_applied"].any():
         applied = rows["recipe_applied"].astype(bool)
         rows.loc[applied, "audio_uri"] = [_link_into_release(u, paths.audio) for u in rows.loc[applied, "audio_uri"]]
@@ -571,6 +572,12 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     written = {name: mio.read_manifest(paths.manifest(name)) for name in MANIFEST_NAMES}
     write_pool_index(paths.root, pools.rirs, pools.noises)  # lets a reader apply recipes lazily without tasks/
     digest = mio.content_sha256(written, release_root=paths.root)
+    same = releases.unchanged_release(spec.output, digest)
+    if same is not None:  # nothing changed: a copy would only push real releases out of keep_releases
+        fired = guards.collect(ingest, plan, augmented, {"guards": publish_guards})
+        guards.log_guards(fired, warn=warn or log, info=log)
+        return releases.publish_nothing(spec.output, spec.run.keep_releases, paths.root, same, digest, written,
+                                        found, fired, log, warn or log)
 
     extra = _card_extra(spec, plan, weight_report, timings)
     extra["guards"] = guards.collect(ingest, plan, augmented, {"guards": publish_guards})
@@ -600,9 +607,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
         problems = "\n  - ".join(result.problems)
         raise RuntimeError(f"release {paths.root} failed validation (LATEST not moved):\n  - {problems}")
     mio.point_latest(spec.output, release)
-    pruned = prune_releases(spec.output, spec.run.keep_releases)
-    if pruned:
-        log("pruned %d old release(s) (keep_releases=%d): %s", len(pruned), spec.run.keep_releases, ", ".join(pruned))
+    releases.prune_and_log(spec.output, spec.run.keep_releases, release, log, warn or log)
     log("published %s: %d utterances, %d ASR rows, %d classifier windows, %d rejects", release,
         len(written[UTTERANCES]), len(written[ASR_STAGE]), len(written[CLASSIFIER_STAGE]), len(written[REJECTS]))
     return {
@@ -613,6 +618,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
         "found": found,
         "changes": extra["changes"],
         "guards": extra["guards"],
+        "published": True,
     }
 
 
