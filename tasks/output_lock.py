@@ -19,7 +19,8 @@ The holder rewrites the heartbeat every `heartbeat_s` seconds from a daemon thre
 
 Stale-lock rule (a lock left by a build that died): a lock is stale, and is taken over, when
 - its heartbeat is older than `run.lock_stale_s` (default 300 s; heartbeats come every 30 s), or
-- it names this host and its pid is not running (a killed build on the same machine: at once), or
+- it names this host and its pid is not running (a killed build on the same machine: at once; also
+  when the pid is this process's own but the lock is not one it holds: a restarted container), or
 - it cannot be parsed and the file is older than `run.lock_stale_s` (killed while writing it).
 Clocks of the machines sharing an output must agree within a fraction of `lock_stale_s`.
 A takeover removes only the exact stale lock (local: rename it aside and check its token; S3:
@@ -92,12 +93,22 @@ def _pid_running(pid: int) -> bool:
     return True
 
 
+_LIVE_TOKENS: set[str] = set()  # locks this process holds now (several outputs, or threads)
+
+
 def is_stale(holder: Holder, stale_s: float, host: str | None = None) -> bool:
-    """The stale-lock rule of the module docstring."""
+    """The stale-lock rule of the module docstring.
+
+    A lock naming this host and *our own* pid but a token this process does not hold is stale too: a
+    container restarted under the same hostname often gets the same pid as the build that died.
+    """
     if holder.age_s > stale_s:
         return True
-    here = host or socket.gethostname()
-    return holder.token is not None and holder.host == here and holder.pid is not None and not _pid_running(holder.pid)
+    if holder.token is None or holder.pid is None or holder.host != (host or socket.gethostname()):
+        return False
+    if holder.pid == os.getpid():
+        return holder.token not in _LIVE_TOKENS
+    return not _pid_running(holder.pid)
 
 
 def _parse(data: bytes, mtime: float, now: float) -> Holder:
@@ -159,6 +170,7 @@ class OutputLock:
                 said = True
             time.sleep(min(self.poll_s, max(left, 0.01)))
         self.held = True
+        _LIVE_TOKENS.add(self.token)
         self._thread = threading.Thread(target=self._beat, name="output-lock-heartbeat", daemon=True)
         self._thread.start()
         self.log("output lock %s taken (pid %d on %s)", self.uri, os.getpid(), socket.gethostname())
@@ -172,6 +184,7 @@ class OutputLock:
             with self._io:
                 self._delete_own()
             self.held = False
+            _LIVE_TOKENS.discard(self.token)
 
     # ------------------------------------------------------------------ the lock body
 

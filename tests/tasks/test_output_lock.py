@@ -115,9 +115,18 @@ def test_a_live_lock_is_not_stale(tmp_path: Path) -> None:
     _write_lock(out, heartbeat_at=time.time() - 10)  # another host, recent heartbeat
     with pytest.raises(OutputLocked, match="pid 1 on host elsewhere"):
         OutputLock(str(out), wait_s=0.3, poll_s=0.1).acquire()
-    _write_lock(out, host=socket.gethostname(), pid=os.getpid())  # this very process, alive
-    with pytest.raises(OutputLocked):
-        OutputLock(str(out), wait_s=0, stale_s=300).acquire()
+    with hold(str(out / "mine"), "me", wait_s=0) as mine:  # held by this very process (another thread's build)
+        with pytest.raises(OutputLocked, match=f"pid {os.getpid()} on host"):
+            OutputLock(str(out / "mine"), wait_s=0, stale_s=300).acquire()
+        assert json.loads((out / "mine" / "build.lock").read_text())["token"] == mine.token
+
+
+def test_our_own_pid_in_a_lock_we_do_not_hold_is_stale(tmp_path: Path) -> None:
+    """A container restarted under the same hostname: the dead build had the pid this process has now."""
+    out = tmp_path / "out"
+    _write_lock(out, host=socket.gethostname(), pid=os.getpid(), token="from-before-the-restart")
+    with hold(str(out), "new", wait_s=0) as lock:
+        assert json.loads((out / "build.lock").read_text())["token"] == lock.token
 
 
 def test_heartbeat_keeps_the_lock_fresh_and_release_removes_only_our_lock(tmp_path: Path) -> None:
