@@ -94,6 +94,7 @@ def _pid_running(pid: int) -> bool:
 
 
 _LIVE_TOKENS: set[str] = set()  # locks this process holds now (several outputs, or threads)
+_HELD: dict[str, OutputLock] = {}  # output -> the lock this process holds on it
 
 
 def is_stale(holder: Holder, stale_s: float, host: str | None = None) -> bool:
@@ -171,6 +172,7 @@ class OutputLock:
             time.sleep(min(self.poll_s, max(left, 0.01)))
         self.held = True
         _LIVE_TOKENS.add(self.token)
+        _HELD[self.output] = self
         self._thread = threading.Thread(target=self._beat, name="output-lock-heartbeat", daemon=True)
         self._thread.start()
         self.log("output lock %s taken (pid %d on %s)", self.uri, os.getpid(), socket.gethostname())
@@ -185,6 +187,21 @@ class OutputLock:
                 self._delete_own()
             self.held = False
             _LIVE_TOKENS.discard(self.token)
+            if _HELD.get(self.output) is self:
+                del _HELD[self.output]
+
+    def verify(self) -> None:
+        """Raise `GuardError("output_lock_lost")` if the lock file is no longer ours (read now)."""
+        with self._io:
+            current = self._read()
+            if current is None or current.token != self.token:
+                self._lose(current)
+        if self.lost:
+            from tasks.guards import GuardError
+
+            raise GuardError("output_lock_lost", f"the lock {self.uri} was taken over by another build while this "
+                             "one ran (no heartbeat for run.lock_stale_s: was the process suspended?); not moving "
+                             "LATEST. Run the build again.")
 
     # ------------------------------------------------------------------ the lock body
 
@@ -329,6 +346,16 @@ class OutputLock:
             if code not in _UNSUPPORTED:
                 raise
             fs.s3_client().delete_object(Bucket=bucket, Key=key)  # best effort
+
+
+def ensure_held(output: str) -> None:
+    """Before moving LATEST: when this process holds `output`'s lock, check it is still ours.
+
+    A no-op when no lock is held here (the pipeline functions called directly, as in unit tests).
+    """
+    lock = _HELD.get(output)
+    if lock is not None:
+        lock.verify()
 
 
 _UNSUPPORTED = ("NotImplemented", "InvalidArgument", "InvalidRequest", "501")

@@ -29,7 +29,7 @@ from manifests.schema import (
     UTTERANCES,
     UTTERANCES_SCHEMA,
 )
-from tasks import guards, releases
+from tasks import guards, output_lock, releases
 from tasks.common import reject_row, rejects_frame
 from tasks.releases import previous_utterances, release_changes
 from tasks.security import redact, redact_obj
@@ -606,6 +606,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     if not result.ok:
         problems = "\n  - ".join(result.problems)
         raise RuntimeError(f"release {paths.root} failed validation (LATEST not moved):\n  - {problems}")
+    output_lock.ensure_held(spec.output)  # another build took the output over: do not move LATEST
     mio.point_latest(spec.output, release)
     releases.prune_and_log(spec.output, spec.run.keep_releases, release, log, warn or log)
     log("published %s: %d utterances, %d ASR rows, %d classifier windows, %d rejects", release,

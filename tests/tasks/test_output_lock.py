@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from manifests import uri as fs
-from tasks.output_lock import OutputLock, OutputLocked, hold, lock_uri
+from tasks.guards import GuardError
+from tasks.output_lock import OutputLock, OutputLocked, ensure_held, hold, lock_uri
 
 CTX = multiprocessing.get_context("spawn")  # a fresh interpreter, like a second `voicetone build`
 
@@ -138,8 +139,11 @@ def test_heartbeat_keeps_the_lock_fresh_and_release_removes_only_our_lock(tmp_pa
     assert json.loads((out / "build.lock").read_text())["heartbeat_at"] > first
     _write_lock(out, token="someone-else")  # taken over meanwhile (we looked stale)
     time.sleep(0.3)
+    with pytest.raises(GuardError, match="output_lock_lost"):
+        ensure_held(str(out))  # publish checks this before moving LATEST
     lock.release()
     assert lock.lost and json.loads((out / "build.lock").read_text())["token"] == "someone-else"
+    ensure_held(str(out))  # no lock held here any more: nothing to check
 
 
 def test_s3_stale_lock_is_taken_over_and_heartbeat_uses_if_match(s3_bucket: str) -> None:
