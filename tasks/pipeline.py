@@ -180,6 +180,8 @@ def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, posit
     shard = read_frame(shard_uri)
     labeler = spec.labelers.transcripts
     settings = {"labeler": labeler, "whisper": spec.labelers.whisper.model_dump()}
+    if labeler == "whisper":  # the model's content too: weights replaced under the same path redo the shard
+        settings["whisper_identity"] = whisper.cache_settings(spec.labelers.whisper)
     if labeler != "none":
         settings["quality"] = {"n": spec.labelers.quality_sample_per_source, "seed": spec.seed}
     if labeler == "aws_transcribe":
@@ -286,6 +288,8 @@ def sentiment_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, positio
     tc = spec.labelers.text_classifier
     if tc.kind == "trained" and model_uri is None and tc.trained.on_insufficient_data == "vader":
         tc = tc.model_copy(update={"kind": "vader"})  # train_text_classifier found too little data
+    if tc.kind == "hf_model" and _uses_text_classifier(spec):  # the model folder's content, not only its path
+        settings["hf_model_identity"] = text_classifier.cache_settings(tc)
 
     def offline(items: pd.DataFrame) -> Any:
         cache = text_classifier.make_cache(cache_dir(spec), tc, model_uri)

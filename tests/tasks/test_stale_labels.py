@@ -103,3 +103,29 @@ def test_sentiment_follows_an_edited_transcript_and_a_human_label_wins(tmp_path:
     # A human sentiment appeared: it wins over the cached pseudo-label of the same text.
     human = tc.fill_missing_sentiment(pd.DataFrame([_row("i am so happy", "negative")]), settings, cache)
     assert (human.items.iloc[0].sentiment, human.items.iloc[0].sentiment_origin) == ("negative", "human")
+
+
+def test_transcript_work_files_follow_the_whisper_model_content_not_its_path(tmp_path: Path) -> None:
+    """Weights replaced under the same model path: the transcripts stage runs again (it did not)."""
+    from tasks.pipeline import transcripts_shard
+
+    bundled = whisper.resolve_model_path("tiny.en")
+    model = tmp_path / "my-whisper"
+    model.mkdir()
+    for item in bundled.iterdir():
+        if item.name == "config.json":
+            (model / item.name).write_bytes(item.read_bytes())
+        else:
+            (model / item.name).symlink_to(item)
+    corpus = tmp_path / "c"
+    write_tone(corpus / "a.wav", 0.5)
+    (corpus / "metadata.csv").write_text("file_name,transcript,sentiment\na.wav,I am so happy,positive\n")
+    spec = parse_spec({"name": "t", "output": str(tmp_path / "out"),
+                       "sources": [{"name": "s", "kind": "folder", "path": str(corpus)}],
+                       "labelers": {"whisper": {"model": str(model)}, "quality_sample_per_source": 0}})
+    (shard,) = make_shards(spec, [ingest_source(spec, 0)])
+    first = transcripts_shard(spec, shard)
+    assert transcripts_shard(spec, shard)["reused"] is True
+    (model / "config.json").write_text((model / "config.json").read_text() + "\n")  # another model, same path
+    second = transcripts_shard(spec, shard)
+    assert second["reused"] is False and second["items_uri"] != first["items_uri"]
