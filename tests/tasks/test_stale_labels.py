@@ -3,6 +3,7 @@ never stand in for a human label that appeared or changed (issue 14 item 1)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -129,3 +130,14 @@ def test_transcript_work_files_follow_the_whisper_model_content_not_its_path(tmp
     (model / "config.json").write_text((model / "config.json").read_text() + "\n")  # another model, same path
     second = transcripts_shard(spec, shard)
     assert second["reused"] is False and second["items_uri"] != first["items_uri"]
+
+
+def test_noise_pool_durations_follow_a_file_replaced_under_the_same_name(tmp_path: Path) -> None:
+    from tasks.augment import _durations
+
+    noise = write_tone(tmp_path / "noise" / "n.wav", 1.0)
+    work = str(tmp_path / "work")
+    assert _durations({"n": str(noise)}, work, "noise")[0] == {"n": 1.0}
+    write_tone(noise, 2.0)
+    os.utime(noise, ns=(noise.stat().st_atime_ns, noise.stat().st_mtime_ns + 10**9))
+    assert _durations({"n": str(noise)}, work, "noise")[0] == {"n": 2.0}  # before: 1.0 from the cache
