@@ -149,9 +149,22 @@ class OutputLock:
         """
         deadline = time.monotonic() + self.wait_s
         said = False
+        _LIVE_TOKENS.add(self.token)  # before the file exists: another thread here must not judge it stale
+        try:
+            self._wait_and_create(deadline, said)
+        except BaseException:
+            _LIVE_TOKENS.discard(self.token)
+            raise
+        self.held = True
+        _HELD[self.output] = self
+        self._thread = threading.Thread(target=self._beat, name="output-lock-heartbeat", daemon=True)
+        self._thread.start()
+        self.log("output lock %s taken (pid %d on %s)", self.uri, os.getpid(), socket.gethostname())
+
+    def _wait_and_create(self, deadline: float, said: bool) -> None:
         while True:
             if self._create():
-                break
+                return
             holder = self._read()
             if holder is None:  # released between our attempt and the read: try again at once
                 continue
@@ -170,12 +183,6 @@ class OutputLock:
                 self.log("output lock %s is held (%s); waiting up to %.0f s", self.uri, holder.describe(), left)
                 said = True
             time.sleep(min(self.poll_s, max(left, 0.01)))
-        self.held = True
-        _LIVE_TOKENS.add(self.token)
-        _HELD[self.output] = self
-        self._thread = threading.Thread(target=self._beat, name="output-lock-heartbeat", daemon=True)
-        self._thread.start()
-        self.log("output lock %s taken (pid %d on %s)", self.uri, os.getpid(), socket.gethostname())
 
     def release(self) -> None:
         """Stop the heartbeat and remove the lock if it is still ours."""

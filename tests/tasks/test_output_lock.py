@@ -156,3 +156,25 @@ def test_s3_stale_lock_is_taken_over_and_heartbeat_uses_if_match(s3_bucket: str)
     assert not lock.lost and json.loads(fs.read_bytes(lock_uri(output)))["token"] == lock.token
     lock.release()
     assert not fs.exists(lock_uri(output))
+
+
+def test_threads_of_one_process_never_hold_the_lock_together(tmp_path: Path) -> None:
+    import threading
+
+    out, won, start = str(tmp_path / "out"), [], threading.Barrier(6)
+
+    def contend() -> None:
+        start.wait()
+        try:
+            with hold(out, "thread", wait_s=0):
+                won.append(1)
+                time.sleep(0.5)
+        except OutputLocked:
+            pass
+
+    threads = [threading.Thread(target=contend) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(won) == 1
