@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks import limits, pipeline
+from tasks import limits, output_lock, pipeline
 from tasks.security import install_log_redaction
 from tasks.spec import DatasetSpec, check_spec_paths
 
@@ -169,11 +169,21 @@ def _stages(spec: DatasetSpec) -> dict[str, Any]:
 
 @flow(name="build-dataset", log_prints=True, validate_parameters=True)
 def build_dataset(spec: DatasetSpec) -> dict[str, Any]:
-    """Build and publish one release of the dataset described by `spec`."""
-    inner = _build_stages.with_options(task_runner=task_runner_for(spec))
-    result = inner(spec)
-    _summary_artifacts(result)
-    get_run_logger().info("release %s published at %s", result["release"], result["release_uri"])
+    """Build and publish one release of the dataset described by `spec`.
+
+    One build per output at a time (`tasks.output_lock`): a second one waits up to `run.lock_wait_s`.
+    """
+    logger = get_run_logger()
+    with output_lock.hold(spec.output, spec.name, wait_s=spec.run.lock_wait_s, stale_s=spec.run.lock_stale_s,
+                          log=logger.info, warn=logger.warning):
+        inner = _build_stages.with_options(task_runner=task_runner_for(spec))
+        result = inner(spec)
+        _summary_artifacts(result)
+    if result.get("published", True):
+        get_run_logger().info("release %s published at %s", result["release"], result["release_uri"])
+    else:
+        get_run_logger().info("no change since release %s (same content_sha256): nothing published, LATEST "
+                              "unchanged", result["release"])
     return result
 
 

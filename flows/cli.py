@@ -1,7 +1,8 @@
 """`voicetone`: build, validate and inspect speech-sentiment training datasets.
 
 Exit codes: 0 success; 1 a release failed validation (or a build failed while running);
-2 bad usage or a dataset spec that cannot work (nothing was built).
+2 bad usage or a dataset spec that cannot work (nothing was built); 3 another build of the same output
+is running (its lock was held longer than `run.lock_wait_s`; nothing was built).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_BUSY = 3  # another build holds the output's lock (run.lock_wait_s ran out); nothing was built
 DEMO_SPEC = Path(__file__).resolve().parent / "demo" / "demo.yaml"
 
 
@@ -48,6 +50,7 @@ def _build(spec_path: Path, output: str | None) -> int:
 
     print(f"building {spec.name!r} from {spec_path} into {spec.output} ...", flush=True)
     from tasks.corpora.base import CorpusLayoutError
+    from tasks.output_lock import OutputLocked
 
     try:
         result = build_dataset(spec)
@@ -55,10 +58,18 @@ def _build(spec_path: Path, output: str | None) -> int:
         print(f"\nerror: a source does not match its adapter (check `kind` and `path` in the spec): {err}",
               file=sys.stderr)
         return EXIT_USAGE
+    except OutputLocked as err:  # another build of this output is running: nothing was done
+        print(f"\nerror: {err}", file=sys.stderr)
+        return EXIT_BUSY
     except Exception as err:  # the flow already logged the traceback; say what to do
         print(f"\nerror: the build failed: {err}", file=sys.stderr)
         return EXIT_INVALID
     print()
+    if not result.get("published", True):
+        print(f"no change: the build equals release {result['release']} (content_sha256 "
+              f"{result['content_sha256'][:16]}...); nothing was published and LATEST still names it.")
+        print(f"release:   {result['release_uri']}")
+        return EXIT_OK
     print(f"release:   {result['release_uri']}")
     print(f"LATEST ->  {result['release']}  (content_sha256 {result['content_sha256'][:16]}...)")
     _print_summary(result["release_uri"])
@@ -165,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="voicetone",
         description="Build training data for speech sentiment models: ingest corpora, fill missing "
         "transcripts and sentiment, balance, augment, and publish Parquet manifests.",
-        epilog="Exit codes: 0 ok, 1 validation or build failed, 2 bad usage or bad spec.",
+        epilog="Exit codes: 0 ok, 1 validation or build failed, 2 bad usage or bad spec, 3 another build of the "
+        "same output is running.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser(

@@ -3,7 +3,8 @@
 The spec is read from its file at run time, so editing the YAML changes the next scheduled refresh.
 The build itself does the incremental work (content-keyed shards, the label cache, the VAD cache),
 records what changed since the previous release in the card (`changes`), and prunes releases beyond
-`run.keep_releases`.
+`run.keep_releases`. A refresh that changes nothing (same `content_sha256` as LATEST's release)
+publishes nothing: the result says `published: False` and LATEST stays where it is.
 """
 
 from __future__ import annotations
@@ -27,4 +28,7 @@ def refresh_dataset(spec_path: str, output: str | None = None) -> dict[str, Any]
         spec.name, changes.get("added"), changes.get("removed"), changes.get("changed"),
         changes.get("previous_release"),
     )
+    if not result.get("published", True):
+        get_run_logger().info("refresh of %s: no change, no new release; LATEST stays on %s", spec.name,
+                              result["release"])
     return result

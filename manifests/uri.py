@@ -88,8 +88,39 @@ def read_bytes(uri: str) -> bytes:
         raise FileNotFoundError(f"no such file: {uri}") from None
 
 
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux /proc).
+
+    `os.umask` can only be read by setting it, which races with other threads creating files; the
+    fallback does that under a lock, for the instant it takes.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode `open()` would give a new file: 0666 less the umask (mkstemp alone gives 0600)."""
+    return 0o666 & ~current_umask()
+
+
 def write_bytes(uri: str, data: bytes) -> None:
-    """Write atomically: a reader sees the old content or the new, never a partial file."""
+    """Write atomically: a reader sees the old content or the new, never a partial file.
+
+    Locally the file gets the umask's mode (`file_mode`), like any file a program creates: release
+    files are read by training jobs running as other users.
+    """
     if is_s3(uri):
         bucket, key = split_s3(uri)
         _client().put_object(Bucket=bucket, Key=key, Body=data)
@@ -102,6 +133,7 @@ def write_bytes(uri: str, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -211,11 +212,22 @@ def noise_exclusion(parts: tuple[str, ...]) -> str | None:
     return None
 
 
+def _stat(path: str) -> tuple[int, int]:
+    """(size, mtime in ns) of a local file; (-1, -1) when it is gone (the probe then says why)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return -1, -1
+    return st.st_size, st.st_mtime_ns
+
+
 def _durations(uris: dict[str, str], work_dir: str, kind: str) -> tuple[dict[str, float], dict[str, str]]:
     """Probe every file once per file list (cached in work_dir: S3 probes download the file)."""
     from tasks.audio import AudioError, probe
 
-    key = hashlib.sha256(json.dumps([kind, sorted(uris.items())]).encode()).hexdigest()[:20]
+    # Local files also by size and mtime: a file replaced under the same name is probed again.
+    stats = {u: list(_stat(u)) for u in sorted(uris.values()) if not storage.is_s3(u)}
+    key = hashlib.sha256(json.dumps([kind, sorted(uris.items()), stats]).encode()).hexdigest()[:20]
     cache_uri = storage.join(work_dir, "pools", f"{kind}-{key}.json")
     if storage.exists(cache_uri):
         cached = json.loads(storage.read_text(cache_uri))

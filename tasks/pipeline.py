@@ -29,11 +29,19 @@ from manifests.schema import (
     UTTERANCES,
     UTTERANCES_SCHEMA,
 )
-from tasks import guards
+from tasks import guards, output_lock, releases
 from tasks.common import reject_row, rejects_frame
-from tasks.releases import previous_utterances, prune_releases, release_changes
+from tasks.releases import previous_utterances, release_changes
 from tasks.security import redact, redact_obj
-from tasks.shards import read_frame, reusable_frame, run_shard, split_into_shards, stable_hash, write_frame
+from tasks.shards import (
+    frame_digest,
+    read_frame,
+    reusable_frame,
+    run_shard,
+    split_into_shards,
+    stable_hash,
+    write_frame,
+)
 from tasks.spec import DatasetSpec
 
 Log = Callable[..., None]
@@ -107,13 +115,17 @@ def ingest_source(spec: DatasetSpec, index: int, log: Log = _noop, warn: Log | N
 
 
 def make_shards(spec: DatasetSpec, ingest_results: list[dict[str, Any]], log: Log = _noop) -> list[str]:
-    """Partition all ingested items into shards by a hash of utterance_id."""
+    """Partition all ingested items into shards by a hash of utterance_id.
+
+    A shard file is named by its whole content (every column of every row: labels, speaker, licence,
+    not only the audio), so an edited metadata row or spec field gives a new shard and every later
+    stage redoes it; an unchanged shard is found again and reused.
+    """
     items = _read_all([r["items_uri"] for r in ingest_results])
     shards = split_into_shards(items, spec.run.shard_size)
     uris = []
     for shard in shards:
-        key = stable_hash(*shard["utterance_id"], *shard["segment_key"])[:24]
-        uri = fs.join(work_dir(spec), "shards", f"{key}.parquet")
+        uri = fs.join(work_dir(spec), "shards", f"{frame_digest(shard)}.parquet")
         if not reusable_frame(uri, log):  # an unreadable (0-byte, truncated) shard file is rewritten
             write_frame(uri, shard)
         uris.append(uri)
@@ -178,6 +190,8 @@ def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, posit
     shard = read_frame(shard_uri)
     labeler = spec.labelers.transcripts
     settings = {"labeler": labeler, "whisper": spec.labelers.whisper.model_dump()}
+    if labeler == "whisper":  # the model's content too: weights replaced under the same path redo the shard
+        settings["whisper_identity"] = whisper.cache_settings(spec.labelers.whisper)
     if labeler != "none":
         settings["quality"] = {"n": spec.labelers.quality_sample_per_source, "seed": spec.seed}
     if labeler == "aws_transcribe":
@@ -288,6 +302,8 @@ def sentiment_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, positio
     tc = spec.labelers.text_classifier
     if tc.kind == "trained" and model_uri is None and tc.trained.on_insufficient_data == "vader":
         tc = tc.model_copy(update={"kind": "vader"})  # train_text_classifier found too little data
+    if tc.kind == "hf_model" and _uses_text_classifier(spec):  # the model folder's content, not only its path
+        settings["hf_model_identity"] = text_classifier.cache_settings(tc)
 
     def offline(items: pd.DataFrame) -> Any:
         cache = text_classifier.make_cache(cache_dir(spec), tc, model_uri)
@@ -583,6 +599,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
 
     release = release_name(spec)
     paths = mio.release_paths(spec.output, release)
+    publish_guards.extend(releases.incomplete_release_guards(spec.output, current=release))  # removed when pruning
     if len(rows) and rows["recipe_applied"].any():
         applied = rows["recipe_applied"].astype(bool)
         rows.loc[applied, "audio_uri"] = [_link_into_release(u, paths.audio) for u in rows.loc[applied, "audio_uri"]]
@@ -608,6 +625,12 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     written = {name: mio.read_manifest(paths.manifest(name)) for name in MANIFEST_NAMES}
     write_pool_index(paths.root, pools.rirs, noise_index)  # lets a reader apply recipes lazily without tasks/
     digest = mio.content_sha256(written, release_root=paths.root)
+    same = releases.unchanged_release(spec.output, digest)
+    if same is not None:  # nothing changed: a copy would only push real releases out of keep_releases
+        fired = guards.collect(ingest, plan, augmented, {"guards": publish_guards})
+        guards.log_guards(fired, warn=warn or log, info=log)
+        return releases.publish_nothing(spec.output, spec.run.keep_releases, paths.root, same, digest, written,
+                                        found, fired, log, warn or log)
 
     extra = _card_extra(spec, plan, weight_report, timings)
     from tasks import speech_presence
@@ -640,10 +663,9 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     if not result.ok:
         problems = "\n  - ".join(result.problems)
         raise RuntimeError(f"release {paths.root} failed validation (LATEST not moved):\n  - {problems}")
+    output_lock.ensure_held(spec.output)  # another build took the output over: do not move LATEST
     mio.point_latest(spec.output, release)
-    pruned = prune_releases(spec.output, spec.run.keep_releases)
-    if pruned:
-        log("pruned %d old release(s) (keep_releases=%d): %s", len(pruned), spec.run.keep_releases, ", ".join(pruned))
+    releases.prune_and_log(spec.output, spec.run.keep_releases, release, log, warn or log)
     log("published %s: %d utterances, %d ASR rows, %d classifier windows, %d rejects", release,
         len(written[UTTERANCES]), len(written[ASR_STAGE]), len(written[CLASSIFIER_STAGE]), len(written[REJECTS]))
     return {
@@ -654,6 +676,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
         "found": found,
         "changes": extra["changes"],
         "guards": extra["guards"],
+        "published": True,
     }
 
 

@@ -448,6 +448,10 @@ class RunSpec(_Strict):
     max_workers: int = Field(default=2, ge=1, description="threads, or Dask worker processes of a local cluster")
     dask_address: str | None = Field(default=None, description="tcp://host:port of an existing Dask scheduler")
     keep_releases: int = Field(default=5, ge=1)
+    lock_wait_s: float = Field(default=1800, ge=0, description="how long a build waits for another build "
+                               "of the same output to finish (tasks/output_lock.py); 0: stop at once")
+    lock_stale_s: float = Field(default=300, gt=0, description="a lock without heartbeat for this long "
+                                "(or whose pid is gone on this host) is stale and taken over")
 
 
 class DatasetSpec(_Strict):

@@ -18,7 +18,10 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
-from manifests.uri import s3_client  # one client factory for the pipeline and the manifest reader/writer
+from manifests.uri import (
+    file_mode,  # files get the umask's mode, as manifests/ writes them
+    s3_client,  # one client factory for the pipeline and the manifest reader/writer
+)
 
 S3_SCHEME = "s3://"
 
@@ -264,14 +267,15 @@ def makedirs(uri: str) -> None:
 
 @contextlib.contextmanager
 def _atomic_local(path: str) -> Iterator[tuple[int, str]]:
-    """(fd, tmp) of a temp file beside `path`; when the block succeeds, tmp (mode 644) is renamed onto
+    """(fd, tmp) of a temp file beside `path`; when the block succeeds, tmp (0666 less the umask, as
+    `open` would make it; mkstemp alone gives 0600) is renamed onto
     `path` in one step, so a reader never sees half a file; when it fails, tmp is removed."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         yield fd, tmp
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -63,5 +63,14 @@ def test_refresh_labels_only_what_changed(prefect_harness, tmp_path):
     card = read_card(resolve_release(str(tmp_path / "out")))
     assert card["changes"]["added"] == 1
 
-    refresh_dataset(str(spec_path))  # a third release: only keep_releases=2 remain
-    assert len(list((tmp_path / "out" / "releases").iterdir())) == 2
+    # Nothing changed: no third release (a copy would push real ones out of keep_releases).
+    same = refresh_dataset(str(spec_path))
+    assert same["published"] is False and same["release"] == second["release"]
+    assert sorted(p.name for p in (tmp_path / "out" / "releases").iterdir()) == sorted(
+        [first["release"], second["release"]])
+
+    sf.write(corpus / "newer_recording.wav", np.clip(audio * 1.2, -1, 1), sr)
+    third = refresh_dataset(str(spec_path))  # a third release: only keep_releases=2 remain
+    assert third["published"] is True
+    assert sorted(p.name for p in (tmp_path / "out" / "releases").iterdir()) == sorted(
+        [second["release"], third["release"]])

@@ -1,0 +1,41 @@
+"""A whole build through the pipeline functions, without Prefect (what `flows/build_dataset.py` wires),
+for fast tests of publishing: tones with human labels, no labelers, no augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tasks import pipeline
+from tasks.spec import DatasetSpec, parse_spec
+from tests.tasks.corpora.test_base import write_tone
+
+
+def tone_corpus(folder: Path, rows: str = "a.wav,I am so happy,positive,spk1\nb.wav,Just a day,neutral,spk2\n") -> Path:
+    """Two tones and a metadata.csv (file_name,transcript,sentiment,speaker_id) with `rows`."""
+    write_tone(folder / "a.wav", 1.0, seed=1)
+    write_tone(folder / "b.wav", 1.0, seed=2)
+    (folder / "metadata.csv").write_text("file_name,transcript,sentiment,speaker_id\n" + rows)
+    return folder
+
+
+def tone_spec(corpus: Path, output: Path | str, **more: Any) -> DatasetSpec:
+    return parse_spec({"name": "t", "output": str(output),
+                       "sources": [{"name": "s", "kind": "folder", "path": str(corpus)}],
+                       "labelers": {"transcripts": "none", "sentiment": "none"},
+                       "augment": {"enabled": False}, **more})
+
+
+def build(spec: DatasetSpec, log: Any = pipeline._noop, warn: Any = None) -> dict[str, Any]:
+    """Every stage in order, as the flow runs them, then publish."""
+    ingest = [pipeline.ingest_source(spec, i) for i in range(len(spec.sources))]
+    shards = pipeline.make_shards(spec, ingest)
+    labelled = []
+    for uri in shards:
+        t = pipeline.transcripts_shard(spec, uri)
+        s = pipeline.sentiment_shard(spec, t["items_uri"])
+        v = pipeline.speech_shard(spec, s["items_uri"])
+        labelled.append({**v, "rejects_uris": t["rejects_uris"] + s["rejects_uris"] + v["rejects_uris"]})
+    plan = pipeline.plan_stages(spec, labelled)
+    augmented = [pipeline.augment_shard(spec, u) for u in plan["row_shard_uris"]]
+    return pipeline.publish(spec, plan, augmented, ingest, {}, log=log, warn=warn)
