@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks import limits, pipeline
+from tasks import limits, pipeline, source_guards
 from tasks.security import install_log_redaction
 from tasks.spec import DatasetSpec, check_spec_paths
 
@@ -143,6 +143,7 @@ def _stages(spec: DatasetSpec) -> dict[str, Any]:
     progress = _Progress()
 
     ingest_results = [f.result() for f in [ingest_source_task.submit(spec, i) for i in range(len(spec.sources))]]
+    source_guards.check_ingest(spec, ingest_results)  # a failed source stops here, before paid labelling
     shard_uris = pipeline.make_shards(spec, ingest_results, log=log.info)
     progress.done("ingest")
     pipeline.estimate_transcribe_cost(spec, shard_uris, log=log.info)  # stops before any job over the cap

@@ -48,6 +48,7 @@ def _build(spec_path: Path, output: str | None) -> int:
 
     print(f"building {spec.name!r} from {spec_path} into {spec.output} ...", flush=True)
     from tasks.corpora.base import CorpusLayoutError
+    from tasks.guards import GuardError
 
     try:
         result = build_dataset(spec)
@@ -55,6 +56,9 @@ def _build(spec_path: Path, output: str | None) -> int:
         print(f"\nerror: a source does not match its adapter (check `kind` and `path` in the spec): {err}",
               file=sys.stderr)
         return EXIT_USAGE
+    except GuardError as err:  # a guard refused to publish: its message says why and how to override it
+        print(f"\nerror: [{err.name}] {err.message}", file=sys.stderr)
+        return EXIT_INVALID
     except Exception as err:  # the flow already logged the traceback; say what to do
         print(f"\nerror: the build failed: {err}", file=sys.stderr)
         return EXIT_INVALID

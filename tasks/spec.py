@@ -46,6 +46,9 @@ class SourceSpec(_Strict):
         description="native emotion label -> negative|neutral|positive (null drops it as unmapped_label)",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="adapter-specific options")
+    metadata: str | None = Field(
+        default=None, description="folder: the metadata table (.csv/.tsv/.jsonl) anywhere; file names relative to path"
+    )
 
     @field_validator("kind")
     @classmethod
@@ -373,6 +376,12 @@ class RunSpec(_Strict):
     max_workers: int = Field(default=2, ge=1, description="threads, or Dask worker processes of a local cluster")
     dask_address: str | None = Field(default=None, description="tcp://host:port of an existing Dask scheduler")
     keep_releases: int = Field(default=5, ge=1)
+    max_reject_share: float = Field(
+        default=0.5, ge=0, le=1, description="a source rejecting more of its found items fails the build"
+    )
+    allow_failed_sources: list[str] = Field(
+        default_factory=list, description="sources that may accept nothing or reject too much (a warning instead)"
+    )
 
 
 class DatasetSpec(_Strict):
@@ -444,6 +453,8 @@ def resolve_paths(spec: DatasetSpec, base_dir: Path) -> DatasetSpec:
     spec.output = _resolve(spec.output, base_dir)
     for source in spec.sources:
         source.path = _resolve(source.path, base_dir)
+        if source.metadata:
+            source.metadata = _resolve(source.metadata, base_dir)
     spec.augment.noise_paths = [_resolve(p, base_dir) for p in spec.augment.noise_paths]
     spec.augment.rir_paths = [_resolve(p, base_dir) for p in spec.augment.rir_paths]
     if spec.labelers.text_classifier.model_path:
@@ -487,6 +498,7 @@ def load_spec(path: str | Path, output: str | None = None) -> DatasetSpec:
 def _spec_paths(spec: DatasetSpec) -> list[str]:
     """Every path-valued field, in the order resolve_paths treats them."""
     paths = [spec.output, *(s.path for s in spec.sources), *spec.augment.noise_paths, *spec.augment.rir_paths]
+    paths += [s.metadata for s in spec.sources if s.metadata]
     if spec.labelers.text_classifier.model_path:
         paths.append(spec.labelers.text_classifier.model_path)
     return paths
@@ -518,5 +530,8 @@ def check_spec_paths(spec: DatasetSpec) -> None:
             )
         elif (bad_options := option_problem(source)) is not None:
             problems.append(f"  - sources.{i}.options: {bad_options}")
+    from tasks.preflight import preflight_problems  # output, S3 sources, metadata, layouts: docs/spec.md
+
+    problems.extend(preflight_problems(spec, check_layouts=not problems))
     if problems:
         raise SpecError("dataset spec cannot work:\n" + "\n".join(problems))

@@ -8,6 +8,7 @@ check crops lie inside the file, compute `segment_key`, and turn audio problems 
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import posixpath
@@ -52,6 +53,34 @@ _INT_COLUMNS = [f.name for f in UTTERANCES_SCHEMA if str(f.type) == "int32"]
 
 class CorpusLayoutError(ValueError):
     """The source folder does not look like the adapter's corpus (wrong path or wrong kind)."""
+
+
+# Pre-flight runs each adapter up to the point where its layout is known to be right (files listed,
+# metadata parsed) and stops it there, before any audio is probed, hashed or cached.
+_LAYOUT_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("voicetone_layout_only", default=False)
+
+
+class LayoutChecked(Exception):
+    """Raised at `layout_checkpoint` in a layout-only run: the adapter got past its layout checks."""
+
+
+def layout_checkpoint() -> None:
+    """Where a layout-only run stops: `build_result` calls it; an adapter that writes files before
+    build_result (hf_dataset's audio cache) calls it before writing."""
+    if _LAYOUT_ONLY.get():
+        raise LayoutChecked
+
+
+def check_layout(adapter: Callable[[Any, str], Any], source: Any, default_language: str) -> None:
+    """Run `adapter` on `source` only as far as its layout checks: raises what they raise
+    (CorpusLayoutError, ValueError for options); reads listings and metadata, writes nothing."""
+    token = _LAYOUT_ONLY.set(True)
+    try:
+        adapter(source, default_language)
+    except LayoutChecked:
+        pass
+    finally:
+        _LAYOUT_ONLY.reset(token)
 
 
 @dataclass
@@ -281,6 +310,7 @@ def build_result(
 
     found = len(candidates) + len(rejects): every candidate ends up accepted or rejected.
     """
+    layout_checkpoint()
     reject_rows = list(rejects)
     unique: list[Candidate] = []
     first_ref: dict[str, str] = {}

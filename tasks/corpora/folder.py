@@ -31,6 +31,7 @@ from tasks import storage
 from tasks.corpora.base import (
     AUDIO_SUFFIXES,
     Candidate,
+    CorpusLayoutError,
     IngestResult,
     RowReject,
     build_result,
@@ -102,7 +103,15 @@ _WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
 class _MetadataUnreadable(Exception):
-    """The metadata file as a whole cannot be read; its rows are unknown."""
+    """The metadata file as a whole cannot be read (access refused, I/O error); its rows are unknown."""
+
+
+class MetadataError(CorpusLayoutError):
+    """The metadata file was read but cannot be parsed (a stray quote, no file_name column, not UTF-8).
+
+    Not a reject: every human label in it would be silently replaced by pseudo-labels, so the build
+    stops before any work (pre-flight runs the adapter's layout checks: `voicetone build` exits 2).
+    """
 
 
 @dataclass
@@ -145,9 +154,9 @@ def _delimited_rows(text: str, delimiter: str) -> Iterator[_Row]:
                 header = [c.strip() for c in record]
                 dupes = sorted({c for c in header if header.count(c) > 1})
                 if dupes:
-                    raise _MetadataUnreadable(f"the header repeats column(s) {', '.join(dupes)}")
+                    raise _MetadataUnreadable(f"repeats header column(s) {', '.join(dupes)}")
                 if "file_name" not in header:
-                    raise _MetadataUnreadable(f"the header has no file_name column (columns: {', '.join(header)})")
+                    raise _MetadataUnreadable(no_file_name_column(header))
                 continue
             if len(record) != len(header):
                 at = header.index("file_name")
@@ -159,9 +168,68 @@ def _delimited_rows(text: str, delimiter: str) -> Iterator[_Row]:
                 continue
             yield _Row(line, {k: _cell(v) for k, v in zip(header, record, strict=True)})
     except csv.Error as err:
-        raise _MetadataUnreadable(f"not valid CSV near line {reader.line_num}: {err}") from None
+        opened = quote_opened_at(text, last_line + 1)
+        where = (f"line {opened} opens a quoted field (a '\"' at the start of a field) that is not closed "
+                 f"where it should be ({err}, noticed at line {reader.line_num}); quote the whole field and "
+                 'double any \" inside it, or remove the stray \"') if opened else \
+            f"near line {reader.line_num}: {err}"
+        raise _MetadataUnreadable(f"is not valid CSV: {where}") from None
     if header is None:
-        raise _MetadataUnreadable("the file is empty (no header line)")
+        raise _MetadataUnreadable("is empty (no header line)")
+
+
+def quote_opened_at(text: str, start_line: int) -> int | None:
+    """The line on which the quoted field that broke the CSV record starting at `start_line` opened.
+
+    Python's csv reader reports where it gave up, which for a stray `"` is the end of the file (the
+    "field" swallowed every later line). Re-scan the record: a `"` at the start of a field opens a
+    quoted field; `""` inside it is an escaped quote; a `"` followed by the delimiter or a line end
+    closes it; anything else after a closing `"`, or the end of the text, means the last quote opened
+    was the stray one.
+    """
+    lines = text.splitlines(keepends=True)
+    if start_line < 1 or start_line > len(lines):
+        return None
+    body = "".join(lines[start_line - 1 :])
+    line, opened, in_quote, at_field_start, i = start_line, None, False, True, 0
+    while i < len(body):
+        ch = body[i]
+        if in_quote:
+            if ch == '"':
+                nxt = body[i + 1] if i + 1 < len(body) else ""
+                if nxt == '"':
+                    i += 1
+                elif nxt in (",", "\r", "\n", ""):
+                    in_quote = False
+                else:
+                    return opened
+        elif ch == '"' and at_field_start:
+            in_quote, opened = True, line
+        elif ch == "\n":
+            return None  # the record ended outside quotes: its error is not a stray quote
+        at_field_start = ch == "," or (ch == "\n" and not in_quote)
+        if ch == "\n":
+            line += 1
+        i += 1
+    return opened if in_quote else None
+
+
+_FILE_NAME_LOOKALIKES = ("filename", "file", "path", "audio", "audio_path", "file_path", "filepath", "wav",
+                         "fname", "audio_file", "audio_filename", "name")
+
+
+def no_file_name_column(columns: list[str]) -> str:
+    """The message for a header without `file_name`: names the closest column and the fix."""
+    import difflib
+
+    lowered = {c.lower().strip(): c for c in columns}
+    close = next((lowered[n] for n in _FILE_NAME_LOOKALIKES if n in lowered), None)
+    if close is None:
+        matches = difflib.get_close_matches("file_name", list(lowered), n=1, cutoff=0.6)
+        close = lowered[matches[0]] if matches else None
+    fix = (f"the closest is {close!r}: rename it to file_name" if close is not None
+           else "add a file_name column holding each audio file's path relative to the source folder")
+    return f"has no file_name column (columns: {', '.join(columns) or 'none'}); {fix}"
 
 
 def _jsonl_rows(text: str) -> Iterator[_Row]:
@@ -179,18 +247,34 @@ def _jsonl_rows(text: str) -> Iterator[_Row]:
         yield _Row(number, {str(k): _cell(v) for k, v in obj.items()})
 
 
-def _read_metadata(uri: str) -> list[_Row]:
+def read_metadata(uri: str) -> list[_Row]:
+    """The rows of a metadata file; MetadataError when it cannot be parsed, _MetadataUnreadable when it
+    cannot be read at all (access refused, I/O error)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
-        text = storage.read_text(uri, encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise _MetadataUnreadable(f"not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except OSError as err:
+        data = storage.read_bytes(uri)
+    except (OSError, BotoCoreError, ClientError) as err:  # S3 AccessDenied is a ClientError, not an OSError
         raise _MetadataUnreadable(f"cannot be read: {err}") from None
-    if "\x00" in text:
-        raise _MetadataUnreadable("contains NUL bytes (is it a binary file?)")
-    if uri.endswith(".jsonl"):
-        return list(_jsonl_rows(text))
-    return list(_delimited_rows(text, "," if uri.endswith(".csv") else "\t"))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise MetadataError(f"metadata file {uri} is not UTF-8 text ({err.reason} at byte {err.start}, line {line}); "
+                            "save it as UTF-8") from None
+    try:
+        if "\x00" in text:
+            raise _MetadataUnreadable("contains NUL bytes (is it a binary file?)")
+        if uri.lower().endswith(".jsonl"):
+            rows = list(_jsonl_rows(text))
+            if rows and not any("file_name" in r.values for r in rows if r.error is None):
+                keys = sorted({k for r in rows for k in r.values})
+                raise _MetadataUnreadable(no_file_name_column(keys).replace("column", "key", 1))
+            return rows
+        return list(_delimited_rows(text, "," if uri.lower().endswith(".csv") else "\t"))
+    except _MetadataUnreadable as err:
+        raise MetadataError(f"metadata file {uri} {err}; its labels cannot be read, so the build stops "
+                            "rather than label these files with pseudo-labels") from None
 
 
 def unknown_columns_note(meta_uri: str, rows: list[_Row]) -> str | None:
@@ -363,6 +447,7 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
         )
 
     rejects: list[dict[str, str]] = []
+    notes: list[str] = []
     for extra in meta_uris[1:]:
         rejects.append(
             ingest_reject(
@@ -379,23 +464,17 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
     named: set[str] = set()
     present_rels = {relative_path(root, f) for f in all_files}
     lookup = _file_lookup(root, all_files)
-    notes: list[str] = []
     if meta_uris:
         meta_uri = meta_uris[0]
         meta_name = storage.basename(meta_uri)
         try:
-            meta_rows = _read_metadata(meta_uri)
+            meta_rows = read_metadata(meta_uri)
         except _MetadataUnreadable as err:
             meta_rows = []
-            rejects.append(
-                ingest_reject(
-                    source,
-                    meta_uri,
-                    "malformed_metadata",
-                    f"metadata file {meta_uri} {err}; its labels were not used and the audio files "
-                    "were ingested without labels",
-                )
-            )
+            message = (f"metadata file {meta_uri} {err}; its labels were not used and the audio files "
+                       "were ingested without labels")
+            rejects.append(ingest_reject(source, meta_uri, "malformed_metadata", message))
+            notes.append(message)  # a warning in the log and the card, not only a reject row
         for row in meta_rows:
             target: str | RowReject
             if row.error is not None:

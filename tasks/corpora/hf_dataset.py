@@ -49,6 +49,7 @@ from tasks.corpora.base import (
     corpus_root,
     ingest_reject,
     is_corpus_folder,
+    layout_checkpoint,
     layout_error,
     relative_path,
     safe_relative_path,
@@ -397,6 +398,7 @@ def ingest_hf_dataset(source: SourceSpec, default_language: str) -> IngestResult
         if missing:
             raise ValueError(f"source {source.name!r} (hf_dataset): options.columns names column(s) "
                              f"{', '.join(missing)} that the dataset does not have (columns: {', '.join(sorted(known))})")
+        layout_checkpoint()  # pre-flight stops here: the resolver below writes the audio cache
         resolve = _AudioResolver(root, config.cache, set(files), config.allow_absolute)
         multi = len(parts) > 1
         for part in parts:
