@@ -125,8 +125,9 @@ def test_help_and_usage_errors():
     assert exc.value.code == 2
 
 
-def test_wrong_layout_stops_with_usage_exit_code(tmp_path, capsys, monkeypatch):
-    """A source whose folder is not in its adapter's layout: exit 2 and say what was expected."""
+def test_wrong_layout_stops_in_preflight_with_only_the_message(tmp_path, monkeypatch):
+    """#15.8: a wrong adapter kind printed 238 lines and 2 tracebacks before its message. The layout
+    check now runs in pre-flight, before Prefect starts: exit 2, a few lines, no traceback."""
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
     calls = tmp_path / "calls"
     calls.mkdir()
@@ -135,8 +136,12 @@ def test_wrong_layout_stops_with_usage_exit_code(tmp_path, capsys, monkeypatch):
     run = subprocess.run([sys.executable, "-m", "flows.cli", "build", str(spec)], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[2], timeout=300)
     assert run.returncode == 2, run.stderr[-2000:]
-    assert "does not match its adapter" in run.stderr and "expected Actor_NN/" in run.stderr
-    assert run.stderr.count("Retry 1/1") == 0
+    assert "sources.0 ('a'): ravdess source 'a'" in run.stderr and "expected Actor_NN/" in run.stderr
+    assert "check `kind: ravdess` and `path`" in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    assert len(run.stderr.strip().splitlines()) <= 4, run.stderr
+    assert "building" not in run.stdout and "flow run" not in (run.stdout + run.stderr).lower()  # Prefect never started
+    assert not (tmp_path / "out").exists() and not (tmp_path / "prefect-home").exists()
 
 
 def test_next_steps_name_the_command_as_the_user_can_run_it(tmp_path, monkeypatch):
