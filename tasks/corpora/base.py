@@ -205,6 +205,36 @@ def safe_relative_path(name: str, what: str = "path") -> str:
     return rel
 
 
+def audio_roots_option(source: SourceSpec) -> tuple[str, ...]:
+    """`options.audio_roots` of a source: absolute local folders whose files its metadata may name by
+    absolute path (besides the source's own `path`). ValueError when an entry is not one."""
+    roots = source.options.get("audio_roots") or []
+    out = []
+    for entry in roots:
+        if not isinstance(entry, str) or not os.path.isabs(entry) or "://" in entry:
+            raise ValueError(f"source {source.name!r} ({source.kind}): options.audio_roots entries must be absolute "
+                             f"local folders (got {entry!r})")
+        out.append(os.path.normpath(entry))
+    return tuple(out)
+
+
+def absolute_audio_path(name: str, root: str, audio_roots: Sequence[str], what: str = "file_name") -> tuple[str, str]:
+    """(base, path) for an absolute local path from a metadata file: `path` relative to the source root
+    when it lies below it (base = root), else the normalised absolute path below a declared audio root
+    (base = that root). Anywhere else is UnsafePathError naming the fix: metadata is input we do not
+    control, and reading outside the declared folders could publish files the corpus never held."""
+    norm = os.path.normpath(name.strip())
+    root_n = os.path.normpath(root)
+    if "://" not in root and (norm == root_n or norm.startswith(root_n.rstrip("/") + "/")):
+        return root, norm[len(root_n.rstrip("/")) + 1 :]
+    for base in audio_roots:
+        if norm.startswith(base.rstrip("/") + "/"):
+            return base, norm
+    declared = f"the source folder {root}" + (f" or options.audio_roots ({', '.join(audio_roots)})" if audio_roots else "")
+    raise UnsafePathError(f"{what} {name!r} is absolute and outside {declared}; make it relative to the source "
+                          "folder, or add its folder to the source's options.audio_roots")
+
+
 def symlink_escape(root: str, uri: str) -> str | None:
     """Where local `uri` really points when a symlink takes it outside `root`; None when it stays inside.
 

@@ -34,6 +34,9 @@ from tasks.corpora.base import (
     CorpusLayoutError,
     IngestResult,
     RowReject,
+    UnsafePathError,
+    absolute_audio_path,
+    audio_roots_option,
     build_result,
     check_options,
     ingest_reject,
@@ -41,6 +44,7 @@ from tasks.corpora.base import (
     layout_error,
     list_corpus,
     relative_path,
+    symlink_escape,
 )
 from tasks.corpora.labels import (
     LabelError,
@@ -98,7 +102,7 @@ _COLUMN_HINTS: dict[str, str] = {
     "offset": "offset_s",
     "duration": "duration_s",
 }
-OPTIONS: dict[str, type] = {}
+OPTIONS: dict[str, type] = {"audio_roots": list}
 _WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
@@ -291,11 +295,19 @@ def unknown_columns_note(meta_uri: str, rows: list[_Row]) -> str | None:
 
 
 # ---------------------------------------------------------------------------------- row -> candidate
-def _resolve(file_name: str | None) -> str:
-    """The normalised relative path a row names, refusing names that leave the folder."""
+def _resolve(file_name: str | None, root: str = "", audio_roots: tuple[str, ...] = ()) -> str:
+    """The normalised path a row names: relative to the folder, or absolute below a declared audio root
+    (an absolute path below the folder itself becomes relative); names that leave them are refused."""
     if file_name is None:
         raise RowReject("malformed_metadata", "file_name is empty")
     name = file_name.strip()
+    if name.startswith("/") and root:
+        try:
+            base, name = absolute_audio_path(name, root, audio_roots)
+        except UnsafePathError as err:
+            raise RowReject(err.reason, str(err)) from None
+        if base != root:
+            return name  # absolute, below a declared audio root
     if name.startswith(("/", "\\")) or "://" in name or _WINDOWS_ABSOLUTE.match(name):
         raise RowReject("unsafe_path", f"file_name {file_name!r} is absolute; it must be relative to the folder")
     rel = posixpath.normpath(name)
@@ -334,13 +346,13 @@ def _on_disk(rel: str, present_rels: set[str], lookup: dict[str, list[str]]) -> 
 
 
 def _claimed_file(
-    file_name: str | None, present_rels: set[str], lookup: dict[str, list[str]]
+    file_name: str | None, present_rels: set[str], lookup: dict[str, list[str]], root: str = ""
 ) -> str | None:
     """The audio file (relative path) a broken metadata line still names by its file_name field, or None."""
     if file_name is None:
         return None
     try:
-        rel = _on_disk(_resolve(file_name), present_rels, lookup)
+        rel = _on_disk(_resolve(file_name, root), present_rels, lookup)
     except RowReject:
         return None
     return rel if rel in present_rels and is_audio_file(rel) else None
@@ -426,17 +438,21 @@ def _native_ids(rels: set[str]) -> dict[str, str]:
     stems: dict[str, list[str]] = {}
     for rel in rels:
         stems.setdefault(posixpath.splitext(rel)[0], []).append(rel)
-    return {rel: (stem if len(group) == 1 else rel) for stem, group in stems.items() for rel in group}
+    # an absolute path (below a declared audio root) keeps its full path, without the leading "/"
+    return {rel: (stem if len(group) == 1 else rel).lstrip("/") for stem, group in stems.items() for rel in group}
 
 
 # --------------------------------------------------------------------------------------------- adapter
 def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest a folder of audio files with an optional metadata.csv/.tsv/.jsonl (see module doc)."""
     check_options(source, OPTIONS)
+    audio_roots = audio_roots_option(source)
     root, all_files = list_corpus(source)
     present = set(all_files)
     audio_files = [f for f in all_files if is_audio_file(f)]
     meta_uris = [storage.join(root, n) for n in METADATA_NAMES if storage.join(root, n) in present]
+    if source.metadata:  # named by the spec (a read-only corpus with its labels elsewhere): it wins
+        meta_uris = [source.metadata, *meta_uris]
     if not audio_files and not meta_uris:
         raise layout_error(
             source,
@@ -479,7 +495,7 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
             target: str | RowReject
             if row.error is not None:
                 target = RowReject("malformed_metadata", f"the line {row.error}")
-                claimed = _claimed_file(row.file_name, present_rels, lookup)
+                claimed = _claimed_file(row.file_name, present_rels, lookup, root)
                 if claimed is not None:
                     # the file the line names is this item: not ingested again without its labels
                     named.add(claimed)
@@ -490,7 +506,7 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
                     )
             else:
                 try:
-                    target = _on_disk(_resolve(row.values.get("file_name")), present_rels, lookup)
+                    target = _on_disk(_resolve(row.values.get("file_name"), root, audio_roots), present_rels, lookup)
                     named.add(target)
                 except RowReject as rej:
                     target = rej
@@ -508,10 +524,12 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
             if isinstance(target, RowReject):
                 raise target
             rel = target
-            uri = storage.join(root, rel)
-            escape = _symlink_escape(root, uri)
+            uri = rel if rel.startswith("/") else storage.join(root, rel)  # absolute: below an audio root
+            base = next((r for r in audio_roots if rel.startswith(r.rstrip("/") + "/")), None)
+            escape = symlink_escape(base, uri) if base is not None else _symlink_escape(root, uri)
             if escape is not None:
-                raise RowReject("unsafe_path", f"file_name {rel!r} is a symlink to {escape}, outside the folder")
+                raise RowReject("unsafe_path", f"file_name {rel!r} is a symlink to {escape}, outside "
+                                f"{base or 'the folder'}")
             if uri not in present and (storage.is_s3(uri) or not os.path.isfile(uri)):
                 raise RowReject("missing_audio", f"file_name {rel!r}: {uri} does not exist")
             offset = _seconds(row.values, "offset_s")

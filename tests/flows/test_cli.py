@@ -78,7 +78,7 @@ def test_unknown_adapter_option_stops_before_work(tmp_path, capsys):
                  "  - {name: b, kind: iemocap, path: d, options: {test_sessions: 5}}\n")
     assert main(["build", str(spec)]) == 2
     err = capsys.readouterr().err
-    assert "sources.0.options: source 'a' (folder): unknown option(s) recursive; allowed: none" in err
+    assert "sources.0.options: source 'a' (folder): unknown option(s) recursive; allowed: audio_roots" in err
     assert "sources.1.options: source 'b' (iemocap): option test_sessions must be list, got 5" in err
     assert not (tmp_path / "out").exists()
 
