@@ -167,7 +167,7 @@ def _layouts(spec: DatasetSpec, reachable: set[int]) -> list[str]:
 
 
 def _kind_hint(source: SourceSpec, err: Exception) -> str:
-    from tasks.corpora.folder import MetadataError
+    from tasks.corpora.folder_metadata import MetadataError
 
     if isinstance(err, MetadataError):
         return ""

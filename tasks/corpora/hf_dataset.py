@@ -10,8 +10,8 @@ Layouts, checked in this order at `path`:
 The audio column is `columns.audio`, else the one `Audio` feature. It is never decoded by `datasets`
 (its decoder needs torchcodec, which we do not install): save_to_disk data is cast to
 `Audio(decode=False)` and Parquet is read with pyarrow, so each row gives `{bytes, path}`. Audio is the
-file at `path` when it exists inside the source folder (relative, or absolute below it; absolute
-paths elsewhere only with option `allow_absolute_paths: true`, e.g. Parquet written locally by
+file at `path` when it exists inside the source folder (relative, or absolute below it or below a
+folder of option `audio_roots`; absolute paths anywhere with `allow_absolute_paths: true`, e.g. Parquet written locally by
 `Dataset.to_parquet`; a path leaving the folder without embedded bytes is an `unsafe_path` reject), else
 the embedded `bytes`, written once to a content-addressed cache `<audio_cache>/<sha[:2]>/<sha>.<ext>`
 (default `<source path>/.voicetone-audio/`, a local folder or S3 prefix; option `audio_cache`), and
