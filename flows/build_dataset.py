@@ -17,12 +17,14 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks import limits, pipeline, source_guards
+from tasks.guard_logging import install_quiet_guard_errors
 from tasks.security import install_log_redaction
 from tasks.spec import DatasetSpec, check_spec_paths
 
 # Redact credentials from every log record of this process; at import, so Dask worker processes
 # that unpickle these tasks get it too (docs/security.md).
 install_log_redaction()
+install_quiet_guard_errors()  # a refusing guard logs its message, not a traceback
 
 STAGES = ("ingest", "transcripts", "sentiment", "speech_detection", "split_and_balance", "augment", "publish")
 

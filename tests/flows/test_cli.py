@@ -158,3 +158,22 @@ def test_next_steps_name_the_command_as_the_user_can_run_it(tmp_path, monkeypatc
     monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
     assert invoked_as(str(exe)) == "voicetone"  # on PATH: the short name
     assert invoked_as("/usr/lib/python3/pytest") == "voicetone"
+
+
+@pytest.mark.slow  # ~1 min (Prefect server); the refusal itself is covered by test_build_dataset
+def test_failed_source_exits_1_with_the_guard_message_only(tmp_path, monkeypatch):
+    """#15.3: a source that accepts nothing stops the build: exit 1, the guard's message, no traceback."""
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("a.wav", "b.wav"):
+        (corpus / name).write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(64))
+    spec = _spec(tmp_path, f"name: x\noutput: {tmp_path / 'out'}\nsources:\n  - {{name: s, kind: folder, path: {corpus}}}\n"
+                 "labelers: {transcripts: none, sentiment: none}\naugment: {enabled: false}\n")
+    run = subprocess.run([sys.executable, "-m", "flows.cli", "build", str(spec)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], timeout=600)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "error: [source_accepted_nothing] the build stopped and LATEST was not moved: source 's'" in run.stderr
+    assert "run.allow_failed_sources" in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    assert not (tmp_path / "out" / "LATEST").exists()
