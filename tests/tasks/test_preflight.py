@@ -59,6 +59,15 @@ def test_metadata_header_without_file_name_stops_preflight(tmp_path: Path) -> No
     assert "check `kind" not in message  # the kind is right; the metadata is wrong
 
 
+def test_stray_quote_in_metadata_stops_preflight(tmp_path: Path) -> None:
+    """#14.6: the build exited 0 on pseudo-labels; now pre-flight refuses and names the opening line."""
+    root = _corpus(tmp_path / "corpus")
+    write_tone(root / "b.wav", 0.3, seed=2)
+    (root / "metadata.csv").write_text('file_name,transcript,sentiment\na.wav,"oops,positive\nb.wav,fine,negative\n')
+    with pytest.raises(SpecError, match=r"sources\.0 \('s'\): metadata file .* line 2 opens a quoted field"):
+        check_spec_paths(_spec({"path": str(root)}, str(tmp_path / "out")))
+
+
 def test_wrong_kind_is_found_in_preflight(tmp_path: Path) -> None:
     root = _corpus(tmp_path / "corpus")
     spec = parse_spec({"name": "d", "output": str(tmp_path / "out"),
