@@ -16,13 +16,15 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks import limits, output_lock, pipeline
+from tasks import limits, output_lock, pipeline, source_guards
+from tasks.guard_logging import install_quiet_guard_errors
 from tasks.security import install_log_redaction
 from tasks.spec import DatasetSpec, check_spec_paths
 
 # Redact credentials from every log record of this process; at import, so Dask worker processes
 # that unpickle these tasks get it too (docs/security.md).
 install_log_redaction()
+install_quiet_guard_errors()  # a refusing guard logs its message, not a traceback
 
 STAGES = ("ingest", "transcripts", "sentiment", "speech_detection", "split_and_balance", "augment", "publish")
 
@@ -143,6 +145,7 @@ def _stages(spec: DatasetSpec) -> dict[str, Any]:
     progress = _Progress()
 
     ingest_results = [f.result() for f in [ingest_source_task.submit(spec, i) for i in range(len(spec.sources))]]
+    source_guards.check_ingest(spec, ingest_results)  # a failed source stops here, before paid labelling
     shard_uris = pipeline.make_shards(spec, ingest_results, log=log.info)
     progress.done("ingest")
     pipeline.estimate_transcribe_cost(spec, shard_uris, log=log.info)  # stops before any job over the cap

@@ -50,6 +50,7 @@ def _build(spec_path: Path, output: str | None) -> int:
 
     print(f"building {spec.name!r} from {spec_path} into {spec.output} ...", flush=True)
     from tasks.corpora.base import CorpusLayoutError
+    from tasks.guards import GuardError
     from tasks.output_lock import OutputLocked
 
     try:
@@ -61,6 +62,9 @@ def _build(spec_path: Path, output: str | None) -> int:
     except OutputLocked as err:  # another build of this output is running: nothing was done
         print(f"\nerror: {err}", file=sys.stderr)
         return EXIT_BUSY
+    except GuardError as err:  # a guard refused to publish: its message says why and how to override it
+        print(f"\nerror: [{err.name}] {err.message}", file=sys.stderr)
+        return EXIT_INVALID
     except Exception as err:  # the flow already logged the traceback; say what to do
         print(f"\nerror: the build failed: {err}", file=sys.stderr)
         return EXIT_INVALID

@@ -135,9 +135,19 @@ def write_bytes(uri: str, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise named_os_error(err, str(path)) from err
         raise
+
+
+def named_os_error(err: OSError, path: str) -> OSError:
+    """`err` naming `path` when it names no file: a bare "[Errno 28] No space left on device" does not
+    say which disk filled up."""
+    if err.filename is not None or err.errno is None:
+        return err
+    return OSError(err.errno, err.strerror, path)  # OSError picks the subclass for the errno
 
 
 def exists(uri: str) -> bool:

@@ -172,6 +172,7 @@ def _check_card(card: dict, tables: dict[str, pd.DataFrame], paths: ReleasePaths
     if unknown:
         report.fail(f"sources in manifests but not in the card's found counts: {_examples(sorted(unknown))}")
     report.passed("found = accepted + rejected per source")
+    _check_failed_sources(card, utt, found, report)
     leakage = card.get("leakage")
     if isinstance(leakage, dict) and "duplicate_segments_resolved" in leakage:
         n_dup = int((rej["reason"] == "duplicate_segment").sum())
@@ -183,6 +184,18 @@ def _check_card(card: dict, tables: dict[str, pd.DataFrame], paths: ReleasePaths
 def _release_name(card: dict | None, paths: ReleasePaths) -> str:
     """The name the release was published under (a copied folder may carry another name)."""
     return str((card or {}).get("release") or paths.name)
+def _check_failed_sources(card: dict, utt: pd.DataFrame, found: dict[str, int], report: ValidationReport) -> None:
+    """A source that accepted nothing is a failed build unless the spec allowed it (its guard fired as a
+    warning, run.allow_failed_sources); either way validate says so."""
+    allowed = set(((card.get("spec") or {}).get("run") or {}).get("allow_failed_sources") or [])
+    empty = sorted(name for name in found if not (utt["source"] == name).any())
+    for name in empty:
+        if name in allowed:
+            report.passed(f"source {name!r} accepted 0 of {found[name]} found items (allowed by "
+                          "run.allow_failed_sources)")
+        else:
+            report.fail(f"source {name!r} accepted 0 of {found[name]} found items (a failed source; the build "
+                        "should have stopped: see run.allow_failed_sources in docs/spec.md)")
 
 
 def _found_per_source(card: dict) -> dict[str, int]:

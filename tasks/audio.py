@@ -27,7 +27,7 @@ from functools import cache
 import numpy as np
 import soundfile as sf
 
-from tasks import storage
+from tasks import file_kind, storage
 
 TARGET_SAMPLE_RATE = 16000
 MAX_CHANNELS = 64
@@ -84,6 +84,8 @@ def _suffix(uri: str) -> str:
 @contextlib.contextmanager
 def _local(uri: str) -> Iterator[str]:
     """A local path for ``uri`` with missing/empty/oversized files turned into AudioError."""
+    if not storage.is_s3(uri) and (odd := file_kind.non_regular(uri)) is not None:
+        raise AudioError(odd[0], f"Audio file {uri} {odd[1]}.")  # a FIFO, a symlink loop: say so
     try:
         if storage.is_s3(uri):
             _check_size(storage.size(uri), uri)  # before the download, not after filling the disk
@@ -120,6 +122,16 @@ def probe_and_hash(uri: str) -> tuple[AudioInfo, str]:
 
 
 def _probe_path(path: str, uri: str) -> AudioInfo:
+    try:
+        return _probe_decoders(path, uri)
+    except AudioError as err:
+        what = file_kind.not_audio(path) if err.reason != "unsupported_audio" else None
+        if what is None:
+            raise
+        raise AudioError("unsupported_audio", f"File {uri} {what}.") from None  # not "a sample rate of 0 Hz"
+
+
+def _probe_decoders(path: str, uri: str) -> AudioInfo:
     if _suffix(uri) in FFMPEG_SUFFIXES:
         return _check_info(_ffprobe(path, uri), uri)
     try:

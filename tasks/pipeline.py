@@ -29,7 +29,7 @@ from manifests.schema import (
     UTTERANCES,
     UTTERANCES_SCHEMA,
 )
-from tasks import guards, output_lock, releases
+from tasks import guards, output_lock, releases, source_guards
 from tasks.common import reject_row, rejects_frame
 from tasks.releases import previous_utterances, release_changes
 from tasks.security import redact, redact_obj
@@ -596,6 +596,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     rejects = _concat_rejects([*(read_frame(r["rejects_uri"]) for r in ingest), read_frame(plan["rejects_uri"])])
     found = {r["source"]: r["found"] for r in ingest}
     publish_guards: list[dict[str, Any]] = []  # guards that fire while publishing append here
+    publish_guards.extend(source_guards.check_release(spec, found, utterances, rejects))  # before any write
 
     release = release_name(spec)
     paths = mio.release_paths(spec.output, release)

@@ -61,6 +61,9 @@ class SourceSpec(_Strict):
             raise ValueError(f"source {self.name!r}: set either split ({self.split!r}) or split_policy "
                              f"({self.split_policy!r}), not both")
         return self
+    metadata: str | None = Field(
+        default=None, description="folder: the metadata table (.csv/.tsv/.jsonl) anywhere; file names relative to path"
+    )
 
     @field_validator("kind")
     @classmethod
@@ -452,6 +455,12 @@ class RunSpec(_Strict):
                                "of the same output to finish (tasks/output_lock.py); 0: stop at once")
     lock_stale_s: float = Field(default=300, gt=0, description="a lock without heartbeat for this long "
                                 "(or whose pid is gone on this host) is stale and taken over")
+    max_reject_share: float = Field(
+        default=0.5, ge=0, le=1, description="a source rejecting more of its found items fails the build"
+    )
+    allow_failed_sources: list[str] = Field(
+        default_factory=list, description="sources that may accept nothing or reject too much (a warning instead)"
+    )
 
 
 class DatasetSpec(_Strict):
@@ -524,6 +533,8 @@ def resolve_paths(spec: DatasetSpec, base_dir: Path) -> DatasetSpec:
     spec.output = _resolve(spec.output, base_dir)
     for source in spec.sources:
         source.path = _resolve(source.path, base_dir)
+        if source.metadata:
+            source.metadata = _resolve(source.metadata, base_dir)
     spec.augment.noise_paths = [_resolve(p, base_dir) for p in spec.augment.noise_paths]
     spec.augment.rir_paths = [_resolve(p, base_dir) for p in spec.augment.rir_paths]
     if spec.labelers.text_classifier.model_path:
@@ -567,6 +578,7 @@ def load_spec(path: str | Path, output: str | None = None) -> DatasetSpec:
 def _spec_paths(spec: DatasetSpec) -> list[str]:
     """Every path-valued field, in the order resolve_paths treats them."""
     paths = [spec.output, *(s.path for s in spec.sources), *spec.augment.noise_paths, *spec.augment.rir_paths]
+    paths += [s.metadata for s in spec.sources if s.metadata]
     if spec.labelers.text_classifier.model_path:
         paths.append(spec.labelers.text_classifier.model_path)
     return paths
@@ -598,5 +610,8 @@ def check_spec_paths(spec: DatasetSpec) -> None:
             )
         elif (bad_options := option_problem(source)) is not None:
             problems.append(f"  - sources.{i}.options: {bad_options}")
+    from tasks.preflight import preflight_problems  # output, S3 sources, metadata, layouts: docs/spec.md
+
+    problems.extend(preflight_problems(spec, check_layouts=not problems))
     if problems:
         raise SpecError("dataset spec cannot work:\n" + "\n".join(problems))

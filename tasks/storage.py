@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from manifests.uri import (
     file_mode,  # files get the umask's mode, as manifests/ writes them
+    named_os_error,
     s3_client,  # one client factory for the pipeline and the manifest reader/writer
 )
 
@@ -95,10 +96,24 @@ def _missing(uri: str) -> FileNotFoundError:
     return FileNotFoundError(f"no such file or object: {uri}")
 
 
+def _naming(err: Exception, uri: str) -> Exception:
+    """A botocore ClientError whose message names `uri`: "AccessDenied ... ListObjectsV2" alone does not
+    say which bucket or key was refused. Same class and code, so callers handle it as before."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(err, ClientError) or uri in str(err):
+        return err
+    response = dict(err.response)
+    error = dict(response.get("Error") or {})
+    error["Message"] = f"{error.get('Message') or error.get('Code') or 'error'} (on {uri})"
+    response["Error"] = error
+    return type(err)(response, err.operation_name)
+
+
 @contextlib.contextmanager
 def _s3_not_found(uri: str) -> Iterator[None]:
     """S3's "no such key/bucket" errors inside the block become FileNotFoundError(uri), as for a local
-    file, so callers handle one exception; every other S3 error passes unchanged."""
+    file, so callers handle one exception; every other S3 error is re-raised naming `uri`."""
     from botocore.exceptions import ClientError
 
     try:
@@ -106,7 +121,7 @@ def _s3_not_found(uri: str) -> Iterator[None]:
     except ClientError as err:
         if _is_missing(err):
             raise _missing(uri) from None
-        raise
+        raise _naming(err, uri) from err
 
 
 def _head(uri: str) -> dict[str, Any]:
@@ -136,7 +151,7 @@ def exists(uri: str) -> bool:
     except ClientError as err:
         if _is_missing(err):
             return False
-        raise
+        raise _naming(err, uri) from err
     return resp.get("KeyCount", 0) > 0
 
 
@@ -277,9 +292,11 @@ def _atomic_local(path: str) -> Iterator[tuple[int, str]]:
         yield fd, tmp
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(err, OSError):  # "[Errno 28] No space left on device" names no file by itself
+            raise named_os_error(err, path) from err
         raise
 
 
@@ -289,7 +306,8 @@ def write_bytes(uri: str, data: bytes) -> None:
         bucket, key = split_s3(uri)
         if not key or key.endswith("/"):
             raise ValueError(f"cannot write an object without a key name: {uri!r}")
-        s3_client().put_object(Bucket=bucket, Key=key, Body=data)
+        with _s3_not_found(uri):
+            s3_client().put_object(Bucket=bucket, Key=key, Body=data)
         return
     with _atomic_local(uri) as (fd, _), os.fdopen(fd, "wb") as fh:
         fh.write(data)
@@ -310,7 +328,8 @@ def delete(uri: str, missing_ok: bool = False) -> None:
                 return
             raise
         bucket, key = split_s3(uri)
-        s3_client().delete_object(Bucket=bucket, Key=key)
+        with _s3_not_found(uri):
+            s3_client().delete_object(Bucket=bucket, Key=key)
         return
     try:
         os.remove(uri)
@@ -324,15 +343,22 @@ def copy_file(src_uri: str, dst_uri: str) -> None:
     if is_s3(src_uri) and is_s3(dst_uri):
         src_bucket, src_key = split_s3(src_uri)
         dst_bucket, dst_key = split_s3(dst_uri)
-        with _s3_not_found(src_uri):
+        from botocore.exceptions import ClientError
+
+        try:
             # Managed copy: switches to multipart for objects over 5 GB, unlike copy_object.
             s3_client().copy({"Bucket": src_bucket, "Key": src_key}, dst_bucket, dst_key)
+        except ClientError as err:
+            if _is_missing(err):
+                raise _missing(src_uri) from None
+            raise _naming(err, f"{src_uri} -> {dst_uri}") from err  # the refusal may be on either end
         return
     if is_s3(dst_uri):
         if not os.path.isfile(src_uri):
             raise _missing(src_uri)
         dst_bucket, dst_key = split_s3(dst_uri)
-        s3_client().upload_file(src_uri, dst_bucket, dst_key)
+        with _s3_not_found(dst_uri):
+            s3_client().upload_file(src_uri, dst_bucket, dst_key)
         return
     with _atomic_local(dst_uri) as (fd, tmp):
         os.close(fd)

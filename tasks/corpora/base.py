@@ -8,6 +8,7 @@ check crops lie inside the file, compute `segment_key`, and turn audio problems 
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import posixpath
@@ -52,6 +53,34 @@ _INT_COLUMNS = [f.name for f in UTTERANCES_SCHEMA if str(f.type) == "int32"]
 
 class CorpusLayoutError(ValueError):
     """The source folder does not look like the adapter's corpus (wrong path or wrong kind)."""
+
+
+# Pre-flight runs each adapter up to the point where its layout is known to be right (files listed,
+# metadata parsed) and stops it there, before any audio is probed, hashed or cached.
+_LAYOUT_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("voicetone_layout_only", default=False)
+
+
+class LayoutChecked(Exception):
+    """Raised at `layout_checkpoint` in a layout-only run: the adapter got past its layout checks."""
+
+
+def layout_checkpoint() -> None:
+    """Where a layout-only run stops: `build_result` calls it; an adapter that writes files before
+    build_result (hf_dataset's audio cache) calls it before writing."""
+    if _LAYOUT_ONLY.get():
+        raise LayoutChecked
+
+
+def check_layout(adapter: Callable[[Any, str], Any], source: Any, default_language: str) -> None:
+    """Run `adapter` on `source` only as far as its layout checks: raises what they raise
+    (CorpusLayoutError, ValueError for options); reads listings and metadata, writes nothing."""
+    token = _LAYOUT_ONLY.set(True)
+    try:
+        adapter(source, default_language)
+    except LayoutChecked:
+        pass
+    finally:
+        _LAYOUT_ONLY.reset(token)
 
 
 @dataclass
@@ -176,6 +205,36 @@ def safe_relative_path(name: str, what: str = "path") -> str:
     return rel
 
 
+def audio_roots_option(source: SourceSpec) -> tuple[str, ...]:
+    """`options.audio_roots` of a source: absolute local folders whose files its metadata may name by
+    absolute path (besides the source's own `path`). ValueError when an entry is not one."""
+    roots = source.options.get("audio_roots") or []
+    out = []
+    for entry in roots:
+        if not isinstance(entry, str) or not os.path.isabs(entry) or "://" in entry:
+            raise ValueError(f"source {source.name!r} ({source.kind}): options.audio_roots entries must be absolute "
+                             f"local folders (got {entry!r})")
+        out.append(os.path.normpath(entry))
+    return tuple(out)
+
+
+def absolute_audio_path(name: str, root: str, audio_roots: Sequence[str], what: str = "file_name") -> tuple[str, str]:
+    """(base, path) for an absolute local path from a metadata file: `path` relative to the source root
+    when it lies below it (base = root), else the normalised absolute path below a declared audio root
+    (base = that root). Anywhere else is UnsafePathError naming the fix: metadata is input we do not
+    control, and reading outside the declared folders could publish files the corpus never held."""
+    norm = os.path.normpath(name.strip())
+    root_n = os.path.normpath(root)
+    if "://" not in root and (norm == root_n or norm.startswith(root_n.rstrip("/") + "/")):
+        return root, norm[len(root_n.rstrip("/")) + 1 :]
+    for base in audio_roots:
+        if norm.startswith(base.rstrip("/") + "/"):
+            return base, norm
+    declared = f"the source folder {root}" + (f" or options.audio_roots ({', '.join(audio_roots)})" if audio_roots else "")
+    raise UnsafePathError(f"{what} {name!r} is absolute and outside {declared}; make it relative to the source "
+                          "folder, or add its folder to the source's options.audio_roots")
+
+
 def symlink_escape(root: str, uri: str) -> str | None:
     """Where local `uri` really points when a symlink takes it outside `root`; None when it stays inside.
 
@@ -281,6 +340,7 @@ def build_result(
 
     found = len(candidates) + len(rejects): every candidate ends up accepted or rejected.
     """
+    layout_checkpoint()
     reject_rows = list(rejects)
     unique: list[Candidate] = []
     first_ref: dict[str, str] = {}

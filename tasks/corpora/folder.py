@@ -1,8 +1,11 @@
 """The generic `folder` adapter: audio files plus an optional metadata table (HF audiofolder style).
 
 Audio files (.wav .flac .mp3 .ogg .m4a .mp4 .webm, any case) below `path`, and optionally ONE of
-`metadata.csv`, `metadata.tsv`, `metadata.jsonl` at the root whose `file_name` column holds paths
-relative to `path`. Optional columns: transcript, sentiment, emotion, speaker_id, gender, age, accent,
+`metadata.csv`, `metadata.tsv`, `metadata.jsonl` at the root (or the file the source's `metadata`
+names, anywhere) whose `file_name` column holds paths relative to `path` (absolute ones only below
+`path` or a folder of option `audio_roots`). A metadata file that cannot be parsed is a
+MetadataError (pre-flight exit 2), never a silent fall back to pseudo-labels (folder_metadata.py).
+Optional columns: transcript, sentiment, emotion, speaker_id, gender, age, accent,
 language, split, offset_s, duration_s, emotion_intensity, license. Other columns are not read; they
 are named in a note (logged as a warning, shown in the card), never a reject: extra columns can be
 legitimate, but a `text` or `label` column is usually a label under the wrong name.
@@ -15,16 +18,11 @@ names an audio file claims it (one reject naming both; the file is not ingested 
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import os
 import posixpath
 import re
 import unicodedata
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from functools import lru_cache
 
 from tasks import storage
@@ -33,6 +31,9 @@ from tasks.corpora.base import (
     Candidate,
     IngestResult,
     RowReject,
+    UnsafePathError,
+    absolute_audio_path,
+    audio_roots_option,
     build_result,
     check_options,
     ingest_reject,
@@ -40,11 +41,19 @@ from tasks.corpora.base import (
     layout_error,
     list_corpus,
     relative_path,
+    symlink_escape,
+)
+from tasks.corpora.folder_metadata import (  # noqa: F401 - MetadataError and helpers re-exported
+    MetadataError,
+    MetadataUnreadable,
+    _Row,
+    no_file_name_column,
+    quote_opened_at,
+    read_metadata,
 )
 from tasks.corpora.labels import (
     LabelError,
     age_bucket,
-    is_blank,
     map_emotion,
     normalize_gender,
     normalize_sentiment,
@@ -97,100 +106,14 @@ _COLUMN_HINTS: dict[str, str] = {
     "offset": "offset_s",
     "duration": "duration_s",
 }
-OPTIONS: dict[str, type] = {}
+OPTIONS: dict[str, type] = {"audio_roots": list}
 _WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]")
-
-
-class _MetadataUnreadable(Exception):
-    """The metadata file as a whole cannot be read; its rows are unknown."""
-
-
-@dataclass
-class _Row:
-    """One metadata row: its line, its values (strings or None), or why the line itself is broken."""
-
-    line: int
-    values: dict[str, str | None] = field(default_factory=dict)
-    error: str | None = None
-    # a broken line's raw file_name field (its position in the header), when the line has one
-    file_name: str | None = None
-
-
-# ------------------------------------------------------------------------------------ metadata files
-def _cell(value: object) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, list | dict) else str(value)
-    return None if is_blank(text) else text
 
 
 def _value(values: dict[str, str | None], column: str) -> str | None:
     """A metadata value without surrounding spaces (transcripts are kept exactly as given)."""
     text = values.get(column)
     return text.strip() if text is not None else None
-
-
-def _delimited_rows(text: str, delimiter: str) -> Iterator[_Row]:
-    """CSV (quoted) or TSV (unquoted, like Common Voice) rows with the physical line each starts on."""
-    quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
-    header: list[str] | None = None
-    last_line = 0
-    try:
-        for record in reader:
-            line, last_line = last_line + 1, reader.line_num
-            if not record or all(not c.strip() for c in record):
-                continue
-            if header is None:
-                header = [c.strip() for c in record]
-                dupes = sorted({c for c in header if header.count(c) > 1})
-                if dupes:
-                    raise _MetadataUnreadable(f"the header repeats column(s) {', '.join(dupes)}")
-                if "file_name" not in header:
-                    raise _MetadataUnreadable(f"the header has no file_name column (columns: {', '.join(header)})")
-                continue
-            if len(record) != len(header):
-                at = header.index("file_name")
-                yield _Row(
-                    line,
-                    error=f"has {len(record)} fields but the header has {len(header)}",
-                    file_name=_cell(record[at]) if at < len(record) else None,
-                )
-                continue
-            yield _Row(line, {k: _cell(v) for k, v in zip(header, record, strict=True)})
-    except csv.Error as err:
-        raise _MetadataUnreadable(f"not valid CSV near line {reader.line_num}: {err}") from None
-    if header is None:
-        raise _MetadataUnreadable("the file is empty (no header line)")
-
-
-def _jsonl_rows(text: str) -> Iterator[_Row]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            yield _Row(number, error=f"is not valid JSON ({err.msg})")
-            continue
-        if not isinstance(obj, dict):
-            yield _Row(number, error="is not a JSON object")
-            continue
-        yield _Row(number, {str(k): _cell(v) for k, v in obj.items()})
-
-
-def _read_metadata(uri: str) -> list[_Row]:
-    try:
-        text = storage.read_text(uri, encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise _MetadataUnreadable(f"not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except OSError as err:
-        raise _MetadataUnreadable(f"cannot be read: {err}") from None
-    if "\x00" in text:
-        raise _MetadataUnreadable("contains NUL bytes (is it a binary file?)")
-    if uri.endswith(".jsonl"):
-        return list(_jsonl_rows(text))
-    return list(_delimited_rows(text, "," if uri.endswith(".csv") else "\t"))
 
 
 def unknown_columns_note(meta_uri: str, rows: list[_Row]) -> str | None:
@@ -207,11 +130,19 @@ def unknown_columns_note(meta_uri: str, rows: list[_Row]) -> str | None:
 
 
 # ---------------------------------------------------------------------------------- row -> candidate
-def _resolve(file_name: str | None) -> str:
-    """The normalised relative path a row names, refusing names that leave the folder."""
+def _resolve(file_name: str | None, root: str = "", audio_roots: tuple[str, ...] = ()) -> str:
+    """The normalised path a row names: relative to the folder, or absolute below a declared audio root
+    (an absolute path below the folder itself becomes relative); names that leave them are refused."""
     if file_name is None:
         raise RowReject("malformed_metadata", "file_name is empty")
     name = file_name.strip()
+    if name.startswith("/") and root:
+        try:
+            base, name = absolute_audio_path(name, root, audio_roots)
+        except UnsafePathError as err:
+            raise RowReject(err.reason, str(err)) from None
+        if base != root:
+            return name  # absolute, below a declared audio root
     if name.startswith(("/", "\\")) or "://" in name or _WINDOWS_ABSOLUTE.match(name):
         raise RowReject("unsafe_path", f"file_name {file_name!r} is absolute; it must be relative to the folder")
     rel = posixpath.normpath(name)
@@ -250,13 +181,13 @@ def _on_disk(rel: str, present_rels: set[str], lookup: dict[str, list[str]]) -> 
 
 
 def _claimed_file(
-    file_name: str | None, present_rels: set[str], lookup: dict[str, list[str]]
+    file_name: str | None, present_rels: set[str], lookup: dict[str, list[str]], root: str = ""
 ) -> str | None:
     """The audio file (relative path) a broken metadata line still names by its file_name field, or None."""
     if file_name is None:
         return None
     try:
-        rel = _on_disk(_resolve(file_name), present_rels, lookup)
+        rel = _on_disk(_resolve(file_name, root), present_rels, lookup)
     except RowReject:
         return None
     return rel if rel in present_rels and is_audio_file(rel) else None
@@ -342,17 +273,21 @@ def _native_ids(rels: set[str]) -> dict[str, str]:
     stems: dict[str, list[str]] = {}
     for rel in rels:
         stems.setdefault(posixpath.splitext(rel)[0], []).append(rel)
-    return {rel: (stem if len(group) == 1 else rel) for stem, group in stems.items() for rel in group}
+    # an absolute path (below a declared audio root) keeps its full path, without the leading "/"
+    return {rel: (stem if len(group) == 1 else rel).lstrip("/") for stem, group in stems.items() for rel in group}
 
 
 # --------------------------------------------------------------------------------------------- adapter
 def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest a folder of audio files with an optional metadata.csv/.tsv/.jsonl (see module doc)."""
     check_options(source, OPTIONS)
+    audio_roots = audio_roots_option(source)
     root, all_files = list_corpus(source)
     present = set(all_files)
     audio_files = [f for f in all_files if is_audio_file(f)]
     meta_uris = [storage.join(root, n) for n in METADATA_NAMES if storage.join(root, n) in present]
+    if source.metadata:  # named by the spec (a read-only corpus with its labels elsewhere): it wins
+        meta_uris = [source.metadata, *meta_uris]
     if not audio_files and not meta_uris:
         raise layout_error(
             source,
@@ -363,6 +298,7 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
         )
 
     rejects: list[dict[str, str]] = []
+    notes: list[str] = []
     for extra in meta_uris[1:]:
         rejects.append(
             ingest_reject(
@@ -379,28 +315,22 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
     named: set[str] = set()
     present_rels = {relative_path(root, f) for f in all_files}
     lookup = _file_lookup(root, all_files)
-    notes: list[str] = []
     if meta_uris:
         meta_uri = meta_uris[0]
         meta_name = storage.basename(meta_uri)
         try:
-            meta_rows = _read_metadata(meta_uri)
-        except _MetadataUnreadable as err:
+            meta_rows = read_metadata(meta_uri)
+        except MetadataUnreadable as err:
             meta_rows = []
-            rejects.append(
-                ingest_reject(
-                    source,
-                    meta_uri,
-                    "malformed_metadata",
-                    f"metadata file {meta_uri} {err}; its labels were not used and the audio files "
-                    "were ingested without labels",
-                )
-            )
+            message = (f"metadata file {meta_uri} {err}; its labels were not used and the audio files "
+                       "were ingested without labels")
+            rejects.append(ingest_reject(source, meta_uri, "malformed_metadata", message))
+            notes.append(message)  # a warning in the log and the card, not only a reject row
         for row in meta_rows:
             target: str | RowReject
             if row.error is not None:
                 target = RowReject("malformed_metadata", f"the line {row.error}")
-                claimed = _claimed_file(row.file_name, present_rels, lookup)
+                claimed = _claimed_file(row.file_name, present_rels, lookup, root)
                 if claimed is not None:
                     # the file the line names is this item: not ingested again without its labels
                     named.add(claimed)
@@ -411,7 +341,7 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
                     )
             else:
                 try:
-                    target = _on_disk(_resolve(row.values.get("file_name")), present_rels, lookup)
+                    target = _on_disk(_resolve(row.values.get("file_name"), root, audio_roots), present_rels, lookup)
                     named.add(target)
                 except RowReject as rej:
                     target = rej
@@ -429,10 +359,12 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
             if isinstance(target, RowReject):
                 raise target
             rel = target
-            uri = storage.join(root, rel)
-            escape = _symlink_escape(root, uri)
+            uri = rel if rel.startswith("/") else storage.join(root, rel)  # absolute: below an audio root
+            base = next((r for r in audio_roots if rel.startswith(r.rstrip("/") + "/")), None)
+            escape = symlink_escape(base, uri) if base is not None else _symlink_escape(root, uri)
             if escape is not None:
-                raise RowReject("unsafe_path", f"file_name {rel!r} is a symlink to {escape}, outside the folder")
+                raise RowReject("unsafe_path", f"file_name {rel!r} is a symlink to {escape}, outside "
+                                f"{base or 'the folder'}")
             if uri not in present and (storage.is_s3(uri) or not os.path.isfile(uri)):
                 raise RowReject("missing_audio", f"file_name {rel!r}: {uri} does not exist")
             offset = _seconds(row.values, "offset_s")

@@ -10,8 +10,8 @@ Layouts, checked in this order at `path`:
 The audio column is `columns.audio`, else the one `Audio` feature. It is never decoded by `datasets`
 (its decoder needs torchcodec, which we do not install): save_to_disk data is cast to
 `Audio(decode=False)` and Parquet is read with pyarrow, so each row gives `{bytes, path}`. Audio is the
-file at `path` when it exists inside the source folder (relative, or absolute below it; absolute
-paths elsewhere only with option `allow_absolute_paths: true`, e.g. Parquet written locally by
+file at `path` when it exists inside the source folder (relative, or absolute below it or below a
+folder of option `audio_roots`; absolute paths anywhere with `allow_absolute_paths: true`, e.g. Parquet written locally by
 `Dataset.to_parquet`; a path leaving the folder without embedded bytes is an `unsafe_path` reject), else
 the embedded `bytes`, written once to a content-addressed cache `<audio_cache>/<sha[:2]>/<sha>.<ext>`
 (default `<source path>/.voicetone-audio/`, a local folder or S3 prefix; option `audio_cache`), and
@@ -44,11 +44,14 @@ from tasks.corpora.base import (
     IngestResult,
     RowReject,
     UnsafePathError,
+    absolute_audio_path,
+    audio_roots_option,
     build_result,
     check_options,
     corpus_root,
     ingest_reject,
     is_corpus_folder,
+    layout_checkpoint,
     layout_error,
     relative_path,
     safe_relative_path,
@@ -77,7 +80,7 @@ SPLIT_ALIASES: dict[str, str] = {
 DEFAULT_CACHE = ".voicetone-audio"
 BATCH_ROWS = 256
 OPTIONS: dict[str, type] = {"columns": dict, "label_names": dict, "split": str, "audio_cache": str,
-                             "allow_absolute_paths": bool}
+                             "allow_absolute_paths": bool, "audio_roots": list}
 # Magic bytes -> suffix, for embedded audio whose path gives no usable suffix.
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"RIFF", ".wav"), (0, b"fLaC", ".flac"), (0, b"OggS", ".ogg"), (0, b"ID3", ".mp3"),
@@ -104,6 +107,7 @@ class _Config:
     split: str | None = None
     cache: str = ""
     allow_absolute: bool = False  # read absolute paths outside the root (trusted, locally written Parquet)
+    audio_roots: tuple[str, ...] = ()  # declared folders whose files absolute paths may name
 
 
 # ------------------------------------------------------------------------------------------ options
@@ -132,7 +136,8 @@ def _config(source: SourceSpec, root: str) -> _Config:
             raise ValueError(f"source {source.name!r} (hf_dataset): option split {split!r} is not train, dev or test")
         split = SPLIT_ALIASES[split.strip().lower()]
     cache = options.get("audio_cache") or storage.join(root if _is_folder(root) else storage.parent(root), DEFAULT_CACHE)
-    return _Config(columns, nested, split, cache.rstrip("/"), bool(options.get("allow_absolute_paths", False)))
+    return _Config(columns, nested, split, cache.rstrip("/"), bool(options.get("allow_absolute_paths", False)),
+                   audio_roots_option(source))
 
 
 def _is_folder(root: str) -> bool:
@@ -218,8 +223,10 @@ def _suffix(path: str | None, data: bytes) -> str:
 class _AudioResolver:
     """Turns an Audio cell into a URI tasks.audio can read, writing embedded bytes to the cache once."""
 
-    def __init__(self, root: str, cache: str, listing: set[str], allow_absolute: bool = False) -> None:
+    def __init__(self, root: str, cache: str, listing: set[str], allow_absolute: bool = False,
+                 audio_roots: tuple[str, ...] = ()) -> None:
         self.root, self.cache, self.listing, self.allow_absolute = root, cache, listing, allow_absolute
+        self.audio_roots = audio_roots
         self.written: set[str] = set()
 
     def _existing(self, path: str) -> str | None:
@@ -227,8 +234,13 @@ class _AudioResolver:
         root = self.root.rstrip("/")
         if self.allow_absolute and os.path.isabs(path) and not storage.is_s3(root):
             return path if os.path.isfile(path) else None
-        if os.path.isabs(path) and not storage.is_s3(root) and os.path.normpath(path).startswith(root + "/"):
-            path = os.path.normpath(path)[len(root) + 1 :]  # absolute but inside the dataset folder
+        if path.startswith("/"):  # allowed below the dataset folder or a declared audio root (docs/corpora.md)
+            base, path = absolute_audio_path(path, root, self.audio_roots, "audio path")
+            if base != root:
+                escape = symlink_escape(base, path)
+                if escape is not None:
+                    raise UnsafePathError(f"audio path {path!r} is a symlink to {escape}, outside {base}")
+                return path if os.path.isfile(path) else None
         rel = safe_relative_path(path, "audio path")
         if not _is_folder(self.root):
             return None
@@ -397,7 +409,8 @@ def ingest_hf_dataset(source: SourceSpec, default_language: str) -> IngestResult
         if missing:
             raise ValueError(f"source {source.name!r} (hf_dataset): options.columns names column(s) "
                              f"{', '.join(missing)} that the dataset does not have (columns: {', '.join(sorted(known))})")
-        resolve = _AudioResolver(root, config.cache, set(files), config.allow_absolute)
+        layout_checkpoint()  # pre-flight stops here: the resolver below writes the audio cache
+        resolve = _AudioResolver(root, config.cache, set(files), config.allow_absolute, config.audio_roots)
         multi = len(parts) > 1
         for part in parts:
             audio_col = _audio_column(part.features, config, part.name)

@@ -116,11 +116,63 @@ def map_emotion(label: str, overrides: Mapping[str, str | None] | None = None) -
     return DEFAULT_EMOTION_MAP.get(key)
 
 
+# Suggestions for labels the default table leaves unmapped, per label as corpora spell them: the
+# reject's hint must fit the corpus (TESS `ps` is a pleasant surprise: positive, not neutral).
+# label (lower case) -> (suggested sentiment or None = leave it unmapped, what the label means).
+EMOTION_HINTS: dict[str, tuple[str | None, str]] = {
+    "ps": ("positive", "pleasant surprise (TESS)"),
+    "pleasant_surprise": ("positive", "pleasant surprise (TESS)"),
+    "pleasant surprise": ("positive", "pleasant surprise (TESS)"),
+    "pleasant_surprised": ("positive", "pleasant surprise (TESS)"),
+    "su": (None, "surprise (SAVEE): pleasant or not depends on the clip; map it to positive or negative "
+                 "only if your corpus says which"),
+    "surprise": (None, "surprise: pleasant or not depends on the clip; map it only if your corpus says which"),
+    "surprised": (None, "surprise: pleasant or not depends on the clip; map it only if your corpus says which"),
+    "sur": (None, "surprise (IEMOCAP): pleasant or not depends on the clip"),
+    "boredom": ("negative", "boredom (EmoDB, low-arousal negative)"),
+    "bored": ("negative", "boredom (low-arousal negative)"),
+    "anxiety": ("negative", "anxiety/fear (EmoDB)"),
+    "anxious": ("negative", "anxiety/fear"),
+    "scared": ("negative", "fear"),
+    "disgusted": ("negative", "disgust"),
+    "annoyed": ("negative", "annoyance"),
+    "annoyance": ("negative", "annoyance"),
+    "frustration": ("negative", "frustration"),
+    "shame": ("negative", "shame"),
+    "guilt": ("negative", "guilt"),
+    "amused": ("positive", "amusement (EmoV-DB)"),
+    "amusement": ("positive", "amusement"),
+    "pleasure": ("positive", "pleasure"),
+    "love": ("positive", "love"),
+    "pride": ("positive", "pride"),
+    "relief": ("positive", "relief"),
+    "contentment": ("positive", "contentment"),
+    "sleepy": ("neutral", "sleepiness (EmoV-DB): low arousal, no valence"),
+    "other": (None, "no emotion category: leave it unmapped (rejected) unless you know what it holds"),
+    "oth": (None, "no emotion category (IEMOCAP): leave it unmapped unless you know what it holds"),
+    "xxx": (None, "annotators did not agree (IEMOCAP): leave it unmapped"),
+    "no-agreement": (None, "annotators did not agree (MSP-Podcast X): leave it unmapped"),
+}
+
+
+def emotion_hint(label: str) -> str:
+    """The fix to suggest for an unmapped emotion label: a mapping that fits what the label means."""
+    key = _key(label)
+    hint = EMOTION_HINTS.get(key)
+    if hint is None:
+        return (f"e.g. emotion_map: {{{key}: negative|neutral|positive}} for what {label!r} means in this corpus, "
+                f"or {{{key}: null}} to keep rejecting it (docs/corpora.md, emotion tables)")
+    target, meaning = hint
+    if target is None:
+        return f"{label!r} is {meaning}; to map it anyway: emotion_map: {{{key}: positive|negative}}"
+    return f"{label!r} is {meaning}: emotion_map: {{{key}: {target}}}"
+
+
 def unmapped_emotion_detail(label: str, source_name: str, item: str) -> str:
-    """The reject sentence for an emotion that has no sentiment: names the label and the fix."""
+    """The reject sentence for an emotion that has no sentiment: names the label and a fix that fits it."""
     return (
         f"{item}: emotion {label!r} has no sentiment mapping; add it to emotion_map of source "
-        f"{source_name!r} in the dataset spec (e.g. emotion_map: {{{str(label).strip().lower()}: neutral}})"
+        f"{source_name!r} in the dataset spec ({emotion_hint(str(label).strip())})"
     )
 
 

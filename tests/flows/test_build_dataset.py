@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from flows.build_dataset import build_dataset
 from manifests.io import read_card, read_release, resolve_release
@@ -104,11 +105,35 @@ def _folder_spec(tmp_path: Path, name: str, metadata: str, **more: object) -> Da
                        "augment": {"enabled": False}, **more})
 
 
+def test_a_failed_source_stops_the_build_unless_allowed(prefect_harness, tmp_path):
+    """#15.3: a source that accepted nothing published, moved LATEST and validated. Now the build stops
+    with a GuardError naming the source and the override, and nothing is published."""
+    from manifests.io import LATEST, RELEASES_DIR
+    from tasks.guards import GuardError
+
+    spec = _folder_spec(tmp_path, "failing", "file_name,transcript,sentiment\na.wav,hi,positive\nb.wav,yo,negative\n")
+    corpus = Path(spec.sources[0].path)
+    for name in ("a.wav", "b.wav"):  # every file is damaged: each becomes an unreadable_audio reject
+        (corpus / name).write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(64))
+    with pytest.raises(GuardError) as err:
+        build_dataset(spec)
+    assert err.value.name == "source_accepted_nothing"
+    assert "source 's' accepted none of its 2 found item(s) after ingest (rejects: 2 unreadable_audio)" in str(err.value)
+    assert "run.allow_failed_sources" in str(err.value)
+    assert not (Path(spec.output) / LATEST).exists() and not (Path(spec.output) / RELEASES_DIR).exists()
+
+
 def test_no_utterance_reaches_a_stage_gives_an_empty_valid_release(prefect_harness, tmp_path):
-    """Labels under other column names and no labelers: every item is rejected, the release is still valid."""
-    spec = _folder_spec(tmp_path, "nolabels", "file_name,text,label\na.wav,hello there,neutral\nb.wav,hi,positive\n")
+    """Labels under other column names and no labelers: every item is rejected; with the source allowed
+    to fail (run.allow_failed_sources) the release is still valid, and the card says the guard fired."""
+    spec = _folder_spec(tmp_path, "nolabels", "file_name,text,label\na.wav,hello there,neutral\nb.wav,hi,positive\n",
+                        run={"allow_failed_sources": ["s"]})
     result = build_dataset(spec)
-    assert validate_release(spec.output).ok, validate_release(spec.output).problems
+    report = validate_release(spec.output)
+    assert report.ok, report.problems
+    assert "source 's' accepted 0 of 2 found items (allowed by run.allow_failed_sources)" in report.checks
+    (fired,) = [g for g in result["guards"] if g["guard"] == "source_accepted_nothing"]
+    assert fired["level"] == "warning" and "allowed by run.allow_failed_sources" in fired["message"]
     tables = read_release(spec.output)
     assert tables[UTTERANCES].empty and tables[ASR_STAGE].empty and tables[CLASSIFIER_STAGE].empty
     assert set(tables[REJECTS]["reason"]) == {"missing_label"} and result["found"] == {"s": 2}

@@ -78,7 +78,7 @@ def test_unknown_adapter_option_stops_before_work(tmp_path, capsys):
                  "  - {name: b, kind: iemocap, path: d, options: {test_sessions: 5}}\n")
     assert main(["build", str(spec)]) == 2
     err = capsys.readouterr().err
-    assert "sources.0.options: source 'a' (folder): unknown option(s) recursive; allowed: none" in err
+    assert "sources.0.options: source 'a' (folder): unknown option(s) recursive; allowed: audio_roots" in err
     assert "sources.1.options: source 'b' (iemocap): option test_sessions must be list, got 5" in err
     assert not (tmp_path / "out").exists()
 
@@ -125,8 +125,9 @@ def test_help_and_usage_errors():
     assert exc.value.code == 2
 
 
-def test_wrong_layout_stops_with_usage_exit_code(tmp_path, capsys, monkeypatch):
-    """A source whose folder is not in its adapter's layout: exit 2 and say what was expected."""
+def test_wrong_layout_stops_in_preflight_with_only_the_message(tmp_path, monkeypatch):
+    """#15.8: a wrong adapter kind printed 238 lines and 2 tracebacks before its message. The layout
+    check now runs in pre-flight, before Prefect starts: exit 2, a few lines, no traceback."""
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
     calls = tmp_path / "calls"
     calls.mkdir()
@@ -135,8 +136,12 @@ def test_wrong_layout_stops_with_usage_exit_code(tmp_path, capsys, monkeypatch):
     run = subprocess.run([sys.executable, "-m", "flows.cli", "build", str(spec)], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[2], timeout=300)
     assert run.returncode == 2, run.stderr[-2000:]
-    assert "does not match its adapter" in run.stderr and "expected Actor_NN/" in run.stderr
-    assert run.stderr.count("Retry 1/1") == 0
+    assert "sources.0 ('a'): ravdess source 'a'" in run.stderr and "expected Actor_NN/" in run.stderr
+    assert "check `kind: ravdess` and `path`" in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    assert len(run.stderr.strip().splitlines()) <= 4, run.stderr
+    assert "building" not in run.stdout and "flow run" not in (run.stdout + run.stderr).lower()  # Prefect never started
+    assert not (tmp_path / "out").exists() and not (tmp_path / "prefect-home").exists()
 
 
 def test_next_steps_name_the_command_as_the_user_can_run_it(tmp_path, monkeypatch):
@@ -153,3 +158,22 @@ def test_next_steps_name_the_command_as_the_user_can_run_it(tmp_path, monkeypatc
     monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
     assert invoked_as(str(exe)) == "voicetone"  # on PATH: the short name
     assert invoked_as("/usr/lib/python3/pytest") == "voicetone"
+
+
+@pytest.mark.slow  # ~1 min (Prefect server); the refusal itself is covered by test_build_dataset
+def test_failed_source_exits_1_with_the_guard_message_only(tmp_path, monkeypatch):
+    """#15.3: a source that accepts nothing stops the build: exit 1, the guard's message, no traceback."""
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("a.wav", "b.wav"):
+        (corpus / name).write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(64))
+    spec = _spec(tmp_path, f"name: x\noutput: {tmp_path / 'out'}\nsources:\n  - {{name: s, kind: folder, path: {corpus}}}\n"
+                 "labelers: {transcripts: none, sentiment: none}\naugment: {enabled: false}\n")
+    run = subprocess.run([sys.executable, "-m", "flows.cli", "build", str(spec)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], timeout=600)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "error: [source_accepted_nothing] the build stopped and LATEST was not moved: source 's'" in run.stderr
+    assert "run.allow_failed_sources" in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    assert not (tmp_path / "out" / "LATEST").exists()

@@ -5,7 +5,7 @@ import pandas as pd
 
 from manifests import io as mio
 from manifests import uri as fs
-from manifests.schema import ASR_STAGE, CLASS_INDEX, CLASSIFIER_STAGE, UTTERANCES
+from manifests.schema import ASR_STAGE, CLASS_INDEX, CLASSIFIER_STAGE, REJECTS, UTTERANCES
 from manifests.validate import validate_release
 from tests.manifests.release_factory import add_utterance, make_tables, reweight, write_release
 
@@ -306,3 +306,20 @@ def test_speakers_may_share_splits_only_under_utterance_stratified(tmp_path):
     stratify(tables)
     policy = {"sources": [{"name": "src", "kind": "folder", "path": "/data", "split_policy": "utterance_stratified"}]}
     assert _check(tmp_path / "b", tables, spec=policy) == []
+def test_a_source_that_accepted_nothing_is_reported(tmp_path):
+    """#15.3: a source with 0 accepted items validated. Now validate fails it, unless the spec allowed
+    it (run.allow_failed_sources), in which case it is reported among the checks."""
+    def add_failed_source(t):
+        extra = t[REJECTS].iloc[[0]].copy()
+        extra["source"], extra["input_ref"] = "broken", "broken/a.wav"
+        t[REJECTS] = pd.concat([t[REJECTS], extra], ignore_index=True)
+
+    problems = _problems(tmp_path / "a", mutate=add_failed_source)
+    assert any("source 'broken' accepted 0 of 1 found items (a failed source" in p for p in problems), problems
+
+    tables = make_tables()
+    add_failed_source(tables)
+    write_release(str(tmp_path / "b"), tables=tables, spec={"run": {"allow_failed_sources": ["broken"]}})
+    report = validate_release(str(tmp_path / "b"))
+    assert report.ok, report.problems
+    assert "source 'broken' accepted 0 of 1 found items (allowed by run.allow_failed_sources)" in report.checks

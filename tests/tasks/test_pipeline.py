@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from tasks.guards import GuardError
 from tasks.pipeline import ingest_source
 from tasks.spec import parse_spec
 from tests.tasks.corpora.test_base import write_tone
@@ -36,7 +39,8 @@ def test_ingest_warns_once_per_source_about_unread_metadata_columns(tmp_path: Pa
 
 
 def test_every_item_rejected_at_ingest_still_publishes_a_valid_empty_release(tmp_path: Path) -> None:
-    """No shards at all (nothing accepted by the adapter): plan and publish still work, without Prefect."""
+    """No shards at all (nothing accepted by the adapter): plan and publish still work, without Prefect,
+    when the spec allows the source to fail (otherwise source_accepted_nothing stops publish)."""
     from manifests.io import read_card, read_release, resolve_release
     from manifests.schema import ASR_STAGE, CLASSIFIER_STAGE, REJECTS, UTTERANCES
     from manifests.validate import validate_release
@@ -52,6 +56,10 @@ def test_every_item_rejected_at_ingest_still_publishes_a_valid_empty_release(tmp
     assert make_shards(spec, ingest) == []
     plan = plan_stages(spec, [])
     assert plan["row_shard_uris"] == []
+    with pytest.raises(GuardError, match="source 's' accepted none of its 2 found item"):
+        publish(spec, plan, [], ingest, {})
+    assert not (tmp_path / "out" / "releases").exists()  # refused before anything was written
+    spec.run.allow_failed_sources = ["s"]
     publish(spec, plan, [], ingest, {})
     report = validate_release(spec.output)
     assert report.ok, report.problems

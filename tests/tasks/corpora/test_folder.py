@@ -12,7 +12,7 @@ import pytest
 
 from tasks import storage
 from tasks.corpora.base import CorpusLayoutError
-from tasks.corpora.folder import ingest_folder
+from tasks.corpora.folder import MetadataError, ingest_folder, quote_opened_at
 from tasks.spec import SourceSpec
 from tests.tasks.corpora.test_base import write_tone
 
@@ -166,26 +166,70 @@ def test_without_metadata_every_audio_file_is_an_item(tmp_path: Path) -> None:
     assert result.items["sentiment"].isna().all()
 
 
-def test_unreadable_metadata_is_one_reject_and_audio_still_ingested(tmp_path: Path) -> None:
+def test_metadata_that_cannot_be_parsed_stops_instead_of_dropping_every_label(tmp_path: Path) -> None:
+    """Not UTF-8, no file_name column, a repeated column: a MetadataError (pre-flight exit 2), never a
+    build that quietly replaces every human label with pseudo-labels."""
     root = tmp_path / "corpus"
     write_tone(root / "a.wav", 0.5)
     write_tone(root / "b.wav", 0.5, seed=1)
-    (root / "metadata.csv").write_bytes(b"file_name,sentiment\na.wav,positive\n\xff\xfe bad bytes\n")
-    result = ingest_folder(_source(str(root)), "en")
-    assert result.found == 3 and len(result.items) == 2
-    reject = result.rejects.iloc[0]
-    assert (reject["input_ref"], reject["reason"]) == (str(root / "metadata.csv"), "malformed_metadata")
-    assert "UTF-8" in reject["detail"]
-    assert result.items["sentiment"].isna().all()
+    meta = root / "metadata.csv"
+    meta.write_bytes(b"file_name,sentiment\na.wav,positive\n\xff\xfe bad bytes\n")
+    with pytest.raises(MetadataError, match=r"is not UTF-8 text \(.*line 3\); save it as UTF-8"):
+        ingest_folder(_source(str(root)), "en")
+    meta.write_text("file_name,sentiment,Sentiment,sentiment\na.wav,positive,x,y\n")
+    with pytest.raises(MetadataError, match="repeats header column"):
+        ingest_folder(_source(str(root)), "en")
 
 
-def test_metadata_without_file_name_column_is_one_reject(tmp_path: Path) -> None:
+def test_metadata_header_without_file_name_names_the_closest_column(tmp_path: Path) -> None:
     root = tmp_path / "corpus"
     write_tone(root / "a.wav", 0.5)
-    (root / "metadata.csv").write_text("path,sentiment\na.wav,positive\n")
+    (root / "metadata.csv").write_text("filename,sentiment\na.wav,positive\n")
+    with pytest.raises(MetadataError) as err:
+        ingest_folder(_source(str(root)), "en")
+    assert "has no file_name column (columns: filename, sentiment)" in str(err.value)
+    assert "the closest is 'filename': rename it to file_name" in str(err.value)
+    (root / "metadata.csv").write_text("clip,sentiment\na.wav,positive\n")
+    with pytest.raises(MetadataError, match="add a file_name column"):
+        ingest_folder(_source(str(root)), "en")
+    (root / "metadata.csv").unlink()
+    (root / "metadata.jsonl").write_text(json.dumps({"path": "a.wav", "sentiment": "positive"}) + "\n")
+    with pytest.raises(MetadataError, match="has no file_name key .*the closest is 'path'"):
+        ingest_folder(_source(str(root)), "en")
+
+
+def test_stray_quote_names_the_line_where_it_opened(tmp_path: Path) -> None:
+    """#14.6: one `"` on line 7 of a 24-line metadata.csv swallowed every later line; the error said
+    "near line 25" and the build went on with pseudo-labels. Now it stops and names line 7."""
+    root = tmp_path / "corpus"
+    lines = ["file_name,transcript,sentiment,speaker_id"]
+    for i in range(1, 24):
+        write_tone(root / f"f{i:02d}.wav", 0.2, seed=i)
+        lines.append(f"f{i:02d}.wav,sentence number {i},positive,s{i % 3}")
+    lines[6] = 'f06.wav,"he said hi,positive,s0'  # line 7: a quoted field that never closes
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(MetadataError) as err:
+        ingest_folder(_source(str(root)), "en")
+    message = str(err.value)
+    assert "line 7 opens a quoted field" in message and "remove the stray" in message
+    assert "pseudo-labels" in message
+    # a quote closed in the middle of a field is found on its own line too
+    lines[6] = 'f06.wav,"he said" hi,positive,s0'
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(MetadataError, match="line 7 opens a quoted field"):
+        ingest_folder(_source(str(root)), "en")
+    # the same file with the quote doubled inside a quoted field is fine, and every label is kept
+    lines[6] = 'f06.wav,"he said ""hi""",positive,s0'
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
     result = ingest_folder(_source(str(root)), "en")
-    assert result.found == 2 and len(result.items) == 1
-    assert "no file_name column" in result.rejects.iloc[0]["detail"]
+    assert len(result.items) == 23 and result.items["sentiment"].eq("positive").all()
+
+
+def test_quote_opened_at_finds_the_opening_line() -> None:
+    text = 'file_name,t\na.wav,ok\nb.wav,"multi\nline"\nc.wav,"open\nd.wav,x\n'
+    assert quote_opened_at(text, 5) == 5  # the record starting at line 5 opens a quote it never closes
+    assert quote_opened_at(text, 3) is None  # a properly closed multi-line field is not the problem
+    assert quote_opened_at(text, 99) is None
 
 
 def test_jsonl_and_tsv_metadata(tmp_path: Path) -> None:

@@ -43,4 +43,4 @@ def test_every_adapter_declares_its_options_for_the_pre_flight_check() -> None:
     ok = SourceSpec(name="a", kind="iemocap", path="/d", options={"test_sessions": [5]})
     assert option_problem(ok) is None
     typo = SourceSpec(name="a", kind="folder", path="/d", options={"recursive": True})
-    assert option_problem(typo) == "source 'a' (folder): unknown option(s) recursive; allowed: none"
+    assert option_problem(typo) == "source 'a' (folder): unknown option(s) recursive; allowed: audio_roots"

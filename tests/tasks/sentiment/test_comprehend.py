@@ -353,12 +353,15 @@ def test_pipeline_estimates_the_run_and_labels_shards(tmp_path: Path, monkeypatc
         {
             "name": "t",
             "output": str(tmp_path / "out"),
-            "sources": [{"name": "src", "kind": "folder", "path": str(tmp_path)}],
+            "sources": [{"name": "src", "kind": "folder", "path": str(tmp_path / "corpus")}],
             "labelers": {"sentiment": "aws_comprehend", "transcripts": "none",
                          "aws_comprehend": {"max_cost_usd": 1.0, "rate_per_s": 1000}},
             "aws": {"region": "eu-west-1"},
         }
     )
+    from tests.tasks.corpora.test_base import write_tone
+
+    write_tone(tmp_path / "corpus" / "a.wav", 0.2)  # pre-flight checks the source's layout too
     check_spec_paths(spec)  # aws_comprehend is no longer refused
     shard = str(tmp_path / "shard.parquet")
     write_frame(shard, pd.DataFrame([_row("a", "I love it"), _row("b", "I hate it"), _row("c", "I love it")]))

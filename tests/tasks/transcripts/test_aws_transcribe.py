@@ -348,8 +348,12 @@ def test_plan_names_cost_and_split() -> None:
     assert labels["y"]["text"] == "bye" and labels["y"]["confidence"] == pytest.approx(0.5)
 
 
-def test_spec_needs_a_staging_uri() -> None:
-    base = {"name": "d", "output": "/tmp/o", "sources": [{"name": "s", "kind": "folder", "path": "/"}],
+def test_spec_needs_a_staging_uri(tmp_path) -> None:
+    from tests.tasks.corpora.test_base import write_tone
+
+    write_tone(tmp_path / "corpus" / "a.wav", 0.2)  # pre-flight checks the source's layout too
+    base = {"name": "d", "output": str(tmp_path / "o"),
+            "sources": [{"name": "s", "kind": "folder", "path": str(tmp_path / "corpus")}],
             "labelers": {"transcripts": "aws_transcribe"}}  # fmt: skip
     with pytest.raises(SpecError, match=r"aws\.staging_uri: labelers\.transcripts 'aws_transcribe' needs an s3://"):
         check_spec_paths(parse_spec(base))
