@@ -350,13 +350,12 @@ def release_pools(pools: Any, release_root: str, audio_dir: str, link: Any) -> t
     """(pools with the default files copied into the release, the pool index's noise entries).
 
     Generated noise lives in the work folder; the release's non-speech windows point at copies under
-    `audio/noise_pool/` (via `link(uri, folder)`), and the pool index names them relative to the
+    `audio/noise_pool/` (via `link(uri, audio_dir, "noise_pool")`, which returns the release-relative URI), and the pool index names them relative to the
     release, so the release is whole without work/ and travels when moved.
     """
     import dataclasses
 
-    target = storage.join(audio_dir, "noise_pool")
-    linked = {i: link(u, target) for i, u in sorted(pools.noises.items()) if is_default(i)}
+    linked = {i: link(u, audio_dir, "noise_pool") for i, u in sorted(pools.noises.items()) if is_default(i)}
     out = dataclasses.replace(pools, noises={**pools.noises, **linked}) if linked else pools
     root = release_root.rstrip("/") + "/"
     index = {i: (u[len(root):] if u.startswith(root) else u) for i, u in out.noises.items()}

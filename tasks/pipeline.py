@@ -534,16 +534,18 @@ def augment_shard(spec: DatasetSpec, rows_uri: str, log: Log = _noop, position: 
 # ---------------------------------------------------------------- publish
 
 
-def _link_into_release(uri: str, release_audio: str) -> str:
+def _link_into_release(uri: str, release_audio: str, subdir: str = "") -> str:
     """Hard-link (or copy) a materialised file from the work store into the release folder.
 
-    Returns the manifest's URI for it: relative to the release root (`audio/<name>`), so the release
-    is relocatable as a folder (docs/manifest-contract.md, "Audio URIs").
+    Returns the manifest's URI for it: relative to the release root (`audio/[<subdir>/]<name>`), so
+    the release is relocatable as a folder (docs/manifest-contract.md, "Audio URIs").
     """
     from manifests.locations import relative_audio_path
 
     name = uri.rsplit("/", 1)[-1]
-    target = fs.join(release_audio, name)
+    if subdir:
+        release_audio, name = fs.join(release_audio, subdir), f"{subdir}/{name}"
+    target = fs.join(release_audio, name.rsplit("/", 1)[-1])
     if fs.is_s3(uri) or fs.is_s3(target):
         from tasks import storage
 
@@ -613,6 +615,8 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
         noise_pool.load_pools(spec, plan.get("pools_uri"), fs.join(work_dir(spec), "augment")), paths.root,
         paths.audio, _link_into_release)
     noise = _noise_windows(spec, pools)
+    if len(noise):  # generated noise lies inside the release: its bytes enter the identity like other audio
+        noise["audio_sha256"] = _release_audio_hashes(noise["audio_uri"], paths.root)
     if len(noise) and len(windows):  # non-speech examples complement utterances; none without any
         windows = pd.concat([windows, noise], ignore_index=True)
     class_weights, weight_report = weights.inverse_frequency_weights(windows, spec.weights)
@@ -696,6 +700,17 @@ def _make_plots(report: Any, card: dict, written: dict[str, pd.DataFrame], paths
             fs.write_bytes(target, Path(path).read_bytes())
             uploaded.append(target)
     return uploaded
+
+
+def _release_audio_hashes(uris: pd.Series, root: str) -> list[str | None]:
+    """sha256 of each release-internal (relative) audio file, hashed once per file; None outside it."""
+    from manifests.locations import is_relative, resolve
+    from tasks.audio import sha256_uri
+
+    known: dict[str, str] = {}
+    for uri in sorted({u for u in uris if isinstance(u, str) and is_relative(u)}):
+        known[uri] = sha256_uri(resolve(root, uri))
+    return [known.get(u) for u in uris]
 
 
 def _noise_windows(spec: DatasetSpec, pools: Any) -> pd.DataFrame:

@@ -203,7 +203,9 @@ def test_build_without_noise_files_augments_with_the_default_pool_and_says_so(tm
     train_files = set(noise_rows.loc[noise_rows["split"] == "train", "audio_uri"])
     assert train_files and not train_files & set(noise_rows.loc[noise_rows["split"] != "train", "audio_uri"])
     root = resolve_release(out).root
-    assert all(u.startswith(root + "/audio/noise_pool/") for u in noise_rows["audio_uri"])
+    # inside the release, named relative to its root (docs/manifest-contract.md, "Audio URIs"), hashed
+    assert all(u.startswith("audio/noise_pool/") and Path(root, u).is_file() for u in noise_rows["audio_uri"])
+    assert noise_rows["audio_sha256"].notna().all()
     # The card says which kinds were used, and the synthetic-only guard is on top, and logged.
     card = read_card(resolve_release(out))
     facts = card["augment"]["pools"]
