@@ -147,7 +147,7 @@ def summarize(items: pd.DataFrame, rejects: Iterable[pd.DataFrame],
                                       "share_flagged": share}
         if not bad:
             continue
-        what = f"{bad} of its {total} Whisper transcript(s) look invented (" + ", ".join(
+        what = f"{bad} of its {total} Whisper transcript(s) look invented or unheard (" + ", ".join(
             f"{k} {v}" for k, v in (("rejected by labelers.whisper.hallucination", n_flag),
                                      ("rejected by the decode gates", n_gate),
                                      ("excluded from the stages", n_excl)) if v) + ")"
