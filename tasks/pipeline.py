@@ -420,8 +420,10 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
 
     asr_sane, clf_sane, plausibility_report, fired = plausibility.screen(items, spec)  # duration, speaking rate
     plan_guards += fired
-    hallucination_report, fired = hallucination.summarize(items, rejects, spec.labelers.whisper.hallucination)
-    plan_guards += fired
+    hallucination_report = None
+    if spec.labelers.transcripts == "whisper":  # Transcribe's empty clips are not Whisper's decode gates
+        hallucination_report, fired = hallucination.summarize(items, rejects, spec.labelers.whisper.hallucination)
+        plan_guards += fired
     asr_variants, balance_report = balance.sample_asr_rows(items[~pii_out & asr_sane], spec.balance, spec.seed,
                                                            eligibility=spec.eligibility)
     clf_ok, clf_eligibility = balance.eligible(items, "classifier", spec.eligibility)

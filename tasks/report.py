@@ -517,6 +517,9 @@ def empty_stage_reasons(
             causes = [f"{k} {int(v)}" for k, v in excluded.items() if v]
             if pii_out:
                 causes.append(f"pii_excluded {pii_out} (pii.asr_policy exclude)")
+            implausible = int((((extra.get("plausibility") or {}).get("excluded") or {}).get("asr") or {}).get("total") or 0)
+            if implausible:
+                causes.append(f"outside_plausibility_limits {implausible}")
             reasons["asr_stage"] = (
                 f"all {len(utterances)} accepted utterance(s) were left out of the ASR stage"
                 + (f" ({', '.join(causes)})" if causes else "")
@@ -527,8 +530,11 @@ def empty_stage_reasons(
             reason = why
         else:
             ineligible = int(((extra.get("eligibility") or {}).get("classifier") or {}).get("total") or 0)
+            implausible = int((((extra.get("plausibility") or {}).get("excluded") or {}).get("classifier") or {})
+                              .get("total") or 0)
             reason = (f"all {len(utterances)} accepted utterance(s) were left out of the classifier stage"
-                      + (f" ({ineligible} by label-origin eligibility rules)" if ineligible else ""))
+                      + (f" ({ineligible} by label-origin eligibility rules)" if ineligible else "")
+                      + (f" ({implausible} outside the plausibility limits)" if implausible else ""))
         noise = len(classifier) - len(clf_utt)
         if noise:
             reason += f"; it holds only {noise} non-speech window(s) cut from noise files"

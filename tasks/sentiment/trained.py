@@ -76,7 +76,7 @@ def text_of(row: dict[str, Any]) -> str | None:
 
 
 def human_labelled(items: pd.DataFrame, spec: DatasetSpec, splits: Sequence[str]) -> pd.DataFrame:
-    """Rows with a human sentiment and a transcript, from unscripted sources, in `splits`.
+    """Rows with a human sentiment and a transcript (not a hallucinated Whisper one), from unscripted sources, in `splits`.
 
     Columns: utterance_id, source, language, split, text, sentiment. Splits already on the rows
     (official or assigned) are kept; missing ones are assigned as `plan_stages` will assign them.
@@ -102,6 +102,9 @@ def human_labelled(items: pd.DataFrame, spec: DatasetSpec, splits: Sequence[str]
     frame = frame[keep]
     if frame.empty:
         return pd.DataFrame(columns=columns)
+    from tasks.transcripts.hallucination import flagged
+
+    frame = frame[~flagged(frame, spec.labelers.whisper.hallucination)]  # invented words teach nothing
     frame = frame.assign(text=[text_of(r) for r in frame.to_dict("records")])
     frame = frame[frame["text"].notna()]
     if frame.empty:

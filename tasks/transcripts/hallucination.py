@@ -74,10 +74,16 @@ def flagged(items: pd.DataFrame, settings: HallucinationSettings) -> pd.Series:
     mask = pd.Series(False, index=items.index, dtype=bool)
     if settings.policy == "off" or items.empty or "transcript_origin" not in items.columns:
         return mask
-    whisper_rows = items["transcript_origin"] == "whisper"
-    for i in items.index[whisper_rows]:
-        mask[i] = bool(problems(items.loc[i], settings))
-    return mask
+
+    def column(name: str) -> pd.Series:  # NaN (no signal) compares False, as in `problems`
+        return pd.to_numeric(items[name], errors="coerce") if name in items.columns else pd.Series(
+            float("nan"), index=items.index)
+
+    bad = ((column("transcript_confidence") < settings.min_word_probability)
+           | (column("avg_logprob") < settings.min_avg_logprob)
+           | (column("no_speech_prob") > settings.max_no_speech_prob)
+           | (column("compression_ratio") > settings.max_compression_ratio))
+    return (bad & (items["transcript_origin"] == "whisper")).astype(bool)
 
 
 def screen(items: pd.DataFrame, settings: HallucinationSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -141,7 +147,7 @@ def summarize(items: pd.DataFrame, rejects: Iterable[pd.DataFrame],
                                       "share_flagged": share}
         if not bad:
             continue
-        what = f"{bad} of its {total} Whisper transcript(s) look invented (" + ", ".join(
+        what = f"{bad} of its {total} Whisper transcript(s) look invented or unheard (" + ", ".join(
             f"{k} {v}" for k, v in (("rejected by labelers.whisper.hallucination", n_flag),
                                      ("rejected by the decode gates", n_gate),
                                      ("excluded from the stages", n_excl)) if v) + ")"

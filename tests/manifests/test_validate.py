@@ -306,6 +306,8 @@ def test_speakers_may_share_splits_only_under_utterance_stratified(tmp_path):
     stratify(tables)
     policy = {"sources": [{"name": "src", "kind": "folder", "path": "/data", "split_policy": "utterance_stratified"}]}
     assert _check(tmp_path / "b", tables, spec=policy) == []
+
+
 def test_a_source_that_accepted_nothing_is_reported(tmp_path):
     """#15.3: a source with 0 accepted items validated. Now validate fails it, unless the spec allowed
     it (run.allow_failed_sources), in which case it is reported among the checks."""
@@ -323,3 +325,21 @@ def test_a_source_that_accepted_nothing_is_reported(tmp_path):
     report = validate_release(str(tmp_path / "b"))
     assert report.ok, report.problems
     assert "source 'broken' accepted 0 of 1 found items (allowed by run.allow_failed_sources)" in report.checks
+
+
+def test_stage_rows_outside_the_plausibility_limits_are_caught(tmp_path):
+    """A 63 µs utterance in the stages fails; with it left out of the (unbalanced) dev split, the release passes."""
+    limits = {"plausibility": {"asr": {"min_duration_s": 0.3, "max_duration_s": 60.0},
+                               "classifier": {"min_duration_s": 0.3, "max_duration_s": 600.0},
+                               "min_chars_per_s": 0.5, "max_chars_per_s": 35.0}}
+    tables = make_tables()
+    add_utterance(tables, "src/tiny", "dev", "neutral", duration=1 / 16000, windows=[(0.0, 5.0, 1 / 16000)])
+    reweight(tables)
+    problems = _check(tmp_path / "a", tables, spec=limits)
+    assert any("asr_stage: rows of utterances outside the plausibility limits" in p for p in problems)
+    assert any("classifier_stage: rows of utterances outside the plausibility limits" in p for p in problems)
+    assert _check(tmp_path / "b", tables) == []  # a release built before the limits existed is not judged by them
+    for name in (ASR_STAGE, CLASSIFIER_STAGE):
+        tables[name] = tables[name][tables[name]["utterance_id"] != "src/tiny"].reset_index(drop=True)
+    reweight(tables)
+    assert _check(tmp_path / "c", tables, spec=limits) == []

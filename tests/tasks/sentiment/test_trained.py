@@ -188,3 +188,17 @@ def test_trained_model_rejects_languages_it_was_not_trained_on(tmp_path: Path) -
     assert result.items["sentiment"].tolist() == ["positive"]
     (reject,) = result.rejects.to_dict("records")
     assert reject["reason"] == "unsupported_language" and "trained-tfidf" in reject["detail"]
+
+
+def test_hallucinated_whisper_transcripts_are_not_trained_on(tmp_path: Path) -> None:
+    """A human sentiment kept beside an invented Whisper transcript must not teach the text classifier."""
+    spec = _spec(tmp_path)
+    items = _items()
+    rows = trained.training_rows(items, spec)
+    uid = rows["utterance_id"].iloc[0]
+    weak = {"transcript_origin": "whisper", "transcript_confidence": 0.4, "avg_logprob": -1.1,
+            "no_speech_prob": 0.1, "compression_ratio": 0.9}
+    for column, value in weak.items():
+        items.loc[items["utterance_id"] == uid, column] = value
+    assert uid not in set(trained.training_rows(items, spec)["utterance_id"])
+    assert len(trained.training_rows(items, spec)) == len(rows) - 1
