@@ -668,8 +668,10 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     guards.log_guards(extra["guards"], warn=warn or log, info=log)
     result = validate_release(paths.root)
     if not result.ok:
+        marker = releases.mark_invalid(paths, result.problems)  # kept to inspect; never counts; next publish removes it
         problems = "\n  - ".join(result.problems)
-        raise RuntimeError(f"release {paths.root} failed validation (LATEST not moved):\n  - {problems}")
+        raise RuntimeError(f"release {paths.root} failed validation (LATEST not moved; marked by {marker}, removed "
+                           f"by the next publish):\n  - {problems}")
     output_lock.ensure_held(spec.output)  # another build took the output over: do not move LATEST
     mio.point_latest(spec.output, release)
     releases.prune_and_log(spec.output, spec.run.keep_releases, release, log, warn or log)

@@ -123,14 +123,28 @@ def release_files(paths: mio.ReleasePaths) -> list[str]:
     return [*(paths.manifest(name) for name in MANIFEST_NAMES), paths.card_json, paths.card_md]
 
 
+INVALID_MARKER = "INVALID.txt"
+
+
+def mark_invalid(paths: mio.ReleasePaths, problems: list[str]) -> str:
+    """Mark a release that failed validation: it stays for inspection, never counts, the next publish removes it."""
+    uri = fs.join(paths.root, INVALID_MARKER)
+    fs.write_bytes(uri, ("This release failed validation; LATEST was not moved to it.\n"
+                         + "".join(f"- {p}\n" for p in problems)).encode())
+    return uri
+
+
 def is_complete(paths: mio.ReleasePaths) -> bool:
-    """Complete = every manifest and both cards exist, and the JSON card parses with a content_sha256.
+    """Complete = every manifest and both cards exist, the JSON card parses with a content_sha256, and
+    the release is not marked invalid.
 
     Publish writes the manifests, then card.json, then card.md, and moves LATEST after validating,
-    so a build killed while publishing leaves a release without some of these. (A release can be
-    complete and never have been LATEST, when its validation failed; it still counts, it is readable.)
+    so a build killed while publishing leaves a release without some of these; a release that failed
+    validation carries `INVALID.txt` (`mark_invalid`). Neither counts toward keep_releases.
     """
     try:
+        if fs.exists(fs.join(paths.root, INVALID_MARKER)):
+            return False
         if not all(fs.exists(uri) for uri in release_files(paths)):
             return False
         card = mio.read_card(paths)

@@ -84,6 +84,26 @@ def test_prune_counts_only_complete_releases_and_removes_half_written_ones(tmp_p
     assert _releases(out) == ["20240102T000000Z", "20260101T000000Z", "notes.txt"]
 
 
+def test_a_release_that_failed_validation_does_not_count_and_is_removed(tmp_path: Path) -> None:
+    """A release whose validation failed had every file, so it counted toward keep_releases and pushed
+    a good release out. Publish now marks it invalid: it never counts and the next prune removes it."""
+    from tasks.releases import mark_invalid
+
+    out = tmp_path / "out"
+    _fake_release(out, "20240101T000000Z")
+    _fake_release(out, "20240102T000000Z")  # LATEST
+    bad = mio.release_paths(str(out), "20250101T000000Z")
+    _fake_release(out, bad.name)
+    assert is_complete(bad)
+    marker = mark_invalid(bad, ["content_sha256 mismatch"])
+    assert "content_sha256 mismatch" in Path(marker).read_text()
+    assert not is_complete(bad)
+    mio.point_latest(str(out), "20240102T000000Z")
+    report = prune_releases(str(out), keep=2, current="20260101T000000Z")
+    assert report.incomplete == ["20250101T000000Z"] and report.pruned == []
+    assert _releases(out) == ["20240101T000000Z", "20240102T000000Z"]
+
+
 def test_latest_is_never_pruned_even_when_incomplete(tmp_path: Path) -> None:
     out = tmp_path / "out"
     _fake_release(out, "20240101T000000Z", missing=("dataset_card.md",))
