@@ -590,7 +590,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     fs.write_bytes(paths.card_json, json.dumps(card, indent=2, sort_keys=True, allow_nan=False).encode())
     fs.write_bytes(paths.card_md, redact(report.render_markdown(card, plot_files)).encode())
 
-    guards.log_guards(extra["guards"], warn=warn or log, info=log)
+    guards.log_guards(card.get("guards") or [], warn=warn or log, info=log)  # with the card's derived ones
     result = validate_release(paths.root)
     if not result.ok:
         problems = "\n  - ".join(result.problems)
@@ -608,19 +608,21 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
         "counts": {name: len(df) for name, df in written.items()},
         "found": found,
         "changes": extra["changes"],
-        "guards": extra["guards"],
+        "guards": card.get("guards") or [],
     }
 
 
 def _make_plots(report: Any, card: dict, written: dict[str, pd.DataFrame], paths: mio.ReleasePaths) -> list[str]:
     """Draw the card's plots locally; for an S3 release draw into a temp folder and upload."""
     if not fs.is_s3(paths.root):
-        return report.make_plots(card, written[UTTERANCES], written[ASR_STAGE], paths.plots)
+        return report.make_plots(card, written[UTTERANCES], written[ASR_STAGE], paths.plots,
+                                 classifier=written[CLASSIFIER_STAGE])
     import tempfile
     from pathlib import Path
 
     with tempfile.TemporaryDirectory() as tmp:
-        local = report.make_plots(card, written[UTTERANCES], written[ASR_STAGE], tmp)
+        local = report.make_plots(card, written[UTTERANCES], written[ASR_STAGE], tmp,
+                                  classifier=written[CLASSIFIER_STAGE])
         uploaded = []
         for path in local:
             target = fs.join(paths.plots, Path(path).name)
