@@ -531,7 +531,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     """Window, weight and write the release; move LATEST only after it validates."""
     from manifests.release import write_pool_index
     from manifests.validate import validate_release
-    from tasks import augment, report, segments, weights
+    from tasks import augment, report, report_html, segments, weights
     from tasks.stage_rows import asr_stage_rows, classifier_input_rows, finish_classifier_rows
 
     utterances = read_frame(plan["utterances_uri"])
@@ -588,13 +588,16 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     card = redact_obj(card)  # reject examples, lineage and spec text: no credentials in the card
     plot_files = _make_plots(report, card, written, paths)
     fs.write_bytes(paths.card_json, json.dumps(card, indent=2, sort_keys=True, allow_nan=False).encode())
-    fs.write_bytes(paths.card_md, redact(report.render_markdown(card, plot_files)).encode())
+    html_name = report_html.REPORT_FILE if spec.report.html else None
+    fs.write_bytes(paths.card_md, redact(report.render_markdown(card, plot_files, report_html=html_name)).encode())
 
     guards.log_guards(card.get("guards") or [], warn=warn or log, info=log)  # with the card's derived ones
     result = validate_release(paths.root)
     if not result.ok:
         problems = "\n  - ".join(result.problems)
         raise RuntimeError(f"release {paths.root} failed validation (LATEST not moved):\n  - {problems}")
+    if spec.report.html:  # report.html + report_audio/ clips; see docs/report.md
+        log("report: %s", report_html.write_report(paths.root, samples_per_group=spec.report.samples_per_group))
     mio.point_latest(spec.output, release)
     pruned = prune_releases(spec.output, spec.run.keep_releases)
     if pruned:
