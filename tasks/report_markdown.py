@@ -27,7 +27,7 @@ from tasks.report_common import (
 )
 
 # Sections rendered as tables of their own below; everything else is listed as JSON-only.
-_RENDERED_EXTRAS: frozenset[str] = frozenset({"sentiment_agreement", "agreement", "transcript_quality", "timings"})
+_RENDERED_EXTRAS: frozenset[str] = frozenset({"sentiment_agreement", "transcript_quality", "timings"})
 CORE_KEYS: frozenset[str] = frozenset(
     {
         "name", "release", "built_at", "seed", "spec", "class_index", "counts", "rejects", "utterances",
