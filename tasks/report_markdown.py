@@ -360,6 +360,8 @@ def render_markdown(card: dict[str, Any], plot_files: list[str], report_html: st
     if report_html:
         out += [f"- **report**: [{report_html}]({report_html}) (plots, tables and audio samples to listen to)"]
     out += _render_guards(card.get("guards") or [])
+    if not loud_guards(card):
+        out += ["", "## Warnings", "", "None: no guard fired."]
     out += ["", "## Summary", "", render_summary(card, examples_below=True), ""]
     out += _hours_table(card)
     out += _sources(card)

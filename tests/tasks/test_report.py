@@ -581,3 +581,23 @@ def test_small_durations_read_in_minutes():
     assert fmt_hours(0.0) == "0.00 h"
     assert fmt_hours(0.0125) == "0.8 min"  # 45 s: not "0.01 h"
     assert fmt_hours(0.1) == "0.10 h" and fmt_hours(12.345) == "12.35 h"
+
+
+def test_card_shows_every_guard_first_including_derived_ones(spec, tables):
+    from tasks import guards
+    from tasks.report_markdown import render_warnings
+    from tests.tasks.test_report_parts import AGREEMENT
+
+
+    other = guards.guard("split_skewed", "dev holds 2% of the hours, asked 10%")  # another area's guard
+    acted = guards.guard("duration_limits", "3 items over 30 s excluded", level="info")
+    card = _card(spec, tables, extra={**EXTRA, "sentiment_agreement": AGREEMENT, "guards": [other, acted]})
+    names = [r["guard"] for r in card["guards"]]
+    assert names == ["low_labeler_agreement", "split_skewed", "duration_limits"]  # warnings, then infos
+    md = render_markdown(card, [])
+    top = md.index("## ⚠ Warnings")
+    assert top < md.index("## Summary") and md.index("low_labeler_agreement") < md.index("## Summary")
+    assert md.index("split_skewed") < md.index("## Summary") and "- **Warnings**: 2" in md
+    assert "| vader | tess | 40 | 0.17 | 0.17 | 1 |" in md  # agreement as a table, not JSON
+    assert "split_skewed" in render_warnings(card) and "duration_limits" not in render_warnings(card)
+    assert render_warnings({"guards": [acted]}) == "No warnings."

@@ -127,3 +127,33 @@ def test_report_in_headless_chromium(report, tmp_path):
     if os.environ.get("VOICETONE_UPDATE_SCREENSHOT"):  # refresh the picture in docs/report.md
         DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         DOCS_SCREENSHOT.write_bytes(shot.read_bytes())
+
+
+def test_cli_report_embeds_clips_for_mailing(demo_release, tmp_path):
+    """`voicetone report DIR --embed-audio 2`: the first two players carry their WAV inline."""
+    import shutil
+
+    from flows.cli import main
+
+    spec, _ = demo_release
+    root = Path(resolve_release(spec.output).root)
+    copy = tmp_path / root.name  # a copy, so the shared release keeps its default report
+    shutil.copytree(root, copy)
+    assert main(["report", str(copy), "--embed-audio", "2", "--samples", "1"]) == 0
+    page = _Page()
+    page.feed((copy / "report.html").read_text())
+    embedded = [s for s in page.audio if s.startswith("data:audio/wav;base64,")]
+    assert len(embedded) == 2 and all(not s.startswith("data:") for s in page.audio[2:])
+    assert main(["report", str(tmp_path / "nothing-here")]) == 2
+
+
+def test_prefect_artifact_shows_warnings_first_and_links_the_report(demo_release):
+    from flows.build_dataset import release_markdown
+    from manifests.io import read_card
+    from tasks.report import render_summary
+
+    spec, result = demo_release
+    card = read_card(resolve_release(spec.output))
+    md = release_markdown(result, card, "- **WARNING `x`**: y", render_summary(card))
+    assert md.index("## Warnings") < md.index("**Report**") < md.index("## Summary")
+    assert "report.html" in md and md.split("**Report**: [")[1].startswith("file://")
