@@ -103,3 +103,11 @@ def matrix(title: str, data: dict[str, dict[str, int]]) -> str:
         total = sum(row.values())
         rows.append([name] + [pct(row.get(c, 0), total) for c in cols] + [total])
     return table([title] + cols + ["total"], rows)
+
+
+def split_items(by_split: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(split, value) in train, dev, test order (card.json is written with sorted keys)."""
+    from manifests.schema import SPLITS
+
+    order = {s: i for i, s in enumerate(SPLITS)}
+    return sorted(by_split.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))

@@ -21,7 +21,7 @@ from manifests.release import Release, open_release
 from manifests.schema import SENTIMENTS
 from tasks import report_samples as rs
 from tasks.report_colors import class_colour, origin_colour
-from tasks.report_common import fmt_hms
+from tasks.report_common import fmt_hms, split_items
 from tasks.report_markdown import loud_guards
 from tasks.report_plots import make_plots
 
@@ -38,7 +38,7 @@ h2{margin:28px 0 10px;border-bottom:2px solid #e3e3e3;padding-bottom:4px}
 padding:8px 12px;border-radius:4px}.info{color:#555;font-size:13px}
 .facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));gap:10px}
 .fact{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:10px 12px}
-.fact b{display:block;font-size:22px}.fact span{color:#666;font-size:13px}
+.fact b{display:block;font-size:22px}.fact span{color:#666;font-size:13px}.fact .chip{color:#fff;font-size:12px}
 table{border-collapse:collapse;background:#fff;margin:6px 0 14px;font-size:14px}
 th,td{border:1px solid #ddd;padding:4px 9px;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
 th{background:#f0f3f6}figure{margin:12px 0;background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:8px}
@@ -87,7 +87,7 @@ def _warnings(card: Mapping[str, Any]) -> str:
 def _facts(card: Mapping[str, Any]) -> str:
     t, utt = card["counts"]["totals"], card["utterances"]
     asr, clf, rej = card["asr_stage"], card["classifier_stage"], card["rejects"]
-    splits = ", ".join(f"{s} {v['count']}" for s, v in utt["by_split"].items()) or "–"
+    splits = ", ".join(f"{s} {v['count']}" for s, v in split_items(utt["by_split"])) or "–"
     balanced = {True: "train balanced", False: "train NOT balanced", None: "empty"}[asr.get("train_balanced")]
     facts = [
         (f'<b data-card="counts.totals.hours">{fmt_hms(t["hours"])}</b>', "accepted audio (h:mm:ss)"),
@@ -123,7 +123,7 @@ def _hours(card: Mapping[str, Any]) -> str:
     rows = [f"<tr><td>{_e(src)}</td><td>{_e(sp)}</td>"
             + "".join(f'<td class="n">{fmt_hms(cl.get(c, 0.0))}</td>' for c in SENTIMENTS)
             + f'<td class="n">{fmt_hms(sum(cl.values()))}</td></tr>'
-            for src, splits in data.items() for sp, cl in splits.items()]
+            for src, splits in data.items() for sp, cl in split_items(splits)]
     return _table(["source", "split", *SENTIMENTS, "total"], rows) if rows else "<p>No accepted audio.</p>"
 
 

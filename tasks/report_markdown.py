@@ -23,6 +23,7 @@ from tasks.report_common import (
     fmt_hms,
     matrix,
     pct,
+    split_items,
     table,
 )
 
@@ -94,7 +95,7 @@ def render_summary(card: dict[str, Any], examples_below: bool = False, max_examp
         f"- **Sources**: {sources or 'none'}.",
         f"- **Accepted**: {totals['accepted']} of {totals['found']} found items, {fmt_hms(totals['hours'])}; "
         f"splits: "
-        + ", ".join(f"{s} {v['count']} ({fmt_hms(v['hours'])})" for s, v in utt["by_split"].items())
+        + ", ".join(f"{s} {v['count']} ({fmt_hms(v['hours'])})" for s, v in split_items(utt["by_split"]))
         + ".",
         f"- **Classes** (class index): {classes}.",
     ]
@@ -180,7 +181,7 @@ def _hours_table(card: Mapping[str, Any]) -> list[str]:
     classes = list(SENTIMENTS) + sorted({c for sp in data.values() for cl in sp.values() for c in cl} - set(SENTIMENTS))
     rows = []
     for source, splits in data.items():
-        for split, by_class in splits.items():
+        for split, by_class in split_items(splits):
             rows.append([source, split] + [fmt_hms(by_class.get(c, 0.0)) for c in classes]
                         + [fmt_hms(sum(by_class.values()))])
     return ["## Hours per source, split and class", "",
@@ -269,7 +270,7 @@ def _utterances(card: Mapping[str, Any]) -> list[str]:
     d = utt["duration_s"]
     return ["## Utterances", "",
             table(["split", "utterances", "hours"], [[s, v["count"], fmt_hms(v["hours"])]
-                                                     for s, v in utt["by_split"].items()]), "",
+                                                     for s, v in split_items(utt["by_split"])]), "",
             "Sentiment by split:", "", matrix("split", utt["sentiment_by_split"]), "",
             f"Duration (s): min {cell(d['min'])}, median {cell(d['median'])}, mean {cell(d['mean'])}, "
             f"max {cell(d['max'])}.", ""]
