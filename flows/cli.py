@@ -142,7 +142,11 @@ def _stats(uri: str, as_json: bool) -> int:
 def _report(uri: str, embed_audio: int, presign: int | None, samples: int) -> int:
     from manifests.io import ManifestError, resolve_release
     from tasks.report_html import write_report
+    from tasks.report_samples import MAX_PRESIGN_S
 
+    if presign is not None and not 1 <= presign <= MAX_PRESIGN_S:
+        print(f"error: --presign must be 1..{MAX_PRESIGN_S} seconds (7 days, the SigV4 limit)", file=sys.stderr)
+        return EXIT_USAGE
     try:
         resolve_release(uri)
     except (ManifestError, FileNotFoundError) as err:

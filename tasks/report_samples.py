@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from manifests import uri as fs
 from manifests.audio_io import RowReader, read_audio
@@ -215,6 +214,7 @@ def clip_sources(clips: list[Clip], presign_s: int | None = None, embed: int = 0
     import base64
 
     out: dict[str, str] = {}
+    signer = _presigner() if presign_s else None
     for i, clip in enumerate(c for c in clips if not c.error):
         if clip.rel in out:
             continue
@@ -222,12 +222,19 @@ def clip_sources(clips: list[Clip], presign_s: int | None = None, embed: int = 0
             out[clip.rel] = "data:audio/wav;base64," + base64.b64encode(fs.read_bytes(clip.uri)).decode()
         elif presign_s and fs.is_s3(clip.uri):
             bucket, key = fs.split_s3(clip.uri)
-            out[clip.rel] = fs.s3_client().generate_presigned_url(
+            out[clip.rel] = signer.generate_presigned_url(
                 "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=int(presign_s))
         else:
             out[clip.rel] = clip.rel
     return out
 
 
-def frame_to_records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: _plain(v) for k, v in r.items()} for r in df.to_dict("records")]
+MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4's limit
+
+
+def _presigner() -> Any:
+    """An S3 client that signs with SigV4 (X-Amz-Expires; SigV2 URLs are deprecated and region-blind)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client("s3", config=Config(signature_version="s3v4"))

@@ -159,3 +159,30 @@ def test_prefect_artifact_shows_warnings_first_and_links_the_report(demo_release
     md = release_markdown(result, card, "- **WARNING `x`**: y", render_summary(card))
     assert md.index("## Warnings") < md.index("**Report**") < md.index("## Summary")
     assert "report.html" in md and md.split("**Report**: [")[1].startswith("file://")
+
+
+def test_s3_release_report_with_presigned_players(demo_release, s3_bucket):
+    """A release on S3: clips and page are written there, and `--presign` players fetch real WAVs."""
+    import re
+    import urllib.request
+
+    from flows.cli import main
+    from manifests import io as mio
+    from manifests import uri as fs
+
+    spec, _ = demo_release
+    root = Path(resolve_release(spec.output).root)
+    output = f"s3://{s3_bucket}/out"
+    for path in root.rglob("*"):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and not rel.startswith(("report_audio/", "report.html")):
+            fs.write_bytes(f"{output}/releases/{root.name}/{rel}", path.read_bytes())
+    mio.point_latest(output, root.name)
+    assert main(["report", output, "--presign", str(8 * 24 * 3600)]) == 2  # beyond SigV4's 7 days
+    assert main(["report", output, "--presign", "600", "--samples", "1"]) == 0
+    page = _Page()
+    page.feed(fs.read_bytes(f"{output}/releases/{root.name}/report.html").decode())
+    assert page.audio and all(src.startswith("http://127.0.0.1") for src in page.audio)
+    assert all(re.search(r"X-Amz-Expires=600\b", src) and "/report_audio/" in src for src in page.audio)
+    with urllib.request.urlopen(page.audio[0], timeout=30) as resp:
+        assert resp.read(4) == b"RIFF"
