@@ -72,3 +72,15 @@ def test_sentiment_disagreements_are_kept_worst_first():
                         "severity": 2}
     assert worst[2]["predicted"] == "none"
     assert disagreements(items, ["neutral"] * 4, ["neutral"] * 4) == []
+
+
+def test_spec_switches_the_html_report_off():
+    import pytest
+
+    from tasks.spec import SpecError, parse_spec
+
+    base = {"name": "x", "output": "/tmp/x", "sources": [{"name": "s", "kind": "folder", "path": "/tmp"}]}
+    assert parse_spec(base).report.html is True and parse_spec(base).report.samples_per_group == 2
+    assert parse_spec({**base, "report": {"html": False}}).report.html is False
+    with pytest.raises(SpecError):
+        parse_spec({**base, "report": {"htm": False}})  # a typo is an error, not a silent default
