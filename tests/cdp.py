@@ -36,6 +36,7 @@ class Browser:
     def __init__(self, binary: str, width: int = 1280, height: int = 900, timeout_s: float = 60.0) -> None:
         self.binary, self.width, self.height, self.timeout_s = binary, width, height, timeout_s
         self.errors: list[str] = []
+        self._seen: set[str] = set()
         self._ids = itertools.count(1)
 
     def __enter__(self) -> Browser:
@@ -86,7 +87,7 @@ class Browser:
         elif method == "Log.entryAdded" and (params.get("entry") or {}).get("level") == "error":
             entry = params["entry"]
             self.errors.append(f"log: {entry.get('text')} {entry.get('url', '')}")
-        self._last_event = method
+        self._seen.add(method)
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         """Send one command and wait for its answer, collecting events that arrive meanwhile."""
@@ -102,12 +103,13 @@ class Browser:
             self._event(msg)
 
     def wait_for(self, event: str) -> None:
+        """Until `event` has arrived (also if it arrived while a command was answered)."""
         deadline = time.monotonic() + self.timeout_s
-        self._last_event = None
-        while self._last_event != event:
+        while event not in self._seen:
             self._event(json.loads(self._ws.recv(timeout=max(0.1, deadline - time.monotonic()))))
 
     def open(self, url: str) -> None:
+        self._seen.discard("Page.loadEventFired")
         self.call("Page.navigate", url=url)
         self.wait_for("Page.loadEventFired")
 
