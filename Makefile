@@ -5,7 +5,8 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
-DEB_PACKAGES := ffmpeg libsndfile1 espeak-ng sox
+DEB_PACKAGES := ffmpeg libsndfile1 espeak-ng sox chromium
+# chromium: headless browser for the report.html test (tests/tasks/test_report_html.py, docs/report.md)
 
 .PHONY: setup demo test test-all lint bench clean system-deps audit lock
 
@@ -13,7 +14,7 @@ setup: $(STAMP)
 
 system-deps:
 	@missing=""; \
-	for bin in ffmpeg ffprobe espeak-ng sox; do command -v $$bin >/dev/null 2>&1 || missing="yes"; done; \
+	for bin in ffmpeg ffprobe espeak-ng sox chromium; do command -v $$bin >/dev/null 2>&1 || missing="yes"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo ">> installing Debian packages: $(DEB_PACKAGES)"; \
 	  if [ "$$(id -u)" = "0" ]; then SUDO=""; else SUDO="sudo"; fi; \
@@ -31,10 +32,10 @@ $(STAMP): pyproject.toml $(LOCK) | system-deps
 demo: setup
 	$(VENV)/bin/voicetone demo
 
-test: setup
+test: setup system-deps
 	$(VENV)/bin/python -m pytest -m "not slow" -q
 
-test-all: setup
+test-all: setup system-deps
 	$(VENV)/bin/python -m pytest -q
 
 lint: setup

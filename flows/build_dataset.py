@@ -196,17 +196,40 @@ def _build_stages(spec: DatasetSpec) -> dict[str, Any]:
     return _stages(spec)
 
 
+def report_link(release_uri: str) -> str | None:
+    """Where report.html can be opened from: a file:// URL (local) or the s3:// URI; None if absent."""
+    from pathlib import Path
+
+    from manifests import uri as fs
+    from tasks.report_html import REPORT_FILE
+
+    target = fs.join(release_uri, REPORT_FILE)
+    if not fs.exists(target):
+        return None
+    return target if fs.is_s3(target) else Path(target).resolve().as_uri()
+
+
+def release_markdown(result: dict[str, Any], card: dict[str, Any], warnings_md: str, summary_md: str) -> str:
+    """The run's Markdown artifact: warnings first, then the link to the report, then the summary."""
+    link = report_link(result["release_uri"])
+    report = f"**Report**: [{link}]({link}) (plots, tables, audio)" if link else "No report.html in this release."
+    return (f"# Release `{result['release']}`\n\n## Warnings\n\n{warnings_md}\n\n{report}\n\n"
+            f"`{result['release_uri']}`\n\n## Summary\n\n{summary_md}")
+
+
 def _summary_artifacts(result: dict[str, Any]) -> None:
     """A Markdown summary and tables of counts and rejects, visible on the flow run in the UI."""
     from prefect.artifacts import create_table_artifact
 
     from manifests.io import read_card, resolve_release
     from tasks.report import render_summary
+    from tasks.report_markdown import render_warnings
 
-    card = read_card(resolve_release(result["release_uri"]))
+    paths = resolve_release(result["release_uri"])
+    card = read_card(paths)
     create_markdown_artifact(
         key="release-summary",
-        markdown=f"# Release `{result['release']}`\n\n`{result['release_uri']}`\n\n" + render_summary(card),
+        markdown=release_markdown(result, card, render_warnings(card), render_summary(card)),
         description="voicetone release summary",
     )
     sources = (card.get("counts") or {}).get("sources") or {}

@@ -154,6 +154,24 @@ def _stats(uri: str, as_json: bool) -> int:
     return EXIT_OK
 
 
+def _report(uri: str, embed_audio: int, presign: int | None, samples: int) -> int:
+    from manifests.io import ManifestError, resolve_release
+    from tasks.report_html import write_report
+    from tasks.report_samples import MAX_PRESIGN_S
+
+    if presign is not None and not 1 <= presign <= MAX_PRESIGN_S:
+        print(f"error: --presign must be 1..{MAX_PRESIGN_S} seconds (7 days, the SigV4 limit)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        resolve_release(uri)
+    except (ManifestError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    target = write_report(uri, embed_audio=embed_audio, presign_s=presign, samples_per_group=samples)
+    print(f"report:    {target}")
+    return EXIT_OK
+
+
 def _serve(spec_path: Path, cron: str | None) -> int:
     from tasks.spec import SpecError, load_spec
 
@@ -205,6 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Summarise a release from its dataset card.")
     stats.add_argument("dir", help="release folder, output folder holding LATEST, or s3:// URI")
     stats.add_argument("--json", action="store_true", help="print the whole dataset card as JSON")
+    rep = sub.add_parser("report", help="write report.html (plots, tables, audio samples) into a release",
+                         description="Write a self-contained report.html and its report_audio/ clips into the "
+                         "release (see docs/report.md).")
+    rep.add_argument("dir", help="release folder, output folder holding LATEST, or s3:// URI")
+    rep.add_argument("--embed-audio", type=int, default=0, metavar="N",
+                     help="embed the first N clips as data URIs (a page to mail alone; default 0)")
+    rep.add_argument("--presign", type=int, default=None, metavar="SECONDS",
+                     help="S3 release: audio players use presigned URLs valid this long")
+    rep.add_argument("--samples", type=int, default=2, metavar="N",
+                     help="samples per (source, class, label origin) (default 2)")
     serve = sub.add_parser("serve", help="serve an on-demand build and a scheduled refresh deployment",
                            description="Serve two Prefect deployments for a spec: <name>-build (run on demand, "
                            "parameters = the spec) and <name>-refresh (cron). Needs PREFECT_API_URL.")
@@ -225,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         return _validate(args.dir, args.deep)
     if args.command == "stats":
         return _stats(args.dir, args.json)
+    if args.command == "report":
+        return _report(args.dir, args.embed_audio, args.presign, args.samples)
     if args.command == "serve":
         return _serve(args.spec, None if args.cron.lower() == "none" else args.cron)
     parser.print_help(sys.stderr)

@@ -590,7 +590,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     """Window, weight and write the release; move LATEST only after it validates."""
     from manifests.release import write_pool_index
     from manifests.validate import validate_release
-    from tasks import noise_pool, report, segments, weights
+    from tasks import noise_pool, report, report_html, segments, weights
     from tasks.stage_rows import asr_stage_rows, classifier_input_rows, finish_classifier_rows
 
     utterances = read_frame(plan["utterances_uri"])
@@ -663,15 +663,18 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     card = redact_obj(card)  # reject examples, lineage and spec text: no credentials in the card
     plot_files = _make_plots(report, card, written, paths)
     fs.write_bytes(paths.card_json, json.dumps(card, indent=2, sort_keys=True, allow_nan=False).encode())
-    fs.write_bytes(paths.card_md, redact(report.render_markdown(card, plot_files)).encode())
+    html_name = report_html.REPORT_FILE if spec.report.html else None
+    fs.write_bytes(paths.card_md, redact(report.render_markdown(card, plot_files, report_html=html_name)).encode())
 
-    guards.log_guards(extra["guards"], warn=warn or log, info=log)
+    guards.log_guards(card.get("guards") or [], warn=warn or log, info=log)  # with the card's derived ones
     result = validate_release(paths.root)
     if not result.ok:
         marker = releases.mark_invalid(paths, result.problems)  # kept to inspect; never counts; next publish removes it
         problems = "\n  - ".join(result.problems)
         raise RuntimeError(f"release {paths.root} failed validation (LATEST not moved; marked by {marker}, removed "
                            f"by the next publish):\n  - {problems}")
+    if spec.report.html:  # report.html + report_audio/ clips; see docs/report.md
+        log("report: %s", report_html.write_report(paths.root, samples_per_group=spec.report.samples_per_group))
     output_lock.ensure_held(spec.output)  # another build took the output over: do not move LATEST
     mio.point_latest(spec.output, release)
     releases.prune_and_log(spec.output, spec.run.keep_releases, release, log, warn or log)
@@ -684,7 +687,7 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
         "counts": {name: len(df) for name, df in written.items()},
         "found": found,
         "changes": extra["changes"],
-        "guards": extra["guards"],
+        "guards": card.get("guards") or [],
         "published": True,
     }
 
@@ -692,12 +695,14 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
 def _make_plots(report: Any, card: dict, written: dict[str, pd.DataFrame], paths: mio.ReleasePaths) -> list[str]:
     """Draw the card's plots locally; for an S3 release draw into a temp folder and upload."""
     if not fs.is_s3(paths.root):
-        return report.make_plots(card, written[UTTERANCES], written[ASR_STAGE], paths.plots)
+        return report.make_plots(card, written[UTTERANCES], written[ASR_STAGE], paths.plots,
+                                 classifier=written[CLASSIFIER_STAGE])
     import tempfile
     from pathlib import Path
 
     with tempfile.TemporaryDirectory() as tmp:
-        local = report.make_plots(card, written[UTTERANCES], written[ASR_STAGE], tmp)
+        local = report.make_plots(card, written[UTTERANCES], written[ASR_STAGE], tmp,
+                                  classifier=written[CLASSIFIER_STAGE])
         uploaded = []
         for path in local:
             target = fs.join(paths.plots, Path(path).name)

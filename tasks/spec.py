@@ -443,6 +443,14 @@ class AwsSpec(_Strict):
     staging_uri: str | None = None
 
 
+class ReportSpec(_Strict):
+    """The HTML report written into each release (docs/report.md)."""
+
+    html: bool = Field(default=True, description="write report.html (plots, tables, audio samples) at publish")
+    samples_per_group: int = Field(default=2, ge=0, le=20,
+                                   description="samples per (source, class, label origin) in the report")
+
+
 class RunSpec(_Strict):
     shard_size: int = Field(default=500, ge=1, description="utterances per Prefect task")
     task_runner: Literal["threads", "dask"] = Field(
@@ -479,6 +487,7 @@ class DatasetSpec(_Strict):
     pii: PiiSpec = Field(default_factory=PiiSpec)
     plausibility: PlausibilitySpec = Field(default_factory=PlausibilitySpec)
     run: RunSpec = Field(default_factory=RunSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
     language: str = Field(default="en", description="default language for sources that do not say")
 
     @model_validator(mode="after")

@@ -30,6 +30,7 @@ from tasks.spec import SENTIMENT_VALUES, DatasetSpec
 logger = logging.getLogger(__name__)
 
 ABSTAIN = "none"
+MAX_DISAGREEMENTS = 50  # per labeler, kept in the card for the report's "listen to the disagreements"
 HELDOUT_SPLITS: tuple[str, ...] = ("dev", "test")
 Predictor = Callable[[pd.DataFrame], Sequence[str | None]]
 
@@ -84,11 +85,32 @@ def sentiment_agreement(
         for source in sorted(set(sources)):
             idx = [i for i, s in enumerate(sources) if s == source]
             result["per_source"][source] = scores([gold[i] for i in idx], [predicted[i] for i in idx])
+        result["disagreements"] = disagreements(items, gold, predicted)
         out["labelers"][name] = result
     ranked = sorted(out["labelers"], key=lambda n: _rank_key(n, out["labelers"][n]))
     out["ranking"] = ranked
     out["winner"] = ranked[0] if ranked and len(items) else None
     return out
+
+
+def _severity(gold: str, predicted: str | None) -> int:
+    """2 for opposite poles (negative <-> positive), 1 for any other miss (neutral, abstained)."""
+    return 2 if {gold, predicted} == {"negative", "positive"} else 1
+
+
+def disagreements(items: pd.DataFrame, gold: Sequence[str], predicted: Sequence[str | None],
+                  limit: int = MAX_DISAGREEMENTS) -> list[dict[str, Any]]:
+    """Rows where the labeler and the human label differ, worst first (opposite poles, then the rest).
+
+    Each is {utterance_id, source, human, predicted, severity}; `predicted` "none" = abstained.
+    """
+    ids = items["utterance_id"].astype(str).tolist() if "utterance_id" in items.columns else [""] * len(gold)
+    sources = items["source"].astype(str).tolist() if "source" in items.columns else ["all"] * len(gold)
+    out = [{"utterance_id": ids[i], "source": sources[i], "human": g, "predicted": p or ABSTAIN,
+            "severity": _severity(g, p)}
+           for i, (g, p) in enumerate(zip(gold, [p if p in SENTIMENT_VALUES else None for p in predicted],
+                                          strict=True)) if g != p]
+    return sorted(out, key=lambda d: (-d["severity"], d["source"], d["utterance_id"]))[:limit]
 
 
 def _sample(rows: pd.DataFrame, max_per_source: int, seed: int) -> pd.DataFrame:

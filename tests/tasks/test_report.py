@@ -392,25 +392,28 @@ def test_markdown_has_summary_tables_and_plot_links(spec, tables):
     card = _card(spec, tables)
     card["schema_version"] = "1"
     card["content_sha256"] = "f" * 64
-    md = render_markdown(card, [f"/rel/plots/{name}" for name in PLOT_FILES])
+    md = render_markdown(card, [f"/rel/plots/{name}" for name in PLOT_FILES], report_html="report.html")
     assert md.startswith("# Dataset card: tiny")
-    assert "**schema_version**: 1" in md and "f" * 64 in md
-    assert md.index("## Summary") < md.index("## Sources") < md.index("## How to use")
-    assert "missing_audio 1" in md and "1.70 h" in md and "beta [ravdess]" in md
+    assert "**schema_version**: 1" in md and "f" * 64 in md and "[report.html](report.html)" in md
+    assert md.index("## Summary") < md.index("## Hours per source, split and class") < md.index("## Sources")
+    assert md.index("## Sources") < md.index("## How to use")
+    # Hours read h:mm:ss everywhere (1.7 h accepted), never 0.004593.
+    assert "missing_audio 1" in md and "1:42:00" in md and "beta [ravdess]" in md
     assert "- `alpha`: folder corpus at `/data/alpha`" in md
     assert "WARNING" in md and "beta" in md
-    assert "| alpha | 5 | 4 | 1 | 0 | 1 | 1.5 | yes |" in md
-    assert "| beta | 4 | 2 | 1 | 2 | 2 | 0.2 | no |" in md
+    assert "| alpha | 5 | 4 | 1 | 0 | 1 | 1:30:00 | yes |" in md
+    assert "| beta | 4 | 2 | 1 | 2 | 2 | 0:12:00 | no |" in md
     assert "| source | missing_audio | unmapped_label | total |" in md
-    assert "| male | 2 | 0.5 | 0 | 1 | 1 | 0 (0%) | 0 (0%) | yes |" in md
-    assert "| female | 3 | 1.1 | 2 | 0 | 1 | 1 (33%) | 1 (33%) | no |" in md
+    assert "| male | 2 | 0:30:00 | 0 | 1 | 1 | 0 (0%) | 0 (0%) | yes |" in md
+    assert "| female | 3 | 1:06:00 | 2 | 0 | 1 | 1 (33%) | 1 (33%) | no |" in md
     assert "## Leakage" in md and "Duplicate segments resolved: 0" in md and "DNS-Challenge" in md
     assert "| train | 1 (33%) | 1 (33%) | 1 (33%) | 3 |" in md  # the uniform ASR train split
     for name in PLOT_FILES:
         assert f"(plots/{name})" in md
     assert "## Timings (seconds per stage)" in md and "| ingest | 1.25 |" in md
-    assert "| labelers.transcripts.model | tiny.en |" not in md  # title is Labelers, keys flattened below it
-    assert "| transcripts.model | tiny.en |" in md
+    # Machine-only sections are named, not flattened into ~120 rows of dotted keys.
+    assert "| transcripts.model | tiny.en |" not in md and "| field | value |" not in md
+    assert "- `labelers`: Labelers" in md
     assert "not both" in md and "recipe_applied" in md
 
 
@@ -442,11 +445,13 @@ def test_plots_are_valid_deterministic_pngs(spec, tables, tmp_path):
     card = _card(spec, tables)
     first = make_plots(card, tables["utterances"], tables["asr"], str(tmp_path / "a" / "plots"))
     second = make_plots(card, tables["utterances"], tables["asr"], str(tmp_path / "b"))
-    assert [Path(p).name for p in first] == list(PLOT_FILES)
+    assert [Path(p).name for p in first] == [n for n in PLOT_FILES if n in {Path(p).name for p in first}]
+    assert "hours_by_source.png" in {Path(p).name for p in first}
     for a, b in zip(first, second, strict=True):
         pa, pb = Path(a), Path(b)
         assert pa.stat().st_size > 0
-        assert _png_size(pa) == (600, 400)
+        width, height = _png_size(pa)
+        assert width >= 750 and height >= 400  # readable: no more 600x400 thumbnails
         assert pa.read_bytes() == pb.read_bytes()  # rebuilds are byte-stable
     md = render_markdown(card, first)
     assert "![sentiment distribution](plots/sentiment_distribution.png)" in md
@@ -465,8 +470,8 @@ def test_plots_with_empty_tables(spec, tmp_path):
         found={},
         extra={},
     )
-    for path in make_plots(card, empty_u, empty_a, str(tmp_path)):
-        assert _png_size(Path(path)) == (600, 400)
+    # Nothing to show: no plot is drawn (an empty panel tells a person nothing).
+    assert make_plots(card, empty_u, empty_a, str(tmp_path)) == []
 
 
 def test_duplicates_and_leakage_reach_the_card(spec, tables):
@@ -500,9 +505,9 @@ def test_eligibility_and_agreement_hooks(spec, tables):
     assert "agreement" not in card["cross_sections"]["source"]["beta"]
     md = render_markdown(card, [])
     assert "2 utterances excluded from the ASR stage and 1 from the classifier stage" in md
-    assert "## Eligibility (label origins each stage and split may use)" in md
-    assert "## Pseudo-label agreement with human labels" in md
-    assert '| alpha | 4 | 1.5 | 1 | 1 | 2 | 0 (0%) | 1 (25%) | {"accuracy":0.8,"n":10} | no |' in md
+    assert "- `eligibility`: Eligibility (label origins each stage and split may use)" in md
+    assert "- `agreement`: Pseudo-label agreement with human labels" in md
+    assert '| alpha | 4 | 1:30:00 | 1 | 1 | 2 | 0 (0%) | 1 (25%) | {"accuracy":0.8,"n":10} | no |' in md
     # the shape tasks.sentiment.agreement writes: labelers -> per_source scores
     real = {**EXTRA, "sentiment_agreement": {"labelers": {"vader": {
         "overall": {"n": 3}, "per_source": {"beta": {"n": 3, "accuracy": 0.6667, "macro_f1": 0.5, "f1": {}}}}}}}
@@ -576,3 +581,23 @@ def test_small_durations_read_in_minutes():
     assert fmt_hours(0.0) == "0.00 h"
     assert fmt_hours(0.0125) == "0.8 min"  # 45 s: not "0.01 h"
     assert fmt_hours(0.1) == "0.10 h" and fmt_hours(12.345) == "12.35 h"
+
+
+def test_card_shows_every_guard_first_including_derived_ones(spec, tables):
+    from tasks import guards
+    from tasks.report_markdown import render_warnings
+    from tests.tasks.test_report_parts import AGREEMENT
+
+
+    other = guards.guard("split_skewed", "dev holds 2% of the hours, asked 10%")  # another area's guard
+    acted = guards.guard("duration_limits", "3 items over 30 s excluded", level="info")
+    card = _card(spec, tables, extra={**EXTRA, "sentiment_agreement": AGREEMENT, "guards": [other, acted]})
+    names = [r["guard"] for r in card["guards"]]
+    assert names == ["low_labeler_agreement", "split_skewed", "duration_limits"]  # warnings, then infos
+    md = render_markdown(card, [])
+    top = md.index("## ⚠ Warnings")
+    assert top < md.index("## Summary") and md.index("low_labeler_agreement") < md.index("## Summary")
+    assert md.index("split_skewed") < md.index("## Summary") and "- **Warnings**: 2" in md
+    assert "| vader | tess | 40 | 0.17 | 0.17 | 1 |" in md  # agreement as a table, not JSON
+    assert "split_skewed" in render_warnings(card) and "duration_limits" not in render_warnings(card)
+    assert render_warnings({"guards": [acted]}) == "No warnings."
