@@ -26,7 +26,8 @@ def _silent_corpus(path: Path) -> Path:
 def test_whisper_rejecting_every_item_of_a_shard_still_publishes(tmp_path: Path) -> None:
     """One 2 s silent WAV, default spec: Whisper rejects it, and sentiment/speech/plan/publish go on."""
     corpus = _silent_corpus(tmp_path / "c")
-    spec = parse_spec({"name": "t", "output": str(tmp_path / "out"),
+    # the source accepts nothing, so it must be allowed to fail (run.allow_failed_sources, #15.3)
+    spec = parse_spec({"name": "t", "output": str(tmp_path / "out"), "run": {"allow_failed_sources": ["s"]},
                        "sources": [{"name": "s", "kind": "folder", "path": str(corpus)}]})
     ingest = [pipeline.ingest_source(spec, 0)]
     shards = pipeline.make_shards(spec, ingest)
