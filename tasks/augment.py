@@ -16,6 +16,8 @@ decides *which* recipe each stage row gets and writes the augmented audio.
   ``copies_per_utterance`` variants per augmented utterance.
 - **Materialisation.** Files are named by a hash of (source segment, recipe, RIR/noise files, DSP
   version), so a resumed run reuses what it already wrote, and rows sharing a variant share one file.
+  A simulated RIR enters that hash by its path relative to the work folder, never by its absolute
+  path, so the output folder does not change file names or the release's ``content_sha256``.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class AugmentPools:
     noise_durations: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # file -> why it is not in a pool
     excluded: dict[str, int] = field(default_factory=dict)  # layout rule -> files left out on purpose
+    work_dir: str = ""  # the run's augment work folder: files below it are named relative to it
     _cache: OrderedDict[tuple[str, str, int], np.ndarray] = field(
         default_factory=OrderedDict, repr=False, compare=False
     )
@@ -71,6 +74,21 @@ class AugmentPools:
 
     def noise_pool(self, split: str) -> list[str]:
         return self.train_noises if split == "train" else self.eval_noises
+
+    def file_identity(self, kind: str, item_id: str | None) -> str | None:
+        """What names a pool file in content identities: never an absolute path into the output folder.
+
+        A file below `work_dir` (simulated rooms) is named by its path relative to it, which holds the
+        seed and simulator version that determine its content; any other file (an input named by the
+        spec) by its URI. So two builds of one spec into two output folders name the same files.
+        """
+        if item_id is None:
+            return None
+        uri = (self.rirs if kind == "rir" else self.noises).get(item_id)
+        if uri is None:
+            return None
+        root = self.work_dir.rstrip("/") + "/"
+        return f"work:{uri[len(root):]}" if self.work_dir and uri.startswith(root) else uri
 
     def load_rir(self, rir_id: str, sr: int = SR) -> np.ndarray:
         """The RIR as mono float32 at `sr` (cached); KeyError for an unknown id."""
@@ -230,6 +248,7 @@ def build_pools(spec: AugmentSpec, seed: int, work_dir: str) -> AugmentPools:
         noise_durations=noise_durations,
         skipped=skipped,
         excluded=dict(sorted(excluded.items())),
+        work_dir=work_dir,
     )
 
 
@@ -408,8 +427,8 @@ def content_name(row: Any, recipe: Recipe, pools: AugmentPools, sr: int) -> str:
             "duration_s": _num(row["duration_s"]),
             "sr": sr,
             "recipe": spec,
-            "rir": pools.rirs.get(recipe.rir_id) if recipe.rir_id else None,
-            "noise": pools.noises.get(recipe.noise_id) if recipe.noise_id else None,
+            "rir": pools.file_identity("rir", recipe.rir_id),
+            "noise": pools.file_identity("noise", recipe.noise_id),
         },
         sort_keys=True,
     )
