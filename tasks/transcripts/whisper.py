@@ -66,6 +66,7 @@ from manifests.schema import REJECT_REASONS
 from tasks.common import StageResult
 from tasks.segments import covered_seconds, speech_intervals
 from tasks.spec import WhisperSettings
+from tasks.threads import pin_native_threads
 from tasks.transcripts.common import TranscriptStage, has_text
 from tasks.transcripts.normalize import normalize_transcript
 
@@ -80,7 +81,9 @@ REQUIRED_MODEL_FILES: tuple[str, ...] = ("model.bin", "config.json", "tokenizer.
 PACK_WINDOW_S = 29.0  # under Whisper's 30 s input so the last word's timestamp is never clipped
 PACK_GAP_S = 0.5  # silence between packed clips: room for word boundaries to fall in
 UNCACHED_PREFIX = "uncached:"  # rows without a segment_key are decoded but never cached
-DECODER_VERSION = "packed-v2"  # bump when packing or decoding changes its output (new cache)
+DECODER_VERSION = "packed-v3"  # bump when packing or decoding changes its output (new cache)
+# v3: numpy's BLAS is pinned to one thread (tasks/threads.py); v2 labels were computed with the
+# environment's BLAS threads, so their scores depend on where they ran and are not reused.
 # v2: packed windows are validated and suspicious clips decoded alone; v1 cached unchecked
 # packed results (words in the wrong clip, empty transcripts for speech), so none are reused.
 # Checks of a packed window (`_window_problems`):
@@ -690,6 +693,7 @@ def fill_missing_transcripts(
     stage = _Stage(items)
     need = stage.keep_human_transcripts()
     if need:
+        pin_native_threads()  # numpy's BLAS computes the mel spectrogram: see tasks/threads.py
         stage.label_with_whisper(need, settings, cache, progress)
     return stage.result()
 
