@@ -341,7 +341,7 @@ def test_pipeline_caches_only_verified_transcripts(tmp_path: Path) -> None:
     assert {k: v["text"] for k, v in cached.items()} == dict(
         zip(items.segment_key, result.items.transcript_raw, strict=True)
     )
-    assert whisper.cache_settings(SETTINGS)["decoder"] == "packed-v2"  # v1 labels are never reused
+    assert whisper.cache_settings(SETTINGS)["decoder"] == "packed-v3"  # v1, v2 labels are never reused
 
 
 def _segment(seek: int, words: list[tuple[str, float, float]]) -> SimpleNamespace:
