@@ -61,7 +61,7 @@ def make_plan(items: pd.DataFrame, settings: WhisperSettings, quality_n: int = 0
     hypothesis goes to ``asr_hypothesis``). ``key`` is the label-cache key, ``group`` a stable name.
     """
     from tasks.transcripts.quality import choose_quality_sample
-    from tasks.transcripts.whisper import candidate_keys
+    from tasks.transcripts.whisper import UNCACHED_PREFIX, candidate_keys
 
     if items.empty:
         return pd.DataFrame(columns=PLAN_COLUMNS)
@@ -75,13 +75,14 @@ def make_plan(items: pd.DataFrame, settings: WhisperSettings, quality_n: int = 0
         rows = [(i, key, False) for i, key in need.items()] + [(sample[i], key, True) for i, key in quality.items()]
     else:
         rows = [(i, key, False) for i, key in need.items()]
+    rows = [(i, key, q) for i, key, q in rows if not key[0].startswith(UNCACHED_PREFIX)]  # never cached: kept local
     plan = pd.DataFrame({
-        "key": [key for _, key, _ in rows],
+        "key": [key for _, (key, _), _ in rows],
         "utterance_id": [str(items.at[i, "utterance_id"]) for i, _, _ in rows],
         "audio_uri": [items.at[i, "audio_uri"] for i, _, _ in rows],
         "offset_s": [items.at[i, "offset_s"] for i, _, _ in rows],
         "duration_s": [items.at[i, "duration_s"] for i, _, _ in rows],
-        "language": [str(items.at[i, "language"] or "") for i, _, _ in rows],
+        "language": [language for _, (_, language), _ in rows],
         "quality": [q for _, _, q in rows],
     })
     return assign_groups(plan, group_capacity_s(settings))
@@ -122,5 +123,23 @@ def plan_for(plan: pd.DataFrame, keys: Iterable[str]) -> pd.DataFrame:
 
 def plan_digest(plan: pd.DataFrame) -> str:
     """Identity of (part of) a plan: its groups and members, for a work file's settings."""
-    rows = sorted(zip(plan["group"], plan["key"], plan["quality"].astype(bool), strict=True))
+    rows = sorted(zip(plan["group"], plan["key"], plan["utterance_id"], plan["quality"].astype(bool), strict=True))
     return stable_hash(json.dumps(rows))[:24]
+
+
+def write_plan(items: pd.DataFrame, settings: WhisperSettings, quality_n: int, seed: int, folder: str) -> str:
+    """Make the plan of all `items` and store it under `folder`, named by its content; returns its URI."""
+    from manifests import uri as fs
+    from tasks.shards import write_frame
+
+    plan = make_plan(items, settings, quality_n, seed)
+    uri = fs.join(folder, f"plan-{plan_digest(plan)}.parquet")
+    if not fs.exists(uri):
+        write_frame(uri, plan)
+    return uri
+
+
+def shard_part(plan: pd.DataFrame, utterance_ids: Iterable[str]) -> tuple[pd.DataFrame, set[str]]:
+    """(the groups a shard's utterances belong to, the shard's quality-sample utterances)."""
+    mine = plan[plan["utterance_id"].isin(set(utterance_ids))]
+    return plan_for(plan, mine["key"]), set(mine.loc[mine["quality"].astype(bool), "utterance_id"])
