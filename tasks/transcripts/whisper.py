@@ -24,8 +24,11 @@ clip too long to pack but not that long is decoded alone without VAD.
 Cache identity: labeler ``whisper-<model id>`` (the cache allows no ':' in names) and the decode
 settings of `cache_settings`; English-only models key by segment key, multilingual ones by
 ``<segment key>|<language>``.
-Packing means a clip's words could depend on its neighbours; the label cache (keyed by the
-segment key) keeps a labelled clip's text fixed across re-runs.
+Packing means a clip's words could depend on its neighbours, so the neighbours are fixed by the
+build's packing plan (tasks/transcripts/packing.py: groups over all items, not per shard; clips are
+decoded group by group, in segment-key order), never by the shard size; the label cache (keyed by
+the segment key) keeps a labelled clip's text fixed across re-runs. Native thread counts are pinned
+(tasks/threads.py) so the thread environment cannot change a label either.
 
 Per-clip numbers written to the utterance row:
 - ``transcript_confidence``: mean word probability of the clip's words (Whisper's per-word
