@@ -687,11 +687,13 @@ def _transcribe_groups(
     """
     labels: dict[str, dict[str, Any]] = {}
     failures: dict[str, dict[str, str]] = {}
-    todo: list[pd.DataFrame] = []
-    for _, members in groups.drop_duplicates("key").groupby("group", sort=True):
-        cached = cache.get_many(members["key"]) if cache is not None else {}
-        labels.update(cached)
-        todo.append(members[~members["key"].isin(cached.keys())].sort_values("key", kind="mergesort"))
+    unique = groups.drop_duplicates("key")
+    labels.update(cache.get_many(unique["key"]) if cache is not None else {})
+    todo = [
+        members[~members["key"].isin(labels.keys())].sort_values("key", kind="mergesort")
+        for _, members in unique.groupby("group", sort=True)
+    ]
+    todo = [members for members in todo if len(members)]
     total, offset = sum(len(m) for m in todo), 0
 
     def report(done: int, _total: int) -> None:
@@ -699,10 +701,10 @@ def _transcribe_groups(
             progress(offset + done, total)
 
     for members in todo:
-        cached = cache.get_many(members["key"]) if cache is not None else {}
+        cached = cache.get_many(members["key"]) if cache is not None else {}  # one listing per group decoded
         if len(cached) == len(members):  # another task decoded this group meanwhile
             labels.update(cached)
-        elif len(members):
+        else:
             # A partial hit (a killed run cached part of a large group) decodes the rest, as that run would have.
             rest = members[~members["key"].isin(cached.keys())]
             labels.update(cached)
