@@ -104,6 +104,8 @@ logger = logging.getLogger(__name__)
 
 _MODELS: dict[tuple[str, str, str, int], WhisperModel] = {}
 _MODELS_LOCK = threading.Lock()
+# One lock per packing group: two shard tasks of one process that share a group decode it once.
+_GROUP_LOCKS: dict[str, threading.Lock] = {}
 
 
 class WhisperModelError(ValueError):
@@ -684,6 +686,8 @@ def _transcribe_groups(
 
     A group's clips are decoded together in key order, whichever shard asked, so their labels do
     not depend on the shard size; clips another task cached meanwhile are taken from the cache.
+    Within a process a group is decoded under its lock, so two shard tasks sharing it (threads
+    runner) decode it once; two processes (Dask workers) may both decode it, to the same labels.
     """
     labels: dict[str, dict[str, Any]] = {}
     failures: dict[str, dict[str, str]] = {}
@@ -701,17 +705,18 @@ def _transcribe_groups(
             progress(offset + done, total)
 
     for members in todo:
-        cached = cache.get_many(members["key"]) if cache is not None else {}  # one listing per group decoded
-        if len(cached) == len(members):  # another task decoded this group meanwhile
+        with _MODELS_LOCK:
+            lock = _GROUP_LOCKS.setdefault(str(members["group"].iloc[0]), threading.Lock())
+        with lock:
+            cached = cache.get_many(members["key"]) if cache is not None else {}  # one listing per group decoded
             labels.update(cached)
-        else:
-            # A partial hit (a killed run cached part of a large group) decodes the rest, as that run would have.
-            rest = members[~members["key"].isin(cached.keys())]
-            labels.update(cached)
-            new, failed = _transcribe_misses(rest, rest["key"].tolist(), rest["language"].tolist(), settings, cache,
-                                             report)  # fmt: skip
-            labels.update(new)
-            failures.update(failed)
+            if len(cached) < len(members):
+                # A partial hit (a killed run cached part of a large group) decodes the rest, as that run would have.
+                rest = members[~members["key"].isin(cached.keys())]
+                new, failed = _transcribe_misses(rest, rest["key"].tolist(), rest["language"].tolist(), settings,
+                                                 cache, report)  # fmt: skip
+                labels.update(new)
+                failures.update(failed)
         offset += len(members)
         report(0, total)
     return labels, failures
