@@ -53,8 +53,9 @@ def ingest_source_task(spec: DatasetSpec, index: int) -> dict[str, Any]:
 
 
 @task(name="fill-transcripts", retries=1, retry_delay_seconds=5)
-def transcripts_task(spec: DatasetSpec, shard_uri: str, position: str) -> dict[str, Any]:
-    return _with_pid(pipeline.transcripts_shard(spec, shard_uri, log=get_run_logger().info, position=position))
+def transcripts_task(spec: DatasetSpec, shard_uri: str, position: str, plan_uri: str | None = None) -> dict[str, Any]:
+    return _with_pid(pipeline.transcripts_shard(spec, shard_uri, log=get_run_logger().info, position=position,
+                                                plan_uri=plan_uri))
 
 
 @task(name="fill-sentiment", retries=1, retry_delay_seconds=5)
@@ -149,7 +150,8 @@ def _stages(spec: DatasetSpec) -> dict[str, Any]:
     shard_uris = pipeline.make_shards(spec, ingest_results, log=log.info)
     progress.done("ingest")
     pipeline.estimate_transcribe_cost(spec, shard_uris, log=log.info)  # stops before any job over the cap
-    labelled = _map(transcripts_task, spec, shard_uris)
+    plan_uri = pipeline.plan_transcripts(spec, shard_uris, log=log.info)  # packing fixed across shards
+    labelled = _map(transcripts_task, spec, shard_uris, plan_uri=plan_uri)
     progress.done("transcripts")
     sentiment = prepare_sentiment_task.submit(spec, [r["items_uri"] for r in labelled]).result()
     labelled = _chain(labelled, _map(sentiment_task, spec, [r["items_uri"] for r in labelled],

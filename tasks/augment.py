@@ -16,6 +16,8 @@ decides *which* recipe each stage row gets and writes the augmented audio.
   ``copies_per_utterance`` variants per augmented utterance.
 - **Materialisation.** Files are named by a hash of (source segment, recipe, RIR/noise files, DSP
   version), so a resumed run reuses what it already wrote, and rows sharing a variant share one file.
+  A simulated RIR enters that hash by its path relative to the work folder, never by its absolute
+  path, so the output folder does not change file names or the release's ``content_sha256``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class AugmentPools:
     skipped: dict[str, str] = field(default_factory=dict)  # file -> why it is not in a pool
     excluded: dict[str, int] = field(default_factory=dict)  # layout rule -> files left out on purpose
     noise_speakers: dict[str, list[str]] = field(default_factory=dict)  # babble id -> its talkers (tasks/noise_pool)
+    work_dir: str = ""  # the run's augment work folder: files below it are named relative to it
     _cache: OrderedDict[tuple[str, str, int], np.ndarray] = field(
         default_factory=OrderedDict, repr=False, compare=False
     )
@@ -82,7 +85,7 @@ class AugmentPools:
         """What identifies a noise file's audio: its URI, or for a default-pool file its content-derived id."""
         from tasks.noise_pool import is_default
 
-        return noise_id if is_default(noise_id) else self.noises.get(noise_id)
+        return noise_id if is_default(noise_id) else self.file_identity("noise", noise_id)
 
     def to_json(self) -> str:
         """The pools without the cache (a plan output: later stages load the same pools)."""
@@ -92,6 +95,21 @@ class AugmentPools:
     @classmethod
     def from_json(cls, text: str) -> AugmentPools:
         return cls(**json.loads(text))
+
+    def file_identity(self, kind: str, item_id: str | None) -> str | None:
+        """What names a pool file in content identities: never an absolute path into the output folder.
+
+        A file below `work_dir` (simulated rooms) is named by its path relative to it, which holds the
+        seed and simulator version that determine its content; any other file (an input named by the
+        spec) by its URI. So two builds of one spec into two output folders name the same files.
+        """
+        if item_id is None:
+            return None
+        uri = (self.rirs if kind == "rir" else self.noises).get(item_id)
+        if uri is None:
+            return None
+        root = self.work_dir.rstrip("/") + "/"
+        return f"work:{uri[len(root):]}" if self.work_dir and uri.startswith(root) else uri
 
     def load_rir(self, rir_id: str, sr: int = SR) -> np.ndarray:
         """The RIR as mono float32 at `sr` (cached); KeyError for an unknown id."""
@@ -282,6 +300,7 @@ def build_pools(spec: AugmentSpec, seed: int, work_dir: str) -> AugmentPools:
         noise_durations=noise_durations,
         skipped=skipped,
         excluded=dict(sorted(excluded.items())),
+        work_dir=work_dir,
     )
 
 
@@ -458,11 +477,13 @@ def content_name(row: Any, recipe: Recipe, pools: AugmentPools, sr: int) -> str:
         {
             "version": DSP_VERSION,
             "source": row["source_audio_uri"],
+            # the source's bytes (segment_key holds their sha256): a file replaced under its name is new audio
+            "segment_key": row["segment_key"] if "segment_key" in row else None,
             "offset_s": _num(row["offset_s"]),
             "duration_s": _num(row["duration_s"]),
             "sr": sr,
             "recipe": spec,
-            "rir": pools.rirs.get(recipe.rir_id) if recipe.rir_id else None,
+            "rir": pools.file_identity("rir", recipe.rir_id),
             "noise": pools.noise_key(recipe.noise_id) if recipe.noise_id else None,
         },
         sort_keys=True,

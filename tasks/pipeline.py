@@ -182,9 +182,27 @@ def estimate_transcribe_cost(spec: DatasetSpec, shard_uris: list[str], log: Log 
     return {"jobs": jobs, "audio_s": round(audio_s, 3), "billed_s": round(billed_s, 3), "usd": round(usd, 4)}
 
 
-def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: str = "") -> dict[str, Any]:
-    """Normalise human transcripts and fill missing ones with the configured ASR labeler."""
-    from tasks.transcripts import quality, whisper
+def plan_transcripts(spec: DatasetSpec, shard_uris: list[str], log: Log = _noop) -> str | None:
+    """Whisper's packing plan over all shards (tasks/transcripts/packing.py), so shard_size cannot
+    change pseudo-transcripts; None when Whisper is not the labeler."""
+    from tasks.transcripts import packing
+
+    if spec.labelers.transcripts != "whisper":
+        return None
+    uri = packing.write_plan(_read_all(shard_uris), spec.labelers.whisper, spec.labelers.quality_sample_per_source,
+                             spec.seed, fs.join(work_dir(spec), "packing"))
+    log("transcripts: packing plan %s", uri.rsplit("/", 1)[-1])
+    return uri
+
+
+def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: str = "",
+                      plan_uri: str | None = None) -> dict[str, Any]:
+    """Normalise human transcripts and fill missing ones with the configured ASR labeler.
+
+    `plan_uri` (from `plan_transcripts`) fixes Whisper's packing groups and the quality sample over
+    the whole build; without it both are taken within this shard.
+    """
+    from tasks.transcripts import packing, quality, whisper
     from tasks.transcripts.normalize import normalize_transcript
 
     shard = read_frame(shard_uri)
@@ -194,6 +212,10 @@ def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, posit
         settings["whisper_identity"] = whisper.cache_settings(spec.labelers.whisper)
     if labeler != "none":
         settings["quality"] = {"n": spec.labelers.quality_sample_per_source, "seed": spec.seed}
+    plan, sample = None, None
+    if plan_uri is not None and labeler == "whisper":
+        plan, sample = packing.shard_part(read_frame(plan_uri), shard["utterance_id"])
+        settings["packing"] = packing.plan_digest(plan)  # the shard's labels depend on its groups
     if labeler == "aws_transcribe":
         settings["aws_transcribe"] = spec.labelers.aws_transcribe.model_dump()
         settings["aws"] = spec.aws.model_dump()
@@ -201,7 +223,8 @@ def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, posit
     def fill(frame: pd.DataFrame, progress: Any = None) -> Any:
         whisper_cache = whisper.make_cache(cache_dir(spec), spec.labelers.whisper)  # shared per process
         if labeler == "whisper":
-            return whisper.fill_missing_transcripts(frame, spec.labelers.whisper, whisper_cache, progress=progress)
+            return whisper.fill_missing_transcripts(frame, spec.labelers.whisper, whisper_cache, progress=progress,
+                                                    plan=plan)
         from tasks.transcripts import aws_transcribe
 
         aws = spec.labelers.aws_transcribe
@@ -217,7 +240,7 @@ def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, posit
             kept, invented = hallucination.screen(kept, spec.labelers.whisper.hallucination)
             rejects = _concat_rejects([rejects, invented])
             kept = quality.add_hypotheses(kept, items, spec.labelers.quality_sample_per_source, spec.seed,
-                                          fill, labeler)
+                                          fill, labeler, sample=sample)
             return kept, rejects
         out = items.copy()
         out["transcript"] = [

@@ -253,6 +253,9 @@ def detect_speech(items: pd.DataFrame, threshold: float = 0.5) -> tuple[pd.Serie
     speech found". Rejects use stage "segments" so the flow can drop those utterances.
     """
     from tasks.audio import read_audio
+    from tasks.threads import pin_native_threads
+
+    pin_native_threads()  # resampling and the VAD must not depend on the thread environment
 
     found: dict[str, list[Interval]] = {}
     rejects: list[dict[str, str]] = []

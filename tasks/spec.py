@@ -241,7 +241,7 @@ class LabelersSpec(_Strict):
     whisper: WhisperSettings = Field(default_factory=WhisperSettings)
     aws_transcribe: AwsTranscribeSettings = Field(default_factory=AwsTranscribeSettings)
     quality_sample_per_source: int = Field(
-        default=20, ge=0, description="human-transcribed rows per source (per shard) also ASR-labelled for WER"
+        default=20, ge=0, description="human-transcribed rows per source (Whisper: whole build; Transcribe: per shard) also ASR-labelled for WER"
     )
     agreement_train_max_rows: int | None = Field(
         default=20_000, ge=1, description="card's sentiment agreement: at most this many train-split rows (stratified "

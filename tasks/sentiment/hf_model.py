@@ -154,7 +154,10 @@ def classify(texts: Sequence[str], settings: TextClassifierSettings) -> list[dic
     """Per-class probabilities from a softmax over the model's logits, in batches of settings.batch_size."""
     import torch
 
+    from tasks.threads import pin_native_threads
+
     loaded = load(settings)
+    pin_native_threads()  # torch's intra-op threads follow OMP_NUM_THREADS otherwise (tasks/threads.py)
     out: list[dict[str, Any]] = []
     texts = list(texts)
     for start in range(0, len(texts), settings.batch_size):

@@ -35,6 +35,7 @@ import pandas as pd
 from tasks import storage
 from tasks.sentiment.common import label_from_scores
 from tasks.spec import SENTIMENT_VALUES, DatasetSpec, TrainedClassifierSettings
+from tasks.threads import pin_native_threads
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +213,7 @@ def fit(
             f"{settings.min_train_items} and two classes"
         )
     pipeline = _build_pipeline(settings)
+    pin_native_threads()  # the solver's BLAS products must not follow OMP_NUM_THREADS (tasks/threads.py)
     pipeline.fit(texts, labels)
     return TrainedModel(
         pipeline=pipeline,
@@ -227,6 +229,7 @@ def predict(texts: Sequence[str], model: TrainedModel) -> list[dict[str, Any]]:
     """Per-class probabilities (a class the model never saw gets 0); the arg-max is the label."""
     if not texts:
         return []
+    pin_native_threads()
     proba = np.asarray(model.pipeline.predict_proba(list(texts)), dtype=float)
     out = []
     for row in proba:

@@ -18,7 +18,7 @@ How the sample works, and why:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import pandas as pd
@@ -59,16 +59,22 @@ def add_hypotheses(
     seed: int,
     label: Callable[[pd.DataFrame], StageResult],
     labeler: str,
+    sample: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """`kept` (the stage's output) with the labeler's hypotheses on the sampled human rows.
 
     `items` is the stage's input; `label` runs the labeler (with its cache) on a frame of rows
-    without transcripts. Rows outside the sample get nulls in both columns.
+    without transcripts. Rows outside the sample get nulls in both columns. `sample` (utterance
+    ids) is the build's sample when the caller chose it over all shards (Whisper's packing plan);
+    without it the sample is chosen in `items` alone.
     """
     out = kept.copy()
     out[HYPOTHESIS] = pd.Series([None] * len(out), dtype=object, index=out.index)
     out[HYPOTHESIS_ORIGIN] = pd.Series([None] * len(out), dtype=object, index=out.index)
-    positions = choose_quality_sample(items, n, seed)
+    if sample is None:
+        positions = choose_quality_sample(items, n, seed)
+    else:
+        positions = [pos for pos, utt in enumerate(items["utterance_id"]) if utt in sample]
     if not positions:
         return out
     probe = items.iloc[positions].copy()

@@ -24,8 +24,11 @@ clip too long to pack but not that long is decoded alone without VAD.
 Cache identity: labeler ``whisper-<model id>`` (the cache allows no ':' in names) and the decode
 settings of `cache_settings`; English-only models key by segment key, multilingual ones by
 ``<segment key>|<language>``.
-Packing means a clip's words could depend on its neighbours; the label cache (keyed by the
-segment key) keeps a labelled clip's text fixed across re-runs.
+Packing means a clip's words could depend on its neighbours, so the neighbours are fixed by the
+build's packing plan (tasks/transcripts/packing.py: groups over all items, not per shard; clips are
+decoded group by group, in segment-key order), never by the shard size; the label cache (keyed by
+the segment key) keeps a labelled clip's text fixed across re-runs. Native thread counts are pinned
+(tasks/threads.py) so the thread environment cannot change a label either.
 
 Per-clip numbers written to the utterance row:
 - ``transcript_confidence``: mean word probability of the clip's words (Whisper's per-word
@@ -66,6 +69,7 @@ from manifests.schema import REJECT_REASONS
 from tasks.common import StageResult
 from tasks.segments import covered_seconds, speech_intervals
 from tasks.spec import WhisperSettings
+from tasks.threads import pin_native_threads
 from tasks.transcripts.common import TranscriptStage, has_text
 from tasks.transcripts.normalize import normalize_transcript
 
@@ -80,7 +84,10 @@ REQUIRED_MODEL_FILES: tuple[str, ...] = ("model.bin", "config.json", "tokenizer.
 PACK_WINDOW_S = 29.0  # under Whisper's 30 s input so the last word's timestamp is never clipped
 PACK_GAP_S = 0.5  # silence between packed clips: room for word boundaries to fall in
 UNCACHED_PREFIX = "uncached:"  # rows without a segment_key are decoded but never cached
-DECODER_VERSION = "packed-v2"  # bump when packing or decoding changes its output (new cache)
+DECODER_VERSION = "packed-v3"  # bump when packing or decoding changes its output (new cache)
+# v3: numpy's BLAS is pinned to one thread (tasks/threads.py), and clips are packed in the build's
+# packing groups (tasks/transcripts/packing.py); v2 labels depend on the thread environment and on
+# the shard a clip was in, so they are not reused.
 # v2: packed windows are validated and suspicious clips decoded alone; v1 cached unchecked
 # packed results (words in the wrong clip, empty transcripts for speech), so none are reused.
 # Checks of a packed window (`_window_problems`):
@@ -97,6 +104,8 @@ logger = logging.getLogger(__name__)
 
 _MODELS: dict[tuple[str, str, str, int], WhisperModel] = {}
 _MODELS_LOCK = threading.Lock()
+# One lock per packing group: two shard tasks of one process that share a group decode it once.
+_GROUP_LOCKS: dict[str, threading.Lock] = {}
 
 
 class WhisperModelError(ValueError):
@@ -667,17 +676,66 @@ def _transcribe_misses(
     return labels, failures
 
 
+def _transcribe_groups(
+    groups: pd.DataFrame,
+    settings: WhisperSettings,
+    cache: LabelCache | None,
+    progress: ProgressCallback | None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
+    """Decode, group by group, every clip of `groups` (packing-plan rows) the cache does not hold.
+
+    A group's clips are decoded together in key order, whichever shard asked, so their labels do
+    not depend on the shard size; clips another task cached meanwhile are taken from the cache.
+    Within a process a group is decoded under its lock, so two shard tasks sharing it (threads
+    runner) decode it once; two processes (Dask workers) may both decode it, to the same labels.
+    """
+    labels: dict[str, dict[str, Any]] = {}
+    failures: dict[str, dict[str, str]] = {}
+    unique = groups.drop_duplicates("key")
+    labels.update(cache.get_many(unique["key"]) if cache is not None else {})
+    todo = [
+        members[~members["key"].isin(labels.keys())].sort_values("key", kind="mergesort")
+        for _, members in unique.groupby("group", sort=True)
+    ]
+    todo = [members for members in todo if len(members)]
+    total, offset = sum(len(m) for m in todo), 0
+
+    def report(done: int, _total: int) -> None:
+        if progress is not None:
+            progress(offset + done, total)
+
+    for members in todo:
+        with _MODELS_LOCK:
+            lock = _GROUP_LOCKS.setdefault(str(members["group"].iloc[0]), threading.Lock())
+        with lock:
+            cached = cache.get_many(members["key"]) if cache is not None else {}  # one listing per group decoded
+            labels.update(cached)
+            if len(cached) < len(members):
+                # A partial hit (a killed run cached part of a large group) decodes the rest, as that run would have.
+                rest = members[~members["key"].isin(cached.keys())]
+                new, failed = _transcribe_misses(rest, rest["key"].tolist(), rest["language"].tolist(), settings,
+                                                 cache, report)  # fmt: skip
+                labels.update(new)
+                failures.update(failed)
+        offset += len(members)
+        report(0, total)
+    return labels, failures
+
+
 def fill_missing_transcripts(
     items: pd.DataFrame,
     settings: WhisperSettings,
     cache: LabelCache | None = None,
     progress: ProgressCallback | None = None,
+    plan: pd.DataFrame | None = None,
 ) -> StageResult:
     """Keep human transcripts, Whisper-label the rest, normalise all (see the module docstring).
 
     `cache` must come from `make_cache(root, settings)` (same labeler and settings), so a changed
     model or decode setting can never serve stale labels. `progress(done, total)` counts the
-    segments that needed decoding (cache misses).
+    segments that needed decoding (cache misses). `plan` is the build's packing plan
+    (`tasks.transcripts.packing.make_plan` over all items): clips are decoded in its groups, which
+    may hold clips of other shards; without one, the groups are made from `items` alone.
     """
     if cache is not None and (cache.labeler, cache.settings) != (
         labeler_name(settings),
@@ -690,22 +748,25 @@ def fill_missing_transcripts(
     stage = _Stage(items)
     need = stage.keep_human_transcripts()
     if need:
-        stage.label_with_whisper(need, settings, cache, progress)
+        pin_native_threads()  # numpy's BLAS computes the mel spectrogram: see tasks/threads.py
+        stage.label_with_whisper(need, settings, cache, progress, plan)
     return stage.result()
+
+
+def candidate_keys(items: pd.DataFrame, settings: WhisperSettings) -> dict[int, tuple[str, str]]:
+    """(cache key, language) by position of the rows Whisper would label: no human transcript, a
+    language the model knows (what `fill_missing_transcripts` decodes, without decoding)."""
+    stage = _Stage(items)
+    return stage.whisper_keys(stage.keep_human_transcripts(), settings)
 
 
 class _Stage(TranscriptStage):
     """The shared transcript stage plus the Whisper pass over the rows without a transcript."""
 
-    def label_with_whisper(
-        self,
-        need: list[int],
-        settings: WhisperSettings,
-        cache: LabelCache | None,
-        progress: ProgressCallback | None,
-    ) -> None:
+    def whisper_keys(self, need: list[int], settings: WhisperSettings) -> dict[int, tuple[str, str]]:
+        """(cache key, language) of the rows in `need` Whisper can label; the others are rejected."""
         english_only = is_english_only(settings)
-        keys: dict[int, str] = {}
+        keys: dict[int, tuple[str, str]] = {}
         for i in need:
             if english_only and self.languages[i] != "en":
                 self.reject(i, "unsupported_language", f"{self.utt(i)}: language "
@@ -718,25 +779,52 @@ class _Stage(TranscriptStage):
                 continue
             segment = self.items.at[i, "segment_key"]
             key = f"{UNCACHED_PREFIX}{self.utt(i)}" if not has_text(segment) else str(segment)
-            keys[i] = key if english_only else f"{key}|{self.languages[i]}"
+            keys[i] = (key if english_only else f"{key}|{self.languages[i]}", self.languages[i])
+        return keys
+
+    def label_with_whisper(
+        self,
+        need: list[int],
+        settings: WhisperSettings,
+        cache: LabelCache | None,
+        progress: ProgressCallback | None,
+        plan: pd.DataFrame | None = None,
+    ) -> None:
+        keys = {i: key for i, (key, _) in self.whisper_keys(need, settings).items()}
         cacheable = [k for k in keys.values() if not k.startswith(UNCACHED_PREFIX)]
         found = cache.get_many(cacheable) if cache is not None else {}
         first_row: dict[str, int] = {}
         for i, key in keys.items():
             if key not in found:
                 first_row.setdefault(key, i)
-        order = sorted(first_row)  # pack by key: windows depend on which clips, not on row order
         failures: dict[str, dict[str, str]] = {}
-        if order:
-            rows = self.items.iloc[[first_row[k] for k in order]]
-            languages = [self.languages[first_row[k]] for k in order]
-            labels, failures = _transcribe_misses(rows, order, languages, settings, cache, progress)
+        if first_row:
+            labels, failures = _transcribe_groups(self._groups(first_row, plan, settings), settings, cache, progress)
             found.update(labels)
         for i, key in keys.items():
             if key in failures:
                 self.reject(i, failures[key]["reason"], f"{self.utt(i)}: {failures[key]['detail']}")
             else:
                 self.apply_label(i, found[key], settings)
+
+    def _groups(self, first_row: dict[str, int], plan: pd.DataFrame | None, settings: WhisperSettings) -> pd.DataFrame:
+        """The packing-plan rows of every group holding one of the missing keys (see packing.py)."""
+        from tasks.transcripts import packing
+
+        in_plan = packing.plan_for(plan, first_row) if plan is not None and len(plan) else None
+        planned = set(in_plan["key"]) if in_plan is not None else set()
+        local = [k for k in first_row if k not in planned]
+        rows = self.items.iloc[[first_row[k] for k in local]]
+        own = pd.DataFrame({
+            "key": local, "utterance_id": rows["utterance_id"].astype(str).tolist(),
+            "audio_uri": rows["audio_uri"].tolist(), "offset_s": rows["offset_s"].tolist(),
+            "duration_s": rows["duration_s"].tolist(), "language": [self.languages[first_row[k]] for k in local],
+            "quality": False,
+        })  # fmt: skip
+        # Keys outside the plan (no plan, or rows the plan did not foresee) are grouped among themselves.
+        own = packing.assign_groups(own, packing.group_capacity_s(settings)) if local else own
+        parts = [p for p in (in_plan, own) if p is not None and len(p)]
+        return pd.concat(parts, ignore_index=True) if parts else own
 
     def apply_label(self, i: int, label: Mapping[str, Any], settings: WhisperSettings) -> None:
         """Fill one row from a Whisper label, or reject it when the label fails a threshold."""

@@ -22,24 +22,27 @@ def demo_spec_file(folder: Path, name: str, **run: Any) -> Path:
     return path
 
 
-def build_env(home: Path, api_url: str | None = None) -> dict[str, str]:
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+def build_env(home: Path, api_url: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **(extra or {})}
     env.pop("PREFECT_API_URL", None)
     if api_url:
         env["PREFECT_API_URL"] = api_url
     return env
 
 
-def start_build(spec: Path, output: Path | str, home: Path, api_url: str | None = None) -> subprocess.Popen:
+def start_build(spec: Path, output: Path | str, home: Path, api_url: str | None = None,
+                env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "build", str(spec), "--output", str(output)],
-        cwd=REPO, env=build_env(home, api_url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO, env=build_env(home, api_url, env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )
 
 
-def run_build(spec: Path, output: Path | str, home: Path, api_url: str | None = None, timeout: float = 600) -> str:
-    proc = start_build(spec, output, home, api_url)
+def run_build(spec: Path, output: Path | str, home: Path, api_url: str | None = None, timeout: float = 600,
+              env: dict[str, str] | None = None) -> str:
+    """Run `voicetone build` in a subprocess (`env`: extra environment variables); its output."""
+    proc = start_build(spec, output, home, api_url, env)
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out[-4000:]
     return out

@@ -331,3 +331,38 @@ def test_identical_bytes_across_processes(stage_rows, rir_root, noise_root, tmp_
     for a, b in zip(*uris, strict=True):
         assert Path(a).name == Path(b).name and Path(a).parent != Path(b).parent
         assert Path(a).read_bytes() == Path(b).read_bytes()
+
+
+def test_materialised_names_do_not_depend_on_the_output_folder(speech_wav, noise_root, tmp_path) -> None:
+    """Simulated rooms live under <output>/work/augment: their absolute path must not name the file
+    (it did, so two builds into two folders published different file names and content_sha256)."""
+    spec = _spec(None, noise_root, simulate_rirs=3, p_reverb=1.0, p_noise=0.0)
+    clip = speech_wav("The weather is nice today.", name="src/w.wav")
+    names = []
+    for output in ("first-output", "elsewhere/second-output"):
+        pools = build_pools(spec, seed=13, work_dir=str(tmp_path / output / "work" / "augment"))
+        recipe = draw_recipe(13, "demo/w#0", "train", spec, pools, sf.info(clip).duration)
+        assert recipe.rir_id in pools.rirs
+        row = {"row_id": "demo/w#0", "utterance_id": "demo/w", "source": "demo", "split": "train",
+               "source_audio_uri": str(clip), "audio_uri": str(clip), "offset_s": 0.0,
+               "duration_s": sf.info(clip).duration, "recipe_applied": False, **recipe.to_row()}
+        done, failures = materialize(pd.DataFrame([row]), pools, str(tmp_path / output / "work" / "audio"))
+        assert failures.empty
+        names.append(Path(done["audio_uri"].iloc[0]).name)
+    assert names[0] == names[1]
+
+
+def test_a_source_file_replaced_under_its_name_gets_a_new_materialised_file(speech_wav, noise_root, tmp_path) -> None:
+    """The materialised name hashed the source's path, not its bytes: a clip re-recorded under the same
+    name reused the stale augmented audio. The segment key (the source's sha256) now names it too."""
+    from tasks.augment import content_name
+
+    spec = _spec(None, noise_root, simulate_rirs=2, p_reverb=1.0, p_noise=0.0)
+    clip = speech_wav("The weather is nice today.", name="src/w.wav")
+    pools = build_pools(spec, seed=13, work_dir=str(tmp_path / "work" / "augment"))
+    recipe = draw_recipe(13, "demo/w#0", "train", spec, pools, sf.info(clip).duration)
+    row = pd.Series({"utterance_id": "demo/w", "source_audio_uri": str(clip), "offset_s": 0.0,
+                     "duration_s": sf.info(clip).duration, "segment_key": "aaaa:0.000:full"})
+    before = content_name(row, recipe, pools, 16000)
+    assert content_name(row.copy(), recipe, pools, 16000) == before
+    assert content_name(row.copy().replace("aaaa:0.000:full", "bbbb:0.000:full"), recipe, pools, 16000) != before

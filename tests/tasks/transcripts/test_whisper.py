@@ -341,7 +341,7 @@ def test_pipeline_caches_only_verified_transcripts(tmp_path: Path) -> None:
     assert {k: v["text"] for k, v in cached.items()} == dict(
         zip(items.segment_key, result.items.transcript_raw, strict=True)
     )
-    assert whisper.cache_settings(SETTINGS)["decoder"] == "packed-v2"  # v1 labels are never reused
+    assert whisper.cache_settings(SETTINGS)["decoder"] == "packed-v3"  # v1, v2 labels are never reused
 
 
 def _segment(seek: int, words: list[tuple[str, float, float]]) -> SimpleNamespace:
@@ -437,3 +437,29 @@ def test_a_clip_decodes_to_the_same_words_every_time() -> None:
         assert all(seg.temperature == 0.0 for seg in segments)
         runs.append(" ".join(seg.text for seg in segments))
     assert len(set(runs)) == 1, runs
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def test_thread_environment_does_not_change_transcripts_or_scores() -> None:
+    """`OMP_NUM_THREADS=1` (a Dask worker's environment) gave other scores than the default: numpy's
+    BLAS computes the mel spectrogram and split its sums by thread. Labels are pinned (tasks/threads.py)."""
+    import json
+    import os
+    import sys
+
+    clips = sorted(str(p) for p in (DEMO / "sources" / "field_recordings").rglob("*.wav") if p.stat().st_size > 1000)
+    clips = clips[:5]
+    default = {k: v for k, v in os.environ.items() if k not in _THREAD_VARS}
+    if (os.cpu_count() or 1) < 2:  # the libraries' default would be one thread: compare with several
+        default.update(dict.fromkeys(_THREAD_VARS, "3"))
+    runs = []
+    for env in (default, {**default, **dict.fromkeys(_THREAD_VARS, "1")}):
+        proc = subprocess.run([sys.executable, "-m", "tests.tasks.transcripts.thread_probe", *clips],
+                              cwd=Path(__file__).resolve().parents[3], env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(json.loads(proc.stdout))
+    assert len(runs[0]) == len(clips) and any(v[0] != "rejected" for v in runs[0].values())
+    assert runs[0] == runs[1]

@@ -1,0 +1,50 @@
+"""The release identity: the same spec, inputs and label cache give the same `content_sha256`,
+whatever the output folder or the thread environment (docs/architecture.md, "What content_sha256 covers")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flows.build_dataset import build_dataset
+from manifests.io import read_card, read_release, resolve_release
+from manifests.schema import ASR_STAGE
+from tasks.spec import parse_spec
+from tests.flows.buildutil import demo_spec_file, run_build
+from tests.flows.conftest import SMALL_SHARDS
+from tests.tasks.corpora.test_base import write_tone
+
+SENTIMENTS = ("positive", "negative", "neutral")
+
+
+def _corpus(folder: Path) -> Path:
+    rows = ["file_name,transcript,sentiment"]
+    for i in range(12):
+        write_tone(folder / f"c{i:02d}.wav", 1.0 + 0.1 * i, freq=220.0 + 40 * i, seed=i)
+        rows.append(f"c{i:02d}.wav,clip number {i},{SENTIMENTS[i % 3]}")
+    (folder / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_output_folder_does_not_change_the_release(prefect_harness, tmp_path):
+    """Simulated rooms are written under <output>/work: two output folders, one content_sha256."""
+    corpus = _corpus(tmp_path / "corpus")
+    results = []
+    for output in (tmp_path / "a" / "out", tmp_path / "somewhere" / "else" / "out"):
+        spec = parse_spec({"name": "identity", "output": str(output),
+                           "sources": [{"name": "s", "kind": "folder", "path": str(corpus)}],
+                           "labelers": {"transcripts": "none", "sentiment": "none"},
+                           "augment": {"simulate_rirs": 2, "p_reverb": 1.0, "p_noise": 0.0}})
+        results.append(build_dataset(spec))
+        asr = read_release(spec.output)[ASR_STAGE]
+        assert asr["rir_id"].str.startswith("sim/").any() and asr["recipe_applied"].any()
+    assert results[0]["content_sha256"] == results[1]["content_sha256"]
+
+
+def test_single_thread_environment_gives_the_same_release(small_shard_reference, tmp_path):
+    """A Dask worker process runs with OMP_NUM_THREADS=1 (and MKL/OpenBLAS at 1): the demo built so in
+    one process equals the default build (the shared small-shard reference of the Dask and resume tests)."""
+    spec = demo_spec_file(tmp_path, "spec.yaml", shard_size=SMALL_SHARDS)
+    one_thread = dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), "1")
+    run_build(spec, tmp_path / "out", tmp_path / "prefect-home", env=one_thread)
+    card = read_card(resolve_release(str(tmp_path / "out")))
+    assert card["content_sha256"] == small_shard_reference["content_sha256"]
