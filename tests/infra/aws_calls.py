@@ -33,6 +33,7 @@ S3_TRANSFER_METHODS = {
 # (S3: "Amazon S3 API operations and the permissions they need").
 _IAM_OF_OPERATION: dict[tuple[str, str], tuple[str, ...]] = {
     ("s3", "HeadObject"): ("s3:GetObject",),
+    ("s3", "HeadBucket"): ("s3:ListBucket",),  # "HeadBucket: you must have s3:ListBucket permission"
     ("s3", "ListObjectsV2"): ("s3:ListBucket",),
     ("s3", "ListObjects"): ("s3:ListBucket",),
     ("s3", "CopyObject"): ("s3:GetObject", "s3:PutObject"),  # read the source, write the destination
