@@ -131,7 +131,7 @@ def generate(root: Path, n: int) -> dict[str, Any]:
     done = root / "corpus.json"
     if done.exists():
         return json.loads(done.read_text())
-    from tasks.audio import segment_key
+    from tasks.core.audio import segment_key
 
     t0 = time.perf_counter()
     clips = _base_clips()
@@ -190,9 +190,9 @@ def seed_vad_cache(corpus: Path, output: Path) -> int:
     """Fill <output>/cache with what Silero VAD returns for each item (= its base clip's intervals)."""
     import pandas as pd
 
-    from tasks.audio import read_audio
-    from tasks.label_cache import LabelCache
-    from tasks.segments import VAD_SR, speech_intervals
+    from tasks.core.audio import read_audio
+    from tasks.core.label_cache import LabelCache
+    from tasks.label.segments import VAD_SR, speech_intervals
 
     table = pd.read_parquet(corpus / "vad_seed.parquet")
     clips = _base_clips()

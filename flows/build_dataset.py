@@ -16,9 +16,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks import limits, output_lock, pipeline, source_guards
-from tasks.guard_logging import install_quiet_guard_errors
-from tasks.security import install_log_redaction
+from tasks import pipeline
+from tasks.core import limits, output_lock
+from tasks.core.guard_logging import install_quiet_guard_errors
+from tasks.core.security import install_log_redaction
+from tasks.ingest import source_guards
 from tasks.spec import DatasetSpec, check_spec_paths
 
 # Redact credentials from every log record of this process; at import, so Dask worker processes
@@ -35,7 +37,7 @@ def _with_pid(result: dict[str, Any]) -> dict[str, Any]:
 
 def _retry_unless_layout_error(task: Any, task_run: Any, state: Any) -> bool:
     """A source of the wrong layout fails the same way every time: retrying only delays the message."""
-    from tasks.corpora.base import CorpusLayoutError
+    from tasks.ingest.corpora.base import CorpusLayoutError
 
     try:
         state.result()
@@ -176,7 +178,7 @@ def _stages(spec: DatasetSpec) -> dict[str, Any]:
 def build_dataset(spec: DatasetSpec) -> dict[str, Any]:
     """Build and publish one release of the dataset described by `spec`.
 
-    One build per output at a time (`tasks.output_lock`): a second one waits up to `run.lock_wait_s`.
+    One build per output at a time (`tasks.core.output_lock`): a second one waits up to `run.lock_wait_s`.
     """
     logger = get_run_logger()
     with output_lock.hold(spec.output, spec.name, wait_s=spec.run.lock_wait_s, stale_s=spec.run.lock_stale_s,
@@ -203,7 +205,7 @@ def report_link(release_uri: str) -> str | None:
     from pathlib import Path
 
     from manifests import uri as fs
-    from tasks.report_html import REPORT_FILE
+    from tasks.publish.html import REPORT_FILE
 
     target = fs.join(release_uri, REPORT_FILE)
     if not fs.exists(target):
@@ -224,8 +226,8 @@ def _summary_artifacts(result: dict[str, Any]) -> None:
     from prefect.artifacts import create_table_artifact
 
     from manifests.io import read_card, resolve_release
-    from tasks.report import render_summary
-    from tasks.report_markdown import render_warnings
+    from tasks.publish.card import render_summary
+    from tasks.publish.markdown import render_warnings
 
     paths = resolve_release(result["release_uri"])
     card = read_card(paths)

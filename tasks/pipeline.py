@@ -2,7 +2,7 @@
 
 Each function reads its inputs from the run's work folder, calls the pure stage functions, and
 writes its outputs back, returning small dicts of URIs and counts (what Prefect passes around).
-Work files are keyed by content and settings (`tasks.shards.run_shard`), so re-running a finished
+Work files are keyed by content and settings (`tasks.core.shards.run_shard`), so re-running a finished
 step is a lookup.
 """
 
@@ -29,11 +29,10 @@ from manifests.schema import (
     UTTERANCES,
     UTTERANCES_SCHEMA,
 )
-from tasks import guards, output_lock, releases, source_guards
-from tasks.common import reject_row, rejects_frame
-from tasks.releases import previous_utterances, release_changes
-from tasks.security import redact, redact_obj
-from tasks.shards import (
+from tasks.core import guards, output_lock
+from tasks.core.rows import reject_row, rejects_frame
+from tasks.core.security import redact, redact_obj
+from tasks.core.shards import (
     frame_digest,
     read_frame,
     reusable_frame,
@@ -42,6 +41,9 @@ from tasks.shards import (
     stable_hash,
     write_frame,
 )
+from tasks.ingest import source_guards
+from tasks.publish import releases
+from tasks.publish.releases import previous_utterances, release_changes
 from tasks.spec import DatasetSpec
 
 Log = Callable[..., None]
@@ -87,12 +89,12 @@ def ingest_source(spec: DatasetSpec, index: int, log: Log = _noop, warn: Log | N
     The adapter's notes about the source (e.g. metadata columns it does not read) go to `warn`
     (default `log`), one message per note, and to the card through the returned `notes`.
     """
-    from tasks.corpora.registry import get_adapter
+    from tasks.ingest.corpora.registry import get_adapter
 
     source = spec.sources[index]
     adapter = get_adapter(source.kind)
     result = adapter(source, source.language or spec.language)
-    from tasks.splits import apply_source_policy
+    from tasks.plan.splits import apply_source_policy
 
     items = apply_source_policy(result.items.copy(), source, spec.splits, spec.seed)  # split: / split_policy:
     for col in UTTERANCES_SCHEMA.names:
@@ -164,7 +166,7 @@ def estimate_transcribe_cost(spec: DatasetSpec, shard_uris: list[str], log: Log 
     """
     if spec.labelers.transcripts != "aws_transcribe":
         return None
-    from tasks.transcripts import aws_transcribe
+    from tasks.label.transcripts import aws_transcribe
 
     settings = spec.labelers.aws_transcribe
     cache = aws_transcribe.make_cache(cache_dir(spec), settings)
@@ -183,9 +185,9 @@ def estimate_transcribe_cost(spec: DatasetSpec, shard_uris: list[str], log: Log 
 
 
 def plan_transcripts(spec: DatasetSpec, shard_uris: list[str], log: Log = _noop) -> str | None:
-    """Whisper's packing plan over all shards (tasks/transcripts/packing.py), so shard_size cannot
+    """Whisper's packing plan over all shards (tasks/label/transcripts/packing.py), so shard_size cannot
     change pseudo-transcripts; None when Whisper is not the labeler."""
-    from tasks.transcripts import packing
+    from tasks.label.transcripts import packing
 
     if spec.labelers.transcripts != "whisper":
         return None
@@ -202,8 +204,8 @@ def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, posit
     `plan_uri` (from `plan_transcripts`) fixes Whisper's packing groups and the quality sample over
     the whole build; without it both are taken within this shard.
     """
-    from tasks.transcripts import packing, quality, whisper
-    from tasks.transcripts.normalize import normalize_transcript
+    from tasks.label.transcripts import packing, quality, whisper
+    from tasks.label.transcripts.normalize import normalize_transcript
 
     shard = read_frame(shard_uri)
     labeler = spec.labelers.transcripts
@@ -225,7 +227,7 @@ def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, posit
         if labeler == "whisper":
             return whisper.fill_missing_transcripts(frame, spec.labelers.whisper, whisper_cache, progress=progress,
                                                     plan=plan)
-        from tasks.transcripts import aws_transcribe
+        from tasks.label.transcripts import aws_transcribe
 
         aws = spec.labelers.aws_transcribe
         return aws_transcribe.fill_missing_transcripts(
@@ -235,7 +237,7 @@ def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, posit
     def fn(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         if labeler in ("whisper", "aws_transcribe"):
             kept, rejects = _stage_result(fill(items, _progress_logger(log, f"transcripts {position}")))
-            from tasks.transcripts import hallucination
+            from tasks.label.transcripts import hallucination
 
             kept, invented = hallucination.screen(kept, spec.labelers.whisper.hallucination)
             rejects = _concat_rejects([rejects, invented])
@@ -268,7 +270,7 @@ def train_text_classifier(spec: DatasetSpec, shard_uris: list[str], log: Log = _
     loads it), or None when kind is not `trained` or, with `on_insufficient_data: vader`, when there
     is too little data (shards then label with VADER; logged). Otherwise too little data stops the run.
     """
-    from tasks.sentiment import trained
+    from tasks.label.sentiment import trained
 
     tc = spec.labelers.text_classifier
     if tc.kind != "trained" or not _uses_text_classifier(spec):
@@ -293,7 +295,7 @@ def estimate_sentiment_cost(spec: DatasetSpec, shard_uris: list[str], log: Log =
     """
     if spec.labelers.sentiment != "aws_comprehend":
         return None
-    from tasks.sentiment import comprehend
+    from tasks.label.sentiment import comprehend
 
     cs = spec.labelers.aws_comprehend
     docs = [d for u in shard_uris for d in
@@ -314,7 +316,7 @@ def prepare_sentiment(spec: DatasetSpec, shard_uris: list[str], log: Log = _noop
 def sentiment_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: str = "",
                     model_uri: str | None = None) -> dict[str, Any]:
     """Fill missing sentiment with the configured text labeler (`model_uri`: the trained classifier)."""
-    from tasks.sentiment import text_classifier
+    from tasks.label.sentiment import text_classifier
 
     shard = read_frame(shard_uri)
     labeler = spec.labelers.sentiment
@@ -336,7 +338,7 @@ def sentiment_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, positio
         if labeler == "text_classifier":
             return _stage_result(offline(items))
         if labeler == "aws_comprehend":
-            from tasks.sentiment import comprehend
+            from tasks.label.sentiment import comprehend
 
             cs = spec.labelers.aws_comprehend
             return _stage_result(comprehend.fill_missing_sentiment(
@@ -351,15 +353,14 @@ def sentiment_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, positio
 
 def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: str = "") -> dict[str, Any]:
     """Run VAD on every utterance (this also decodes every file, catching audio a header hid)."""
-    from tasks import segments, speech_check, speech_presence
-
+    from tasks.label import segments, speech_check, speech_presence
     shard = read_frame(shard_uri)
     settings = {"vad_threshold": spec.segments.speech_threshold,
                 "second_opinion": speech_check.VERSION if spec.segments.second_opinion else None}
 
     def fn(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         # VAD results are cached by segment key like labels, so a refresh never re-decodes audio it has seen.
-        from tasks.label_cache import LabelCache
+        from tasks.core.label_cache import LabelCache
 
         # The process-wide instance: a new one per shard re-read every segment per shard (O(shards x cache)).
         cache = LabelCache.shared(cache_dir(spec), "silero-vad",
@@ -377,7 +378,7 @@ def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = _noop, position: 
         known = {**{k: v["intervals"] for k, v in hits.items()}, **{k: v["intervals"] for k, v in fresh.items()}}
         rejected = set(rejects["input_ref"]) if len(rejects) else set()
         out = items[~items["utterance_id"].isin(rejected)].reset_index(drop=True)
-        # VAD misses loud acted speech: items where it hears little get a second opinion (tasks/speech_check.py)
+        # VAD misses loud acted speech: items where it hears little get a second opinion (tasks/label/speech_check.py)
         out["speech_intervals"], out["speech_detector"] = speech_presence.decide(
             out, [json.loads(known.get(k, "[]")) for k in out["segment_key"]], cache_dir(spec),
             spec.segments.second_opinion)
@@ -414,12 +415,13 @@ def _require_labels(items: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFram
 
 def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log = _noop) -> dict[str, Any]:
     """Resolve duplicates, assign splits, sample the ASR stage and draw a recipe per stage row."""
-    from tasks import augment, balance, splits
-    from tasks.stage_rows import recipe_key, variant_rows
+    from tasks.augment import materialize as augment
+    from tasks.plan import balance, splits
+    from tasks.plan.stage_rows import recipe_key, variant_rows
 
     items = _read_all([r["items_uri"] for r in shard_results])
     if items.empty:  # every found item was rejected at ingest (no shards): plan with the contract's columns
-        from tasks.corpora.base import utterances_frame
+        from tasks.ingest.corpora.base import utterances_frame
 
         items = utterances_frame([]).assign(speech_intervals=pd.Series(dtype=object))
     rejects = [read_frame(u) for r in shard_results for u in r["rejects_uris"]]
@@ -429,17 +431,16 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     items, missing = _require_labels(items, spec)
     rejects.append(missing)
     items = splits.assign_splits(items, spec.splits, spec.seed)
-    from tasks.split_report import split_shares
+    from tasks.plan.split_report import split_shares
 
     shares_report, plan_guards = split_shares(items, spec)  # guards fired while planning append here
     # PII before ASR sampling: flagged rows stay out of the ASR stage (asr_policy exclude), not masked.
-    from tasks import pii
-
+    from tasks.plan import pii
     pii_cache = pii.comprehend_cache(cache_dir(spec), spec.pii) if spec.pii.detect == "aws_comprehend" else None
     items, pii_report = pii.flag_items(items, spec.pii, region=spec.aws.region, log=log, cache=pii_cache)
     pii_out = pii.asr_excluded(items, spec.pii)
-    from tasks import plausibility
-    from tasks.transcripts import hallucination
+    from tasks.label.transcripts import hallucination
+    from tasks.plan import plausibility
 
     asr_sane, clf_sane, plausibility_report, fired = plausibility.screen(items, spec)  # duration, speaking rate
     plan_guards += fired
@@ -457,9 +458,8 @@ def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log
     log("splits: %s", items.groupby("split").size().to_dict())
     log("ASR stage: %d rows from %d utterances", len(asr_variants), items["utterance_id"].nunique())
 
-    from tasks import noise_pool
-
     # Babble (default pool) needs the planned train items: built here, once, and saved with the plan.
+    from tasks.augment import noise_pool
     pools, pool_facts, pool_guards, speaker_of = noise_pool.planned_pools(
         spec, items, fs.join(work_dir(spec), "augment"), log)
     clf_variants = augment.classifier_variants(items[clf_ok], spec.augment)  # copies_per_utterance
@@ -535,8 +535,8 @@ def _jsonable(obj: Any) -> Any:
 
 def augment_shard(spec: DatasetSpec, rows_uri: str, log: Log = _noop, position: str = "") -> dict[str, Any]:
     """Materialise the augmented utterances of one shard of stage rows as FLAC (when configured)."""
-    from tasks import augment, noise_pool
-
+    from tasks.augment import materialize as augment
+    from tasks.augment import noise_pool
     rows = read_frame(rows_uri)
     if not (spec.augment.enabled and spec.augment.materialize):
         return {"rows_uri": rows_uri, "materialized": 0}
@@ -572,8 +572,7 @@ def _link_into_release(uri: str, release_audio: str, subdir: str = "") -> str:
         release_audio, name = fs.join(release_audio, subdir), f"{subdir}/{name}"
     target = fs.join(release_audio, name.rsplit("/", 1)[-1])
     if fs.is_s3(uri) or fs.is_s3(target):
-        from tasks import storage
-
+        from tasks.core import storage
         storage.copy_file(uri, target)
         return relative_audio_path(name)
     os.makedirs(release_audio, exist_ok=True)
@@ -587,7 +586,7 @@ def _link_into_release(uri: str, release_audio: str, subdir: str = "") -> str:
 
 def _empty_stage_rows(utterances: pd.DataFrame) -> pd.DataFrame:
     """Stage rows with their columns and no row: both stages get empty manifests of the right shape."""
-    from tasks.stage_rows import variant_rows
+    from tasks.plan.stage_rows import variant_rows
 
     variants = pd.DataFrame({"utterance_id": pd.Series(dtype=object), "variant": pd.Series(dtype="int64")})
     rows = variant_rows(utterances.iloc[0:0], variants, {})
@@ -613,8 +612,12 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     """Window, weight and write the release; move LATEST only after it validates."""
     from manifests.release import write_pool_index
     from manifests.validate import validate_release
-    from tasks import noise_pool, report, report_html, segments, weights
-    from tasks.stage_rows import asr_stage_rows, classifier_input_rows, finish_classifier_rows
+    from tasks.augment import noise_pool
+    from tasks.label import segments
+    from tasks.plan.stage_rows import asr_stage_rows, classifier_input_rows, finish_classifier_rows
+    from tasks.publish import card as report
+    from tasks.publish import html as report_html
+    from tasks.publish import weights
 
     utterances = read_frame(plan["utterances_uri"])
     rows = _read_all([a["rows_uri"] for a in augmented])
@@ -663,16 +666,15 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
                                         found, fired, log, warn or log)
 
     extra = _card_extra(spec, plan, weight_report, timings)
-    from tasks import speech_presence
-
+    from tasks.label import speech_presence
     publish_guards += speech_presence.label_guards(written[UTTERANCES], written[CLASSIFIER_STAGE])
     extra["speech_detection"] = speech_presence.speech_section(written[UTTERANCES], written[CLASSIFIER_STAGE])
     extra["guards"] = guards.collect(ingest, plan, augmented, {"guards": publish_guards})
     extra["source_notes"] = {r["source"]: list(r.get("notes") or []) for r in ingest if r.get("notes")}
     prev_utts, prev_name = previous_utterances(spec.output)
     extra["changes"] = release_changes(prev_utts, written[UTTERANCES], prev_name)
-    from tasks.sentiment.agreement import agreement_report
-    from tasks.transcripts.quality import transcript_quality
+    from tasks.label.sentiment.agreement import agreement_report
+    from tasks.label.transcripts.quality import transcript_quality
 
     extra["sentiment_agreement"] = agreement_report(written[UTTERANCES], spec,
                                                     (plan.get("sentiment") or {}).get("model_uri"))
@@ -737,7 +739,7 @@ def _make_plots(report: Any, card: dict, written: dict[str, pd.DataFrame], paths
 def _release_audio_hashes(uris: pd.Series, root: str) -> list[str | None]:
     """sha256 of each release-internal (relative) audio file, hashed once per file; None outside it."""
     from manifests.locations import is_relative, resolve
-    from tasks.audio import sha256_uri
+    from tasks.core.audio import sha256_uri
 
     known: dict[str, str] = {}
     for uri in sorted({u for u in uris if isinstance(u, str) and is_relative(u)}):
@@ -751,8 +753,8 @@ def _noise_windows(spec: DatasetSpec, pools: Any) -> pd.DataFrame:
     Durations come from the pools (probed once per file list and cached), not from new probes:
     probing an S3 noise file downloads it. Babble is speech, so it gives no non-speech window.
     """
-    from tasks import segments
-    from tasks.noise_pool import NON_SPEECH_KINDS, RECORDED, kind_of
+    from tasks.augment.noise_pool import NON_SPEECH_KINDS, RECORDED, kind_of
+    from tasks.label import segments
 
     usable = {i for i in pools.noises if kind_of(i) in NON_SPEECH_KINDS or kind_of(i) == RECORDED}
     files = [(i, pools.noises[i], pools.noise_durations[i], "train") for i in sorted(pools.train_noises) if i in usable]
@@ -764,7 +766,7 @@ def _noise_windows(spec: DatasetSpec, pools: Any) -> pd.DataFrame:
 
 def _card_extra(spec: DatasetSpec, plan: dict[str, Any], weight_report: dict, timings: dict[str, float]) -> dict:
     from manifests.specaugment import SPECAUGMENT_POLICY
-    from tasks.transcripts.normalize import NORMALIZER_NAME, NORMALIZER_VERSION
+    from tasks.label.transcripts.normalize import NORMALIZER_NAME, NORMALIZER_VERSION
 
     spec_json = spec.model_dump_json()
     return {

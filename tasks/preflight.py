@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tasks import storage
+from tasks.core import storage
 from tasks.spec import DatasetSpec, SourceSpec
 
 METADATA_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".jsonl")
@@ -147,11 +147,11 @@ def _missing_s3_why(bucket: str) -> str:
 
 
 def _layouts(spec: DatasetSpec, reachable: set[int]) -> list[str]:
-    """Each adapter's layout checks, run without reading audio (tasks.corpora.base.check_layout)."""
+    """Each adapter's layout checks, run without reading audio (tasks.ingest.corpora.base.check_layout)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from tasks.corpora.base import CorpusLayoutError, check_layout
-    from tasks.corpora.registry import get_adapter
+    from tasks.ingest.corpora.base import CorpusLayoutError, check_layout
+    from tasks.ingest.corpora.registry import get_adapter
 
     problems = []
     for i, source in enumerate(spec.sources):
@@ -167,7 +167,7 @@ def _layouts(spec: DatasetSpec, reachable: set[int]) -> list[str]:
 
 
 def _kind_hint(source: SourceSpec, err: Exception) -> str:
-    from tasks.corpora.folder_metadata import MetadataError
+    from tasks.ingest.corpora.folder_metadata import MetadataError
 
     if isinstance(err, MetadataError):
         return ""

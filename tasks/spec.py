@@ -84,7 +84,7 @@ class SourceSpec(_Strict):
 
 
 class HallucinationSettings(_Strict):
-    """Signals that a Whisper transcript was invented, not heard (tasks/transcripts/hallucination.py).
+    """Signals that a Whisper transcript was invented, not heard (tasks/label/transcripts/hallucination.py).
 
     Defaults measured on real audio (docs/labelers.md): they flag nearly every clip of Persian
     speech declared English and no LibriSpeech dev-clean clip.
@@ -122,7 +122,7 @@ class WhisperSettings(_Strict):
 
 
 class TrainedClassifierSettings(_Strict):
-    """TF-IDF + multinomial logistic regression, trained in the run (tasks/sentiment/trained.py)."""
+    """TF-IDF + multinomial logistic regression, trained in the run (tasks/label/sentiment/trained.py)."""
 
     word_ngrams: tuple[int, int] = Field(default=(1, 2), description="word n-gram range")
     char_ngrams: tuple[int, int] | None = Field(
@@ -372,7 +372,7 @@ class StageDurationLimits(_Strict):
 
 
 class PlausibilitySpec(_Strict):
-    """Sanity limits on duration and speaking rate (tasks/plausibility.py); outside: stage exclusions."""
+    """Sanity limits on duration and speaking rate (tasks/plan/plausibility.py); outside: stage exclusions."""
 
     asr: StageDurationLimits = Field(
         default_factory=lambda: StageDurationLimits(min_duration_s=0.3, max_duration_s=60.0))
@@ -421,7 +421,7 @@ class AugmentSpec(_Strict):
 
 
 class PiiSpec(_Strict):
-    """Personal data in transcripts (tasks/pii.py, docs/security.md)."""
+    """Personal data in transcripts (tasks/plan/pii.py, docs/security.md)."""
 
     detect: Literal["none", "local", "aws_comprehend"] = Field(
         default="local", description="none | local (regexes, offline) | aws_comprehend (DetectPiiEntities)"
@@ -460,7 +460,7 @@ class RunSpec(_Strict):
     dask_address: str | None = Field(default=None, description="tcp://host:port of an existing Dask scheduler")
     keep_releases: int = Field(default=5, ge=1)
     lock_wait_s: float = Field(default=1800, ge=0, description="how long a build waits for another build "
-                               "of the same output to finish (tasks/output_lock.py); 0: stop at once")
+                               "of the same output to finish (tasks/core/output_lock.py); 0: stop at once")
     lock_stale_s: float = Field(default=300, gt=0, description="a lock without heartbeat for this long "
                                 "(or whose pid is gone on this host) is stale and taken over")
     max_reject_share: float = Field(
@@ -556,8 +556,7 @@ def load_spec(path: str | Path, output: str | None = None) -> DatasetSpec:
     no copy of the repository); `output` overrides the spec's output."""
     remote = isinstance(path, str) and path.startswith("s3://")
     if remote:
-        from tasks import storage
-
+        from tasks.core import storage
         try:
             text = storage.read_bytes(path).decode("utf-8")
         except Exception as err:  # noqa: BLE001 - botocore's errors, named in the message
@@ -609,7 +608,7 @@ def check_spec_paths(spec: DatasetSpec) -> None:
     model_path = spec.labelers.text_classifier.model_path
     if spec.labelers.text_classifier.kind == "hf_model" and model_path and not Path(model_path).is_dir():
         problems.append(f"  - labelers.text_classifier.model_path: folder {model_path!r} does not exist")
-    from tasks.corpora.registry import ADAPTERS, option_problem
+    from tasks.ingest.corpora.registry import ADAPTERS, option_problem
 
     for i, source in enumerate(spec.sources):
         if source.kind not in ADAPTERS:

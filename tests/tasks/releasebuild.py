@@ -8,7 +8,7 @@ from typing import Any
 
 from tasks import pipeline
 from tasks.spec import DatasetSpec, parse_spec
-from tests.tasks.corpora.test_base import write_tone
+from tests.tasks.ingest.corpora.test_base import write_tone
 
 
 def tone_corpus(folder: Path, rows: str = "a.wav,I am so happy,positive,spk1\nb.wav,Just a day,neutral,spk2\n") -> Path:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.guards import GuardError
+from tasks.core.guards import GuardError
 from tasks.pipeline import ingest_source
 from tasks.spec import parse_spec
-from tests.tasks.corpora.test_base import write_tone
+from tests.tasks.ingest.corpora.test_base import write_tone
 
 
 def test_ingest_warns_once_per_source_about_unread_metadata_columns(tmp_path: Path) -> None:
