@@ -76,7 +76,7 @@ STAGE_OF = {
     "prepare_sentiment": "sentiment", "sentiment_shard": "sentiment", "speech_shard": "speech_detection",
     "plan_stages": "split_and_balance", "augment_shard": "augment", "publish": "publish",
 }
-VAD_SETTINGS = {"threshold": 0.5, "v": 1}  # what tasks.pipeline.speech_shard keys its cache with
+VAD_SETTINGS = {"threshold": 0.5, "v": 1}  # what tasks.label.steps.speech_shard keys its cache with
 
 
 # ------------------------------------------------------------------------------------- corpus
@@ -293,9 +293,16 @@ def child(spec_path: str, report_path: str) -> None:
 
     _prefect_env()
     from flows.build_dataset import build_dataset
-    from tasks import pipeline
+    from tasks.augment import step as augment_step
+    from tasks.ingest import step as ingest_step
+    from tasks.label import steps as label_steps
+    from tasks.plan import step as plan_step
+    from tasks.publish import step as publish_step
     from tasks.spec import load_spec
 
+    step_module = {"ingest": ingest_step, "transcripts": label_steps, "sentiment": label_steps,
+                   "speech_detection": label_steps, "split_and_balance": plan_step, "augment": augment_step,
+                   "publish": publish_step}
     calls: list[tuple[str, float, float]] = []
     lock = threading.Lock()
 
@@ -322,7 +329,8 @@ def child(spec_path: str, report_path: str) -> None:
         return wrapper
 
     for name in STAGE_OF:
-        setattr(pipeline, name, timed(name, getattr(pipeline, name)))
+        module = step_module[STAGE_OF[name]]
+        setattr(module, name, timed(name, getattr(module, name)))
     spec = load_spec(Path(spec_path))
     t_flow = time.perf_counter()
     result = build_dataset(spec)

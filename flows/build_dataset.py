@@ -1,6 +1,6 @@
 """The main flow: ingest -> transcripts -> sentiment -> speech -> splits and balance -> augment -> publish.
 
-Wiring only: each @task is a thin wrapper over a function in `tasks/pipeline.py`, and tasks pass
+Wiring only: each @task is a thin wrapper over a stage step (`tasks/<stage>/step.py`), and tasks pass
 shard URIs (not DataFrames) so results stay small. Shards are persisted under `<output>/work/` and
 labels under `<output>/cache/`, so a re-run or a resumed run redoes only what is unfinished.
 The spec chooses the task runner (threads, a local Dask cluster, or a Dask scheduler address).
@@ -16,12 +16,17 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks import pipeline
+from tasks.augment import step as augment_step
 from tasks.core import limits, output_lock
 from tasks.core.guard_logging import install_quiet_guard_errors
 from tasks.core.security import install_log_redaction
 from tasks.ingest import source_guards
-from tasks.spec import DatasetSpec, check_spec_paths
+from tasks.ingest import step as ingest_step
+from tasks.label import steps as label_steps
+from tasks.plan import step as plan_step
+from tasks.preflight import check_spec_paths
+from tasks.publish import step as publish_step
+from tasks.spec import DatasetSpec
 
 # Redact credentials from every log record of this process; at import, so Dask worker processes
 # that unpickle these tasks get it too (docs/security.md).
@@ -51,47 +56,47 @@ def _retry_unless_layout_error(task: Any, task_run: Any, state: Any) -> bool:
 @task(name="ingest-source", retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_unless_layout_error)
 def ingest_source_task(spec: DatasetSpec, index: int) -> dict[str, Any]:
     logger = get_run_logger()
-    return _with_pid(pipeline.ingest_source(spec, index, log=logger.info, warn=logger.warning))
+    return _with_pid(ingest_step.ingest_source(spec, index, log=logger.info, warn=logger.warning))
 
 
 @task(name="fill-transcripts", retries=1, retry_delay_seconds=5)
 def transcripts_task(spec: DatasetSpec, shard_uri: str, position: str, plan_uri: str | None = None) -> dict[str, Any]:
-    return _with_pid(pipeline.transcripts_shard(spec, shard_uri, log=get_run_logger().info, position=position,
+    return _with_pid(label_steps.transcripts_shard(spec, shard_uri, log=get_run_logger().info, position=position,
                                                 plan_uri=plan_uri))
 
 
 @task(name="fill-sentiment", retries=1, retry_delay_seconds=5)
 def sentiment_task(spec: DatasetSpec, shard_uri: str, position: str, model_uri: str | None = None) -> dict[str, Any]:
-    return _with_pid(pipeline.sentiment_shard(spec, shard_uri, log=get_run_logger().info, position=position,
+    return _with_pid(label_steps.sentiment_shard(spec, shard_uri, log=get_run_logger().info, position=position,
                                               model_uri=model_uri))
 
 
 @task(name="prepare-sentiment")
 def prepare_sentiment_task(spec: DatasetSpec, shard_uris: list[str]) -> dict[str, Any]:
     """Once per run: train the in-run text classifier; estimate (and cap) Comprehend's cost."""
-    return pipeline.prepare_sentiment(spec, shard_uris, log=get_run_logger().info)
+    return label_steps.prepare_sentiment(spec, shard_uris, log=get_run_logger().info)
 
 
 @task(name="detect-speech", retries=1, retry_delay_seconds=5)
 def speech_task(spec: DatasetSpec, shard_uri: str, position: str) -> dict[str, Any]:
-    return _with_pid(pipeline.speech_shard(spec, shard_uri, log=get_run_logger().info, position=position))
+    return _with_pid(label_steps.speech_shard(spec, shard_uri, log=get_run_logger().info, position=position))
 
 
 @task(name="split-and-balance")
 def plan_task(spec: DatasetSpec, shard_results: list[dict[str, Any]]) -> dict[str, Any]:
-    return pipeline.plan_stages(spec, shard_results, log=get_run_logger().info)
+    return plan_step.plan_stages(spec, shard_results, log=get_run_logger().info)
 
 
 @task(name="augment", retries=1, retry_delay_seconds=5)
 def augment_task(spec: DatasetSpec, rows_uri: str, position: str) -> dict[str, Any]:
-    return _with_pid(pipeline.augment_shard(spec, rows_uri, log=get_run_logger().info, position=position))
+    return _with_pid(augment_step.augment_shard(spec, rows_uri, log=get_run_logger().info, position=position))
 
 
 @task(name="publish")
 def publish_task(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, Any]],
                  ingest: list[dict[str, Any]], timings: dict[str, float]) -> dict[str, Any]:
     logger = get_run_logger()
-    return pipeline.publish(spec, plan, augmented, ingest, timings, log=logger.info, warn=logger.warning)
+    return publish_step.publish(spec, plan, augmented, ingest, timings, log=logger.info, warn=logger.warning)
 
 
 def _map(task_fn: Any, spec: DatasetSpec, uris: list[str], **kwargs: Any) -> list[dict[str, Any]]:
@@ -149,10 +154,10 @@ def _stages(spec: DatasetSpec) -> dict[str, Any]:
 
     ingest_results = [f.result() for f in [ingest_source_task.submit(spec, i) for i in range(len(spec.sources))]]
     source_guards.check_ingest(spec, ingest_results)  # a failed source stops here, before paid labelling
-    shard_uris = pipeline.make_shards(spec, ingest_results, log=log.info)
+    shard_uris = ingest_step.make_shards(spec, ingest_results, log=log.info)
     progress.done("ingest")
-    pipeline.estimate_transcribe_cost(spec, shard_uris, log=log.info)  # stops before any job over the cap
-    plan_uri = pipeline.plan_transcripts(spec, shard_uris, log=log.info)  # packing fixed across shards
+    label_steps.estimate_transcribe_cost(spec, shard_uris, log=log.info)  # stops before any job over the cap
+    plan_uri = label_steps.plan_transcripts(spec, shard_uris, log=log.info)  # packing fixed across shards
     labelled = _map(transcripts_task, spec, shard_uris, plan_uri=plan_uri)
     progress.done("transcripts")
     sentiment = prepare_sentiment_task.submit(spec, [r["items_uri"] for r in labelled]).result()

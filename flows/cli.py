@@ -35,7 +35,8 @@ def _prefect_env() -> None:
 
 
 def _build(spec_path: Path, output: str | None) -> int:
-    from tasks.spec import SpecError, check_spec_paths, load_spec
+    from tasks.preflight import check_spec_paths
+    from tasks.spec import SpecError, load_spec
 
     if output is not None and "://" not in output:
         output = str(Path(output).expanduser().resolve())  # relative to the caller, not the spec file

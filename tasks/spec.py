@@ -590,36 +590,3 @@ def _spec_paths(spec: DatasetSpec) -> list[str]:
     if spec.labelers.text_classifier.model_path:
         paths.append(spec.labelers.text_classifier.model_path)
     return paths
-
-
-def check_spec_paths(spec: DatasetSpec) -> None:
-    """Stop before work when a local input path does not exist (S3 paths are checked by adapters)."""
-    problems = []
-    for i, source in enumerate(spec.sources):
-        if "://" not in source.path and not Path(source.path).is_dir():
-            problems.append(f"  - sources.{i}.path: folder {source.path!r} does not exist (source {source.name!r})")
-    for field, paths in (("augment.noise_paths", spec.augment.noise_paths), ("augment.rir_paths", spec.augment.rir_paths)):
-        for j, p in enumerate(paths):
-            if "://" not in p and not Path(p).exists():
-                problems.append(f"  - {field}.{j}: {p!r} does not exist")
-    if spec.labelers.transcripts == "aws_transcribe" and not (spec.aws.staging_uri or "").startswith("s3://"):
-        problems.append("  - aws.staging_uri: labelers.transcripts 'aws_transcribe' needs an s3://bucket/prefix "
-                        f"where audio is staged for Amazon Transcribe (got {spec.aws.staging_uri!r})")
-    model_path = spec.labelers.text_classifier.model_path
-    if spec.labelers.text_classifier.kind == "hf_model" and model_path and not Path(model_path).is_dir():
-        problems.append(f"  - labelers.text_classifier.model_path: folder {model_path!r} does not exist")
-    from tasks.ingest.corpora.registry import ADAPTERS, option_problem
-
-    for i, source in enumerate(spec.sources):
-        if source.kind not in ADAPTERS:
-            problems.append(
-                f"  - sources.{i}.kind: adapter {source.kind!r} is not available in this version "
-                f"(available: {', '.join(sorted(ADAPTERS))})"
-            )
-        elif (bad_options := option_problem(source)) is not None:
-            problems.append(f"  - sources.{i}.options: {bad_options}")
-    from tasks.preflight import preflight_problems  # output, S3 sources, metadata, layouts: docs/spec.md
-
-    problems.extend(preflight_problems(spec, check_layouts=not problems))
-    if problems:
-        raise SpecError("dataset spec cannot work:\n" + "\n".join(problems))

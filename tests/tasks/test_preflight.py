@@ -13,7 +13,8 @@ import pytest
 from botocore.stub import Stubber
 
 from tasks.core import storage
-from tasks.spec import SpecError, check_spec_paths, parse_spec
+from tasks.preflight import check_spec_paths
+from tasks.spec import SpecError, parse_spec
 from tests.tasks.ingest.corpora.test_base import write_tone
 
 

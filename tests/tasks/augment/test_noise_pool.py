@@ -158,20 +158,24 @@ def test_lazy_recipe_reproduces_materialised_audio_for_every_default_kind(tmp_pa
 
 
 def _build(tmp_path: Path, name: str, materialize: bool) -> dict:
-    from tasks import pipeline as p
+    from tasks.augment import step as augment_step
+    from tasks.ingest import step as ingest_step
+    from tasks.label import steps as label_steps
+    from tasks.plan import step as plan_step
+    from tasks.publish import step as publish_step
     spec = parse_spec({"name": "t", "output": str(tmp_path / name),
                        "labelers": {"transcripts": "none", "sentiment": "none"},
                        "augment": {"copies_per_utterance": 3, "materialize": materialize},
                        "sources": [{"name": "acted", "kind": "ravdess", "path": str(ACTED)}]})
-    ingest = [p.ingest_source(spec, 0)]
+    ingest = [ingest_step.ingest_source(spec, 0)]
     labelled = []
-    for uri in p.make_shards(spec, ingest):
-        speech = p.speech_shard(spec, p.sentiment_shard(spec, p.transcripts_shard(spec, uri)["items_uri"])["items_uri"])
+    for uri in ingest_step.make_shards(spec, ingest):
+        speech = label_steps.speech_shard(spec, label_steps.sentiment_shard(spec, label_steps.transcripts_shard(spec, uri)["items_uri"])["items_uri"])
         labelled.append({**speech, "rejects_uris": []})
-    plan = p.plan_stages(spec, labelled)
-    augmented = [p.augment_shard(spec, u) for u in plan["row_shard_uris"]]
+    plan = plan_step.plan_stages(spec, labelled)
+    augmented = [augment_step.augment_shard(spec, u) for u in plan["row_shard_uris"]]
     warnings: list[str] = []
-    result = p.publish(spec, plan, augmented, ingest, {}, warn=lambda m, *a: warnings.append(m % a))
+    result = publish_step.publish(spec, plan, augmented, ingest, {}, warn=lambda m, *a: warnings.append(m % a))
     return {"spec": spec, "plan": plan, "result": result, "warnings": warnings}
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks import pipeline
 from tasks.core.shards import WorkFileError, read_frame, run_shard
+from tasks.ingest import step as ingest_step
 from tasks.ingest.corpora.base import utterances_frame
+from tasks.label import steps as label_steps
 from tasks.spec import parse_spec
 from tests.tasks.ingest.corpora.test_base import write_tone
 
@@ -54,15 +55,15 @@ def test_a_zero_byte_transcripts_file_is_redone_on_rerun(tmp_path: Path) -> None
     (corpus / "metadata.csv").write_text("file_name,transcript,sentiment\na.wav,I am so happy,positive\n")
     spec = parse_spec({"name": "t", "output": str(tmp_path / "out"), "labelers": {"transcripts": "none"},
                        "sources": [{"name": "s", "kind": "folder", "path": str(corpus)}]})
-    shards = pipeline.make_shards(spec, [pipeline.ingest_source(spec, 0)])
-    first = pipeline.transcripts_shard(spec, shards[0])
+    shards = ingest_step.make_shards(spec, [ingest_step.ingest_source(spec, 0)])
+    first = label_steps.transcripts_shard(spec, shards[0])
     Path(first["items_uri"]).write_bytes(b"")
     logged: list[str] = []
-    second = pipeline.transcripts_shard(spec, shards[0], log=lambda m, *a: logged.append(m % a))
+    second = label_steps.transcripts_shard(spec, shards[0], log=lambda m, *a: logged.append(m % a))
     assert second["items_uri"] == first["items_uri"] and second["reused"] is False
     assert any(first["items_uri"] in line for line in logged)
     assert read_frame(second["items_uri"])["transcript"].tolist() == ["I am so happy"]
-    sentiment = pipeline.sentiment_shard(spec, second["items_uri"])
+    sentiment = label_steps.sentiment_shard(spec, second["items_uri"])
     assert read_frame(sentiment["items_uri"])["sentiment"].tolist() == ["positive"]
 
 
@@ -71,11 +72,11 @@ def test_an_unreadable_shard_file_is_rewritten(tmp_path: Path) -> None:
     write_tone(corpus / "a.wav", 1.0)
     spec = parse_spec({"name": "t", "output": str(tmp_path / "out"),
                        "sources": [{"name": "s", "kind": "folder", "path": str(corpus)}]})
-    ingest = [pipeline.ingest_source(spec, 0)]
-    [shard] = pipeline.make_shards(spec, ingest)
+    ingest = [ingest_step.ingest_source(spec, 0)]
+    [shard] = ingest_step.make_shards(spec, ingest)
     Path(shard).write_bytes(b"PAR1")
     logged: list[str] = []
-    assert pipeline.make_shards(spec, ingest, log=lambda m, *a: logged.append(m % a)) == [shard]
+    assert ingest_step.make_shards(spec, ingest, log=lambda m, *a: logged.append(m % a)) == [shard]
     assert read_frame(shard)["utterance_id"].tolist() == ["s/a"]
     assert any(shard in line for line in logged)
 

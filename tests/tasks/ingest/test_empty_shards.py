@@ -11,9 +11,13 @@ import soundfile as sf
 from manifests.io import read_card, read_release, resolve_release
 from manifests.schema import ASR_STAGE, REJECTS, UTTERANCES
 from manifests.validate import validate_release
-from tasks import pipeline
+from tasks.augment import step as augment_step
 from tasks.core.shards import read_frame, write_frame
+from tasks.ingest import step as ingest_step
 from tasks.ingest.corpora.base import utterances_frame
+from tasks.label import steps as label_steps
+from tasks.plan import step as plan_step
+from tasks.publish import step as publish_step
 from tasks.spec import parse_spec
 
 
@@ -29,20 +33,20 @@ def test_whisper_rejecting_every_item_of_a_shard_still_publishes(tmp_path: Path)
     # the source accepts nothing, so it must be allowed to fail (run.allow_failed_sources, #15.3)
     spec = parse_spec({"name": "t", "output": str(tmp_path / "out"), "run": {"allow_failed_sources": ["s"]},
                        "sources": [{"name": "s", "kind": "folder", "path": str(corpus)}]})
-    ingest = [pipeline.ingest_source(spec, 0)]
-    shards = pipeline.make_shards(spec, ingest)
+    ingest = [ingest_step.ingest_source(spec, 0)]
+    shards = ingest_step.make_shards(spec, ingest)
     assert len(shards) == 1
-    result = pipeline.transcripts_shard(spec, shards[0])
+    result = label_steps.transcripts_shard(spec, shards[0])
     assert read_frame(result["items_uri"]).empty
     rejects = list(result["rejects_uris"])
-    for stage in (pipeline.sentiment_shard, pipeline.speech_shard):
+    for stage in (label_steps.sentiment_shard, label_steps.speech_shard):
         result = stage(spec, result["items_uri"])  # used to raise KeyError: 'segment_key'
         rejects += result["rejects_uris"]
         items = read_frame(result["items_uri"])
         assert items.empty and "segment_key" in items.columns
-    plan = pipeline.plan_stages(spec, [{**result, "rejects_uris": rejects}])
-    augmented = [pipeline.augment_shard(spec, u) for u in plan["row_shard_uris"]]
-    pipeline.publish(spec, plan, augmented, ingest, {})
+    plan = plan_step.plan_stages(spec, [{**result, "rejects_uris": rejects}])
+    augmented = [augment_step.augment_shard(spec, u) for u in plan["row_shard_uris"]]
+    publish_step.publish(spec, plan, augmented, ingest, {})
     report = validate_release(spec.output)
     assert report.ok, report.problems
     tables = read_release(spec.output)
@@ -58,16 +62,16 @@ def test_every_stage_function_accepts_an_empty_shard(tmp_path: Path) -> None:
     shard = tmp_path / "empty.parquet"
     write_frame(str(shard), utterances_frame([]))
     uri = str(shard)
-    for stage in (pipeline.transcripts_shard, pipeline.sentiment_shard, pipeline.speech_shard):
+    for stage in (label_steps.transcripts_shard, label_steps.sentiment_shard, label_steps.speech_shard):
         result = stage(spec, uri)
         items = read_frame(result["items_uri"])
         assert items.empty
         assert {"utterance_id", "segment_key", "transcript", "sentiment"} <= set(items.columns)
         uri = result["items_uri"]
-    rows = pipeline._empty_stage_rows(utterances_frame([]))
+    rows = publish_step._empty_stage_rows(utterances_frame([]))
     rows_uri = str(tmp_path / "rows-0000.parquet")
     write_frame(rows_uri, rows)
-    out = pipeline.augment_shard(spec, rows_uri)
+    out = augment_step.augment_shard(spec, rows_uri)
     assert out["materialized"] == 0 and read_frame(out["rows_uri"]).empty
 
 

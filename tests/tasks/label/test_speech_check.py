@@ -117,8 +117,8 @@ def test_strong_acted_speech_reaches_the_classifier_stage(tmp_path: Path) -> Non
     """The three actor-06 RAVDESS clips VAD misses end speech_present, with their label, in the classifier windows."""
     if not all((RAVDESS_STRONG / name).is_file() for name in ACTOR_06):
         pytest.skip(f"real RAVDESS sample not found at {RAVDESS_STRONG}")
-    from tasks import pipeline
     from tasks.ingest.corpora.ravdess import ingest_ravdess
+    from tasks.label import steps as label_steps
     from tasks.plan.stage_rows import classifier_input_rows
 
     corpus = tmp_path / "ravdess" / "Actor_06"
@@ -135,7 +135,7 @@ def test_strong_acted_speech_reaches_the_classifier_stage(tmp_path: Path) -> Non
     spec = DatasetSpec(name="t", output=str(tmp_path / "out"), sources=[source])
     shard_uri = str(tmp_path / "shard.parquet")
     write_frame(shard_uri, items)
-    done = read_frame(pipeline.speech_shard(spec, shard_uri)["items_uri"])
+    done = read_frame(label_steps.speech_shard(spec, shard_uri)["items_uri"])
     assert list(done["speech_detector"]) == ["second_opinion"] * 3
     rows = done.assign(row_id=done["utterance_id"] + "#0", speed=1.0, recipe_applied=False)
     windows = segments.classifier_windows(

@@ -10,9 +10,9 @@ import pandas as pd
 
 from tasks.core.label_cache import text_key
 from tasks.core.shards import read_frame
+from tasks.ingest.step import ingest_source, make_shards
 from tasks.label.sentiment import text_classifier as tc
 from tasks.label.transcripts import whisper
-from tasks.pipeline import ingest_source, make_shards
 from tasks.publish.releases import release_changes
 from tasks.spec import TextClassifierSettings, WhisperSettings, parse_spec
 from tests.tasks.ingest.corpora.test_base import write_tone
@@ -108,7 +108,7 @@ def test_sentiment_follows_an_edited_transcript_and_a_human_label_wins(tmp_path:
 
 def test_transcript_work_files_follow_the_whisper_model_content_not_its_path(tmp_path: Path) -> None:
     """Weights replaced under the same model path: the transcripts stage runs again (it did not)."""
-    from tasks.pipeline import transcripts_shard
+    from tasks.label.steps import transcripts_shard
 
     bundled = whisper.resolve_model_path("tiny.en")
     model = tmp_path / "my-whisper"

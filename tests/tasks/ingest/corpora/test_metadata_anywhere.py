@@ -16,7 +16,8 @@ import pytest
 
 from tasks.ingest.corpora.folder import ingest_folder
 from tasks.ingest.corpora.hf_dataset import ingest_hf_dataset
-from tasks.spec import SourceSpec, check_spec_paths, load_spec
+from tasks.preflight import check_spec_paths
+from tasks.spec import SourceSpec, load_spec
 from tests.tasks.ingest.corpora.test_base import write_tone
 
 

@@ -345,9 +345,10 @@ def test_rate_limiter_spaces_calls() -> None:
 
 
 def test_pipeline_estimates_the_run_and_labels_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tasks import pipeline
     from tasks.core.shards import read_frame, write_frame
-    from tasks.spec import DatasetSpec, check_spec_paths
+    from tasks.label import steps as label_steps
+    from tasks.preflight import check_spec_paths
+    from tasks.spec import DatasetSpec
 
     spec = DatasetSpec.model_validate(
         {
@@ -365,7 +366,7 @@ def test_pipeline_estimates_the_run_and_labels_shards(tmp_path: Path, monkeypatc
     check_spec_paths(spec)  # aws_comprehend is no longer refused
     shard = str(tmp_path / "shard.parquet")
     write_frame(shard, pd.DataFrame([_row("a", "I love it"), _row("b", "I hate it"), _row("c", "I love it")]))
-    cost = pipeline.estimate_sentiment_cost(spec, [shard])
+    cost = label_steps.estimate_sentiment_cost(spec, [shard])
     assert cost == {"documents": 2, "units": 6, "usd": 0.0006, "cached": 0}
 
     client = _client()
@@ -382,15 +383,15 @@ def test_pipeline_estimates_the_run_and_labels_shards(tmp_path: Path, monkeypatc
             {"ResultList": [_result(0), _result(1, "NEGATIVE")], "ErrorList": []},
             {"TextList": ["I love it", "I hate it"], "LanguageCode": "en"},
         )
-        result = pipeline.sentiment_shard(spec, shard)
+        result = label_steps.sentiment_shard(spec, shard)
         stub.assert_no_pending_responses()
     out = read_frame(result["items_uri"])
     assert out["sentiment"].tolist() == ["positive", "negative", "positive"]
     assert set(out["sentiment_origin"]) == {"aws_comprehend"} and regions == ["eu-west-1"]
-    assert pipeline.estimate_sentiment_cost(spec, [shard])["cached"] == 2  # nothing left to pay for
+    assert label_steps.estimate_sentiment_cost(spec, [shard])["cached"] == 2  # nothing left to pay for
 
     capped = spec.model_copy(deep=True)
     capped.labelers.aws_comprehend.max_cost_usd = 0.0001
     write_frame(shard, pd.DataFrame([_row("n", "something new")]))
     with pytest.raises(cp.CostCapExceeded):
-        pipeline.estimate_sentiment_cost(capped, [shard])
+        label_steps.estimate_sentiment_cost(capped, [shard])

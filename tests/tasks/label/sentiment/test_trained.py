@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks import pipeline
 from tasks.core.label_cache import LabelCache, text_key
 from tasks.core.shards import read_frame, write_frame
+from tasks.label import steps as label_steps
 from tasks.label.sentiment import text_classifier as tc
 from tasks.label.sentiment import trained
 from tasks.plan.splits import assign_splits
@@ -142,13 +142,13 @@ def test_pipeline_trains_once_and_labels_shards_with_the_model(tmp_path: Path) -
     write_frame(shard_b, items.iloc[70:])
     messages: list[str] = []
     log = lambda fmt, *a: messages.append(fmt % a)  # noqa: E731
-    uri = pipeline.train_text_classifier(spec, [shard_a, shard_b], log)
+    uri = label_steps.train_text_classifier(spec, [shard_a, shard_b], log)
     assert uri is not None and uri.startswith(str(tmp_path / "out" / "work" / "models")) and uri.endswith(".joblib")
     assert Path(uri).is_file() and "trained" in messages[-1]
-    again = pipeline.train_text_classifier(spec, [shard_a, shard_b], log)
+    again = label_steps.train_text_classifier(spec, [shard_a, shard_b], log)
     assert again == uri and "reused" in messages[-1]  # cached by training-data hash
 
-    result = pipeline.sentiment_shard(spec, shard_b, log, model_uri=uri)
+    result = label_steps.sentiment_shard(spec, shard_b, log, model_uri=uri)
     out = read_frame(result["items_uri"]).set_index("utterance_id")
     assert out.loc["calls/unlabelled", "sentiment"] == "negative"
     assert out.loc["calls/unlabelled", "sentiment_origin"] == "text_classifier"
@@ -166,10 +166,10 @@ def test_too_little_data_stops_or_falls_back_to_vader(tmp_path: Path) -> None:
     shard = str(tmp_path / "s.parquet")
     write_frame(shard, items)
     with pytest.raises(trained.InsufficientTrainingData, match="min_train_items"):
-        pipeline.train_text_classifier(_spec(tmp_path), [shard])
+        label_steps.train_text_classifier(_spec(tmp_path), [shard])
     spec = _spec(tmp_path, on_insufficient_data="vader")
-    assert pipeline.train_text_classifier(spec, [shard]) is None
-    out = read_frame(pipeline.sentiment_shard(spec, shard, model_uri=None)["items_uri"]).set_index("utterance_id")
+    assert label_steps.train_text_classifier(spec, [shard]) is None
+    out = read_frame(label_steps.sentiment_shard(spec, shard, model_uri=None)["items_uri"]).set_index("utterance_id")
     assert out.loc["calls/unlabelled", "sentiment"] == "negative"
     assert pd.notna(out.loc["calls/unlabelled", "sentiment_compound"])  # VADER's compound: VADER labelled it
     with pytest.raises(ValueError, match="needs the model trained in this run"):

@@ -26,7 +26,8 @@ from tasks.core.audio import segment_key, sha256_uri
 from tasks.core.label_cache import LabelCache
 from tasks.label.transcripts import aws_transcribe as at
 from tasks.label.transcripts.normalize import normalize_transcript, wer
-from tasks.spec import AwsTranscribeSettings, SpecError, check_spec_paths, parse_spec
+from tasks.preflight import check_spec_paths
+from tasks.spec import AwsTranscribeSettings, SpecError, parse_spec
 
 pytestmark = pytest.mark.aws
 
@@ -370,8 +371,8 @@ def test_split_of_silence_only_job_gives_no_words() -> None:
 def test_pipeline_transcripts_shard_runs_transcribe_and_the_quality_sample(
     moto_server: str, s3_bucket: str, clips: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import pipeline
     from tasks.core.shards import read_frame, write_frame
+    from tasks.label import steps as label_steps
 
     human = {**clips["c"], "utterance_id": "test/human", "transcript_raw": TEXTS["c"].upper()}
     shard = pd.DataFrame([clips["a"], clips["b"], human])
@@ -386,7 +387,7 @@ def test_pipeline_transcripts_shard_runs_transcribe_and_the_quality_sample(
     before = _jobs(_client())
     # The pipeline builds its own client: hand it one whose completed jobs get their output written.
     monkeypatch.setattr(at, "make_client", lambda region: FakeTranscribe(_client(), _words(clips)).client)
-    out = pipeline.transcripts_shard(spec, shard_uri)
+    out = label_steps.transcripts_shard(spec, shard_uri)
     items = read_frame(out["items_uri"]).set_index("utterance_id")
     assert len(_jobs(_client()) - before) == 2  # the unlabelled pack, then the held-out sample
     assert items.loc["test/a"].transcript_origin == "aws_transcribe"

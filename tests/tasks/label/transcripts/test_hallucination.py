@@ -11,8 +11,8 @@ import soundfile as sf
 from manifests.schema import UTTERANCES_SCHEMA
 from tasks.core.audio import segment_key, sha256_uri
 from tasks.core.shards import read_frame, write_frame
+from tasks.label.steps import transcripts_shard
 from tasks.label.transcripts import hallucination
-from tasks.pipeline import transcripts_shard
 from tasks.spec import HallucinationSettings, parse_spec
 
 # Numbers measured with tiny.en (docs/labelers.md): a Persian Common Voice clip declared English that

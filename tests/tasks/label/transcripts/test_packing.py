@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks import pipeline
 from tasks.core.shards import read_frame
+from tasks.ingest import step as ingest_step
+from tasks.label import steps as label_steps
 from tasks.label.transcripts import packing, whisper
 from tasks.spec import parse_spec
 
@@ -53,9 +54,9 @@ def _label(corpus: Path, output: Path, shard_size: int) -> tuple[pd.DataFrame, i
     spec = parse_spec({"name": "packing", "output": str(output), "run": {"shard_size": shard_size},
                        "sources": [{"name": "s", "kind": "folder", "path": str(corpus)}],
                        "labelers": {"transcripts": "whisper", "quality_sample_per_source": 1}})
-    shards = pipeline.make_shards(spec, [pipeline.ingest_source(spec, 0)])
-    plan_uri = pipeline.plan_transcripts(spec, shards)
-    frames = [read_frame(pipeline.transcripts_shard(spec, uri, plan_uri=plan_uri)["items_uri"]) for uri in shards]
+    shards = ingest_step.make_shards(spec, [ingest_step.ingest_source(spec, 0)])
+    plan_uri = label_steps.plan_transcripts(spec, shards)
+    frames = [read_frame(label_steps.transcripts_shard(spec, uri, plan_uri=plan_uri)["items_uri"]) for uri in shards]
     items = pd.concat(frames, ignore_index=True).set_index("utterance_id").sort_index()
     return items[COLUMNS], len(shards)
 
