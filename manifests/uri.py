@@ -63,8 +63,14 @@ def s3_client() -> Any:
     with _client_lock:
         client = _clients.get(env_key)
         if client is None:
-            import boto3
-            from botocore.config import Config
+            try:
+                import boto3
+                from botocore.config import Config
+            except ImportError as err:  # the reader install leaves boto3 out (docs/training.md)
+                raise ImportError(
+                    "reading or writing s3:// URIs needs boto3, which this install does not have: "
+                    "pip install 'voicetone-reader[s3]' (or boto3)"
+                ) from err
 
             config = Config(retries={"mode": "adaptive", "max_attempts": 10})
             client = boto3.session.Session().client("s3", config=config)
