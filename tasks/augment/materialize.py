@@ -38,6 +38,7 @@ import pandas as pd
 
 from manifests.augmentation import DSP_VERSION, Recipe, apply_recipe, load_noise, load_rir
 from tasks.core import storage
+from tasks.core.hashing import seeded_digest
 from tasks.spec import AugmentSpec
 
 SR = 16000
@@ -383,7 +384,7 @@ def simulate_rirs(count: int, seed: int, folder: str, sr: int = SR) -> dict[str,
 # ------------------------------------------------------------------------------------------ recipes
 def derive_seed(seed: int, row_id: str) -> int:
     """A 63-bit integer from sha256(f"{seed}:{row_id}") (fits the int64 aug_seed column)."""
-    digest = hashlib.sha256(f"{seed}:{row_id}".encode()).digest()
+    digest = seeded_digest(seed, row_id)
     return int.from_bytes(digest[:8], "big") >> 1
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.core import storage
+from tasks.core.hashing import seeded_digest, seeded_hex
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def kind_of(noise_id: str) -> str:
 
 
 def _rng(seed: int, name: str) -> np.random.Generator:
-    digest = hashlib.sha256(f"{seed}:default_noise:{VERSION}:{name}".encode()).digest()
+    digest = seeded_digest(seed, "default_noise", VERSION, name)
     return np.random.default_rng(int.from_bytes(digest[:8], "big"))
 
 
@@ -179,9 +180,9 @@ def _talker_plan(items: pd.DataFrame, seed: int) -> list[tuple[str, list[dict[st
     plan = []
     for speaker, group in train.groupby("_speaker", sort=True):
         rows = sorted(group.to_dict("records"),
-                      key=lambda r: hashlib.sha256(f"{seed}:{r['utterance_id']}".encode()).hexdigest())
+                      key=lambda r: seeded_hex(seed, r["utterance_id"]))
         plan.append((str(speaker), rows[:TALKER_UTTERANCES]))
-    plan.sort(key=lambda p: hashlib.sha256(f"{seed}:babble:{p[0]}".encode()).hexdigest())
+    plan.sort(key=lambda p: seeded_hex(seed, "babble", p[0]))
     return plan
 
 

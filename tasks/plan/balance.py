@@ -37,13 +37,13 @@ missing after the rules; they are exclusions (counted in the card), not rejects.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 
 import pandas as pd
 
 from manifests.schema import SENTIMENTS, SPLITS
+from tasks.core.hashing import seeded_hex
 from tasks.spec import BalanceSpec, EligibilitySpec
 
 ORIGIN_FIELDS: tuple[str, ...] = ("sentiment_origin", "transcript_origin")
@@ -106,7 +106,7 @@ def recipe_signature(recipe: object) -> str:
 
 def _rank(seed: int, key: str) -> str:
     """Stable sort key of an item or source (hex digest compares like the number)."""
-    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
+    return seeded_hex(seed, key)
 
 
 def pick_order(by_source: dict[str, list[str]], n: int, cap: int, seed: int) -> list[str]:

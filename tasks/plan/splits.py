@@ -37,7 +37,6 @@ when that column is missing every row is checked (strict), so writers should kee
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from typing import Any
@@ -45,6 +44,7 @@ from typing import Any
 import pandas as pd
 
 from manifests.schema import SENTIMENTS, SPLITS
+from tasks.core.hashing import seeded_digest
 from tasks.core.rows import StageResult, reject_row, rejects_frame
 from tasks.spec import SourceSpec, SplitSpec
 
@@ -80,7 +80,7 @@ def _present(value: object) -> bool:
 
 def unit_hash(seed: int, key: str) -> float:
     """Seeded, platform-independent hash of `key` mapped to [0, 1)."""
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    digest = seeded_digest(seed, key)
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from manifests import uri as fs
 from manifests.audio_io import RowReader, read_audio
 from manifests.release import Release
+from tasks.core.hashing import seeded_hex
 
 AUDIO_DIR = "report_audio"
 SAMPLE_RATE = 16000
@@ -64,7 +65,7 @@ def _plain(value: Any) -> Any:
 
 
 def _rank(seed: int, key: str) -> str:
-    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
+    return seeded_hex(seed, key)
 
 
 def pick_samples(release: Release, per_group: int = DEFAULT_SAMPLES_PER_GROUP, seed: int = 13) -> list[Sample]:

@@ -18,13 +18,13 @@ Comprehend would cost calls, so for it the card gets a summary of what it labell
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
+from tasks.core.hashing import seeded_hex
 from tasks.spec import SENTIMENT_VALUES, DatasetSpec
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def _sample(rows: pd.DataFrame, max_per_source: int, seed: int) -> pd.DataFrame:
     """At most `max_per_source` rows per source, chosen by a seeded hash (stable across runs)."""
     if rows.empty:
         return rows
-    order = rows["utterance_id"].map(lambda u: hashlib.sha256(f"{seed}:{u}".encode()).hexdigest())
+    order = rows["utterance_id"].map(lambda u: seeded_hex(seed, u))
     rows = rows.assign(_order=order).sort_values(["source", "_order"])
     return rows.groupby("source", sort=True).head(max_per_source).drop(columns="_order").reset_index(drop=True)
 
@@ -214,7 +214,7 @@ def training_sample(rows: pd.DataFrame, max_rows: int | None, seed: int) -> pd.D
     rows = rows.reset_index(drop=True)
     counts = {str(k): int(v) for k, v in rows["sentiment"].astype(str).value_counts().items()}
     quotas = _stratum_quotas(counts, max_rows)
-    order = rows["utterance_id"].map(lambda u: hashlib.sha256(f"{seed}:report-train:{u}".encode()).hexdigest())
+    order = rows["utterance_id"].map(lambda u: seeded_hex(seed, "report-train", u))
     ranked = rows.assign(_stratum=rows["sentiment"].astype(str), _order=order)
     ranked = ranked.sort_values(["_stratum", "_order", "utterance_id"], kind="mergesort")
     rank = ranked.groupby("_stratum", sort=False).cumcount()

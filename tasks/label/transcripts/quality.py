@@ -17,12 +17,12 @@ How the sample works, and why:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Collection
 from typing import Any
 
 import pandas as pd
 
+from tasks.core.hashing import seeded_hex
 from tasks.core.rows import StageResult
 from tasks.label.transcripts.common import has_text
 from tasks.label.transcripts.normalize import NORMALIZER_NAME, NORMALIZER_VERSION, base_language, word_errors
@@ -32,7 +32,7 @@ HYPOTHESIS_ORIGIN = "asr_hypothesis_origin"
 
 
 def _rank(seed: int, utterance_id: str) -> str:
-    return hashlib.sha256(f"{seed}:{utterance_id}".encode()).hexdigest()
+    return seeded_hex(seed, utterance_id)
 
 
 def choose_quality_sample(items: pd.DataFrame, n: int, seed: int) -> list[int]:
