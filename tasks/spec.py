@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from manifests.schema import SENTIMENT_ORIGINS, TRANSCRIPT_ORIGINS
+from manifests.schema import SENTIMENT_ORIGINS, SENTIMENTS, TRANSCRIPT_ORIGINS
 
 ADAPTER_KINDS: tuple[str, ...] = (
     "librispeech",
@@ -26,7 +26,6 @@ ADAPTER_KINDS: tuple[str, ...] = (
     "folder",
     "hf_dataset",
 )
-SENTIMENT_VALUES = ("negative", "neutral", "positive")
 
 
 class _Strict(BaseModel):
@@ -76,9 +75,9 @@ class SourceSpec(_Strict):
     @classmethod
     def _valid_targets(cls, value: dict[str, str | None]) -> dict[str, str | None]:
         for label, target in value.items():
-            if target is not None and target not in SENTIMENT_VALUES:
+            if target is not None and target not in SENTIMENTS:
                 raise ValueError(
-                    f"emotion_map[{label!r}] = {target!r}; allowed: {', '.join(SENTIMENT_VALUES)} or null"
+                    f"emotion_map[{label!r}] = {target!r}; allowed: {', '.join(SENTIMENTS)} or null"
                 )
         return value
 
@@ -179,8 +178,8 @@ class TextClassifierSettings(_Strict):
         if self.kind == "hf_model" and not self.model_path:
             raise ValueError("kind 'hf_model' needs model_path (a local model folder)")
         for label, target in self.label_map.items():
-            if target is not None and target not in SENTIMENT_VALUES:
-                raise ValueError(f"label_map[{label!r}] = {target!r}; allowed: {', '.join(SENTIMENT_VALUES)} or null")
+            if target is not None and target not in SENTIMENTS:
+                raise ValueError(f"label_map[{label!r}] = {target!r}; allowed: {', '.join(SENTIMENTS)} or null")
         return self
 
 

@@ -21,6 +21,7 @@ import io
 import math
 from typing import Any
 
+from manifests.schema import SENTIMENTS
 from tasks.core import storage
 from tasks.ingest.corpora.base import (
     Candidate,
@@ -36,7 +37,7 @@ from tasks.ingest.corpora.base import (
     safe_relative_path,
 )
 from tasks.ingest.corpora.labels import LabelError, is_blank, normalize_sentiment
-from tasks.spec import SENTIMENT_VALUES, SourceSpec
+from tasks.spec import SourceSpec
 
 KIND = "slue_voxceleb"
 LICENSE = "CC-BY-4.0"
@@ -62,7 +63,7 @@ def _mixed_policy(source: SourceSpec) -> dict[str, str | None]:
         raise ValueError(f"source {source.name!r} (slue_voxceleb): option mixed_policy must be a string or a "
                          f"mapping, got {policy!r}")
     table = dict.fromkeys(MIXED_LABELS, policy) if isinstance(policy, str) else dict(policy)
-    allowed = (_REJECT, *SENTIMENT_VALUES)
+    allowed = (_REJECT, *SENTIMENTS)
     out: dict[str, str | None] = dict.fromkeys((m.lower() for m in MIXED_LABELS), None)
     for label, target in table.items():
         if str(label).lower() not in out:

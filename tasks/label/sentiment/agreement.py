@@ -24,8 +24,9 @@ from typing import Any
 
 import pandas as pd
 
+from manifests.schema import SENTIMENTS
 from tasks.core.hashing import seeded_hex
-from tasks.spec import SENTIMENT_VALUES, DatasetSpec
+from tasks.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
 
@@ -37,21 +38,21 @@ Predictor = Callable[[pd.DataFrame], Sequence[str | None]]
 
 def scores(gold: Sequence[str], predicted: Sequence[str | None]) -> dict[str, Any]:
     """accuracy, macro-F1, per-class F1, coverage and the confusion matrix of one labeler."""
-    gold, predicted = list(gold), [p if p in SENTIMENT_VALUES else None for p in predicted]
+    gold, predicted = list(gold), [p if p in SENTIMENTS else None for p in predicted]
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} gold labels but {len(predicted)} predictions")
     n = len(gold)
-    classes = [c for c in SENTIMENT_VALUES if c in gold or c in predicted]
-    confusion = {g: {p: 0 for p in [*SENTIMENT_VALUES, ABSTAIN]} for g in SENTIMENT_VALUES}
+    classes = [c for c in SENTIMENTS if c in gold or c in predicted]
+    confusion = {g: {p: 0 for p in [*SENTIMENTS, ABSTAIN]} for g in SENTIMENTS}
     for g, p in zip(gold, predicted, strict=True):
         confusion[g][p or ABSTAIN] += 1
     f1 = {}
     for c in classes:
         tp = confusion[c][c]
-        fp = sum(confusion[g][c] for g in SENTIMENT_VALUES if g != c)
+        fp = sum(confusion[g][c] for g in SENTIMENTS if g != c)
         fn = sum(v for p, v in confusion[c].items() if p != c)
         f1[c] = 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
-    correct = sum(confusion[c][c] for c in SENTIMENT_VALUES)
+    correct = sum(confusion[c][c] for c in SENTIMENTS)
     return {
         "n": n,
         "coverage": round(sum(p is not None for p in predicted) / n, 4) if n else None,
@@ -108,7 +109,7 @@ def disagreements(items: pd.DataFrame, gold: Sequence[str], predicted: Sequence[
     sources = items["source"].astype(str).tolist() if "source" in items.columns else ["all"] * len(gold)
     out = [{"utterance_id": ids[i], "source": sources[i], "human": g, "predicted": p or ABSTAIN,
             "severity": _severity(g, p)}
-           for i, (g, p) in enumerate(zip(gold, [p if p in SENTIMENT_VALUES else None for p in predicted],
+           for i, (g, p) in enumerate(zip(gold, [p if p in SENTIMENTS else None for p in predicted],
                                           strict=True)) if g != p]
     return sorted(out, key=lambda d: (-d["severity"], d["source"], d["utterance_id"]))[:limit]
 

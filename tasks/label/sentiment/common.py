@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from manifests.schema import SENTIMENTS
 from tasks.core.rows import reject_row
-from tasks.spec import SENTIMENT_VALUES
 
 STAGE = "sentiment"
 TEXT_COLUMNS: tuple[str, ...] = ("transcript", "transcript_raw")  # first one with text is classified
@@ -47,7 +47,7 @@ def stage_reject(row: Mapping[str, Any], reason: str, detail: str) -> dict[str, 
 
 def label_from_scores(scores: Mapping[str, float]) -> dict[str, Any]:
     """The label of one text from its class probabilities: the arg-max class (ties go to neutral)."""
-    best = max(SENTIMENT_VALUES, key=lambda c: (scores[c], c == "neutral"))
+    best = max(SENTIMENTS, key=lambda c: (scores[c], c == "neutral"))
     return {
         "p_negative": scores["negative"],
         "p_neutral": scores["neutral"],

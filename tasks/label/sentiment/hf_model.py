@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from manifests.schema import SENTIMENTS
 from tasks.label.sentiment.common import label_from_scores
-from tasks.spec import SENTIMENT_VALUES, TextClassifierSettings
+from tasks.spec import TextClassifierSettings
 
 LABELER_NAME = "hf-model"
 _LOADED: dict[tuple[str, str], LoadedModel] = {}
@@ -86,7 +87,7 @@ def map_labels(id2label: dict[int, str], label_map: dict[str, str | None]) -> li
             out.append(label_map.get(name, lowered.get(name.lower())))
             continue
         low = name.lower()
-        guess = next((s for s in SENTIMENT_VALUES if s[:3] in low), None)
+        guess = next((s for s in SENTIMENTS if s[:3] in low), None)
         if guess is None:
             unknown.append(name)
         out.append(guess)
@@ -168,7 +169,7 @@ def classify(texts: Sequence[str], settings: TextClassifierSettings) -> list[dic
         with torch.no_grad():
             probs = torch.softmax(loaded.model(**enc).logits.float(), dim=-1).cpu().numpy()
         for row in probs:
-            scores = {c: 0.0 for c in SENTIMENT_VALUES}
+            scores = {c: 0.0 for c in SENTIMENTS}
             for index, cls in enumerate(loaded.class_of):
                 if cls is not None:
                     scores[cls] += float(row[index])

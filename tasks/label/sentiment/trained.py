@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from manifests.schema import SENTIMENTS
 from tasks.core import storage
 from tasks.core.threads import pin_native_threads
 from tasks.label.sentiment.common import label_from_scores
-from tasks.spec import SENTIMENT_VALUES, DatasetSpec, TrainedClassifierSettings
+from tasks.spec import DatasetSpec, TrainedClassifierSettings
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def human_labelled(items: pd.DataFrame, spec: DatasetSpec, splits: Sequence[str]
             frame[col] = None
     kinds = [kind_of.get(str(s), c) for s, c in zip(frame["source"], frame["corpus"], strict=True)]
     keep = (
-        frame["sentiment"].isin(SENTIMENT_VALUES)
+        frame["sentiment"].isin(SENTIMENTS)
         & frame["sentiment_origin"].isin(list(trained.label_origins))
         & pd.Series([k not in excluded for k in kinds], index=frame.index)
     )
@@ -202,10 +203,10 @@ def fit(
 ) -> TrainedModel:
     """Train on (text, label) pairs; raises InsufficientTrainingData below min_train_items or one class."""
     texts, labels = list(texts), list(labels)
-    bad = sorted({lab for lab in labels if lab not in SENTIMENT_VALUES})
+    bad = sorted({lab for lab in labels if lab not in SENTIMENTS})
     if bad:
-        raise ValueError(f"training labels must be {', '.join(SENTIMENT_VALUES)} (got {bad})")
-    counts = {c: labels.count(c) for c in SENTIMENT_VALUES if c in labels}
+        raise ValueError(f"training labels must be {', '.join(SENTIMENTS)} (got {bad})")
+    counts = {c: labels.count(c) for c in SENTIMENTS if c in labels}
     if len(texts) < settings.min_train_items or len(counts) < 2:
         raise InsufficientTrainingData(
             f"{len(texts)} usable human-labelled training transcript(s) with classes {counts}; the trained "
@@ -233,7 +234,7 @@ def predict(texts: Sequence[str], model: TrainedModel) -> list[dict[str, Any]]:
     proba = np.asarray(model.pipeline.predict_proba(list(texts)), dtype=float)
     out = []
     for row in proba:
-        scores = {c: 0.0 for c in SENTIMENT_VALUES}
+        scores = {c: 0.0 for c in SENTIMENTS}
         for cls, p in zip(model.classes, row, strict=True):
             scores[cls] = float(p)
         out.append(label_from_scores(scores))

@@ -54,7 +54,7 @@ from manifests.schema import REJECT_REASONS
 from tasks.core import limits
 from tasks.core.label_cache import LabelCache
 from tasks.core.rows import StageResult
-from tasks.label.transcripts.common import TranscriptStage, has_text
+from tasks.label.transcripts.common import TranscriptStage, has_text, nearest_span
 from tasks.label.transcripts.normalize import base_language, normalize_transcript
 from tasks.spec import AwsTranscribeSettings, WhisperSettings
 
@@ -312,7 +312,7 @@ def split_transcript(output: Mapping[str, Any], clips: list[dict[str, Any]]) -> 
         if "start_time" not in item or "end_time" not in item or not content:
             continue
         mid = (float(item["start_time"]) + float(item["end_time"])) / 2
-        last = _nearest_span(spans, mid)
+        last = nearest_span(spans, mid)
         tokens[last].append(content)
         if alternative.get("confidence") is not None:
             confidences[last].append(float(alternative["confidence"]))
@@ -324,14 +324,6 @@ def split_transcript(output: Mapping[str, Any], clips: list[dict[str, Any]]) -> 
         conf = float(np.mean(confidences[i])) if confidences[i] else None
         labels[clip["key"]] = {"text": text, "confidence": conf, "num_words": len(tokens[i])}
     return labels
-
-
-def _nearest_span(spans: list[tuple[float, float]], t: float) -> int:
-    def distance(i: int) -> float:
-        start, end = spans[i]
-        return 0.0 if start <= t <= end else min(abs(t - start), abs(t - end))
-
-    return min(range(len(spans)), key=distance)
 
 
 # ---------------------------------------------------------------------------------------------

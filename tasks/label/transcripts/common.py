@@ -77,3 +77,13 @@ class TranscriptStage:
         """The rows not rejected (index 0..n-1) and the rejects."""
         kept = [i for i in range(len(self.items)) if i not in self.rejected]
         return StageResult(items=self.items.iloc[kept].reset_index(drop=True), rejects=rejects_frame(self.rejects))
+
+
+def nearest_span(spans: list[tuple[float, float]], t: float, candidates: list[int] | None = None) -> int:
+    """The span holding time `t`, or the nearest one (a word in a gap goes to the closer clip)."""
+
+    def distance(i: int) -> float:
+        start, end = spans[i]
+        return 0.0 if start <= t <= end else min(abs(t - start), abs(t - end))
+
+    return min(candidates or range(len(spans)), key=distance)

@@ -69,7 +69,7 @@ from manifests.schema import REJECT_REASONS
 from tasks.core.rows import StageResult
 from tasks.core.threads import pin_native_threads
 from tasks.label.segments import covered_seconds, speech_intervals
-from tasks.label.transcripts.common import TranscriptStage, has_text
+from tasks.label.transcripts.common import TranscriptStage, has_text, nearest_span
 from tasks.label.transcripts.normalize import normalize_transcript
 from tasks.spec import WhisperSettings
 
@@ -326,7 +326,7 @@ def _decode(
     for segment in segments:
         window = _segment_window(segment, windows)
         for word in segment.words or []:
-            idx = _nearest_span(spans, (word.start + word.end) / 2, members[window])
+            idx = nearest_span(spans, (word.start + word.end) / 2, members[window])
             decoded[window].append((idx, float(word.start), float(word.end)))
             out[idx].words.append(
                 (
@@ -358,16 +358,6 @@ def _segment_window(segment: Any, windows: list[tuple[float, float]]) -> int:
             if round(ws * 100) == seek:
                 return k
     return max((k for k, (ws, _) in enumerate(windows) if ws <= segment.start + 0.01), default=0)
-
-
-def _nearest_span(spans: list[tuple[float, float]], t: float, candidates: list[int] | None = None) -> int:
-    """The span holding time `t`, or the nearest one (a word in a gap goes to the closer clip)."""
-
-    def distance(i: int) -> float:
-        start, end = spans[i]
-        return 0.0 if start <= t <= end else min(abs(t - start), abs(t - end))
-
-    return min(candidates or range(len(spans)), key=distance)
 
 
 def _speech(audio: np.ndarray) -> list[tuple[float, float]]:

@@ -16,6 +16,7 @@ import soundfile as sf
 from tasks.core.audio import segment_key, sha256_uri
 from tasks.core.label_cache import LabelCache
 from tasks.label.transcripts import whisper
+from tasks.label.transcripts.common import nearest_span
 from tasks.label.transcripts.normalize import normalize_transcript, wer
 from tasks.spec import WhisperSettings
 
@@ -133,9 +134,9 @@ def test_pack_layout_respects_window_and_gaps() -> None:
     assert spans == [(0.0, 12.0), (12.5, 24.5), (25.0, 31.0), (31.0, 56.0)]
     assert len(audio) == 56 * 16000
     assert all(end - start <= whisper.PACK_WINDOW_S for start, end in windows)
-    assert whisper._nearest_span(spans, 12.3) == 1  # a word in a gap goes to the nearer clip
-    assert whisper._nearest_span(spans, 12.1) == 0
-    assert whisper._nearest_span(spans, 31.2, candidates=[2]) == 2  # only clips of the word's window
+    assert nearest_span(spans, 12.3) == 1  # a word in a gap goes to the nearer clip
+    assert nearest_span(spans, 12.1) == 0
+    assert nearest_span(spans, 31.2, candidates=[2]) == 2  # only clips of the word's window
 
 
 def test_second_run_with_cache_transcribes_nothing(
