@@ -20,7 +20,7 @@ sampled from /proc every 0.25 s):
   VAD runs for real (cold cache). `labelled-L warm`: the same build again after deleting
   `<output>/work` but keeping `<output>/cache`: every label and VAD result comes from the cache.
 
-Prefect overhead: the pipeline functions the tasks wrap (`tasks.pipeline.*`) are timed in-process;
+Prefect overhead: the pipeline functions the tasks wrap (`tasks/<stage>/step.py`) are timed in-process;
 per stage, overhead = stage wall time (the flow's own timings) minus the time during which at least
 one task function was running, i.e. time in which only orchestration ran.
 

@@ -4,7 +4,7 @@ Why here and not at every call site: secrets reach text through error messages w
 (botocore exceptions quote presigned URLs, a metadata row can hold a signed link, a traceback can
 print an environment). So text is scrubbed where it leaves the process: log records (a filter
 installed by `install_log_redaction`), reject details (`tasks.core.rows.reject_row`) and the card
-(`tasks.pipeline.publish`). `redact` is idempotent and never raises.
+(`tasks.publish.step.publish`). `redact` is idempotent and never raises.
 """
 
 from __future__ import annotations

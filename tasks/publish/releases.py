@@ -115,7 +115,7 @@ def previous_utterances(output: str) -> tuple[pd.DataFrame | None, str | None]:
         return None, None
 
 
-# What `tasks.pipeline.release_name` makes; other names under releases/ are not ours and are left alone.
+# What `tasks.publish.step.release_name` makes; other names under releases/ are not ours and are left alone.
 RELEASE_NAME = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")
 
 

@@ -245,7 +245,7 @@ def agreement_report(
 ) -> dict[str, Any]:
     """The card's ``sentiment_agreement`` section: offline labelers scored on held-out human labels.
 
-    `model_uri` is the run's trained classifier (`pipeline.train_text_classifier`); without it a
+    `model_uri` is the run's trained classifier (`tasks.label.steps.train_text_classifier`); without it a
     classifier is trained here on the release's train split with the spec's settings, so the
     trained-vs-VADER comparison is reported whichever labeler the run used. No cloud calls.
     """
