@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
@@ -19,6 +19,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from tasks.augment import step as augment_step
 from tasks.core import limits, output_lock
 from tasks.core.guard_logging import install_quiet_guard_errors
+from tasks.core.results import (
+    AugmentResult,
+    IngestResult,
+    PlanResult,
+    PublishResult,
+    SentimentSetup,
+    ShardResult,
+)
 from tasks.core.security import install_log_redaction
 from tasks.ingest import source_guards
 from tasks.ingest import step as ingest_step
@@ -33,11 +41,12 @@ from tasks.spec import DatasetSpec
 install_log_redaction()
 install_quiet_guard_errors()  # a refusing guard logs its message, not a traceback
 
+R = TypeVar("R", IngestResult, ShardResult, AugmentResult)
 STAGES = ("ingest", "transcripts", "sentiment", "speech_detection", "split_and_balance", "augment", "publish")
 
 
-def _with_pid(result: dict[str, Any]) -> dict[str, Any]:
-    return {**result, "pid": os.getpid()}
+def _with_pid(result: R) -> R:
+    return {**result, "pid": os.getpid()}  # type: ignore[return-value]
 
 
 def _retry_unless_layout_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -54,47 +63,47 @@ def _retry_unless_layout_error(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(name="ingest-source", retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_unless_layout_error)
-def ingest_source_task(spec: DatasetSpec, index: int) -> dict[str, Any]:
+def ingest_source_task(spec: DatasetSpec, index: int) -> IngestResult:
     logger = get_run_logger()
     return _with_pid(ingest_step.ingest_source(spec, index, log=logger.info, warn=logger.warning))
 
 
 @task(name="fill-transcripts", retries=1, retry_delay_seconds=5)
-def transcripts_task(spec: DatasetSpec, shard_uri: str, position: str, plan_uri: str | None = None) -> dict[str, Any]:
+def transcripts_task(spec: DatasetSpec, shard_uri: str, position: str, plan_uri: str | None = None) -> ShardResult:
     return _with_pid(label_steps.transcripts_shard(spec, shard_uri, log=get_run_logger().info, position=position,
                                                 plan_uri=plan_uri))
 
 
 @task(name="fill-sentiment", retries=1, retry_delay_seconds=5)
-def sentiment_task(spec: DatasetSpec, shard_uri: str, position: str, model_uri: str | None = None) -> dict[str, Any]:
+def sentiment_task(spec: DatasetSpec, shard_uri: str, position: str, model_uri: str | None = None) -> ShardResult:
     return _with_pid(label_steps.sentiment_shard(spec, shard_uri, log=get_run_logger().info, position=position,
                                               model_uri=model_uri))
 
 
 @task(name="prepare-sentiment")
-def prepare_sentiment_task(spec: DatasetSpec, shard_uris: list[str]) -> dict[str, Any]:
+def prepare_sentiment_task(spec: DatasetSpec, shard_uris: list[str]) -> SentimentSetup:
     """Once per run: train the in-run text classifier; estimate (and cap) Comprehend's cost."""
     return label_steps.prepare_sentiment(spec, shard_uris, log=get_run_logger().info)
 
 
 @task(name="detect-speech", retries=1, retry_delay_seconds=5)
-def speech_task(spec: DatasetSpec, shard_uri: str, position: str) -> dict[str, Any]:
+def speech_task(spec: DatasetSpec, shard_uri: str, position: str) -> ShardResult:
     return _with_pid(label_steps.speech_shard(spec, shard_uri, log=get_run_logger().info, position=position))
 
 
 @task(name="split-and-balance")
-def plan_task(spec: DatasetSpec, shard_results: list[dict[str, Any]]) -> dict[str, Any]:
+def plan_task(spec: DatasetSpec, shard_results: list[ShardResult]) -> PlanResult:
     return plan_step.plan_stages(spec, shard_results, log=get_run_logger().info)
 
 
 @task(name="augment", retries=1, retry_delay_seconds=5)
-def augment_task(spec: DatasetSpec, rows_uri: str, position: str) -> dict[str, Any]:
+def augment_task(spec: DatasetSpec, rows_uri: str, position: str) -> AugmentResult:
     return _with_pid(augment_step.augment_shard(spec, rows_uri, log=get_run_logger().info, position=position))
 
 
 @task(name="publish")
-def publish_task(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, Any]],
-                 ingest: list[dict[str, Any]], timings: dict[str, float]) -> dict[str, Any]:
+def publish_task(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult],
+                 ingest: list[IngestResult], timings: dict[str, float]) -> PublishResult:
     logger = get_run_logger()
     return publish_step.publish(spec, plan, augmented, ingest, timings, log=logger.info, warn=logger.warning)
 
@@ -104,7 +113,7 @@ def _map(task_fn: Any, spec: DatasetSpec, uris: list[str], **kwargs: Any) -> lis
     return [f.result() for f in futures]
 
 
-def _chain(previous: list[dict[str, Any]], current: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _chain(previous: list[ShardResult], current: list[ShardResult]) -> list[ShardResult]:
     """Carry the rejects and fired guards of earlier stages along with each shard's newest items."""
     return [
         {**cur, "rejects_uris": list(prev.get("rejects_uris", [])) + list(cur.get("rejects_uris", [])),

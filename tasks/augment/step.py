@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 
 from manifests import uri as fs
+from tasks.core.results import AugmentResult
 from tasks.core.shards import (
     read_frame,
     write_frame,
@@ -19,7 +18,7 @@ from tasks.core.work import (
 from tasks.spec import DatasetSpec
 
 
-def augment_shard(spec: DatasetSpec, rows_uri: str, log: Log = noop, position: str = "") -> dict[str, Any]:
+def augment_shard(spec: DatasetSpec, rows_uri: str, log: Log = noop, position: str = "") -> AugmentResult:
     """Materialise the augmented utterances of one shard of stage rows as FLAC (when configured)."""
     from tasks.augment import materialize as augment
     from tasks.augment import noise_pool

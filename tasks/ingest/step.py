@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from manifests import uri as fs
 from manifests.schema import (
     UTTERANCES_SCHEMA,
 )
+from tasks.core.results import IngestResult
 from tasks.core.shards import (
     frame_digest,
     reusable_frame,
@@ -24,7 +23,7 @@ from tasks.core.work import (
 from tasks.spec import DatasetSpec
 
 
-def ingest_source(spec: DatasetSpec, index: int, log: Log = noop, warn: Log | None = None) -> dict[str, Any]:
+def ingest_source(spec: DatasetSpec, index: int, log: Log = noop, warn: Log | None = None) -> IngestResult:
     """Enumerate one source; every found item ends in items or rejects.
 
     The adapter's notes about the source (e.g. metadata columns it does not read) go to `warn`
@@ -57,7 +56,7 @@ def ingest_source(spec: DatasetSpec, index: int, log: Log = noop, warn: Log | No
     }
 
 
-def make_shards(spec: DatasetSpec, ingest_results: list[dict[str, Any]], log: Log = noop) -> list[str]:
+def make_shards(spec: DatasetSpec, ingest_results: list[IngestResult], log: Log = noop) -> list[str]:
     """Partition all ingested items into shards by a hash of utterance_id.
 
     A shard file is named by its whole content (every column of every row: labels, speaker, licence,

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from manifests import uri as fs
+from tasks.core.results import SentimentSetup, ShardResult
 from tasks.core.rows import rejects_frame
 from tasks.core.shards import (
     read_frame,
@@ -66,7 +67,7 @@ def plan_transcripts(spec: DatasetSpec, shard_uris: list[str], log: Log = noop) 
 
 
 def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = noop, position: str = "",
-                      plan_uri: str | None = None) -> dict[str, Any]:
+                      plan_uri: str | None = None) -> ShardResult:
     """Normalise human transcripts and fill missing ones with the configured ASR labeler.
 
     `plan_uri` (from `plan_transcripts`) fixes Whisper's packing groups and the quality sample over
@@ -175,14 +176,14 @@ def estimate_sentiment_cost(spec: DatasetSpec, shard_uris: list[str], log: Log =
     return {**estimate.as_dict(), "cached": len(cached)}
 
 
-def prepare_sentiment(spec: DatasetSpec, shard_uris: list[str], log: Log = noop) -> dict[str, Any]:
+def prepare_sentiment(spec: DatasetSpec, shard_uris: list[str], log: Log = noop) -> SentimentSetup:
     """Run-level steps before the sentiment shards: train the classifier, estimate and cap the cost."""
     return {"model_uri": train_text_classifier(spec, shard_uris, log),
             "comprehend_cost": estimate_sentiment_cost(spec, shard_uris, log)}
 
 
 def sentiment_shard(spec: DatasetSpec, shard_uri: str, log: Log = noop, position: str = "",
-                    model_uri: str | None = None) -> dict[str, Any]:
+                    model_uri: str | None = None) -> ShardResult:
     """Fill missing sentiment with the configured text labeler (`model_uri`: the trained classifier)."""
     from tasks.label.sentiment import text_classifier
 
@@ -219,7 +220,7 @@ def sentiment_shard(spec: DatasetSpec, shard_uri: str, log: Log = noop, position
     return {"items_uri": items_uri, "rejects_uris": [rejects_uri], "reused": reused}
 
 
-def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = noop, position: str = "") -> dict[str, Any]:
+def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = noop, position: str = "") -> ShardResult:
     """Run VAD on every utterance (this also decodes every file, catching audio a header hid)."""
     from tasks.label import segments, speech_check, speech_presence
     shard = read_frame(shard_uri)

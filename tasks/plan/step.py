@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 
 from manifests import uri as fs
 from tasks.core import guards
+from tasks.core.results import PlanResult, ShardResult
 from tasks.core.rows import reject_row, rejects_frame
 from tasks.core.shards import (
     read_frame,
@@ -48,7 +47,7 @@ def _require_labels(items: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFram
     return items[mask].reset_index(drop=True), rejects_frame(rows)
 
 
-def plan_stages(spec: DatasetSpec, shard_results: list[dict[str, Any]], log: Log = noop) -> dict[str, Any]:
+def plan_stages(spec: DatasetSpec, shard_results: list[ShardResult], log: Log = noop) -> PlanResult:
     """Resolve duplicates, assign splits, sample the ASR stage and draw a recipe per stage row."""
     from tasks.augment import materialize as augment
     from tasks.plan import balance, splits

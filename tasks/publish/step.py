@@ -21,6 +21,7 @@ from manifests.schema import (
     UTTERANCES,
 )
 from tasks.core import guards, output_lock
+from tasks.core.results import AugmentResult, IngestResult, PlanResult, PublishResult
 from tasks.core.security import redact, redact_obj
 from tasks.core.shards import (
     read_frame,
@@ -88,9 +89,9 @@ def release_name(spec: DatasetSpec) -> str:
     return name
 
 
-def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, Any]],
-            ingest: list[dict[str, Any]], timings: dict[str, float], log: Log = noop,
-            warn: Log | None = None) -> dict[str, Any]:
+def publish(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult],
+            ingest: list[IngestResult], timings: dict[str, float], log: Log = noop,
+            warn: Log | None = None) -> PublishResult:
     """Window, weight and write the release; move LATEST only after it validates."""
     from manifests.release import write_pool_index
     from manifests.validate import validate_release
@@ -246,7 +247,7 @@ def _noise_windows(spec: DatasetSpec, pools: Any) -> pd.DataFrame:
     return segments.noise_windows(files, spec.segments) if files else pd.DataFrame()
 
 
-def _card_extra(spec: DatasetSpec, plan: dict[str, Any], weight_report: dict, timings: dict[str, float]) -> dict:
+def _card_extra(spec: DatasetSpec, plan: PlanResult, weight_report: dict, timings: dict[str, float]) -> dict:
     from manifests.specaugment import SPECAUGMENT_POLICY
     from tasks.label.transcripts.normalize import NORMALIZER_NAME, NORMALIZER_VERSION
 
