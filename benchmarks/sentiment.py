@@ -66,7 +66,7 @@ def offline(n_docs: int, rounds: int) -> None:
 
     torch.set_num_threads(1)
     from tasks.label.sentiment import hf_model, text_classifier, trained
-    from tasks.spec import TextClassifierSettings, TrainedClassifierSettings
+    from tasks.spec_labelers import TextClassifierSettings, TrainedClassifierSettings
 
     rows = _corpus()
     random.Random(13).shuffle(rows)
@@ -100,7 +100,7 @@ def comprehend_calls() -> None:
     from botocore.stub import Stubber
 
     from tasks.label.sentiment import comprehend as cp
-    from tasks.spec import AwsComprehendSettings
+    from tasks.spec_labelers import AwsComprehendSettings
 
     settings = AwsComprehendSettings(rate_per_s=10_000)
     limiter = cp.RateLimiter(settings.rate_per_s, clock=lambda: 0.0, sleep=lambda s: None)

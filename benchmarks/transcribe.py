@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tasks.core.audio import segment_key, sha256_uri  # noqa: E402
 from tasks.label.transcripts import whisper  # noqa: E402
 from tasks.label.transcripts.normalize import word_errors  # noqa: E402
-from tasks.spec import WhisperSettings  # noqa: E402
+from tasks.spec_labelers import WhisperSettings  # noqa: E402
 
 SENTENCES = [
     "Please call Stella and ask her to bring these things.",

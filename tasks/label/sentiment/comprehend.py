@@ -42,7 +42,7 @@ from tasks.core import limits
 from tasks.core.label_cache import LabelCache, settings_hash, text_key
 from tasks.core.rows import StageResult, rejects_frame
 from tasks.label.sentiment.common import is_missing, stage_reject, text_of
-from tasks.spec import AwsComprehendSettings
+from tasks.spec_labelers import AwsComprehendSettings
 
 logger = logging.getLogger(__name__)
 

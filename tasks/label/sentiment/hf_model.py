@@ -26,7 +26,7 @@ from typing import Any
 
 from manifests.schema import SENTIMENTS
 from tasks.label.sentiment.common import label_from_scores
-from tasks.spec import TextClassifierSettings
+from tasks.spec_labelers import TextClassifierSettings
 
 LABELER_NAME = "hf-model"
 _LOADED: dict[tuple[str, str], LoadedModel] = {}

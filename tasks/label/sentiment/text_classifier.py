@@ -51,7 +51,7 @@ import pandas as pd
 from tasks.core.label_cache import LabelCache, settings_hash, text_key
 from tasks.core.rows import StageResult, rejects_frame
 from tasks.label.sentiment.common import is_missing, stage_reject, text_of
-from tasks.spec import TextClassifierSettings
+from tasks.spec_labelers import TextClassifierSettings
 
 if TYPE_CHECKING:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer

@@ -36,7 +36,8 @@ from manifests.schema import SENTIMENTS
 from tasks.core import storage
 from tasks.core.threads import pin_native_threads
 from tasks.label.sentiment.common import label_from_scores
-from tasks.spec import DatasetSpec, TrainedClassifierSettings
+from tasks.spec import DatasetSpec
+from tasks.spec_labelers import TrainedClassifierSettings
 
 logger = logging.getLogger(__name__)
 

@@ -56,7 +56,7 @@ from tasks.core.label_cache import LabelCache
 from tasks.core.rows import StageResult
 from tasks.label.transcripts.common import TranscriptStage, has_text, nearest_span
 from tasks.label.transcripts.normalize import base_language, normalize_transcript
-from tasks.spec import AwsTranscribeSettings, WhisperSettings
+from tasks.spec_labelers import AwsTranscribeSettings, WhisperSettings
 
 logger = logging.getLogger(__name__)
 

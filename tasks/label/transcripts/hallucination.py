@@ -37,7 +37,7 @@ import pandas as pd
 from tasks.core import guards
 from tasks.core.rows import reject_row, rejects_frame
 from tasks.label.transcripts.common import STAGE
-from tasks.spec import HallucinationSettings
+from tasks.spec_labelers import HallucinationSettings
 
 GUARD = "hallucinated_transcripts"
 DETAIL_PREFIX = "hallucinated transcript"

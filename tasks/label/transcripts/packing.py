@@ -35,7 +35,7 @@ import pandas as pd
 from tasks.core.shards import stable_hash
 
 if TYPE_CHECKING:
-    from tasks.spec import WhisperSettings
+    from tasks.spec_labelers import WhisperSettings
 
 PLAN_COLUMNS = ["key", "group", "utterance_id", "audio_uri", "offset_s", "duration_s", "language", "quality"]
 _HASH_BITS = 48  # assign_shards uses the first 12 hex digits of stable_hash(utterance_id)

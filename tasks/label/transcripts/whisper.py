@@ -71,7 +71,7 @@ from tasks.core.threads import pin_native_threads
 from tasks.label.segments import covered_seconds, speech_intervals
 from tasks.label.transcripts.common import TranscriptStage, has_text, nearest_span
 from tasks.label.transcripts.normalize import normalize_transcript
-from tasks.spec import WhisperSettings
+from tasks.spec_labelers import WhisperSettings
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel

@@ -77,7 +77,7 @@ def test_every_stage_function_accepts_an_empty_shard(tmp_path: Path) -> None:
 
 def test_text_classifier_keeps_the_columns_of_an_empty_frame() -> None:
     from tasks.label.sentiment.text_classifier import fill_missing_sentiment
-    from tasks.spec import TextClassifierSettings
+    from tasks.spec_labelers import TextClassifierSettings
 
     result = fill_missing_sentiment(utterances_frame([]), TextClassifierSettings(), None)
     assert result.items.empty and "segment_key" in result.items.columns

@@ -14,7 +14,8 @@ from tasks.ingest.step import ingest_source, make_shards
 from tasks.label.sentiment import text_classifier as tc
 from tasks.label.transcripts import whisper
 from tasks.publish.releases import release_changes
-from tasks.spec import TextClassifierSettings, WhisperSettings, parse_spec
+from tasks.spec import parse_spec
+from tasks.spec_labelers import TextClassifierSettings, WhisperSettings
 from tests.tasks.ingest.corpora.test_base import write_tone
 
 

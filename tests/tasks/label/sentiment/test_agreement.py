@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from tasks.label.sentiment import agreement, trained
-from tasks.spec import DatasetSpec, TextClassifierSettings, TrainedClassifierSettings
+from tasks.spec import DatasetSpec
+from tasks.spec_labelers import TextClassifierSettings, TrainedClassifierSettings
 
 REAL_TEXT = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "real" / "text_sentiment"
 

@@ -20,7 +20,7 @@ from botocore.stub import Stubber
 from tasks.core.label_cache import LabelCache
 from tasks.label.sentiment import comprehend as cp
 from tasks.label.sentiment import text_classifier, trained
-from tasks.spec import AwsComprehendSettings, TextClassifierSettings, TrainedClassifierSettings
+from tasks.spec_labelers import AwsComprehendSettings, TextClassifierSettings, TrainedClassifierSettings
 
 
 def _row(uid: str, text: str | None, language: str | None = "en", **fields: object) -> dict[str, object]:

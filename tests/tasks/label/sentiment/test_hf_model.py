@@ -14,7 +14,8 @@ import pytest
 
 from tasks.label.sentiment import hf_model
 from tasks.label.sentiment import text_classifier as tc
-from tasks.spec import SpecError, TextClassifierSettings, parse_spec
+from tasks.spec import SpecError, parse_spec
+from tasks.spec_labelers import TextClassifierSettings
 
 WORDS = "[PAD] [UNK] [CLS] [SEP] i am so happy this is terrible the train leaves at nine".split()
 

@@ -10,7 +10,7 @@ import pytest
 
 from tasks.core.label_cache import LabelCache
 from tasks.label.sentiment import text_classifier as tc
-from tasks.spec import TextClassifierSettings
+from tasks.spec_labelers import TextClassifierSettings
 
 REAL_TEXT = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "real" / "text_sentiment"
 

@@ -14,7 +14,8 @@ from tasks.label import steps as label_steps
 from tasks.label.sentiment import text_classifier as tc
 from tasks.label.sentiment import trained
 from tasks.plan.splits import assign_splits
-from tasks.spec import DatasetSpec, TextClassifierSettings, TrainedClassifierSettings
+from tasks.spec import DatasetSpec
+from tasks.spec_labelers import TextClassifierSettings, TrainedClassifierSettings
 
 POS = ["great", "wonderful", "lovely", "fantastic", "excellent", "amazing", "delightful", "brilliant"]
 NEG = ["terrible", "awful", "horrible", "dreadful", "disgusting", "miserable", "useless", "broken"]

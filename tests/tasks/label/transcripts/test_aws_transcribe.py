@@ -27,7 +27,8 @@ from tasks.core.label_cache import LabelCache
 from tasks.label.transcripts import aws_transcribe as at
 from tasks.label.transcripts.normalize import normalize_transcript, wer
 from tasks.preflight import check_spec_paths
-from tasks.spec import AwsTranscribeSettings, SpecError, parse_spec
+from tasks.spec import SpecError, parse_spec
+from tasks.spec_labelers import AwsTranscribeSettings
 
 pytestmark = pytest.mark.aws
 

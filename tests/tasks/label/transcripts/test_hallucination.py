@@ -13,7 +13,8 @@ from tasks.core.audio import segment_key, sha256_uri
 from tasks.core.shards import read_frame, write_frame
 from tasks.label.steps import transcripts_shard
 from tasks.label.transcripts import hallucination
-from tasks.spec import HallucinationSettings, parse_spec
+from tasks.spec import parse_spec
+from tasks.spec_labelers import HallucinationSettings
 
 # Numbers measured with tiny.en (docs/labelers.md): a Persian Common Voice clip declared English that
 # passed the decode gates, and a LibriSpeech dev-clean clip (the weakest of the 75).

@@ -13,7 +13,7 @@ import soundfile as sf
 from tasks.core.audio import segment_key, sha256_uri
 from tasks.core.rows import StageResult, rejects_frame
 from tasks.label.transcripts import quality, whisper
-from tasks.spec import WhisperSettings
+from tasks.spec_labelers import WhisperSettings
 
 
 def _rows(source: str, n: int, human: bool = True) -> list[dict]:

@@ -18,7 +18,7 @@ from tasks.core.label_cache import LabelCache
 from tasks.label.transcripts import whisper
 from tasks.label.transcripts.common import nearest_span
 from tasks.label.transcripts.normalize import normalize_transcript, wer
-from tasks.spec import WhisperSettings
+from tasks.spec_labelers import WhisperSettings
 
 pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None or shutil.which("sox") is None, reason="needs espeak-ng and sox"

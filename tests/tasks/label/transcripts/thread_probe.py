@@ -13,7 +13,7 @@ import pandas as pd
 
 from tasks.core.audio import probe, segment_key, sha256_uri
 from tasks.label.transcripts import whisper
-from tasks.spec import WhisperSettings
+from tasks.spec_labelers import WhisperSettings
 
 
 def labels(paths: list[str]) -> dict[str, list[object]]:
