@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
 DEB_PACKAGES := ffmpeg libsndfile1 espeak-ng sox chromium
-# chromium: headless browser for the report.html test (tests/tasks/test_report_html.py, docs/report.md)
+# chromium: headless browser for the report.html test (tests/tasks/publish/test_report_html.py, docs/report.md)
 
 .PHONY: setup demo test test-all lint bench clean system-deps audit lock
 

@@ -4,9 +4,9 @@ Generates N short clips (default 10,000 x 3 s, 16 kHz, 16-bit) as WAV and as FLA
 (a few distinct signals reused, so generation is quick while every file is real audio), then times,
 each in a fresh Python process so peak RSS is the method's own:
 
-- `adapter`: `tasks.corpora.folder.ingest_folder` end to end (listing, probe + hash with its probe
+- `adapter`: `tasks.ingest.corpora.folder.ingest_folder` end to end (listing, probe + hash with its probe
   threads, DataFrame); with `--workers 2` two processes each ingest half of the folders.
-- `probe_hash`: `tasks.audio.probe_and_hash` in a plain loop (one thread per worker): the per-file cost.
+- `probe_hash`: `tasks.core.audio.probe_and_hash` in a plain loop (one thread per worker): the per-file cost.
 - `naive`: `soundfile.read` (decodes everything) + `hashlib.sha256` of the bytes.
 - `lhotse`: `lhotse.Recording.from_file` + `hashlib.sha256` (when lhotse is installed).
 
@@ -95,8 +95,7 @@ def _lhotse(path: str) -> float:
 
 
 def _probe_hash(path: str) -> float:
-    from tasks import audio
-
+    from tasks.core import audio
     info, _ = audio.probe_and_hash(path)
     return info.duration_s
 
@@ -117,7 +116,7 @@ def _run_per_file(method: str, folders: list[str]) -> int:
 
 
 def _run_adapter(folders: list[str]) -> int:
-    from tasks.corpora.folder import ingest_folder
+    from tasks.ingest.corpora.folder import ingest_folder
     from tasks.spec import SourceSpec
 
     done = 0
@@ -147,9 +146,9 @@ def _work(args: tuple[str, list[str]]) -> tuple[int, float]:
 def _preload(method: str) -> None:
     """Import what the method needs before the clock starts (lhotse alone takes seconds to import)."""
     if method == "adapter":
-        import tasks.corpora.folder  # noqa: F401
+        import tasks.ingest.corpora.folder  # noqa: F401
     elif method == "probe_hash":
-        import tasks.audio  # noqa: F401
+        import tasks.core.audio  # noqa: F401
     elif method == "lhotse":
         import lhotse  # noqa: F401
 

@@ -37,7 +37,7 @@ def _timed(fn: Callable[[], Any], repeat: int) -> tuple[Any, list[float]]:
 def main() -> None:
     from manifests import io as mio
     from manifests.schema import MANIFEST_NAMES, UTTERANCES
-    from tasks.sentiment.agreement import agreement_report
+    from tasks.label.sentiment.agreement import agreement_report
     from tasks.spec import load_spec
     from tests.manifests.test_io import _oracle_content_sha256
 

@@ -20,7 +20,7 @@ sampled from /proc every 0.25 s):
   VAD runs for real (cold cache). `labelled-L warm`: the same build again after deleting
   `<output>/work` but keeping `<output>/cache`: every label and VAD result comes from the cache.
 
-Prefect overhead: the pipeline functions the tasks wrap (`tasks.pipeline.*`) are timed in-process;
+Prefect overhead: the pipeline functions the tasks wrap (`tasks/<stage>/step.py`) are timed in-process;
 per stage, overhead = stage wall time (the flow's own timings) minus the time during which at least
 one task function was running, i.e. time in which only orchestration ran.
 
@@ -76,7 +76,7 @@ STAGE_OF = {
     "prepare_sentiment": "sentiment", "sentiment_shard": "sentiment", "speech_shard": "speech_detection",
     "plan_stages": "split_and_balance", "augment_shard": "augment", "publish": "publish",
 }
-VAD_SETTINGS = {"threshold": 0.5, "v": 1}  # what tasks.pipeline.speech_shard keys its cache with
+VAD_SETTINGS = {"threshold": 0.5, "v": 1}  # what tasks.label.steps.speech_shard keys its cache with
 
 
 # ------------------------------------------------------------------------------------- corpus
@@ -131,7 +131,7 @@ def generate(root: Path, n: int) -> dict[str, Any]:
     done = root / "corpus.json"
     if done.exists():
         return json.loads(done.read_text())
-    from tasks.audio import segment_key
+    from tasks.core.audio import segment_key
 
     t0 = time.perf_counter()
     clips = _base_clips()
@@ -190,9 +190,9 @@ def seed_vad_cache(corpus: Path, output: Path) -> int:
     """Fill <output>/cache with what Silero VAD returns for each item (= its base clip's intervals)."""
     import pandas as pd
 
-    from tasks.audio import read_audio
-    from tasks.label_cache import LabelCache
-    from tasks.segments import VAD_SR, speech_intervals
+    from tasks.core.audio import read_audio
+    from tasks.core.label_cache import LabelCache
+    from tasks.label.segments import VAD_SR, speech_intervals
 
     table = pd.read_parquet(corpus / "vad_seed.parquet")
     clips = _base_clips()
@@ -293,9 +293,16 @@ def child(spec_path: str, report_path: str) -> None:
 
     _prefect_env()
     from flows.build_dataset import build_dataset
-    from tasks import pipeline
+    from tasks.augment import step as augment_step
+    from tasks.ingest import step as ingest_step
+    from tasks.label import steps as label_steps
+    from tasks.plan import step as plan_step
+    from tasks.publish import step as publish_step
     from tasks.spec import load_spec
 
+    step_module = {"ingest": ingest_step, "transcripts": label_steps, "sentiment": label_steps,
+                   "speech_detection": label_steps, "split_and_balance": plan_step, "augment": augment_step,
+                   "publish": publish_step}
     calls: list[tuple[str, float, float]] = []
     lock = threading.Lock()
 
@@ -322,7 +329,8 @@ def child(spec_path: str, report_path: str) -> None:
         return wrapper
 
     for name in STAGE_OF:
-        setattr(pipeline, name, timed(name, getattr(pipeline, name)))
+        module = step_module[STAGE_OF[name]]
+        setattr(module, name, timed(name, getattr(module, name)))
     spec = load_spec(Path(spec_path))
     t_flow = time.perf_counter()
     result = build_dataset(spec)

@@ -65,8 +65,8 @@ def offline(n_docs: int, rounds: int) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from tasks.sentiment import hf_model, text_classifier, trained
-    from tasks.spec import TextClassifierSettings, TrainedClassifierSettings
+    from tasks.label.sentiment import hf_model, text_classifier, trained
+    from tasks.spec_labelers import TextClassifierSettings, TrainedClassifierSettings
 
     rows = _corpus()
     random.Random(13).shuffle(rows)
@@ -83,7 +83,7 @@ def offline(n_docs: int, rounds: int) -> None:
     secs = _best(lambda: trained.predict(texts, model), rounds)
     print(f"trained    {n_docs} docs  {secs:7.3f} s  {n_docs / secs:9.0f} docs/s  (training on {cut} texts: {train_s:.2f} s)")
 
-    sys.path.insert(0, str(REPO / "tests" / "tasks" / "sentiment"))
+    sys.path.insert(0, str(REPO / "tests" / "tasks" / "label" / "sentiment"))
     from test_hf_model import save_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,8 +99,8 @@ def comprehend_calls() -> None:
     import pandas as pd
     from botocore.stub import Stubber
 
-    from tasks.sentiment import comprehend as cp
-    from tasks.spec import AwsComprehendSettings
+    from tasks.label.sentiment import comprehend as cp
+    from tasks.spec_labelers import AwsComprehendSettings
 
     settings = AwsComprehendSettings(rate_per_s=10_000)
     limiter = cp.RateLimiter(settings.rate_per_s, clock=lambda: 0.0, sleep=lambda s: None)

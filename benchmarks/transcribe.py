@@ -1,7 +1,7 @@
 """Whisper labeler throughput and WER: one clip per call versus packed + batched.
 
 Generates ~60 short espeak-ng sentences (16 kHz mono, about 2-4 s each, three voices/speeds) and
-runs `tasks.transcripts.whisper.fill_missing_transcripts` (public API only, no cache):
+runs `tasks.label.transcripts.whisper.fill_missing_transcripts` (public API only, no cache):
 
 - ``one-per-call``: the function called once per clip, so each clip is decoded alone (one window
   padded to 30 s) and pays every per-call cost: what a naive caller gets;
@@ -30,10 +30,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.audio import segment_key, sha256_uri  # noqa: E402
-from tasks.spec import WhisperSettings  # noqa: E402
-from tasks.transcripts import whisper  # noqa: E402
-from tasks.transcripts.normalize import word_errors  # noqa: E402
+from tasks.core.audio import segment_key, sha256_uri  # noqa: E402
+from tasks.label.transcripts import whisper  # noqa: E402
+from tasks.label.transcripts.normalize import word_errors  # noqa: E402
+from tasks.spec_labelers import WhisperSettings  # noqa: E402
 
 SENTENCES = [
     "Please call Stella and ask her to bring these things.",

@@ -1,6 +1,6 @@
 """The main flow: ingest -> transcripts -> sentiment -> speech -> splits and balance -> augment -> publish.
 
-Wiring only: each @task is a thin wrapper over a function in `tasks/pipeline.py`, and tasks pass
+Wiring only: each @task is a thin wrapper over a stage step (`tasks/<stage>/step.py`), and tasks pass
 shard URIs (not DataFrames) so results stay small. Shards are persisted under `<output>/work/` and
 labels under `<output>/cache/`, so a re-run or a resumed run redoes only what is unfinished.
 The spec chooses the task runner (threads, a local Dask cluster, or a Dask scheduler address).
@@ -10,32 +10,48 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks import limits, output_lock, pipeline, source_guards
-from tasks.guard_logging import install_quiet_guard_errors
-from tasks.security import install_log_redaction
-from tasks.spec import DatasetSpec, check_spec_paths
+from tasks.augment import step as augment_step
+from tasks.core import limits, output_lock
+from tasks.core.guard_logging import install_quiet_guard_errors
+from tasks.core.results import (
+    AugmentResult,
+    IngestResult,
+    PlanResult,
+    PublishResult,
+    SentimentSetup,
+    ShardResult,
+)
+from tasks.core.security import install_log_redaction
+from tasks.ingest import source_guards
+from tasks.ingest import step as ingest_step
+from tasks.label import steps as label_steps
+from tasks.plan import step as plan_step
+from tasks.preflight import check_spec_paths
+from tasks.publish import step as publish_step
+from tasks.spec import DatasetSpec
 
 # Redact credentials from every log record of this process; at import, so Dask worker processes
 # that unpickle these tasks get it too (docs/security.md).
 install_log_redaction()
 install_quiet_guard_errors()  # a refusing guard logs its message, not a traceback
 
+R = TypeVar("R", IngestResult, ShardResult, AugmentResult)
 STAGES = ("ingest", "transcripts", "sentiment", "speech_detection", "split_and_balance", "augment", "publish")
 
 
-def _with_pid(result: dict[str, Any]) -> dict[str, Any]:
-    return {**result, "pid": os.getpid()}
+def _with_pid(result: R) -> R:
+    return {**result, "pid": os.getpid()}  # type: ignore[return-value]
 
 
 def _retry_unless_layout_error(task: Any, task_run: Any, state: Any) -> bool:
     """A source of the wrong layout fails the same way every time: retrying only delays the message."""
-    from tasks.corpora.base import CorpusLayoutError
+    from tasks.ingest.corpora.base import CorpusLayoutError
 
     try:
         state.result()
@@ -47,49 +63,49 @@ def _retry_unless_layout_error(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(name="ingest-source", retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_unless_layout_error)
-def ingest_source_task(spec: DatasetSpec, index: int) -> dict[str, Any]:
+def ingest_source_task(spec: DatasetSpec, index: int) -> IngestResult:
     logger = get_run_logger()
-    return _with_pid(pipeline.ingest_source(spec, index, log=logger.info, warn=logger.warning))
+    return _with_pid(ingest_step.ingest_source(spec, index, log=logger.info, warn=logger.warning))
 
 
 @task(name="fill-transcripts", retries=1, retry_delay_seconds=5)
-def transcripts_task(spec: DatasetSpec, shard_uri: str, position: str, plan_uri: str | None = None) -> dict[str, Any]:
-    return _with_pid(pipeline.transcripts_shard(spec, shard_uri, log=get_run_logger().info, position=position,
+def transcripts_task(spec: DatasetSpec, shard_uri: str, position: str, plan_uri: str | None = None) -> ShardResult:
+    return _with_pid(label_steps.transcripts_shard(spec, shard_uri, log=get_run_logger().info, position=position,
                                                 plan_uri=plan_uri))
 
 
 @task(name="fill-sentiment", retries=1, retry_delay_seconds=5)
-def sentiment_task(spec: DatasetSpec, shard_uri: str, position: str, model_uri: str | None = None) -> dict[str, Any]:
-    return _with_pid(pipeline.sentiment_shard(spec, shard_uri, log=get_run_logger().info, position=position,
+def sentiment_task(spec: DatasetSpec, shard_uri: str, position: str, model_uri: str | None = None) -> ShardResult:
+    return _with_pid(label_steps.sentiment_shard(spec, shard_uri, log=get_run_logger().info, position=position,
                                               model_uri=model_uri))
 
 
 @task(name="prepare-sentiment")
-def prepare_sentiment_task(spec: DatasetSpec, shard_uris: list[str]) -> dict[str, Any]:
+def prepare_sentiment_task(spec: DatasetSpec, shard_uris: list[str]) -> SentimentSetup:
     """Once per run: train the in-run text classifier; estimate (and cap) Comprehend's cost."""
-    return pipeline.prepare_sentiment(spec, shard_uris, log=get_run_logger().info)
+    return label_steps.prepare_sentiment(spec, shard_uris, log=get_run_logger().info)
 
 
 @task(name="detect-speech", retries=1, retry_delay_seconds=5)
-def speech_task(spec: DatasetSpec, shard_uri: str, position: str) -> dict[str, Any]:
-    return _with_pid(pipeline.speech_shard(spec, shard_uri, log=get_run_logger().info, position=position))
+def speech_task(spec: DatasetSpec, shard_uri: str, position: str) -> ShardResult:
+    return _with_pid(label_steps.speech_shard(spec, shard_uri, log=get_run_logger().info, position=position))
 
 
 @task(name="split-and-balance")
-def plan_task(spec: DatasetSpec, shard_results: list[dict[str, Any]]) -> dict[str, Any]:
-    return pipeline.plan_stages(spec, shard_results, log=get_run_logger().info)
+def plan_task(spec: DatasetSpec, shard_results: list[ShardResult]) -> PlanResult:
+    return plan_step.plan_stages(spec, shard_results, log=get_run_logger().info)
 
 
 @task(name="augment", retries=1, retry_delay_seconds=5)
-def augment_task(spec: DatasetSpec, rows_uri: str, position: str) -> dict[str, Any]:
-    return _with_pid(pipeline.augment_shard(spec, rows_uri, log=get_run_logger().info, position=position))
+def augment_task(spec: DatasetSpec, rows_uri: str, position: str) -> AugmentResult:
+    return _with_pid(augment_step.augment_shard(spec, rows_uri, log=get_run_logger().info, position=position))
 
 
 @task(name="publish")
-def publish_task(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, Any]],
-                 ingest: list[dict[str, Any]], timings: dict[str, float]) -> dict[str, Any]:
+def publish_task(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult],
+                 ingest: list[IngestResult], timings: dict[str, float]) -> PublishResult:
     logger = get_run_logger()
-    return pipeline.publish(spec, plan, augmented, ingest, timings, log=logger.info, warn=logger.warning)
+    return publish_step.publish(spec, plan, augmented, ingest, timings, log=logger.info, warn=logger.warning)
 
 
 def _map(task_fn: Any, spec: DatasetSpec, uris: list[str], **kwargs: Any) -> list[dict[str, Any]]:
@@ -97,7 +113,7 @@ def _map(task_fn: Any, spec: DatasetSpec, uris: list[str], **kwargs: Any) -> lis
     return [f.result() for f in futures]
 
 
-def _chain(previous: list[dict[str, Any]], current: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _chain(previous: list[ShardResult], current: list[ShardResult]) -> list[ShardResult]:
     """Carry the rejects and fired guards of earlier stages along with each shard's newest items."""
     return [
         {**cur, "rejects_uris": list(prev.get("rejects_uris", [])) + list(cur.get("rejects_uris", [])),
@@ -147,10 +163,10 @@ def _stages(spec: DatasetSpec) -> dict[str, Any]:
 
     ingest_results = [f.result() for f in [ingest_source_task.submit(spec, i) for i in range(len(spec.sources))]]
     source_guards.check_ingest(spec, ingest_results)  # a failed source stops here, before paid labelling
-    shard_uris = pipeline.make_shards(spec, ingest_results, log=log.info)
+    shard_uris = ingest_step.make_shards(spec, ingest_results, log=log.info)
     progress.done("ingest")
-    pipeline.estimate_transcribe_cost(spec, shard_uris, log=log.info)  # stops before any job over the cap
-    plan_uri = pipeline.plan_transcripts(spec, shard_uris, log=log.info)  # packing fixed across shards
+    label_steps.estimate_transcribe_cost(spec, shard_uris, log=log.info)  # stops before any job over the cap
+    plan_uri = label_steps.plan_transcripts(spec, shard_uris, log=log.info)  # packing fixed across shards
     labelled = _map(transcripts_task, spec, shard_uris, plan_uri=plan_uri)
     progress.done("transcripts")
     sentiment = prepare_sentiment_task.submit(spec, [r["items_uri"] for r in labelled]).result()
@@ -176,7 +192,7 @@ def _stages(spec: DatasetSpec) -> dict[str, Any]:
 def build_dataset(spec: DatasetSpec) -> dict[str, Any]:
     """Build and publish one release of the dataset described by `spec`.
 
-    One build per output at a time (`tasks.output_lock`): a second one waits up to `run.lock_wait_s`.
+    One build per output at a time (`tasks.core.output_lock`): a second one waits up to `run.lock_wait_s`.
     """
     logger = get_run_logger()
     with output_lock.hold(spec.output, spec.name, wait_s=spec.run.lock_wait_s, stale_s=spec.run.lock_stale_s,
@@ -203,7 +219,7 @@ def report_link(release_uri: str) -> str | None:
     from pathlib import Path
 
     from manifests import uri as fs
-    from tasks.report_html import REPORT_FILE
+    from tasks.publish.html import REPORT_FILE
 
     target = fs.join(release_uri, REPORT_FILE)
     if not fs.exists(target):
@@ -224,8 +240,8 @@ def _summary_artifacts(result: dict[str, Any]) -> None:
     from prefect.artifacts import create_table_artifact
 
     from manifests.io import read_card, resolve_release
-    from tasks.report import render_summary
-    from tasks.report_markdown import render_warnings
+    from tasks.publish.card import render_summary
+    from tasks.publish.markdown import render_warnings
 
     paths = resolve_release(result["release_uri"])
     card = read_card(paths)

@@ -29,13 +29,14 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "true")
     os.environ.setdefault("PREFECT_UI_ENABLED", "false")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from tasks.security import install_log_redaction
+    from tasks.core.security import install_log_redaction
 
     install_log_redaction()  # before Prefect logs anything (docs/security.md)
 
 
 def _build(spec_path: Path, output: str | None) -> int:
-    from tasks.spec import SpecError, check_spec_paths, load_spec
+    from tasks.preflight import check_spec_paths
+    from tasks.spec import SpecError, load_spec
 
     if output is not None and "://" not in output:
         output = str(Path(output).expanduser().resolve())  # relative to the caller, not the spec file
@@ -49,9 +50,9 @@ def _build(spec_path: Path, output: str | None) -> int:
     from flows.build_dataset import build_dataset
 
     print(f"building {spec.name!r} from {spec_path} into {spec.output} ...", flush=True)
-    from tasks.corpora.base import CorpusLayoutError
-    from tasks.guards import GuardError
-    from tasks.output_lock import OutputLocked
+    from tasks.core.guards import GuardError
+    from tasks.core.output_lock import OutputLocked
+    from tasks.ingest.corpora.base import CorpusLayoutError
 
     try:
         result = build_dataset(spec)
@@ -110,7 +111,7 @@ CONSOLE_REJECT_EXAMPLES = 5
 
 def _summary_text(card: dict[str, Any]) -> str:
     """The card's summary for the console, with a few reject examples listed (nothing follows it)."""
-    from tasks.report import render_summary
+    from tasks.publish.card import render_summary
 
     return render_summary(card, max_examples=CONSOLE_REJECT_EXAMPLES)
 
@@ -156,8 +157,8 @@ def _stats(uri: str, as_json: bool) -> int:
 
 def _report(uri: str, embed_audio: int, presign: int | None, samples: int) -> int:
     from manifests.io import ManifestError, resolve_release
-    from tasks.report_html import write_report
-    from tasks.report_samples import MAX_PRESIGN_S
+    from tasks.publish.html import write_report
+    from tasks.publish.samples import MAX_PRESIGN_S
 
     if presign is not None and not 1 <= presign <= MAX_PRESIGN_S:
         print(f"error: --presign must be 1..{MAX_PRESIGN_S} seconds (7 days, the SigV4 limit)", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Decode exactly the audio a manifest row names: a range of a file, and the row's recipe when needed.
 
-Training jobs install only `manifests/`, so this mirrors `tasks.audio.read_audio` (soundfile with a
+Training jobs install only `manifests/`, so this mirrors `tasks.core.audio.read_audio` (soundfile with a
 little resampling context on both sides, ffmpeg for MP4-family containers, channels averaged,
 `scipy.signal.resample_poly` to 16 kHz) without importing the pipeline. The lazy path therefore
 rebuilds the same samples the materialiser wrote, up to FLAC's 16-bit rounding.
@@ -103,7 +103,7 @@ def read_audio(uri: str, offset_s: float = 0.0, duration_s: float | None = None,
         frac = Fraction(sr, file_sr)
         up, down = frac.numerator, frac.denominator
         left = right = 0
-        if up != down:  # resampling context, as tasks.audio.read_audio decodes it
+        if up != down:  # resampling context, as tasks.core.audio.read_audio decodes it
             ctx = math.ceil(10 * max(up, down) / up) + 1
             left = (min(ctx + down, start) // down) * down
             right = min(ctx, total - stop)

@@ -17,7 +17,7 @@ SPLITS: tuple[str, ...] = ("train", "dev", "test")
 TRANSCRIPT_ORIGINS: tuple[str, ...] = ("human", "whisper", "aws_transcribe")
 SENTIMENT_ORIGINS: tuple[str, ...] = ("human", "mapped_emotion", "text_classifier", "aws_comprehend")
 GENDERS: tuple[str, ...] = ("female", "male", "other")
-# Which detector decided an utterance's speech intervals (tasks/speech_presence.py).
+# Which detector decided an utterance's speech intervals (tasks/label/speech_presence.py).
 SPEECH_DETECTORS: tuple[str, ...] = ("vad", "second_opinion", "none")
 
 REJECT_REASONS: tuple[str, ...] = (

@@ -1,7 +1,7 @@
 """Minimal local/S3 byte access for the manifest reader and writer.
 
 `manifests/` must work in a training job that has only this package, so it does not import the
-pipeline's `tasks.storage`; it needs just enough to read and write whole objects. boto3 is imported
+pipeline's `tasks.core.storage`; it needs just enough to read and write whole objects. boto3 is imported
 lazily and configured from the standard chain (so `AWS_ENDPOINT_URL` works).
 """
 
@@ -53,7 +53,7 @@ def s3_client() -> Any:
     """The process's S3 client (botocore clients are thread-safe), with adaptive retries.
 
     One per endpoint/credential environment, shared by the manifest reader/writer and the pipeline's
-    `tasks.storage`. Creation is locked and uses its own boto3 Session, because boto3's default
+    `tasks.core.storage`. Creation is locked and uses its own boto3 Session, because boto3's default
     session is not thread-safe and the flow's tasks run in threads.
     """
     env_key = tuple(os.environ.get(k) for k in _CLIENT_ENV_KEYS)
@@ -63,8 +63,14 @@ def s3_client() -> Any:
     with _client_lock:
         client = _clients.get(env_key)
         if client is None:
-            import boto3
-            from botocore.config import Config
+            try:
+                import boto3
+                from botocore.config import Config
+            except ImportError as err:  # the reader install leaves boto3 out (docs/training.md)
+                raise ImportError(
+                    "reading or writing s3:// URIs needs boto3, which this install does not have: "
+                    "pip install 'voicetone-reader[s3]' (or boto3)"
+                ) from err
 
             config = Config(retries={"mode": "adaptive", "max_attempts": 10})
             client = boto3.session.Session().client("s3", config=config)

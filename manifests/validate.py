@@ -391,7 +391,7 @@ def _eligible(utt: pd.DataFrame, spec: dict, stage: str) -> pd.Series:
 
 
 def _plausible(utt: pd.DataFrame, spec: dict, stage: str) -> pd.Series:
-    """Utterances inside the card spec's `plausibility` limits for the stage (tasks/plausibility.py's rules).
+    """Utterances inside the card spec's `plausibility` limits for the stage (tasks/plan/plausibility.py's rules).
 
     A release built before the limits existed has no `plausibility` in its spec: nothing is excluded.
     """

@@ -2,7 +2,7 @@
 stops with exit code 2 and one message instead of a flow that retries, fails late, or publishes a
 release without the labels it was meant to carry.
 
-`tasks.spec.check_spec_paths` calls `preflight_problems` after its own checks; each problem is one
+`check_spec_paths` calls `preflight_problems` after its own checks; each problem is one
 line naming the spec field and the fix. What is checked (docs/spec.md, "Pre-flight"):
 - the output is not inside a source folder (the next build would ingest its own output);
 - every `s3://` source exists and can be listed (bucket missing, access denied: named);
@@ -15,12 +15,44 @@ line naming the spec field and the fix. What is checked (docs/spec.md, "Pre-flig
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
-from tasks import storage
-from tasks.spec import DatasetSpec, SourceSpec
+from tasks.core import storage
+from tasks.ingest.corpora.registry import ADAPTERS, option_problem
+from tasks.spec import DatasetSpec, SourceSpec, SpecError
 
 METADATA_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".jsonl")
+
+
+def check_spec_paths(spec: DatasetSpec) -> None:
+    """Stop before work when a local input path does not exist (S3 paths are checked by adapters)."""
+    problems = []
+    for i, source in enumerate(spec.sources):
+        if "://" not in source.path and not Path(source.path).is_dir():
+            problems.append(f"  - sources.{i}.path: folder {source.path!r} does not exist (source {source.name!r})")
+    for field, paths in (("augment.noise_paths", spec.augment.noise_paths), ("augment.rir_paths", spec.augment.rir_paths)):
+        for j, p in enumerate(paths):
+            if "://" not in p and not Path(p).exists():
+                problems.append(f"  - {field}.{j}: {p!r} does not exist")
+    if spec.labelers.transcripts == "aws_transcribe" and not (spec.aws.staging_uri or "").startswith("s3://"):
+        problems.append("  - aws.staging_uri: labelers.transcripts 'aws_transcribe' needs an s3://bucket/prefix "
+                        f"where audio is staged for Amazon Transcribe (got {spec.aws.staging_uri!r})")
+    model_path = spec.labelers.text_classifier.model_path
+    if spec.labelers.text_classifier.kind == "hf_model" and model_path and not Path(model_path).is_dir():
+        problems.append(f"  - labelers.text_classifier.model_path: folder {model_path!r} does not exist")
+    for i, source in enumerate(spec.sources):
+        if source.kind not in ADAPTERS:
+            problems.append(
+                f"  - sources.{i}.kind: adapter {source.kind!r} is not available in this version "
+                f"(available: {', '.join(sorted(ADAPTERS))})"
+            )
+        elif (bad_options := option_problem(source)) is not None:
+            problems.append(f"  - sources.{i}.options: {bad_options}")
+    # output, S3 sources, metadata, layouts: docs/spec.md
+    problems.extend(preflight_problems(spec, check_layouts=not problems))
+    if problems:
+        raise SpecError("dataset spec cannot work:\n" + "\n".join(problems))
 
 
 def preflight_problems(spec: DatasetSpec, check_layouts: bool = True) -> list[str]:
@@ -147,11 +179,11 @@ def _missing_s3_why(bucket: str) -> str:
 
 
 def _layouts(spec: DatasetSpec, reachable: set[int]) -> list[str]:
-    """Each adapter's layout checks, run without reading audio (tasks.corpora.base.check_layout)."""
+    """Each adapter's layout checks, run without reading audio (tasks.ingest.corpora.base.check_layout)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from tasks.corpora.base import CorpusLayoutError, check_layout
-    from tasks.corpora.registry import get_adapter
+    from tasks.ingest.corpora.base import CorpusLayoutError, check_layout
+    from tasks.ingest.corpora.registry import get_adapter
 
     problems = []
     for i, source in enumerate(spec.sources):
@@ -167,7 +199,7 @@ def _layouts(spec: DatasetSpec, reachable: set[int]) -> list[str]:
 
 
 def _kind_hint(source: SourceSpec, err: Exception) -> str:
-    from tasks.corpora.folder_metadata import MetadataError
+    from tasks.ingest.corpora.folder_metadata import MetadataError
 
     if isinstance(err, MetadataError):
         return ""

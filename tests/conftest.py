@@ -30,7 +30,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start a moto server on 127.0.0.1 (free port) and point the AWS env at it; yields its URL.
 
     Sets AWS_ENDPOINT_URL and test credentials for the session and restores the previous
-    environment when the session ends. ``tasks.storage.s3_client()`` keys its cache on these
+    environment when the session ends. ``tasks.core.storage.s3_client()`` keys its cache on these
     variables, so it talks to the server without further setup.
     """
     from moto.server import ThreadedMotoServer

@@ -12,8 +12,7 @@ DEMO = REPO / "flows" / "demo"
 
 
 def _upload(folder: Path, prefix: str) -> None:
-    from tasks import storage
-
+    from tasks.core import storage
     for path in sorted(folder.rglob("*")):
         if path.is_file():
             storage.write_bytes(f"{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())

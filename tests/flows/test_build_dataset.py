@@ -12,9 +12,9 @@ from flows.build_dataset import build_dataset
 from manifests.io import read_card, read_release, resolve_release
 from manifests.schema import ASR_STAGE, CLASSIFIER_STAGE, REJECTS, UTTERANCES
 from manifests.validate import validate_release
+from tasks.label.transcripts.normalize import wer
 from tasks.spec import DatasetSpec, parse_spec
-from tasks.transcripts.normalize import wer
-from tests.tasks.corpora.test_base import write_tone
+from tests.tasks.ingest.corpora.test_base import write_tone
 
 DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
 
@@ -115,7 +115,7 @@ def test_a_failed_source_stops_the_build_unless_allowed(prefect_harness, tmp_pat
     """#15.3: a source that accepted nothing published, moved LATEST and validated. Now the build stops
     with a GuardError naming the source and the override, and nothing is published."""
     from manifests.io import LATEST, RELEASES_DIR
-    from tasks.guards import GuardError
+    from tasks.core.guards import GuardError
 
     spec = _folder_spec(tmp_path, "failing", "file_name,transcript,sentiment\na.wav,hi,positive\nb.wav,yo,negative\n")
     corpus = Path(spec.sources[0].path)

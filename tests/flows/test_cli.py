@@ -86,7 +86,7 @@ def test_unknown_adapter_option_stops_before_work(tmp_path, capsys):
 def test_console_summary_lists_the_reject_examples_it_mentions(tmp_path, capsys):
     """`stats` (and `build`) print the summary with examples under it, never "examples below" with none."""
     from manifests.schema import CLASSIFIER_STAGE, REJECTS, UTTERANCES
-    from tasks.report import build_card
+    from tasks.publish.card import build_card
     from tasks.spec import parse_spec
 
     tables = make_tables()

@@ -20,11 +20,11 @@ from flows.build_dataset import build_dataset
 from manifests.io import read_release
 from manifests.schema import UTTERANCES
 from manifests.validate import validate_release
-from tasks import storage
-from tasks.audio import probe_and_hash, segment_key
-from tasks.sentiment import comprehend
+from tasks.core import storage
+from tasks.core.audio import probe_and_hash, segment_key
+from tasks.label.sentiment import comprehend
+from tasks.label.transcripts import aws_transcribe
 from tasks.spec import parse_spec
-from tasks.transcripts import aws_transcribe
 
 DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
 FAST = {"poll_min_s": 0.02, "poll_max_s": 0.1, "start_rate_per_s": 500.0, "get_rate_per_s": 500.0}

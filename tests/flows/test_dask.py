@@ -72,7 +72,7 @@ def test_dask_build_spreads_work_and_equals_single_process(prefect_server, small
 
 def test_dask_build_reads_and_writes_s3(prefect_server, moto_server, s3_bucket, tmp_path):
     """The Dask path with corpora, augmentation material, cache, work files and release on s3:// (moto)."""
-    from tasks import storage
+    from tasks.core import storage
     from tests.demo_corpus import demo_spec_data
 
     base = f"s3://{s3_bucket}"

@@ -18,7 +18,7 @@ from manifests.io import read_card, read_release, resolve_release
 from manifests.schema import ASR_STAGE, CLASSIFIER_STAGE, UTTERANCES
 from manifests.validate import validate_release
 from tasks.spec import parse_spec
-from tests.tasks.corpora.test_base import write_tone
+from tests.tasks.ingest.corpora.test_base import write_tone
 
 EMOTIONS = {"angry": "negative", "happy": "positive", "neutral": "neutral"}
 

@@ -12,7 +12,7 @@ from flows import cli
 from flows.build_dataset import build_dataset
 from manifests.io import read_card, read_release, resolve_release
 from manifests.schema import UTTERANCES
-from tasks.output_lock import hold
+from tasks.core.output_lock import hold
 from tasks.spec import load_spec
 
 HEADER = "file_name,transcript,sentiment,speaker_id\n"

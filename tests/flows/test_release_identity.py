@@ -11,7 +11,7 @@ from manifests.schema import ASR_STAGE
 from tasks.spec import parse_spec
 from tests.flows.buildutil import demo_spec_file, run_build
 from tests.flows.conftest import SMALL_SHARDS
-from tests.tasks.corpora.test_base import write_tone
+from tests.tasks.ingest.corpora.test_base import write_tone
 
 SENTIMENTS = ("positive", "negative", "neutral")
 

@@ -6,7 +6,7 @@ from flows.build_dataset import build_dataset
 from manifests.io import read_release
 from manifests.schema import REJECTS, UTTERANCES
 from manifests.validate import validate_release
-from tasks import storage
+from tasks.core import storage
 from tasks.spec import parse_spec
 from tests.demo_corpus import demo_spec_data
 

@@ -25,8 +25,8 @@ NOT_CALLED_BY_CODE = {"transcribe:DeleteTranscriptionJob": "runbook clean-up of 
 
 def _requests(action: str) -> list[tuple[str, str, dict[str, str]]]:
     """(action, resource, context) requests the pipeline makes for `action` under the bucket layout."""
-    from tasks.spec import AwsTranscribeSettings
-    from tasks.transcripts.aws_transcribe import job_name
+    from tasks.label.transcripts.aws_transcribe import job_name
+    from tasks.spec_labelers import AwsTranscribeSettings
 
     job = job_name("0123456789abcdef", 1)
     if action == "s3:ListBucket":

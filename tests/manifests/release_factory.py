@@ -109,7 +109,7 @@ def _sha(text: str) -> str:
 def reweight(tables: dict[str, pd.DataFrame], weight_fn=None) -> None:
     """Class weights of the speech windows, per split; default: (1/freq) scaled to mean 1.
 
-    `weight_fn(counts) -> {class: weight}` replaces the default rule (e.g. tasks.weights.class_weights).
+    `weight_fn(counts) -> {class: weight}` replaces the default rule (e.g. tasks.publish.weights.class_weights).
     """
     clf = tables[CLASSIFIER_STAGE]
     speech = clf["speech_present"].astype(bool) & clf["sentiment"].notna()

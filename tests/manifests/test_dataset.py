@@ -22,7 +22,7 @@ SR = 16000
 
 
 def test_read_audio_matches_the_pipeline_decoder(tmp_path: Path) -> None:
-    from tasks.audio import read_audio as pipeline_read
+    from tasks.core.audio import read_audio as pipeline_read
 
     wav = tone_wav(tmp_path / "a.wav", seconds=4.0, sr=48000)
     for offset, duration in ((0.0, None), (0.3, 1.2), (2.5, 5.0)):

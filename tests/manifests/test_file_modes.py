@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from manifests import uri as fs
-from tasks import storage
+from tasks.core import storage
 
 
 @contextmanager

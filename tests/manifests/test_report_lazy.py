@@ -14,8 +14,8 @@ import soundfile as sf
 
 from manifests.io import resolve_release
 from manifests.release import open_release
-from tasks.report_html import write_report
-from tasks.report_samples import pick_samples
+from tasks.publish.html import write_report
+from tasks.publish.samples import pick_samples
 
 
 def test_lazy_recipes_are_rendered_for_the_augmented_player(lazy_release: Path, tmp_path: Path) -> None:

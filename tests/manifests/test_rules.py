@@ -8,11 +8,11 @@ import pytest
 
 from manifests import rules
 from manifests.augmentation import speed_output_length
-from tasks.balance import _source_cap
-from tasks.segments import window_bounds as pipeline_windows
+from tasks.label.segments import window_bounds as pipeline_windows
+from tasks.plan.balance import _source_cap
+from tasks.plan.stage_rows import utterance_duration_after
+from tasks.publish.weights import class_weights as pipeline_weights
 from tasks.spec import WeightSpec
-from tasks.stage_rows import utterance_duration_after
-from tasks.weights import class_weights as pipeline_weights
 
 
 @pytest.mark.parametrize(

@@ -139,8 +139,8 @@ def test_windows_of_a_lazy_speed_row_are_in_utterance_time(tmp_path):
 
 
 def test_weights_follow_power_and_max_weight_from_the_spec(tmp_path):
+    from tasks.publish.weights import class_weights
     from tasks.spec import WeightSpec
-    from tasks.weights import class_weights
 
     def by(spec):
         return lambda counts: class_weights(counts, WeightSpec(**spec))[0]

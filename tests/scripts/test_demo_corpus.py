@@ -17,7 +17,8 @@ import pytest
 import soundfile as sf
 
 from manifests.schema import REJECT_REASONS, SENTIMENTS
-from tasks.spec import check_spec_paths, load_spec
+from tasks.preflight import check_spec_paths
+from tasks.spec import load_spec
 
 DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
 SOURCES = DEMO / "sources"

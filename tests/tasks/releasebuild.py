@@ -6,9 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tasks import pipeline
+from tasks.augment import step as augment_step
+from tasks.core import work
+from tasks.ingest import step as ingest_step
+from tasks.label import steps as label_steps
+from tasks.plan import step as plan_step
+from tasks.publish import step as publish_step
 from tasks.spec import DatasetSpec, parse_spec
-from tests.tasks.corpora.test_base import write_tone
+from tests.tasks.ingest.corpora.test_base import write_tone
 
 
 def tone_corpus(folder: Path, rows: str = "a.wav,I am so happy,positive,spk1\nb.wav,Just a day,neutral,spk2\n") -> Path:
@@ -26,16 +31,16 @@ def tone_spec(corpus: Path, output: Path | str, **more: Any) -> DatasetSpec:
                        "augment": {"enabled": False}, **more})
 
 
-def build(spec: DatasetSpec, log: Any = pipeline._noop, warn: Any = None) -> dict[str, Any]:
+def build(spec: DatasetSpec, log: Any = work.noop, warn: Any = None) -> dict[str, Any]:
     """Every stage in order, as the flow runs them, then publish."""
-    ingest = [pipeline.ingest_source(spec, i) for i in range(len(spec.sources))]
-    shards = pipeline.make_shards(spec, ingest)
+    ingest = [ingest_step.ingest_source(spec, i) for i in range(len(spec.sources))]
+    shards = ingest_step.make_shards(spec, ingest)
     labelled = []
     for uri in shards:
-        t = pipeline.transcripts_shard(spec, uri)
-        s = pipeline.sentiment_shard(spec, t["items_uri"])
-        v = pipeline.speech_shard(spec, s["items_uri"])
+        t = label_steps.transcripts_shard(spec, uri)
+        s = label_steps.sentiment_shard(spec, t["items_uri"])
+        v = label_steps.speech_shard(spec, s["items_uri"])
         labelled.append({**v, "rejects_uris": t["rejects_uris"] + s["rejects_uris"] + v["rejects_uris"]})
-    plan = pipeline.plan_stages(spec, labelled)
-    augmented = [pipeline.augment_shard(spec, u) for u in plan["row_shard_uris"]]
-    return pipeline.publish(spec, plan, augmented, ingest, {}, log=log, warn=warn)
+    plan = plan_step.plan_stages(spec, labelled)
+    augmented = [augment_step.augment_shard(spec, u) for u in plan["row_shard_uris"]]
+    return publish_step.publish(spec, plan, augmented, ingest, {}, log=log, warn=warn)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.guards import GuardError
-from tasks.pipeline import ingest_source
+from tasks.core.guards import GuardError
+from tasks.ingest.step import ingest_source
 from tasks.spec import parse_spec
-from tests.tasks.corpora.test_base import write_tone
+from tests.tasks.ingest.corpora.test_base import write_tone
 
 
 def test_ingest_warns_once_per_source_about_unread_metadata_columns(tmp_path: Path) -> None:
@@ -44,7 +44,9 @@ def test_every_item_rejected_at_ingest_still_publishes_a_valid_empty_release(tmp
     from manifests.io import read_card, read_release, resolve_release
     from manifests.schema import ASR_STAGE, CLASSIFIER_STAGE, REJECTS, UTTERANCES
     from manifests.validate import validate_release
-    from tasks.pipeline import make_shards, plan_stages, publish
+    from tasks.ingest.step import make_shards
+    from tasks.plan.step import plan_stages
+    from tasks.publish.step import publish
 
     corpus = tmp_path / "c"
     corpus.mkdir()

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from botocore.stub import Stubber
 
-from tasks import storage
-from tasks.spec import SpecError, check_spec_paths, parse_spec
-from tests.tasks.corpora.test_base import write_tone
+from tasks.core import storage
+from tasks.preflight import check_spec_paths
+from tasks.spec import SpecError, parse_spec
+from tests.tasks.ingest.corpora.test_base import write_tone
 
 
 def _spec(source: dict, output: str, **extra: object):
@@ -137,7 +138,7 @@ def test_layout_check_writes_nothing(tmp_path: Path) -> None:
     bad.sources[0].options = {"columns": {"transcript": "txt"}}
     with pytest.raises(SpecError, match="options.columns names column"):  # found without reading audio
         check_spec_paths(bad)
-    from tasks.corpora.hf_dataset import ingest_hf_dataset
+    from tasks.ingest.corpora.hf_dataset import ingest_hf_dataset
 
     assert len(ingest_hf_dataset(spec.sources[0], "en").items) == 1  # the real ingest still writes the cache
     assert (tmp_path / "saved" / ".voicetone-audio").exists()

@@ -1,0 +1,382 @@
+"""The reference writer and reader of schema-v1 manifests and releases.
+
+Every stage of the pipeline writes manifests through `write_manifest`, so each Parquet file has the
+contract's columns and types and carries `voicetone.schema_version`. `content_sha256` is computed
+here, from rows sorted by id with timing fields left out, so two builds of the same inputs compare
+equal whatever their release names or build times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from manifests import uri as fs
+from manifests.locations import release_relative
+from manifests.schema import (
+    CLASS_INDEX,
+    ID_COLUMNS,
+    MANIFEST_NAMES,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    SCHEMAS,
+    TIMING_FIELDS,
+)
+
+LATEST = "LATEST"
+RELEASES_DIR = "releases"
+CARD_JSON = "dataset_card.json"
+CARD_MD = "dataset_card.md"
+RELEASE_PLACEHOLDER = "<release>"
+
+
+class ManifestError(ValueError):
+    """A manifest or release that does not follow the contract."""
+
+
+def to_arrow(df: pd.DataFrame, name: str, metadata: Mapping[str, Any] | None = None) -> pa.Table:
+    """Cast a DataFrame to the contract schema of `name`; extra columns are kept after the contract's."""
+    schema = SCHEMAS[name]
+    df = df.reset_index(drop=True)
+    arrays, fields = [], []
+    for field in schema:
+        if field.name in df.columns:
+            col = df[field.name]
+            try:
+                arr = pa.array(_clean(col, field.type), type=field.type, from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as err:
+                raise ManifestError(f"{name}.{field.name}: cannot store as {field.type}: {err}") from None
+        else:
+            arr = pa.nulls(len(df), type=field.type)
+        arrays.append(arr)
+        fields.append(field)
+    for col in df.columns:
+        if col in schema.names:
+            continue
+        try:
+            arr = pa.array(df[col], from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise ManifestError(f"{name}.{col}: extra column cannot be stored: {err}") from None
+        arrays.append(arr)
+        fields.append(pa.field(col, arr.type))
+    meta = {SCHEMA_VERSION_KEY: SCHEMA_VERSION.encode(), b"voicetone.manifest": name.encode()}
+    meta[b"voicetone.class_index"] = json.dumps(CLASS_INDEX, sort_keys=True).encode()
+    for key, value in (metadata or {}).items():
+        meta[f"voicetone.{key}".encode()] = (value if isinstance(value, str) else json.dumps(value, sort_keys=True)).encode()
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=meta))
+
+
+def _clean(col: pd.Series, arrow_type: pa.DataType) -> Any:
+    """Turn pandas' mixed None/NaN/numpy values into what pyarrow converts without surprises."""
+    if pa.types.is_string(arrow_type):
+        return [None if _is_null(v) else str(v) for v in col]
+    if pa.types.is_boolean(arrow_type):
+        return [None if _is_null(v) else bool(v) for v in col]
+    if pa.types.is_integer(arrow_type):
+        return [None if _is_null(v) else int(v) for v in col]
+    if pa.types.is_floating(arrow_type):
+        return [None if _is_null(v) else float(v) for v in col]
+    return col
+
+
+def _is_null(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return value is pd.NA or value is pd.NaT
+
+
+def write_manifest(df: pd.DataFrame, name: str, uri: str, metadata: Mapping[str, Any] | None = None) -> None:
+    """Write one manifest atomically (local temp + rename, or one S3 PUT)."""
+    table = to_arrow(df, name, metadata)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    fs.write_bytes(uri, buf.getvalue())
+
+
+def read_table(uri: str) -> pa.Table:
+    try:
+        return pq.read_table(io.BytesIO(fs.read_bytes(uri)))
+    except (pa.ArrowInvalid, OSError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ManifestError(f"{uri}: not a readable Parquet manifest ({err})") from None
+
+
+def read_manifest(uri: str, check_version: bool = True) -> pd.DataFrame:
+    """Read one manifest as pandas; refuses a file of another schema version."""
+    table = read_table(uri)
+    if check_version:
+        version = (table.schema.metadata or {}).get(SCHEMA_VERSION_KEY)
+        if version is None:
+            raise ManifestError(f"{uri}: no voicetone.schema_version in the Parquet metadata")
+        if version.decode() != SCHEMA_VERSION:
+            raise ManifestError(
+                f"{uri}: schema version {version.decode()} but this reader understands {SCHEMA_VERSION}"
+            )
+    return table.to_pandas()
+
+
+def file_metadata(uri: str) -> dict[str, str]:
+    meta = read_table(uri).schema.metadata or {}
+    return {k.decode(): v.decode() for k, v in meta.items() if k.startswith(b"voicetone.")}
+
+
+# ---------------------------------------------------------------- releases
+
+
+@dataclass(frozen=True)
+class ReleasePaths:
+    """Where the files of one release live."""
+
+    root: str
+
+    def manifest(self, name: str) -> str:
+        return fs.join(self.root, "manifests", f"{name}.parquet")
+
+    @property
+    def card_json(self) -> str:
+        return fs.join(self.root, CARD_JSON)
+
+    @property
+    def card_md(self) -> str:
+        return fs.join(self.root, CARD_MD)
+
+    @property
+    def plots(self) -> str:
+        return fs.join(self.root, "plots")
+
+    @property
+    def audio(self) -> str:
+        return fs.join(self.root, "audio")
+
+    @property
+    def name(self) -> str:
+        return self.root.rstrip("/").rsplit("/", 1)[-1]
+
+
+def release_paths(output: str, release: str) -> ReleasePaths:
+    return ReleasePaths(fs.join(output, RELEASES_DIR, release))
+
+
+def resolve_release(uri: str) -> ReleasePaths:
+    """A release folder, or an output folder whose LATEST names one.
+
+    A local path is made absolute: the content hash treats `audio_uri`s under the release folder as
+    relative to it, and they were written with the absolute root, so `validate out/x` from the shell
+    must hash like `validate /abs/out/x`."""
+    uri = uri.rstrip("/") if fs.is_s3(uri) else os.path.abspath(os.path.expanduser(uri))
+    latest = fs.join(uri, LATEST)
+    if fs.exists(latest):
+        name = fs.read_bytes(latest).decode().strip()
+        if not name:
+            raise ManifestError(f"{latest} is empty")
+        return release_paths(uri, name)
+    if fs.exists(fs.join(uri, "manifests")) or fs.exists(fs.join(uri, CARD_JSON)):
+        return ReleasePaths(uri)
+    raise ManifestError(f"{uri}: neither a release folder (manifests/, {CARD_JSON}) nor an output folder with {LATEST}")
+
+
+def point_latest(output: str, release: str) -> None:
+    """Move LATEST last, atomically: readers never see a half-written release."""
+    fs.write_bytes(fs.join(output, LATEST), (release + "\n").encode())
+
+
+def read_card(paths: ReleasePaths) -> dict[str, Any]:
+    try:
+        return json.loads(fs.read_bytes(paths.card_json))
+    except json.JSONDecodeError as err:
+        raise ManifestError(f"{paths.card_json}: not valid JSON ({err})") from None
+
+
+def read_release(uri: str) -> dict[str, pd.DataFrame]:
+    """All four manifests of a release (or of the LATEST one under an output folder)."""
+    paths = resolve_release(uri)
+    return {name: read_manifest(paths.manifest(name)) for name in MANIFEST_NAMES}
+
+
+# ---------------------------------------------------------------- content hash
+
+
+def _canonical(value: Any, release_root: str | None) -> Any:
+    if isinstance(value, list | tuple) or type(value).__name__ == "ndarray":
+        return [_canonical(v, release_root) for v in list(value)]
+    if _is_null(value):
+        return None
+    if isinstance(value, float):
+        return float(repr(round(value, 9)))
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        return _canonical(value.item(), release_root)
+    if isinstance(value, str) and release_root and value.startswith(release_root):
+        return RELEASE_PLACEHOLDER + value[len(release_root) :]
+    return value
+
+
+def table_digest(df: pd.DataFrame, name: str, release_root: str | None = None,
+                 release_name: str | None = None) -> str:
+    """sha256 of a manifest's rows sorted by id, columns sorted by name, timing fields excluded.
+
+    Paths inside the release folder are hashed relative to it (`<release>/audio/x.flac`), so
+    identical builds published under different release names, or a release copied elsewhere, hash
+    the same; a release-relative `audio_uri` (`audio/x.flac`, the current form) and the absolute
+    form older releases wrote hash alike (`_canonical_audio_uris`). Each row is hashed as the compact JSON list of its
+    `_canonical` cells plus a newline; the cells are built a column at a time (`_column_cells`), which
+    gives the same bytes as encoding row by row (tests/manifests/test_io.py keeps the row loop as the
+    oracle) at a fraction of the cost.
+    """
+    df = _canonical_audio_uris(df, release_root, release_name)
+    cols = sorted(c for c in df.columns if c not in TIMING_FIELDS)
+    keys = [c for c in ID_COLUMNS[name] if c in df.columns]
+    ordered = df.sort_values(keys, kind="mergesort") if keys and len(df) else df
+    digest = hashlib.sha256()
+    digest.update(json.dumps(cols).encode())
+    table = ordered[cols]
+    for start in range(0, len(table), _DIGEST_CHUNK_ROWS):
+        chunk = table.iloc[start : start + _DIGEST_CHUNK_ROWS]
+        # Positional columns, as DataFrame.itertuples reads them (duplicate names included).
+        cells = [_column_cells(chunk.iloc[:, k], release_root) for k in range(chunk.shape[1])]
+        rows = zip(*cells, strict=True) if cells else itertools.repeat((), len(chunk))
+        digest.update("".join(["[" + ",".join(row) + "]\n" for row in rows]).encode())
+    return digest.hexdigest()
+
+
+def _canonical_audio_uris(df: pd.DataFrame, release_root: str | None, release_name: str | None) -> pd.DataFrame:
+    """`df` with every `audio_uri` naming a file of the release written `<release>/<relative path>`.
+
+    Whether the release lies where it was built, and whether it names its files relatively (current)
+    or absolutely (older releases), does not change its hash. Other URIs are left as they are.
+    """
+    if "audio_uri" not in df.columns or not len(df):
+        return df
+    if release_name is None and release_root:
+        release_name = release_root.rstrip("/").rsplit("/", 1)[-1]
+    applied = (df["recipe_applied"].fillna(False).astype(bool).tolist() if "recipe_applied" in df.columns
+               else [False] * len(df))
+    memo: dict[tuple[Any, bool], Any] = {}
+    values, changed = [], False
+    for value, done in zip(df["audio_uri"].tolist(), applied, strict=True):
+        key = (value, done) if isinstance(value, str) else (None, False)
+        if key not in memo:
+            rel = release_relative(value, release_root, release_name, done) if isinstance(value, str) else None
+            memo[key] = value if rel is None else f"{RELEASE_PLACEHOLDER}/{rel}"
+        out = memo[key] if isinstance(value, str) else value
+        changed = changed or out != value
+        values.append(out)
+    if not changed:
+        return df
+    return df.assign(audio_uri=pd.Series(values, index=df.index, dtype=object))
+
+
+# Rows canonicalised at once: bounds the memory of the cell strings, large enough to amortise pandas calls.
+_DIGEST_CHUNK_ROWS = 16_384
+# json.dumps(value, separators=(",", ":"), default=str) without rebuilding the encoder per cell.
+_CELL_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+_encode_str = json.encoder.encode_basestring_ascii  # what that encoder uses for str (ensure_ascii)
+
+
+def _cell_json(value: Any, release_root: str | None) -> str:
+    """The general path: one cell exactly as the row-wise `json.dumps(canonical row)` wrote it."""
+    return _CELL_ENCODER.encode(_canonical(value, release_root))
+
+
+def _float_json(value: float) -> str:
+    """`_cell_json` of a built-in float: NaN is null, else rounded to 9 places (repr round-trips)."""
+    if value != value:
+        return "null"
+    value = round(value, 9)
+    if value == math.inf:
+        return "Infinity"
+    if value == -math.inf:
+        return "-Infinity"
+    return float.__repr__(value)
+
+
+def _object_cells(values: Iterable[Any], release_root: str | None) -> list[str]:
+    """Cells of a column of Python objects: str/None/float/bool inline, anything else via `_cell_json`."""
+    out: list[str] = []
+    append = out.append
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            if release_root and value.startswith(release_root):
+                value = RELEASE_PLACEHOLDER + value[len(release_root) :]
+            append(_encode_str(value))
+        elif value is None:
+            append("null")
+        elif kind is float:
+            append(_float_json(value))
+        elif kind is bool:
+            append("true" if value else "false")
+        else:
+            append(_cell_json(value, release_root))
+    return out
+
+
+def _column_cells(col: pd.Series, release_root: str | None) -> list[str]:
+    """The JSON text of every cell of one column, in row order, per dtype.
+
+    Numpy bool/int/float columns iterate as built-in bool/int/float (`Series.__iter__` uses
+    `ndarray.item`), so they are encoded from `tolist()`; floats once per distinct bit pattern (so
+    -0.0 and 0.0 stay apart). String-dtype columns hold str or a missing value (-> null). Every
+    other dtype takes the values `Series.__iter__` yields, as the row loop did.
+    """
+    dtype = col.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "biuf":
+        values = col.to_numpy()
+        if dtype.kind == "b":
+            return np.where(values, "true", "false").tolist()
+        if dtype.kind in "iu":
+            return list(map(int.__repr__, values.tolist()))
+        if dtype.itemsize <= 8:  # float16/32 widen to float64 exactly, as ndarray.item does
+            bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
+            codes, uniques = pd.factorize(bits)
+            texts = np.array([_float_json(v) for v in uniques.view(np.float64).tolist()], dtype=object)
+            return texts[codes].tolist()
+    if isinstance(dtype, pd.StringDtype):
+        return _string_cells(col.to_numpy(dtype=object, na_value=None), release_root)
+    return _object_cells(col, release_root)
+
+
+_REPEAT_PROBE_ROWS = 1024
+
+
+def _string_cells(values: np.ndarray, release_root: str | None) -> list[str]:
+    """Cells of str-or-None values: each distinct string encoded once when the column repeats.
+
+    Ids and transcripts are all distinct (factorising them only costs), sources or splits have a
+    handful of values: the column's head decides. Either way the cells are `_object_cells`'.
+    """
+    head = values[:_REPEAT_PROBE_ROWS]
+    if len(values) > len(head) and len(pd.unique(head)) > len(head) // 2:
+        return _object_cells(values, release_root)
+    codes, uniques = pd.factorize(values)  # None -> code -1 -> the "null" appended last
+    texts = np.array([*_object_cells(uniques.tolist(), release_root), "null"], dtype=object)
+    return texts[codes].tolist()
+
+
+def content_sha256(tables: Mapping[str, pd.DataFrame], release_root: str | None = None,
+                   release_name: str | None = None) -> str:
+    """The release identity: two releases are equal when this is equal.
+
+    It covers every row of the four manifests (timing fields aside), hence every label, recipe and
+    window, and through the stage files' `audio_sha256` the bytes of every audio file published in
+    the release; not where the release lies (`release_root`, `release_name`: see `table_digest`).
+    """
+    digest = hashlib.sha256()
+    for name in MANIFEST_NAMES:
+        digest.update(name.encode())
+        digest.update(table_digest(tables[name], name, release_root, release_name).encode())
+    return digest.hexdigest()

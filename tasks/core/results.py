@@ -1,0 +1,80 @@
+"""What each stage's step returns: typed, small and JSON-able, because Prefect persists and Dask pickles them.
+
+Why TypedDicts and not dataclasses: a step result crosses a Prefect task boundary (kept in the
+flow's memory, pickled to Dask workers) and is merged by the flow (`_chain` carries earlier
+stages' rejects and guards along; `_with_pid` adds the worker's pid). Plain dicts keep that
+serialisation trivial and let `guards.collect` read any stage's `guards` the same way; the types
+make the keys each stage passes on explicit and checkable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+
+class IngestResult(TypedDict):
+    """One source after ingest (`tasks.ingest.step.ingest_source`)."""
+
+    source: str
+    items_uri: str
+    rejects_uri: str
+    found: int
+    notes: list[str]
+    pid: NotRequired[int]
+
+
+class ShardResult(TypedDict):
+    """One shard after a labelling step (transcripts, sentiment, speech); the flow chains them."""
+
+    items_uri: str
+    rejects_uris: list[str]
+    reused: bool
+    guards: NotRequired[list[dict[str, Any]]]
+    pid: NotRequired[int]
+
+
+class SentimentSetup(TypedDict):
+    """Run-level set-up before the sentiment shards (`tasks.label.steps.prepare_sentiment`)."""
+
+    model_uri: str | None
+    comprehend_cost: dict[str, Any] | None
+
+
+class PlanResult(TypedDict):
+    """The plan (`tasks.plan.step.plan_stages`): where its tables are, plus the card sections it computed."""
+
+    plan_dir: str
+    utterances_uri: str
+    rejects_uri: str
+    row_shard_uris: list[str]
+    pools_uri: str
+    balance_report: dict[str, Any]
+    eligibility: dict[str, Any]
+    pools: dict[str, Any]
+    pii: dict[str, Any]
+    split_shares: Any
+    plausibility: Any
+    hallucination: dict[str, Any] | None
+    guards: list[dict[str, Any]]
+
+
+class AugmentResult(TypedDict):
+    """One shard of stage rows after augmentation (`tasks.augment.step.augment_shard`)."""
+
+    rows_uri: str
+    materialized: int
+    pid: NotRequired[int]
+
+
+class PublishResult(TypedDict):
+    """The published release (`tasks.publish.step.publish`); the flow adds its timings."""
+
+    release: str
+    release_uri: str
+    content_sha256: str
+    counts: dict[str, int]
+    found: dict[str, int]
+    changes: dict[str, Any]
+    guards: list[dict[str, Any]]
+    published: bool
+    unchanged_since: NotRequired[str]  # published False: the build equals this release

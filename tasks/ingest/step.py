@@ -1,0 +1,75 @@
+"""The ingest step: enumerate one source into items and rejects, then cut all items into shards."""
+
+from __future__ import annotations
+
+from manifests import uri as fs
+from manifests.schema import (
+    UTTERANCES_SCHEMA,
+)
+from tasks.core.results import IngestResult
+from tasks.core.shards import (
+    frame_digest,
+    reusable_frame,
+    split_into_shards,
+    stable_hash,
+    write_frame,
+)
+from tasks.core.work import (
+    Log,
+    noop,
+    read_all,
+    work_dir,
+)
+from tasks.spec import DatasetSpec
+
+
+def ingest_source(spec: DatasetSpec, index: int, log: Log = noop, warn: Log | None = None) -> IngestResult:
+    """Enumerate one source; every found item ends in items or rejects.
+
+    The adapter's notes about the source (e.g. metadata columns it does not read) go to `warn`
+    (default `log`), one message per note, and to the card through the returned `notes`.
+    """
+    from tasks.ingest.corpora.registry import get_adapter
+
+    source = spec.sources[index]
+    adapter = get_adapter(source.kind)
+    result = adapter(source, source.language or spec.language)
+    from tasks.plan.splits import apply_source_policy
+
+    items = apply_source_policy(result.items.copy(), source, spec.splits, spec.seed)  # split: / split_policy:
+    for col in UTTERANCES_SCHEMA.names:
+        if col not in items.columns:
+            items[col] = None
+    base = fs.join(work_dir(spec), "ingest", f"{source.name}-{stable_hash(source.model_dump_json())[:12]}")
+    write_frame(base + ".rejects.parquet", result.rejects)
+    write_frame(base + ".items.parquet", items)
+    log("ingest %s (%s): found %d, accepted %d, rejected %d", source.name, source.kind, result.found,
+        len(items), len(result.rejects))
+    for note in result.notes:
+        (warn or log)("ingest %s (%s): %s", source.name, source.kind, note)
+    return {
+        "source": source.name,
+        "items_uri": base + ".items.parquet",
+        "rejects_uri": base + ".rejects.parquet",
+        "found": int(result.found),
+        "notes": list(result.notes),
+    }
+
+
+def make_shards(spec: DatasetSpec, ingest_results: list[IngestResult], log: Log = noop) -> list[str]:
+    """Partition all ingested items into shards by a hash of utterance_id.
+
+    A shard file is named by its whole content (every column of every row: labels, speaker, licence,
+    not only the audio), so an edited metadata row or spec field gives a new shard and every later
+    stage redoes it; an unchanged shard is found again and reused.
+    """
+    items = read_all([r["items_uri"] for r in ingest_results])
+    shards = split_into_shards(items, spec.run.shard_size)
+    uris = []
+    for shard in shards:
+        uri = fs.join(work_dir(spec), "shards", f"{frame_digest(shard)}.parquet")
+        if not reusable_frame(uri, log):  # an unreadable (0-byte, truncated) shard file is rewritten
+            write_frame(uri, shard)
+        uris.append(uri)
+    log("sharded %d utterances into %d shard(s) of at most ~%d", len(items), len(uris), spec.run.shard_size)
+    return uris

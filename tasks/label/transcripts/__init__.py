@@ -1,0 +1,1 @@
+"""The ASR labelers (Whisper, Amazon Transcribe), the transcript normaliser, quality and hallucination checks."""

@@ -1,0 +1,135 @@
+"""Duration and speaking-rate sanity: items no training stage should see, left out with a reason.
+
+Why: a 1-sample clip (63 µs) with a 4-word transcript and a 6,800 s silent clip with a 6-word
+transcript both entered the ASR stage. Neither can teach anything: the first has no audio for its
+words, the second has hours of audio for a sentence (the transcript cannot be aligned to it, and
+one sentiment label cannot stand for two hours of sound).
+
+Rules (`plausibility` in the spec, defaults in docs/spec.md, measured in docs/balance-and-splits.md):
+- per stage, `min_duration_s` / `max_duration_s` of the utterance (`duration_s`): ASR 0.3-60 s,
+  classifier 0.3-600 s; outside: `too_short` / `too_long`;
+- the transcript's characters per second (non-space characters of `transcript` / `duration_s`),
+  checked for the ASR stage only (it trains on the text): below `min_chars_per_s` (0.5) or above
+  `max_chars_per_s` (35): `implausible_speaking_rate`. Rows without a transcript are not rated.
+- Whisper transcripts flagged as hallucinated (tasks/label/transcripts/hallucination.py) that were not
+  rejected (policy `exclude`, or a row with a human/mapped-emotion sentiment under `reject`):
+  `hallucinated_transcript`, out of the ASR stage, and out of the classifier stage when the
+  sentiment came from the text.
+
+These are exclusions, not rejects: the utterance stays in `utterances.parquet` (nothing is lost and
+a looser spec can take it back), only the stage leaves it out. The card's `plausibility` section
+counts them per stage, reason and source, with a few examples; the `plausibility_limits` guard
+records the counts (info; a warning when a stage loses more than half of a source's utterances,
+which usually means the limits do not fit the corpus). `voicetone validate` re-checks the limits
+from the card's spec (manifests/validate.py), so a stage row outside them fails validation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from tasks.core import guards
+from tasks.spec import DatasetSpec, StageDurationLimits
+
+GUARD = "plausibility_limits"
+REASONS: tuple[str, ...] = ("too_short", "too_long", "implausible_speaking_rate", "hallucinated_transcript")
+STAGES: tuple[str, ...] = ("asr", "classifier")
+MAX_EXAMPLES = 5
+
+
+def transcript_chars(text: Any) -> int | None:
+    """Characters of a transcript without whitespace (None when there is no transcript)."""
+    if text is None or (isinstance(text, float) and pd.isna(text)):
+        return None
+    return sum(1 for ch in str(text) if not ch.isspace())
+
+
+def _duration_reason(duration: float | None, limits: StageDurationLimits) -> str | None:
+    if duration is None:
+        return None
+    if duration < limits.min_duration_s:
+        return "too_short"
+    if limits.max_duration_s is not None and duration > limits.max_duration_s:
+        return "too_long"
+    return None
+
+
+def _rate_reason(chars: int | None, duration: float | None, spec: DatasetSpec) -> str | None:
+    p = spec.plausibility
+    if chars is None or duration is None or duration <= 0:
+        return None
+    rate = chars / duration
+    if p.min_chars_per_s is not None and rate < p.min_chars_per_s:
+        return "implausible_speaking_rate"
+    if p.max_chars_per_s is not None and rate > p.max_chars_per_s:
+        return "implausible_speaking_rate"
+    return None
+
+
+def reasons(items: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """Per row, why each stage leaves it out (`asr`, `classifier` columns; None = it may enter)."""
+    from tasks.label.transcripts import hallucination
+
+    out = pd.DataFrame({"asr": pd.Series(None, index=items.index, dtype=object),
+                        "classifier": pd.Series(None, index=items.index, dtype=object)})
+    if items.empty:
+        return out
+    texts = items["transcript"] if "transcript" in items.columns else pd.Series(None, index=items.index)
+    hal_asr, hal_clf = hallucination.excluded(items, spec.labelers.whisper.hallucination)
+    for i, dur, text in zip(items.index, items["duration_s"], texts, strict=True):
+        duration = None if dur is None or pd.isna(dur) else float(dur)
+        asr = _duration_reason(duration, spec.plausibility.asr)
+        asr = asr or _rate_reason(transcript_chars(text), duration, spec)
+        asr = asr or ("hallucinated_transcript" if hal_asr[i] else None)
+        clf = _duration_reason(duration, spec.plausibility.classifier)
+        clf = clf or ("hallucinated_transcript" if hal_clf[i] else None)
+        out.at[i, "asr"], out.at[i, "classifier"] = asr, clf
+    return out
+
+
+def _rate(row: pd.Series) -> str:
+    chars = transcript_chars(row.get("transcript"))
+    dur = row.get("duration_s")
+    if chars is None or dur is None or pd.isna(dur) or float(dur) <= 0:
+        return ""
+    return f", {chars / float(dur):.3g} chars/s"
+
+
+def screen(items: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.Series, pd.Series, dict[str, Any], list[dict]]:
+    """Masks of rows the ASR and classifier stages may use, the card section and the guards fired."""
+    why = reasons(items, spec)
+    section: dict[str, Any] = {"limits": spec.plausibility.model_dump(mode="json"), "excluded": {}}
+    fired: list[dict[str, Any]] = []
+    for stage in STAGES:
+        out = why[stage].notna()
+        entry: dict[str, Any] = {"total": int(out.sum()), "by_reason": {}, "by_source": {}, "examples": []}
+        if out.any():
+            rows = items[out]
+            reason = why.loc[out, stage]
+            entry["by_reason"] = {str(k): int(v) for k, v in reason.value_counts().sort_index().items()}
+            for (src, r), n in pd.DataFrame({"s": rows["source"], "r": reason}).groupby(["s", "r"]).size().items():
+                entry["by_source"].setdefault(str(src), {})[str(r)] = int(n)
+            for i in rows.sort_values("utterance_id").index[:MAX_EXAMPLES]:
+                row = items.loc[i]
+                entry["examples"].append(f"{row['utterance_id']}: {why.at[i, stage]} "
+                                         f"({float(row['duration_s']):.6g} s{_rate(row)})")
+        section["excluded"][stage] = entry
+    counts = {s: section["excluded"][s]["by_reason"] for s in STAGES if section["excluded"][s]["total"]}
+    if counts:
+        text = "; ".join(f"{n} utterance(s) left out of the {s.upper() if s == 'asr' else s} stage ("
+                         + ", ".join(f"{r} {c}" for r, c in counts[s].items()) + ")"
+                         for s, n in ((s, section["excluded"][s]["total"]) for s in counts))
+        fired.append(guards.guard(GUARD, f"{text}; limits under `plausibility` in the spec, examples in the card",
+                                  level="info", **counts))
+    for stage in STAGES:
+        per_source = items.groupby("source").size() if len(items) else pd.Series(dtype=int)
+        for src, lost in section["excluded"][stage]["by_source"].items():
+            n_lost, n_all = sum(lost.values()), int(per_source.get(src, 0))
+            if n_all and n_lost / n_all > 0.5:
+                fired.append(guards.guard(
+                    GUARD, f"source {src}: {n_lost} of its {n_all} utterance(s) are outside the {stage} stage's "
+                    f"plausibility limits ({', '.join(f'{r} {c}' for r, c in lost.items())}); check the corpus "
+                    "or the `plausibility` limits", source=src, stage=stage, **lost))
+    return why["asr"].isna(), why["classifier"].isna(), section, fired

@@ -1,0 +1,243 @@
+"""Window geometry, Silero VAD speech presence on real espeak-ng speech, windows and noise windows."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from tasks.label.segments import (
+    check_windows,
+    classifier_windows,
+    detect_speech,
+    noise_windows,
+    speech_intervals,
+    speech_ratio,
+    window_bounds,
+)
+from tasks.spec import SegmentSpec
+
+SR = 16000
+LEAD_S, TAIL_S = 2.0, 3.0
+
+
+# ------------------------------------------------------------------------------------ geometry
+@pytest.mark.parametrize(
+    ("duration", "expected"),
+    [
+        (0.0, []),
+        (0.4, [(0.0, 5.0, 0.4)]),
+        (5.0, [(0.0, 5.0, 5.0)]),
+        (5.0000004, [(0.0, 5.0, 5.0)]),  # float noise is not a remainder
+        (7.5, [(0.0, 5.0, 5.0), (2.5, 7.5, 5.0)]),  # exact multiple of the hop
+        (10.0, [(0.0, 5.0, 5.0), (2.5, 7.5, 5.0), (5.0, 10.0, 5.0)]),
+        (8.499999, [(0.0, 5.0, 5.0), (2.5, 7.5, 5.0)]),  # tail just below 1 s: dropped
+        (8.5, [(0.0, 5.0, 5.0), (2.5, 7.5, 5.0), (3.5, 8.5, 5.0)]),  # tail exactly 1 s: end-aligned
+        (8.6, [(0.0, 5.0, 5.0), (2.5, 7.5, 5.0), (3.6, 8.6, 5.0)]),
+        (6.0, [(0.0, 5.0, 5.0), (1.0, 6.0, 5.0)]),
+        (5.9, [(0.0, 5.0, 5.0)]),
+    ],
+)
+def test_window_bounds(duration: float, expected: list[tuple[float, float, float]]) -> None:
+    assert window_bounds(duration) == expected
+
+
+def test_window_bounds_floating_point_and_other_settings() -> None:
+    # 0.1 * k accumulates error; starts must still be exact microsecond values
+    windows = window_bounds(1.0 + 1e-9, window_s=0.3, hop_s=0.1, min_last_window_s=0.05)
+    assert [w[0] for w in windows] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    assert all(round(e - s, 6) == 0.3 for s, e, _ in windows)
+    # min_last_window_s = 0 keeps any tail but never duplicates an exact fit
+    assert window_bounds(7.5, min_last_window_s=0.0)[-1] == (2.5, 7.5, 5.0)
+    assert window_bounds(7.6, min_last_window_s=0.0)[-1] == (2.6, 7.6, 5.0)
+    with pytest.raises(ValueError):
+        window_bounds(3.0, hop_s=0)
+
+
+def test_check_windows_accepts_rule_and_flags_breaks() -> None:
+    spec = SegmentSpec()
+    rows = [{"utterance_id": f"u{d}", "row_id": f"u{d}@{s:.2f}", "start_s": s, "end_s": e, "valid_s": v}
+            for d in (0.7, 5.0, 8.6, 13.2) for s, e, v in window_bounds(d)]
+    good = pd.DataFrame(rows)
+    assert check_windows(good, spec) == []
+    assert check_windows(good.drop(columns="utterance_id"), spec) == []
+    bad = good.copy()
+    bad.loc[1, "end_s"] = bad.loc[1, "start_s"] + 4.0  # u5.0: a 4 s window
+    bad.loc[2, "valid_s"] = 2.0  # u8.6's first window padded although the utterance is long
+    bad.loc[3, "valid_s"] = 6.0  # more real audio than the window holds
+    problems = check_windows(bad, spec)
+    assert len(problems) == 3
+    assert any("padded" in p and "u8.6@0.00" in p for p in problems)
+
+
+def test_speech_ratio_merges_overlaps_and_clips() -> None:
+    assert speech_ratio([(1.0, 2.0), (1.5, 3.0)], 0.0, 5.0) == pytest.approx(0.4)
+    assert speech_ratio([(4.0, 9.0)], 0.0, 5.0) == pytest.approx(0.2)
+    assert speech_ratio([], 0.0, 5.0) == 0.0
+    assert speech_ratio([(0, 1)], 2.0, 2.0) == 0.0
+
+
+# --------------------------------------------------------------------------------- real speech
+@pytest.fixture(scope="module")
+def speech_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, float]:
+    """16 kHz WAV: 2 s silence, espeak-ng speech, 3 s silence; returns (path, speech start, end)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed")
+    folder = tmp_path_factory.mktemp("speech")
+    raw = folder / "raw.wav"
+    subprocess.run(
+        ["espeak-ng", "-w", str(raw), "I am so happy to see all of you here today, thank you for coming."],
+        check=True, capture_output=True,
+    )
+    audio, sr = sf.read(raw, dtype="float32")
+    audio = resample_poly(audio, SR, sr).astype(np.float32)
+    voiced = np.flatnonzero(np.abs(audio) > 0.02)
+    start = LEAD_S + voiced[0] / SR
+    end = LEAD_S + voiced[-1] / SR
+    signal = np.concatenate([np.zeros(int(LEAD_S * SR)), audio, np.zeros(int(TAIL_S * SR))]).astype(np.float32)
+    path = folder / "speech.wav"
+    sf.write(path, signal, SR)
+    return path, start, end
+
+
+def test_vad_finds_speech_where_it_is(speech_file: tuple[Path, float, float]) -> None:
+    path, start, end = speech_file
+    audio, _ = sf.read(path, dtype="float32")
+    intervals = speech_intervals(audio, SR)
+    assert intervals, "no speech found"
+    assert intervals[0][0] == pytest.approx(start, abs=0.3)
+    assert intervals[-1][1] == pytest.approx(end, abs=0.3)
+    # the same at another sample rate (resampled internally)
+    at_8k = speech_intervals(resample_poly(audio, 1, 2).astype(np.float32), 8000)
+    assert at_8k[0][0] == pytest.approx(start, abs=0.3)
+
+
+def test_vad_finds_nothing_in_silence_or_noise() -> None:
+    rng = np.random.default_rng(0)
+    white = (0.05 * rng.standard_normal(5 * SR)).astype(np.float32)
+    hum = (0.2 * np.sin(2 * np.pi * 50 * np.arange(5 * SR) / SR)).astype(np.float32)
+    assert speech_intervals(np.zeros(5 * SR, dtype=np.float32)) == []
+    assert speech_intervals(white) == []
+    assert speech_intervals(hum) == []
+    assert speech_intervals(np.zeros(0, dtype=np.float32)) == []
+
+
+def test_detect_speech_reads_segments_and_rejects_unreadable(
+    speech_file: tuple[Path, float, float], tmp_path: Path
+) -> None:
+    path, start, end = speech_file
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....not audio")
+    items = pd.DataFrame(
+        [
+            {"utterance_id": "s/whole", "source": "s", "audio_uri": str(path), "offset_s": 0.0, "duration_s": None},
+            {"utterance_id": "s/tail", "source": "s", "audio_uri": str(path), "offset_s": end + 0.6,
+             "duration_s": 2.0},
+            {"utterance_id": "s/shifted", "source": "s", "audio_uri": str(path), "offset_s": 1.0,
+             "duration_s": end + 1.0},
+            {"utterance_id": "s/missing", "source": "s", "audio_uri": str(tmp_path / "nope.wav"),
+             "offset_s": 0.0, "duration_s": 1.0},
+            {"utterance_id": "s/broken", "source": "s", "audio_uri": str(broken), "offset_s": 0.0,
+             "duration_s": 1.0},
+        ],
+        index=[10, 11, 12, 13, 14],
+    )
+    speech, rejects = detect_speech(items, threshold=0.5)
+    assert list(speech.index) == ["s/whole", "s/tail", "s/shifted"]
+    assert speech["s/whole"][0][0] == pytest.approx(start, abs=0.3)
+    assert speech["s/whole"][-1][1] == pytest.approx(end, abs=0.3)
+    assert speech["s/tail"] == []  # trailing silence only
+    assert speech["s/shifted"][0][0] == pytest.approx(start - 1.0, abs=0.3)  # relative to the offset
+    assert sorted(rejects["input_ref"]) == ["s/broken", "s/missing"]
+    assert set(rejects["stage"]) == {"segments"}
+    assert set(rejects["reason"]) <= {"missing_audio", "unreadable_audio", "unsupported_audio"}
+    assert all("nope.wav" in d or "broken.wav" in d for d in rejects["detail"])
+
+
+def test_windows_from_vad_mark_silence_as_non_speech(speech_file: tuple[Path, float, float]) -> None:
+    path, start, end = speech_file
+    audio, _ = sf.read(path, dtype="float32")
+    # 6 s of silence before the file's content: the first window has no speech
+    padded = np.concatenate([np.zeros(6 * SR, dtype=np.float32), audio])
+    intervals = speech_intervals(padded, SR)
+    rows = pd.DataFrame([{
+        "row_id": "s/u#0", "utterance_id": "s/u", "split": "train", "sentiment": "positive",
+        "duration_s": len(padded) / SR, "speed": 1.0, "speech_intervals": intervals,
+    }])
+    windows = classifier_windows(rows, SegmentSpec())
+    first = windows.iloc[0]
+    assert first["start_s"] == 0.0 and not first["speech_present"] and pd.isna(first["sentiment"])
+    speech_start = 6.0 + start
+    covering = windows[(windows["start_s"] < speech_start - 0.5) & (windows["end_s"] > speech_start + 1.0)]
+    assert not covering.empty and covering["speech_present"].all()
+    assert (covering["sentiment"] == "positive").all()
+
+
+# ----------------------------------------------------------------------------- stage windows
+def test_classifier_windows_map_intervals_by_speed_and_copy_columns() -> None:
+    spec = SegmentSpec(min_speech_ratio=0.1)
+    rows = pd.DataFrame([
+        {"row_id": "a/1#0", "utterance_id": "a/1", "split": "train", "sentiment": "negative",
+         "duration_s": 10.0, "speed": 1.05, "source_audio_uri": "/x.wav", "offset_s": 3.0,
+         "speech_intervals": [(0.0, 1.05)]},  # 1.0 s of utterance time at speed 1.05
+        {"row_id": "a/2#1", "utterance_id": "a/2", "split": "dev", "sentiment": "neutral",
+         "duration_s": 2.0, "speed": 1.0, "source_audio_uri": "/y.wav", "offset_s": 0.0,
+         "speech_intervals": [(0.5, 1.0)]},
+    ])
+    out = classifier_windows(rows, spec)
+    assert "speech_intervals" not in out.columns
+    a = out[out["utterance_id"] == "a/1"]
+    assert a["row_id"].tolist() == ["a/1#0@0.00", "a/1#0@2.50", "a/1#0@5.00"]
+    assert a.iloc[0]["speech_ratio"] == pytest.approx(1.0 / 5.0)
+    assert a.iloc[0]["speech_present"] and a.iloc[0]["sentiment"] == "negative"
+    assert a.iloc[0]["class_index"] == 0
+    assert not a.iloc[1]["speech_present"] and pd.isna(a.iloc[1]["sentiment"])
+    assert pd.isna(a.iloc[1]["class_index"])
+    assert (a["source_audio_uri"] == "/x.wav").all() and (a["offset_s"] == 3.0).all()
+    b = out[out["utterance_id"] == "a/2"].iloc[0]
+    # a short utterance: one padded window; the ratio is over its 2 s of real audio
+    assert (b["start_s"], b["end_s"], b["valid_s"]) == (0.0, 5.0, 2.0)
+    assert b["speech_ratio"] == pytest.approx(0.25)
+    assert out["row_id"].is_unique
+    assert check_windows(out, spec) == []
+
+
+def test_classifier_windows_accept_parquet_style_intervals() -> None:
+    rows = pd.DataFrame([
+        {"row_id": "a#0", "duration_s": 6.0, "speed": 1.0, "sentiment": "positive",
+         "speech_intervals": np.array([np.array([0.0, 3.0]), np.array([5.0, 6.0])], dtype=object)},
+        {"row_id": "b#0", "duration_s": 3.0, "speed": None, "sentiment": "neutral", "speech_intervals": None},
+    ])
+    out = classifier_windows(rows, SegmentSpec())
+    assert out["speech_ratio"].tolist() == [pytest.approx(0.6), pytest.approx(0.6), 0.0]  # windows 0-5, 1-6
+    assert out["speech_present"].tolist() == [True, True, False]
+
+
+def test_classifier_windows_empty_input() -> None:
+    rows = pd.DataFrame(columns=["row_id", "utterance_id", "duration_s", "speed", "speech_intervals", "sentiment"])
+    out = classifier_windows(rows, SegmentSpec())
+    assert out.empty and {"start_s", "speech_present"} <= set(out.columns)
+
+
+def test_noise_windows_are_deterministic_non_speech_examples() -> None:
+    spec = SegmentSpec(non_speech_windows_per_noise_file=2)
+    files = [("n1", "/noise/n1.wav", 12.0, "train"), ("n2", "/noise/n2.wav", 3.0, "dev")]
+    out = noise_windows(files, spec)
+    assert out.equals(noise_windows(files, spec))
+    n1 = out[out["utterance_id"] == "noise/n1"]
+    assert n1["offset_s"].tolist() == [0.0, 7.0]  # first and end-aligned last candidate
+    assert n1["row_id"].tolist() == ["noise/n1@0.00", "noise/n1@7.00"]
+    n2 = out[out["utterance_id"] == "noise/n2"]
+    assert len(n2) == 1 and n2.iloc[0]["valid_s"] == 3.0 and n2.iloc[0]["split"] == "dev"
+    assert (out["source"] == "noise").all() and not out["speech_present"].any()
+    assert out["sentiment"].isna().all() and (out["end_s"] - out["start_s"] == 5.0).all()
+    assert check_windows(out, spec) == []
+    assert noise_windows(files, SegmentSpec(non_speech_windows_per_noise_file=0)).empty
+    three = noise_windows([("n3", "/n3.wav", 20.0, "train")], SegmentSpec(non_speech_windows_per_noise_file=3))
+    assert three["offset_s"].tolist() == [0.0, 7.5, 15.0]
