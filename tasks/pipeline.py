@@ -95,6 +95,11 @@ def ingest_source(spec: DatasetSpec, index: int, log: Log = _noop, warn: Log | N
     from tasks.splits import apply_source_policy
 
     items = apply_source_policy(result.items.copy(), source, spec.splits, spec.seed)  # split: / split_policy:
+    from tasks.transcripts import language  # every row leaves ingest with a language (declared or detected)
+
+    items, lang_rejects, lang_guards = language.identify(items, spec.labelers.language_id, spec.labelers.whisper,
+                                                         cache_dir(spec))
+    result.rejects = _concat_rejects([result.rejects, lang_rejects])
     for col in UTTERANCES_SCHEMA.names:
         if col not in items.columns:
             items[col] = None
@@ -111,6 +116,7 @@ def ingest_source(spec: DatasetSpec, index: int, log: Log = _noop, warn: Log | N
         "rejects_uri": base + ".rejects.parquet",
         "found": int(result.found),
         "notes": list(result.notes),
+        "guards": lang_guards,
     }
 
 
@@ -666,6 +672,9 @@ def publish(spec: DatasetSpec, plan: dict[str, Any], augmented: list[dict[str, A
     from tasks import speech_presence
 
     publish_guards += speech_presence.label_guards(written[UTTERANCES], written[CLASSIFIER_STAGE])
+    from tasks.transcripts.language import card_section
+
+    extra["languages"] = card_section(written[UTTERANCES])
     extra["speech_detection"] = speech_presence.speech_section(written[UTTERANCES], written[CLASSIFIER_STAGE])
     extra["guards"] = guards.collect(ingest, plan, augmented, {"guards": publish_guards})
     extra["source_notes"] = {r["source"]: list(r.get("notes") or []) for r in ingest if r.get("notes")}
