@@ -781,7 +781,7 @@ class _Stage(TranscriptStage):
             if english_only and self.languages[i] != "en":
                 self.reject(i, "unsupported_language", f"{self.utt(i)}: language "
                             f"{self.items.at[i, 'language']!r} needs a multilingual Whisper model; set "
-                            "labelers.whisper.model to a multilingual CTranslate2 model path")  # fmt: skip
+                            "labelers.whisper.model: base (bundled) or a multilingual CTranslate2 model path")  # fmt: skip
                 continue
             if not english_only and not _whisper_knows(self.languages[i]):
                 self.reject(i, "unsupported_language", f"{self.utt(i)}: Whisper has no language "
