@@ -248,7 +248,7 @@ class LanguageIdSettings(_Strict):
         default="reject", description="a declared language detection contradicts: reject (language_mismatch) or keep"
     )
     mismatch_min_probability: float = Field(
-        default=0.9, ge=0, le=1, description="detection must be at least this sure of another language to contradict"
+        default=0.99, ge=0, le=1, description="detection must be at least this sure of another language to contradict"
     )
 
 

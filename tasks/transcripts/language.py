@@ -18,7 +18,8 @@ Rule (docs/labelers.md#language-identification):
   transcription model (tiny.en) then rejects the non-English rows as ``unsupported_language``
   instead of inventing English for them.
 - With ``check_declared`` (default) declared rows are checked too: when detection puts at least
-  ``mismatch_min_probability`` (default 0.9) on another language, ``mismatch_policy: reject``
+  ``mismatch_min_probability`` (default 0.99: base is wrongly up to
+  0.982 sure on short real Persian clips) on another language, ``mismatch_policy: reject``
   (default) rejects the row as ``language_mismatch`` (both languages in the detail), ``keep`` keeps
   the declared language. Either way a `language_mismatch` guard counts them.
 - ``language_probability``: the detector's probability of the row's final language (for a declared
@@ -47,6 +48,20 @@ WINDOW_S = 30.0  # Whisper's encoder window: detection looks at the first 30 s
 SAMPLE_RATE = 16000
 LANGID_VERSION = "1"
 UNCACHED = "uncached:"
+
+
+def preflight_problems(spec: Any) -> list[str]:
+    """The detection model must load (resolve, checksum) before any work: exit 2, not a failed ingest."""
+    from tasks.transcripts import whisper
+
+    try:
+        path = whisper.resolve_model_path(spec.labelers.language_id.model)
+    except whisper.WhisperModelError as err:
+        return [f"  - labelers.language_id.model: {err}"]
+    if whisper.is_english_only(detector_settings(spec.labelers.language_id, spec.labelers.whisper)):
+        return [f"  - labelers.language_id.model: {str(path)!r} is English-only; language identification needs a "
+                "multilingual model (the bundled 'base')"]
+    return []
 
 
 def detector_settings(lid: LanguageIdSettings, whisper: WhisperSettings) -> WhisperSettings:
