@@ -54,3 +54,12 @@ def test_an_unwritable_place_gives_a_clear_error_as_root(tmp_path: Path, monkeyp
     monkeypatch.setenv(model_assets.ENV_VAR, str(blocker / "models"))  # a path under a file cannot be created
     with pytest.raises(whisper.WhisperModelError, match="voicetone models"):
         whisper.resolve_model_path("base")
+
+
+def test_cli_models_pre_assembles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from flows.cli import main
+
+    monkeypatch.setenv(model_assets.ENV_VAR, str(tmp_path))
+    assert main(["models"]) == 0
+    assert (tmp_path / model_assets.FOLDER / "model.bin").is_file()
+    assert str(tmp_path / model_assets.FOLDER) in capsys.readouterr().out
