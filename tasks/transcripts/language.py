@@ -123,6 +123,10 @@ def identify(
                 else f"{UNCACHED}{items.at[i, 'utterance_id']}") for i in todo}  # fmt: skip
     found = cache.get_many([k for k in keys.values() if not k.startswith(UNCACHED)]) if cache is not None else {}
     rejects, rejected, new = [], set(), {}
+    if any(k not in found for k in keys.values()):
+        from tasks.threads import pin_native_threads
+
+        pin_native_threads()  # numpy's BLAS computes the mel spectrogram: see tasks/threads.py
     for i in todo:
         if keys[i] in found or keys[i] in new:
             continue
