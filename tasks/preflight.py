@@ -61,7 +61,10 @@ def preflight_problems(spec: DatasetSpec, check_layouts: bool = True) -> list[st
     `check_layouts=False` skips the adapters' layout checks (the caller already found problems, e.g.
     a source folder that does not exist, which the layout check would only repeat).
     """
-    problems = [*_output_inside_source(spec), *_metadata_files(spec), *_failed_source_policy(spec)]
+    from tasks.label.transcripts.language import preflight_problems as language_problems
+
+    problems = [*_output_inside_source(spec), *_metadata_files(spec), *_failed_source_policy(spec),
+                *language_problems(spec)]
     reachable = _s3_sources(spec, problems)
     if check_layouts and not problems:
         problems.extend(_layouts(spec, reachable))

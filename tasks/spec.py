@@ -301,7 +301,9 @@ class DatasetSpec(_Strict):
     plausibility: PlausibilitySpec = Field(default_factory=PlausibilitySpec)
     run: RunSpec = Field(default_factory=RunSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
-    language: str = Field(default="en", description="default language for sources that do not say")
+    language: str | None = Field(
+        default=None, description="language of sources that do not say; null = detect it from the audio"
+    )
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> DatasetSpec:

@@ -171,10 +171,28 @@ class AwsTranscribeSettings(Strict):
     )
 
 
+class LanguageIdSettings(Strict):
+    """Language identification of the audio (tasks/label/transcripts/language.py, docs/labelers.md)."""
+
+    model: str = Field(default="base", description="multilingual Whisper (alias or CTranslate2 path) that detects")
+    scope: Literal["source", "utterance"] = Field(
+        default="source", description="undeclared rows: the source's most likely language unless a row's own "
+        "detection is sure (>= mismatch_min_probability) of another; utterance = each row's own top language"
+    )
+    check_declared: bool = Field(default=True, description="also detect on rows whose language is declared")
+    mismatch_policy: Literal["reject", "keep"] = Field(
+        default="reject", description="a declared language detection contradicts: reject (language_mismatch) or keep"
+    )
+    mismatch_min_probability: float = Field(
+        default=0.99, ge=0, le=1, description="detection must be at least this sure of another language to contradict"
+    )
+
+
 class LabelersSpec(Strict):
     transcripts: Literal["whisper", "aws_transcribe", "none"] = "whisper"
     sentiment: Literal["text_classifier", "aws_comprehend", "none"] = "text_classifier"
     whisper: WhisperSettings = Field(default_factory=WhisperSettings)
+    language_id: LanguageIdSettings = Field(default_factory=LanguageIdSettings)
     aws_transcribe: AwsTranscribeSettings = Field(default_factory=AwsTranscribeSettings)
     quality_sample_per_source: int = Field(
         default=20, ge=0, description="human-transcribed rows per source (Whisper: whole build; Transcribe: per shard) also ASR-labelled for WER"

@@ -20,6 +20,7 @@ class IngestResult(TypedDict):
     rejects_uri: str
     found: int
     notes: list[str]
+    guards: NotRequired[list[dict[str, Any]]]  # language identification's guard records
     pid: NotRequired[int]
 
 

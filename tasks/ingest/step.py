@@ -16,6 +16,8 @@ from tasks.core.shards import (
 )
 from tasks.core.work import (
     Log,
+    cache_dir,
+    concat_rejects,
     noop,
     read_all,
     work_dir,
@@ -37,6 +39,13 @@ def ingest_source(spec: DatasetSpec, index: int, log: Log = noop, warn: Log | No
     from tasks.plan.splits import apply_source_policy
 
     items = apply_source_policy(result.items.copy(), source, spec.splits, spec.seed)  # split: / split_policy:
+    from tasks.label.transcripts import (
+        language,  # every row leaves ingest with a language (declared or detected)
+    )
+
+    items, lang_rejects, lang_guards = language.identify(items, spec.labelers.language_id, spec.labelers.whisper,
+                                                         cache_dir(spec))
+    result.rejects = concat_rejects([result.rejects, lang_rejects])
     for col in UTTERANCES_SCHEMA.names:
         if col not in items.columns:
             items[col] = None
@@ -53,6 +62,7 @@ def ingest_source(spec: DatasetSpec, index: int, log: Log = noop, warn: Log | No
         "rejects_uri": base + ".rejects.parquet",
         "found": int(result.found),
         "notes": list(result.notes),
+        "guards": lang_guards,
     }
 
 

@@ -151,6 +151,9 @@ def publish(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult],
     extra = _card_extra(spec, plan, weight_report, timings)
     from tasks.label import speech_presence
     publish_guards += speech_presence.label_guards(written[UTTERANCES], written[CLASSIFIER_STAGE])
+    from tasks.label.transcripts.language import card_section
+
+    extra["languages"] = card_section(written[UTTERANCES])
     extra["speech_detection"] = speech_presence.speech_section(written[UTTERANCES], written[CLASSIFIER_STAGE])
     extra["guards"] = guards.collect(ingest, plan, augmented, {"guards": publish_guards})
     extra["source_notes"] = {r["source"]: list(r.get("notes") or []) for r in ingest if r.get("notes")}

