@@ -126,9 +126,9 @@ def publish(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult],
         noise_pool.load_pools(spec, plan.get("pools_uri"), fs.join(work_dir(spec), "augment")), paths.root,
         paths.audio, _link_into_release)
     noise = _noise_windows(spec, pools)
-    if len(noise):  # generated noise lies inside the release: its bytes enter the identity like other audio
-        noise["audio_sha256"] = _release_audio_hashes(noise["audio_uri"], paths.root)
     if len(noise) and len(windows):  # non-speech examples complement utterances; none without any
+        # generated noise lies inside the release: its bytes enter the identity like other audio
+        noise["audio_sha256"] = _release_audio_hashes(noise["audio_uri"], paths.root)
         windows = pd.concat([windows, noise], ignore_index=True)
     class_weights, weight_report = weights.inverse_frequency_weights(windows, spec.weights)
     classifier = finish_classifier_rows(windows, class_weights)
