@@ -4,7 +4,7 @@ Run (2 cores, from the repository root; needs ../shared/data/real):
     PYTHONPATH=. python benchmarks/languages.py [--real ../shared/data/real] [--limit N]
 
 - WER: LibriSpeech dev-clean sample (75 clips), pooled, both models, packed + batched decoding
-  (tasks/transcripts/whisper.py, no label cache), English normaliser.
+  (tasks/label/transcripts/whisper.py, no label cache), English normaliser.
 - Language ID: base's `detect_language` on the first 30 s of every LibriSpeech (en) and Common
   Voice Persian (fa) clip: accuracy clip by clip and with the default ``scope: source`` rule.
 - Persian CER: base transcripts with language fa against validated.tsv sentences, basic normaliser,
@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.core import audio as audio_mod
-from tasks.label.transcripts import language, whisper
+from tasks.label.transcripts import language, whisper, whisper_model
 from tasks.label.transcripts.normalize import normalize_transcript, word_errors
 from tasks.spec_labelers import LanguageIdSettings, WhisperSettings
 
@@ -67,7 +67,7 @@ def _with_durations(frame: pd.DataFrame) -> pd.DataFrame:
 
 def transcribe(frame: pd.DataFrame, model: str) -> tuple[pd.DataFrame, float]:
     settings = WhisperSettings(model=model, cpu_threads=2)
-    whisper.get_model(settings)  # load outside the timing
+    whisper_model.get_model(settings)  # load outside the timing
     start = time.perf_counter()
     out = whisper.fill_missing_transcripts(frame, settings).items
     return out, time.perf_counter() - start

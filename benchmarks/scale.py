@@ -192,7 +192,7 @@ def seed_vad_cache(corpus: Path, output: Path) -> int:
 
     from tasks.core.audio import read_audio
     from tasks.core.label_cache import LabelCache
-    from tasks.label.segments import VAD_SR, speech_intervals
+    from tasks.label.speech import VAD_SR, speech_intervals
 
     table = pd.read_parquet(corpus / "vad_seed.parquet")
     clips = _base_clips()

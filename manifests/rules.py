@@ -2,7 +2,7 @@
 
 Why a second implementation: the validator (and a training job that wants to check a release)
 must judge the manifests by the documented rule, not by re-running the code that wrote them, so a
-bug in `tasks/label/segments.py` or `tasks/publish/weights.py` shows up as a failed validation instead of being
+bug in `tasks/publish/windows.py` or `tasks/publish/weights.py` shows up as a failed validation instead of being
 copied into the check. `tests/manifests/test_rules.py` cross-checks both implementations.
 
 - `window_bounds`: classifier windows of one utterance (docs/balance-and-splits.md, "Windows").

@@ -15,7 +15,7 @@ lack: a moving pitch (spread of the voiced frames' pitch >= ``MIN_PITCH_SPREAD_S
 syllabic loudness contour (spread of the loud frames' level >= ``MIN_LEVEL_SPREAD_DB``). White, pink
 and brown noise are not periodic; mains hum's period (50/60 Hz) is longer than the longest pitch period
 searched, and its level is flat; a steady or beeping tone has one pitch. Speech it finds is returned as
-intervals of voiced frames, padded and bridged like VAD's (``tasks.label.segments`` constants).
+intervals of voiced frames, padded and bridged like VAD's (``tasks.label.speech`` constants).
 """
 
 from __future__ import annotations

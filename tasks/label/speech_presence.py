@@ -26,8 +26,9 @@ import pandas as pd
 
 from manifests.schema import SPEECH_DETECTORS as DETECTORS
 from tasks.core import guards
+from tasks.core.intervals import merge_intervals
 from tasks.label import speech_check
-from tasks.label.segments import VAD_SR, merge_intervals
+from tasks.label.speech import VAD_SR
 
 __all__ = ["DETECTORS", "decide", "label_guards", "speech_section"]
 HUMAN_ORIGINS: frozenset[str] = frozenset({"human", "mapped_emotion"})

@@ -222,7 +222,7 @@ def sentiment_shard(spec: DatasetSpec, shard_uri: str, log: Log = noop, position
 
 def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = noop, position: str = "") -> ShardResult:
     """Run VAD on every utterance (this also decodes every file, catching audio a header hid)."""
-    from tasks.label import segments, speech_check, speech_presence
+    from tasks.label import speech, speech_check, speech_presence
     shard = read_frame(shard_uri)
     settings = {"vad_threshold": spec.segments.speech_threshold,
                 "second_opinion": speech_check.VERSION if spec.segments.second_opinion else None}
@@ -237,7 +237,7 @@ def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = noop, position: s
         keys = [k for k in items["segment_key"] if isinstance(k, str)]
         hits = cache.get_many(keys)
         todo = items[~items["segment_key"].isin(hits.keys())]
-        intervals, rejects = segments.detect_speech(todo, spec.segments.speech_threshold)
+        intervals, rejects = speech.detect_speech(todo, spec.segments.speech_threshold)
         fresh = {
             key: {"intervals": json.dumps([[float(a), float(b)] for a, b in intervals.get(u, [])])}
             for u, key in zip(todo["utterance_id"], todo["segment_key"], strict=True)

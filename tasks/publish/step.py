@@ -39,6 +39,7 @@ from tasks.core.work import (
 from tasks.ingest import source_guards
 from tasks.publish import releases
 from tasks.publish.releases import previous_utterances, release_changes
+from tasks.publish.windows import classifier_windows, noise_windows
 from tasks.spec import DatasetSpec
 
 
@@ -96,7 +97,6 @@ def publish(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult],
     from manifests.release import write_pool_index
     from manifests.validate import validate_release
     from tasks.augment import noise_pool
-    from tasks.label import segments
     from tasks.plan.stage_rows import asr_stage_rows, classifier_input_rows, finish_classifier_rows
     from tasks.publish import card as report
     from tasks.publish import html as report_html
@@ -121,7 +121,7 @@ def publish(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult],
     asr = asr_stage_rows(rows[rows["in_asr"]].drop(columns=["in_asr", "in_classifier"]))
     speech = utterances.set_index("utterance_id")["speech_intervals"] if len(utterances) else pd.Series(dtype=object)
     clf_in = classifier_input_rows(rows[rows["in_classifier"]].drop(columns=["in_asr", "in_classifier"]), speech)
-    windows = segments.classifier_windows(clf_in, spec.segments)
+    windows = classifier_windows(clf_in, spec.segments)
     pools, noise_index = noise_pool.release_pools(
         noise_pool.load_pools(spec, plan.get("pools_uri"), fs.join(work_dir(spec), "augment")), paths.root,
         paths.audio, _link_into_release)
@@ -240,14 +240,13 @@ def _noise_windows(spec: DatasetSpec, pools: Any) -> pd.DataFrame:
     probing an S3 noise file downloads it. Babble is speech, so it gives no non-speech window.
     """
     from tasks.augment.noise_pool import NON_SPEECH_KINDS, RECORDED, kind_of
-    from tasks.label import segments
 
     usable = {i for i in pools.noises if kind_of(i) in NON_SPEECH_KINDS or kind_of(i) == RECORDED}
     files = [(i, pools.noises[i], pools.noise_durations[i], "train") for i in sorted(pools.train_noises) if i in usable]
     for noise_id in sorted(i for i in pools.eval_noises if i in usable):
         split = "dev" if int(stable_hash(spec.seed, noise_id)[:8], 16) % 2 == 0 else "test"
         files.append((noise_id, pools.noises[noise_id], pools.noise_durations[noise_id], split))
-    return segments.noise_windows(files, spec.segments) if files else pd.DataFrame()
+    return noise_windows(files, spec.segments) if files else pd.DataFrame()
 
 
 def _card_extra(spec: DatasetSpec, plan: PlanResult, weight_report: dict, timings: dict[str, float]) -> dict:

@@ -8,10 +8,10 @@ import pytest
 
 from manifests import rules
 from manifests.augmentation import speed_output_length
-from tasks.label.segments import window_bounds as pipeline_windows
 from tasks.plan.balance import _source_cap
 from tasks.plan.stage_rows import utterance_duration_after
 from tasks.publish.weights import class_weights as pipeline_weights
+from tasks.publish.windows import window_bounds as pipeline_windows
 from tasks.spec import WeightSpec
 
 

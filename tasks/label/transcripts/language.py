@@ -52,13 +52,13 @@ UNCACHED = "uncached:"
 
 def preflight_problems(spec: Any) -> list[str]:
     """The detection model must load (resolve, checksum) before any work: exit 2, not a failed ingest."""
-    from tasks.label.transcripts import whisper
+    from tasks.label.transcripts import whisper_model
 
     try:
-        path = whisper.resolve_model_path(spec.labelers.language_id.model)
-    except whisper.WhisperModelError as err:
+        path = whisper_model.resolve_model_path(spec.labelers.language_id.model)
+    except whisper_model.WhisperModelError as err:
         return [f"  - labelers.language_id.model: {err}"]
-    if whisper.is_english_only(detector_settings(spec.labelers.language_id, spec.labelers.whisper)):
+    if whisper_model.is_english_only(detector_settings(spec.labelers.language_id, spec.labelers.whisper)):
         return [f"  - labelers.language_id.model: {str(path)!r} is English-only; language identification needs a "
                 "multilingual model (the bundled 'base')"]
     return []
@@ -73,21 +73,21 @@ def _cache(root_uri: str | None, settings: WhisperSettings) -> Any:
     if root_uri is None:
         return None
     from tasks.core.label_cache import LabelCache
-    from tasks.label.transcripts import whisper
+    from tasks.label.transcripts import whisper_model
 
-    path = whisper.resolve_model_path(settings.model)
-    cache_settings = {"model": whisper.model_id(settings), "model_fingerprint": whisper.model_fingerprint(path),
+    path = whisper_model.resolve_model_path(settings.model)
+    cache_settings = {"model": whisper_model.model_id(settings), "model_fingerprint": whisper_model.model_fingerprint(path),
                       "compute_type": settings.compute_type, "window_s": WINDOW_S, "version": LANGID_VERSION}
-    return LabelCache.shared(root_uri, f"langid-{whisper.model_id(settings)}", cache_settings)
+    return LabelCache.shared(root_uri, f"langid-{whisper_model.model_id(settings)}", cache_settings)
 
 
 def detect_audio(audio: np.ndarray, settings: WhisperSettings) -> dict[str, float]:
     """Language -> probability for one 16 kHz mono clip (first 30 s), by the multilingual model."""
-    from tasks.label.transcripts import whisper
+    from tasks.label.transcripts import whisper_model
 
-    model = whisper.get_model(settings)
+    model = whisper_model.get_model(settings)
     if not model.model.is_multilingual:
-        raise whisper.WhisperModelError(
+        raise whisper_model.WhisperModelError(
             f"labelers.language_id.model {settings.model!r} is English-only; language identification needs a "
             "multilingual model (the bundled 'base')"
         )

@@ -1,6 +1,6 @@
 """Whisper's packing groups: which clips are decoded together, fixed by the items, not by the shards.
 
-Why: Whisper packs short clips into shared 29 s windows (tasks/label/transcripts/whisper.py), so a clip's
+Why: Whisper packs short clips into shared 29 s windows (tasks/label/transcripts/whisper_decode.py), so a clip's
 words and scores depend on its window neighbours. When each shard packed its own clips,
 ``run.shard_size`` (and so the runner's work split) changed the neighbours and thus the
 pseudo-transcripts ("the weather is ice" vs "nice") and every column computed from them. Now a plan
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from tasks.core.shards import stable_hash
+from tasks.label.transcripts.whisper_decode import PACK_GAP_S, PACK_WINDOW_S
 
 if TYPE_CHECKING:
     from tasks.spec_labelers import WhisperSettings
@@ -49,8 +50,6 @@ def shard_order(utterance_id: str) -> int:
 
 def group_capacity_s(settings: WhisperSettings) -> float:
     """Audio per group: one decode batch of packed windows."""
-    from tasks.label.transcripts.whisper import PACK_WINDOW_S
-
     return settings.batch_size * PACK_WINDOW_S
 
 
@@ -94,8 +93,6 @@ def assign_groups(plan: pd.DataFrame, capacity_s: float) -> pd.DataFrame:
     A key held by several rows (the same audio twice) is placed by its first row in shard order and
     decoded once; every row keeps its utterance id (the quality sample is a set of utterances).
     """
-    from tasks.label.transcripts.whisper import PACK_GAP_S, PACK_WINDOW_S
-
     if plan.empty:
         return pd.DataFrame(columns=PLAN_COLUMNS)
     plan = plan.assign(_order=[shard_order(u) for u in plan["utterance_id"]])

@@ -38,7 +38,7 @@ def test_synthetic_pool_is_deterministic_path_free_and_never_speech(tmp_path: Pa
     assert {noise_pool.kind_of(i) for i in a.train_noises} == kinds == {noise_pool.kind_of(i) for i in a.eval_noises}
     assert not set(augment.build_pools(AugmentSpec(), 14, str(tmp_path / "c")).noises) & set(a.noises)
     # Non-speech windows are cut from these files: neither detector may hear speech in them.
-    from tasks.label.segments import speech_intervals
+    from tasks.label.speech import speech_intervals
 
     for noise_id in a.noises:
         audio = a.load_noise(noise_id)[4 * SR : 9 * SR]  # a window's worth, past the start

@@ -13,7 +13,8 @@ import soundfile as sf
 
 from tasks.core.audio import read_audio
 from tasks.core.shards import read_frame, write_frame
-from tasks.label import segments, speech_check, speech_presence
+from tasks.label import speech, speech_check, speech_presence
+from tasks.publish.windows import classifier_windows
 from tasks.spec import DatasetSpec, SegmentSpec, SourceSpec
 
 SR = 16000
@@ -128,7 +129,7 @@ def test_strong_acted_speech_reaches_the_classifier_stage(tmp_path: Path) -> Non
     source = SourceSpec(name="ravdess", kind="ravdess", path=str(corpus.parent))
     items = ingest_ravdess(source, "en").items
     assert len(items) == 3
-    vad = [segments.speech_intervals(read_audio(u, 0.0, None, target_sr=SR, mono=True), SR, 0.5)
+    vad = [speech.speech_intervals(read_audio(u, 0.0, None, target_sr=SR, mono=True), SR, 0.5)
            for u in items["audio_uri"]]
     assert vad == [[], [], []]  # the defect: Silero VAD hears none of them
 
@@ -138,7 +139,7 @@ def test_strong_acted_speech_reaches_the_classifier_stage(tmp_path: Path) -> Non
     done = read_frame(label_steps.speech_shard(spec, shard_uri)["items_uri"])
     assert list(done["speech_detector"]) == ["second_opinion"] * 3
     rows = done.assign(row_id=done["utterance_id"] + "#0", speed=1.0, recipe_applied=False)
-    windows = segments.classifier_windows(
+    windows = classifier_windows(
         classifier_input_rows(rows, done.set_index("utterance_id")["speech_intervals"]), SegmentSpec())
     for uid, group in windows.groupby("utterance_id"):
         assert group["speech_present"].any(), uid

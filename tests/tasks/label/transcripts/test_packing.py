@@ -13,7 +13,7 @@ import pytest
 from tasks.core.shards import read_frame
 from tasks.ingest import step as ingest_step
 from tasks.label import steps as label_steps
-from tasks.label.transcripts import packing, whisper
+from tasks.label.transcripts import packing, whisper_decode
 from tasks.spec import parse_spec
 
 pytestmark = pytest.mark.skipif(
@@ -63,8 +63,8 @@ def _label(corpus: Path, output: Path, shard_size: int) -> tuple[pd.DataFrame, i
 
 def test_shard_size_does_not_change_transcripts_or_scores(corpus: Path, tmp_path: Path, monkeypatch) -> None:
     decoded: list[int] = []
-    real = whisper._decode_group
-    monkeypatch.setattr(whisper, "_decode_group", lambda m, g, s, mode: decoded.append(len(g)) or real(m, g, s, mode))
+    real = whisper_decode.decode_group
+    monkeypatch.setattr(whisper_decode, "decode_group", lambda m, g, s, mode: decoded.append(len(g)) or real(m, g, s, mode))
     default, n_default = _label(corpus, tmp_path / "default", 500)
     assert n_default == 1 and (default["transcript_origin"] == "whisper").sum() == 5
     assert default["asr_hypothesis"].notna().sum() == 1  # one human row per source is the quality sample
@@ -72,6 +72,7 @@ def test_shard_size_does_not_change_transcripts_or_scores(corpus: Path, tmp_path
         other, n_shards = _label(corpus, tmp_path / f"size{size}", size)
         assert n_shards > 1
         pd.testing.assert_frame_equal(other, default, check_dtype=False, check_exact=True)  # bit for bit
+    assert decoded, "the builds decode through the patched decode_group"  # else the check below is vacuous
     # The label cache stays valid across shard sizes: a build into the same output decodes nothing.
     decoded.clear()
     again, _ = _label(corpus, tmp_path / "size1", 500)

@@ -1,4 +1,4 @@
-"""Classifier windows (in utterance time) and speech presence from Silero VAD.
+"""Classifier windows: the fixed-length slices of each utterance the classifier stage is cut into.
 
 Window rule (what the validator checks). Every window is exactly `window_s` long:
 - an utterance no longer than one window gets one window (0, window_s) with
@@ -11,39 +11,25 @@ Window rule (what the validator checks). Every window is exactly `window_s` long
 So `end_s - start_s == window_s` always, `valid_s <= window_s`, and `valid_s < window_s` only for the
 single window of a short utterance. Times are rounded to microseconds.
 
-Speech presence: `speech_intervals` runs faster-whisper's bundled Silero VAD (ONNX, no download)
-on the clean utterance; intervals are seconds from the utterance start at the original rate
-("source time relative to offset_s"). A window's `speech_ratio` is the speech share of its real
-audio (`start_s .. start_s + valid_s`, after dividing the intervals by the recipe's speed), so a
-short padded utterance is judged on its audio, not its padding. Windows below `min_speech_ratio`
+Speech presence: the utterance's speech intervals come from Silero VAD (tasks/label/speech.py), in
+seconds from the utterance start at the original rate. A window's `speech_ratio` is the speech share
+of its real audio (`start_s .. start_s + valid_s`, after dividing the intervals by the recipe's
+speed), so a short padded utterance is judged on its audio, not its padding. Windows below `min_speech_ratio`
 are non-speech: their sentiment is null (contract).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 
-from manifests.schema import CLASS_INDEX, REJECT_REASONS
-from tasks.core.rows import reject_row, rejects_frame
+from manifests.schema import CLASS_INDEX
+from tasks.core.intervals import Interval, covered_seconds
 from tasks.spec import SegmentSpec
 
-log = logging.getLogger(__name__)
-
-STAGE = "segments"
-VAD_SR = 16000
 _EPS = 1e-6
-# Tighter than faster-whisper's transcription defaults (2 s silence, 400 ms pad): we want where the
-# speech is, to +-0.1 s, not generous chunks for an ASR model.
-VAD_MIN_SPEECH_MS = 150
-VAD_MIN_SILENCE_MS = 300
-VAD_PAD_MS = 100
-
-Interval = tuple[float, float]
 
 
 def _us(x: float) -> float:
@@ -78,53 +64,12 @@ def window_bounds(
     return windows
 
 
-def merge_intervals(intervals: Iterable[Sequence[float]]) -> list[Interval]:
-    """Sorted, non-overlapping intervals covering the same time (empty ones dropped)."""
-    spans = sorted((float(a), float(b)) for a, b in intervals if float(b) > float(a))
-    merged: list[Interval] = []
-    for a, b in spans:
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
-
-
 def speech_ratio(intervals: Iterable[Sequence[float]], start: float, end: float) -> float:
     """Share of [start, end] covered by the (possibly overlapping) speech intervals."""
     length = end - start
     if length <= 0:
         return 0.0
     return min(1.0, covered_seconds(intervals, start, end) / length)
-
-
-def covered_seconds(intervals: Iterable[Sequence[float]], start: float, end: float) -> float:
-    """Seconds of [start, end] covered by the (possibly overlapping) intervals."""
-    return sum(max(0.0, min(b, end) - max(a, start)) for a, b in merge_intervals(intervals))
-
-
-def speech_intervals(audio: np.ndarray, sr: int = VAD_SR, threshold: float = 0.5) -> list[Interval]:
-    """Speech (start, end) seconds in `audio` (mono float) by faster-whisper's bundled Silero VAD."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-    samples = np.asarray(audio, dtype=np.float32)
-    if samples.ndim > 1:
-        samples = samples.mean(axis=-1 if samples.shape[-1] <= 8 else 0)
-    if sr != VAD_SR and samples.size:
-        from scipy.signal import resample_poly
-
-        g = math.gcd(int(sr), VAD_SR)
-        samples = resample_poly(samples, VAD_SR // g, int(sr) // g).astype(np.float32)
-    if samples.size == 0:
-        return []
-    options = VadOptions(
-        threshold=threshold,
-        min_speech_duration_ms=VAD_MIN_SPEECH_MS,
-        min_silence_duration_ms=VAD_MIN_SILENCE_MS,
-        speech_pad_ms=VAD_PAD_MS,
-    )
-    stamps = get_speech_timestamps(samples, vad_options=options, sampling_rate=VAD_SR)
-    return [(round(s["start"] / VAD_SR, 3), round(s["end"] / VAD_SR, 3)) for s in stamps]
 
 
 def _speed(value: object) -> float:
@@ -244,52 +189,6 @@ def noise_windows(noise_files: list[tuple[str, str, float, str]], spec: SegmentS
     out["speech_present"] = out["speech_present"].astype(bool)
     out["class_index"] = out["class_index"].astype("Int32")
     return out
-
-
-def detect_speech(items: pd.DataFrame, threshold: float = 0.5) -> tuple[pd.Series, pd.DataFrame]:
-    """VAD intervals per readable utterance (Series indexed by utterance_id) and rejects for the rest.
-
-    The Series has no entry for an utterance that could not be read; an empty list means "read, no
-    speech found". Rejects use stage "segments" so the flow can drop those utterances.
-    """
-    from tasks.core.audio import read_audio
-    from tasks.core.threads import pin_native_threads
-
-    pin_native_threads()  # resampling and the VAD must not depend on the thread environment
-
-    found: dict[str, list[Interval]] = {}
-    rejects: list[dict[str, str]] = []
-    for row in items.to_dict("records"):
-        uid = str(row.get("utterance_id"))
-        uri = row.get("audio_uri")
-        offset = row.get("offset_s")
-        duration = row.get("duration_s")
-        offset = 0.0 if offset is None or pd.isna(offset) else float(offset)
-        duration = None if duration is None or pd.isna(duration) else float(duration)
-        try:
-            audio = read_audio(uri, offset_s=offset, duration_s=duration, target_sr=VAD_SR, mono=True)
-        except Exception as err:  # any decoder failure is a per-item reject, never a crashed run
-            log.warning("speech detection could not read %s (%s): %s", uid, uri, err)
-            reason = getattr(err, "reason", None)
-            reason = reason if reason in REJECT_REASONS else "unreadable_audio"
-            cause = getattr(err, "detail", None) or f"{type(err).__name__}: {err}"
-            rejects.append(
-                reject_row(
-                    source=str(row.get("source")),
-                    input_ref=uid,
-                    stage=STAGE,
-                    reason=reason,
-                    detail=(
-                        f"speech detection of {uid} could not read {uri} at {offset:g} s: {cause} "
-                        f"Check that the file is present and decodable."
-                    ),
-                )
-            )
-            continue
-        found[uid] = speech_intervals(audio, VAD_SR, threshold)
-    series = pd.Series(list(found.values()), index=pd.Index(list(found), dtype=object, name="utterance_id"),
-                       dtype=object, name="speech_intervals")
-    return series, rejects_frame(rejects)
 
 
 def check_windows(windows: pd.DataFrame, spec: SegmentSpec) -> list[str]:
