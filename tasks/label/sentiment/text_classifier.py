@@ -1,36 +1,13 @@
 """Fill missing sentiment from the transcript with an offline text classifier (VADER by default).
 
-VADER (vaderSentiment 3.3.2) is a lexicon and rule-based English classifier: it ships its lexicon,
-needs no model download and labels thousands of sentences a second on one core. Rows that already
-carry a sentiment (``human`` or ``mapped_emotion``) are never touched; the others get one from their
-transcript with origin ``text_classifier``, or become a reject row that says why.
+Rows that already carry a sentiment (``human`` or ``mapped_emotion``) are never touched; the others
+get one from their transcript with origin ``text_classifier``, or become a reject row that says why.
+Labels are looked up in the label cache first; only the misses are classified.
 
-Decision (VADER's documented convention, thresholds from `TextClassifierSettings`):
-``compound >= positive_threshold`` is positive, ``compound <= negative_threshold`` is negative,
-anything in between is neutral.
-
-Scores: ``p_negative``/``p_neutral``/``p_positive`` are VADER's ``neg``/``neu``/``pos``, the shares
-of the text's sentiment intensity that are negative, neutral and positive (they sum to 1; a text
-with no scorable token gets ``p_neutral = 1``). The compound itself goes to the extra column
-``sentiment_compound``, so the decision can be re-made with other thresholds without re-labelling.
-
-Confidence of the chosen class: how far the compound lies inside the class's interval, measured
-from the decision boundary towards the class's most certain point and mapped to [0.5, 1]. At a
-boundary the two neighbouring classes are equally likely (0.5); at the class's extreme it is 1::
-
-    positive: 0.5 + 0.5 * (compound - pos_t) / (1 - pos_t)              (most certain at +1)
-    negative: 0.5 + 0.5 * (neg_t - compound) / (neg_t + 1)              (most certain at -1)
-    neutral:  0.5 + 0.5 * (1 - |compound| / pos_t)     for compound >= 0   (most certain at 0)
-              0.5 + 0.5 * (1 - |compound| / |neg_t|)   for compound < 0
-
-Compound 0 means VADER found no sentiment evidence, so it is the most certain neutral; each side is
-scaled by its own threshold, so asymmetric thresholds stay fair. (Should the neutral band not contain
-0, its centre takes that role.) Every class can therefore reach any confidence, and
-``settings.min_confidence[class]`` is applied per class (a single threshold on ``|compound|`` would
-reject every neutral). Known limit: a text whose positive and negative words cancel out is a
-confident neutral; ``p_neutral`` is low for it, so it can be found.
-
-Other kinds (`settings.kind`), dispatched by `classify_texts`:
+Kinds (`settings.kind`), dispatched by `classify_texts`:
+``vader`` (default) -- VADER's lexicon (`tasks.label.sentiment.vader`: decision, scores and
+confidence; its compound goes to the extra column ``sentiment_compound``, so the decision can be
+re-made with other thresholds without re-labelling);
 ``trained`` -- TF-IDF + logistic regression trained in the run (`tasks.label.sentiment.trained`; the
 pipeline passes the saved model's URI); ``hf_model`` -- a local Hugging Face model folder
 (`tasks.label.sentiment.hf_model`). Their ``p_*`` are class probabilities, the confidence is the chosen
@@ -42,111 +19,33 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from tasks.core.label_cache import LabelCache, settings_hash, text_key
 from tasks.core.rows import StageResult, rejects_frame
+from tasks.label.sentiment import vader
 from tasks.label.sentiment.common import is_missing, stage_reject, text_of
 from tasks.spec_labelers import TextClassifierSettings
 
-if TYPE_CHECKING:
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
 logger = logging.getLogger(__name__)
 
-LABELER_NAME = "vader"
 ORIGIN = "text_classifier"
-ENGLISH_CODES = frozenset({"en", "eng", "english"})
 # Columns this stage fills; `sentiment_compound` is an extra (allowed) column so the VADER decision
 # can be re-made with other thresholds without re-labelling.
 SCORE_COLUMNS: tuple[str, ...] = ("p_negative", "p_neutral", "p_positive", "sentiment_confidence")
 COMPOUND_COLUMN = "sentiment_compound"
 LABEL_FIELDS = frozenset({"sentiment", *SCORE_COLUMNS, "compound"})  # what classify_texts returns
 
-_ANALYZER: SentimentIntensityAnalyzer | None = None
-_ANALYZER_LOCK = threading.Lock()
-
-
-def _analyzer() -> SentimentIntensityAnalyzer:
-    """One analyzer per process: building it parses the 7,500-word lexicon."""
-    global _ANALYZER
-    if _ANALYZER is None:
-        with _ANALYZER_LOCK:
-            if _ANALYZER is None:
-                from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-                _ANALYZER = SentimentIntensityAnalyzer()
-    return _ANALYZER
-
-
-def _check_thresholds(settings: TextClassifierSettings) -> None:
-    neg_t, pos_t = settings.negative_threshold, settings.positive_threshold
-    if not -1.0 <= neg_t < pos_t <= 1.0:
-        raise ValueError(
-            "labelers.text_classifier needs -1 <= negative_threshold < positive_threshold <= 1 "
-            f"(got negative_threshold={neg_t}, positive_threshold={pos_t})"
-        )
-
-
-def vader_class(compound: float, settings: TextClassifierSettings) -> str:
-    """The class VADER's compound score falls in under the settings' thresholds."""
-    if compound >= settings.positive_threshold:
-        return "positive"
-    if compound <= settings.negative_threshold:
-        return "negative"
-    return "neutral"
-
-
-def vader_confidence(compound: float, sentiment: str, settings: TextClassifierSettings) -> float:
-    """Confidence of `sentiment` in [0.5, 1]: the compound's depth inside that class's interval."""
-    neg_t, pos_t = settings.negative_threshold, settings.positive_threshold
-    if sentiment == "positive":
-        margin, span = compound - pos_t, 1.0 - pos_t
-    elif sentiment == "negative":
-        margin, span = neg_t - compound, neg_t + 1.0
-    else:
-        anchor = 0.0 if neg_t < 0.0 < pos_t else (pos_t + neg_t) / 2.0  # the most neutral compound
-        span = pos_t - anchor if compound >= anchor else anchor - neg_t
-        margin = span - abs(compound - anchor)
-    if span <= 0.0:  # the class is a single point (threshold at +-1): it is certain when reached
-        return 1.0
-    return 0.5 + 0.5 * min(max(margin / span, 0.0), 1.0)
-
-
-def _classify_vader(texts: Sequence[str], settings: TextClassifierSettings) -> list[dict[str, Any]]:
-    analyzer = _analyzer()
-    out = []
-    for text in texts:
-        scores = analyzer.polarity_scores(text)
-        neg, neu, pos = float(scores["neg"]), float(scores["neu"]), float(scores["pos"])
-        if neg + neu + pos == 0.0:  # no scorable token at all: nothing says it is not neutral
-            neu = 1.0
-        compound = float(scores["compound"])
-        sentiment = vader_class(compound, settings)
-        out.append(
-            {
-                "p_negative": neg,
-                "p_neutral": neu,
-                "p_positive": pos,
-                "sentiment": sentiment,
-                "sentiment_confidence": vader_confidence(compound, sentiment, settings),
-                "compound": compound,
-            }
-        )
-    return out
-
-
 # One entry per `TextClassifierSettings.kind`; new labelers plug in here behind `classify_texts`.
 _CLASSIFIERS: dict[str, Callable[[Sequence[str], TextClassifierSettings], list[dict[str, Any]]]] = {
-    "vader": _classify_vader,
+    "vader": vader.classify,
 }
 
 
-_LABELER_NAMES = {"vader": LABELER_NAME, "trained": "trained-tfidf", "hf_model": "hf-model"}
+_LABELER_NAMES = {"vader": vader.LABELER_NAME, "trained": "trained-tfidf", "hf_model": "hf-model"}
 
 
 def labeler_name(settings: TextClassifierSettings) -> str:
@@ -172,7 +71,7 @@ def classify_texts(
 
     `model_uri` is the trained model for kind ``trained`` (ignored otherwise).
     """
-    _check_thresholds(settings)
+    vader.check_thresholds(settings)
     if settings.kind == "trained":
         from tasks.label.sentiment import trained
 
@@ -204,14 +103,6 @@ def make_cache(root_uri: str, settings: TextClassifierSettings, model_uri: str |
     return LabelCache.shared(root_uri, labeler_name(settings), cache_settings(settings, model_uri))
 
 
-def _is_english(language: Any) -> bool:
-    """True for en, en-US, en_GB, eng; a missing language is taken as English (the spec default)."""
-    if is_missing(language):
-        return True
-    primary = str(language).strip().lower().replace("_", "-").split("-", 1)[0]
-    return primary in ENGLISH_CODES
-
-
 def supports_language(language: Any, settings: TextClassifierSettings, model_uri: str | None) -> bool:
     """VADER: English; trained: the languages it was trained on; hf_model: settings.languages."""
     if settings.kind == "trained":
@@ -220,7 +111,7 @@ def supports_language(language: Any, settings: TextClassifierSettings, model_uri
         from tasks.label.sentiment import hf_model
 
         return hf_model.supports(language, settings)
-    return _is_english(language)
+    return vader.is_english(language)
 
 
 def _labels_for(
@@ -304,7 +195,7 @@ def fill_missing_sentiment(
     (each distinct text once) and written back as one cache segment. `model_uri` is the trained
     model for kind ``trained``.
     """
-    _check_thresholds(settings)
+    vader.check_thresholds(settings)
     if cache is not None:
         _check_cache(cache, settings, model_uri)
     rows = items.to_dict("records")
