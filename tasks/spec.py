@@ -371,9 +371,9 @@ def load_spec(path: str | Path, output: str | None = None) -> DatasetSpec:
     no copy of the repository); `output` overrides the spec's output."""
     remote = isinstance(path, str) and path.startswith("s3://")
     if remote:
-        from tasks.core import storage
+        from manifests import uri as fs
         try:
-            text = storage.read_bytes(path).decode("utf-8")
+            text = fs.read_bytes(path).decode("utf-8")
         except Exception as err:  # noqa: BLE001 - botocore's errors, named in the message
             raise SpecError(f"cannot read dataset spec {path}: {err}") from None
     else:

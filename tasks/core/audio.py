@@ -28,6 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from manifests import audio_io
+from manifests import uri as fs
 from manifests.audio_io import AUDIO_ERROR_REASONS, FFMPEG_SUFFIXES, MAX_CHANNELS
 from tasks.core import file_kind, storage
 
@@ -91,11 +92,11 @@ def _suffix(uri: str) -> str:
 @contextlib.contextmanager
 def _local(uri: str) -> Iterator[str]:
     """A local path for ``uri`` with missing/empty/oversized files turned into AudioError."""
-    if not storage.is_s3(uri) and (odd := file_kind.non_regular(uri)) is not None:
+    if not fs.is_s3(uri) and (odd := file_kind.non_regular(uri)) is not None:
         raise AudioError(odd[0], f"Audio file {uri} {odd[1]}.")  # a FIFO, a symlink loop: say so
     try:
-        if storage.is_s3(uri):
-            _check_size(storage.size(uri), uri)  # before the download, not after filling the disk
+        if fs.is_s3(uri):
+            _check_size(fs.size(uri), uri)  # before the download, not after filling the disk
         with storage.open_local(uri) as path:
             if os.path.getsize(path) == 0:
                 raise AudioError("empty_audio", f"Audio file {uri} is empty (0 bytes).")
@@ -248,14 +249,14 @@ def _float_or_none(value: object) -> float | None:
 # --------------------------------------------------------------------------------------------- hash
 def sha256_uri(uri: str, chunk_size: int = 1 << 20) -> str:
     """Hex SHA-256 of the file's bytes, streamed (S3 bodies are never held whole in memory)."""
-    if not storage.is_s3(uri):
+    if not fs.is_s3(uri):
         try:
             return _sha256_file(uri, chunk_size)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise AudioError("missing_audio", f"Audio file {uri} does not exist.") from None
     digest = hashlib.sha256()
     try:
-        with storage.open_binary(uri) as fh:
+        with fs.open_binary(uri) as fh:
             while chunk := fh.read(chunk_size):
                 digest.update(chunk)
     except FileNotFoundError:
@@ -395,5 +396,5 @@ def write_flac(uri: str, audio: np.ndarray, sample_rate: int) -> str:
     buf = io.BytesIO()
     sf.write(buf, frames, sample_rate, format="FLAC", subtype="PCM_16")
     data = buf.getvalue()
-    storage.write_bytes(uri, data)
+    fs.write_bytes(uri, data)
     return hashlib.sha256(data).hexdigest()

@@ -20,8 +20,9 @@ from typing import Any
 
 import pandas as pd
 
+from manifests import uri as fs
 from manifests.schema import UTTERANCES_SCHEMA
-from tasks.core import audio, storage
+from tasks.core import audio
 from tasks.core.rows import reject_row, rejects_frame
 from tasks.spec import SourceSpec
 
@@ -140,24 +141,24 @@ def layout_error(source: SourceSpec, expected: str, found: str, files: Sequence[
 
 def corpus_root(source: SourceSpec) -> str:
     """`source.path` as the adapters' root: a local path normalised, no trailing '/' (an s3:// URI as given)."""
-    root = source.path if storage.is_s3(source.path) else os.path.normpath(source.path)
+    root = source.path if fs.is_s3(source.path) else os.path.normpath(source.path)
     return root.rstrip("/") or "/"
 
 
 def is_corpus_folder(root: str) -> bool:
     """Whether `root` can be listed: any S3 prefix, or an existing local directory."""
-    return storage.is_s3(root) or os.path.isdir(root)
+    return fs.is_s3(root) or os.path.isdir(root)
 
 
 def list_corpus(source: SourceSpec) -> tuple[str, list[str]]:
     """(root, every file below it); no files when `path` is not a folder, so the layout_error says so."""
     root = corpus_root(source)
-    return root, storage.list_files(root) if is_corpus_folder(root) else []
+    return root, fs.list_files(root) if is_corpus_folder(root) else []
 
 
 def read_corpus_text(uri: str) -> str:
     """A label/transcript file as text: UTF-8, else Latin-1 (old corpus files are not always UTF-8)."""
-    data = storage.read_bytes(uri)
+    data = fs.read_bytes(uri)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:

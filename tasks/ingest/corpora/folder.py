@@ -25,7 +25,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
-from tasks.core import storage
+from manifests import uri as fs
 from tasks.ingest.corpora.base import (
     AUDIO_SUFFIXES,
     Candidate,
@@ -195,7 +195,7 @@ def _claimed_file(
 
 def _symlink_escape(root: str, uri: str) -> str | None:
     """Where a local symlink below `root` really points, when that is outside `root` (S3 has none)."""
-    if storage.is_s3(root):
+    if fs.is_s3(root):
         return None
     real_root, real = _realpath(root), os.path.realpath(uri)
     return None if os.path.commonpath([real_root, real]) == real_root else real
@@ -285,7 +285,7 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
     root, all_files = list_corpus(source)
     present = set(all_files)
     audio_files = [f for f in all_files if is_audio_file(f)]
-    meta_uris = [storage.join(root, n) for n in METADATA_NAMES if storage.join(root, n) in present]
+    meta_uris = [fs.join(root, n) for n in METADATA_NAMES if fs.join(root, n) in present]
     if source.metadata:  # named by the spec (a read-only corpus with its labels elsewhere): it wins
         meta_uris = [source.metadata, *meta_uris]
     if not audio_files and not meta_uris:
@@ -317,7 +317,7 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
     lookup = _file_lookup(root, all_files)
     if meta_uris:
         meta_uri = meta_uris[0]
-        meta_name = storage.basename(meta_uri)
+        meta_name = fs.basename(meta_uri)
         try:
             meta_rows = read_metadata(meta_uri)
         except MetadataUnreadable as err:
@@ -336,7 +336,7 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
                     named.add(claimed)
                     target = RowReject(
                         "malformed_metadata",
-                        f"the line {row.error}; it names {storage.join(root, claimed)}, which was not "
+                        f"the line {row.error}; it names {fs.join(root, claimed)}, which was not "
                         "ingested: its labels could not be read; fix the line",
                     )
             else:
@@ -359,13 +359,13 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
             if isinstance(target, RowReject):
                 raise target
             rel = target
-            uri = rel if rel.startswith("/") else storage.join(root, rel)  # absolute: below an audio root
+            uri = rel if rel.startswith("/") else fs.join(root, rel)  # absolute: below an audio root
             base = next((r for r in audio_roots if rel.startswith(r.rstrip("/") + "/")), None)
             escape = symlink_escape(base, uri) if base is not None else _symlink_escape(root, uri)
             if escape is not None:
                 raise RowReject("unsafe_path", f"file_name {rel!r} is a symlink to {escape}, outside "
                                 f"{base or 'the folder'}")
-            if uri not in present and (storage.is_s3(uri) or not os.path.isfile(uri)):
+            if uri not in present and (fs.is_s3(uri) or not os.path.isfile(uri)):
                 raise RowReject("missing_audio", f"file_name {rel!r}: {uri} does not exist")
             offset = _seconds(row.values, "offset_s")
             duration = _seconds(row.values, "duration_s")

@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.core import storage
+from manifests import uri as fs
 from tasks.ingest.corpora.base import (
     AUDIO_SUFFIXES,
     Candidate,
@@ -135,7 +135,7 @@ def _config(source: SourceSpec, root: str) -> _Config:
         if split.strip().lower() not in SPLIT_ALIASES:
             raise ValueError(f"source {source.name!r} (hf_dataset): option split {split!r} is not train, dev or test")
         split = SPLIT_ALIASES[split.strip().lower()]
-    cache = options.get("audio_cache") or storage.join(root if _is_folder(root) else storage.parent(root), DEFAULT_CACHE)
+    cache = options.get("audio_cache") or fs.join(root if _is_folder(root) else fs.parent(root), DEFAULT_CACHE)
     return _Config(columns, nested, split, cache.rstrip("/"), bool(options.get("allow_absolute_paths", False)),
                    audio_roots_option(source))
 
@@ -189,11 +189,11 @@ def _parquet_part(local: str, name: str) -> _Part:
 
 def _download_folder(root: str, files: list[str], target: str) -> None:
     for uri in files:
-        rel = relative_path(root, uri) if _is_folder(root) else storage.basename(uri)
+        rel = relative_path(root, uri) if _is_folder(root) else fs.basename(uri)
         dest = os.path.join(target, *rel.split("/"))
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         with open(dest, "wb") as fh:
-            fh.write(storage.read_bytes(uri))
+            fh.write(fs.read_bytes(uri))
 
 
 # --------------------------------------------------------------------------------------------- audio
@@ -232,7 +232,7 @@ class _AudioResolver:
     def _existing(self, path: str) -> str | None:
         """The file `path` names inside the root, or None; UnsafePathError when it would leave the root."""
         root = self.root.rstrip("/")
-        if self.allow_absolute and os.path.isabs(path) and not storage.is_s3(root):
+        if self.allow_absolute and os.path.isabs(path) and not fs.is_s3(root):
             return path if os.path.isfile(path) else None
         if path.startswith("/"):  # allowed below the dataset folder or a declared audio root (docs/corpora.md)
             base, path = absolute_audio_path(path, root, self.audio_roots, "audio path")
@@ -244,8 +244,8 @@ class _AudioResolver:
         rel = safe_relative_path(path, "audio path")
         if not _is_folder(self.root):
             return None
-        uri = storage.join(self.root, rel)
-        if not (uri in self.listing or (not storage.is_s3(uri) and os.path.isfile(uri))):
+        uri = fs.join(self.root, rel)
+        if not (uri in self.listing or (not fs.is_s3(uri) and os.path.isfile(uri))):
             return None
         escape = symlink_escape(self.root, uri)
         if escape is not None:
@@ -273,11 +273,11 @@ class _AudioResolver:
         if len(data) == 0:
             raise RowReject("empty_audio", f"the embedded audio ({path or 'no path'}) is 0 bytes")
         sha = hashlib.sha256(data).hexdigest()
-        uri = storage.join(self.cache, sha[:2], f"{sha}{_suffix(path, data)}")
+        uri = fs.join(self.cache, sha[:2], f"{sha}{_suffix(path, data)}")
         if uri not in self.written:
-            if not storage.exists(uri):
-                storage.makedirs(storage.parent(uri))
-                storage.write_bytes(uri, data)
+            if not fs.exists(uri):
+                fs.makedirs(fs.parent(uri))
+                fs.write_bytes(uri, data)
             self.written.add(uri)
         return uri
 
@@ -372,15 +372,15 @@ def _parts(root: str, files: list[str], scratch: str) -> list[_Part]:
     arrow = "dataset_dict.json" in names or "state.json" in names
     wanted = [f for f in files if arrow != f.lower().endswith(".parquet")]
     local_root = root
-    if storage.is_s3(root):
+    if fs.is_s3(root):
         _download_folder(root, wanted, scratch)
         local_root = scratch
     if arrow:
         return _arrow_parts(local_root)
     parts = []
     for uri in wanted:
-        name = relative_path(root, uri) if _is_folder(root) else storage.basename(uri)
-        local = os.path.join(local_root, *name.split("/")) if storage.is_s3(root) else uri
+        name = relative_path(root, uri) if _is_folder(root) else fs.basename(uri)
+        local = os.path.join(local_root, *name.split("/")) if fs.is_s3(root) else uri
         parts.append(_parquet_part(local, name[: -len(".parquet")]))
     return parts
 
@@ -390,9 +390,9 @@ def ingest_hf_dataset(source: SourceSpec, default_language: str) -> IngestResult
     root = corpus_root(source)
     config = _config(source, root)
     if not _is_folder(root):
-        files = [root] if storage.exists(root) else []
+        files = [root] if fs.exists(root) else []
     elif is_corpus_folder(root):
-        files = [f for f in storage.list_files(root) if f"/{DEFAULT_CACHE}/" not in f]
+        files = [f for f in fs.list_files(root) if f"/{DEFAULT_CACHE}/" not in f]
     else:
         files = []
     candidates: list[Candidate] = []
