@@ -127,6 +127,9 @@ def s3_client() -> Any:
     return client
 
 
+_client = s3_client  # the name older callers use
+
+
 def is_missing(err: Exception) -> bool:
     """True for S3's "no such key/bucket" errors (a missing file, as FileNotFoundError is locally)."""
     code = str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))

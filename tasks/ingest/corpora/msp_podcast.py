@@ -27,7 +27,6 @@ from tasks.ingest.corpora.base import (
     Candidate,
     IngestResult,
     RowReject,
-    UnsafePathError,
     attach_columns,
     build_result,
     check_options,
@@ -35,10 +34,9 @@ from tasks.ingest.corpora.base import (
     layout_error,
     list_corpus,
     read_corpus_text,
-    relative_path,
-    safe_relative_path,
 )
 from tasks.ingest.corpora.labels import is_blank, map_emotion, normalize_gender, unmapped_emotion_detail
+from tasks.ingest.corpora.paths import UnsafePathError, relative_path, safe_relative_path
 from tasks.spec import SourceSpec
 
 KIND = "msp_podcast"

@@ -19,9 +19,9 @@ from tasks.ingest.corpora.base import (
     ingest_reject,
     layout_error,
     list_corpus,
-    relative_path,
 )
 from tasks.ingest.corpora.labels import map_emotion, unmapped_emotion_detail
+from tasks.ingest.corpora.paths import relative_path
 from tasks.spec import SourceSpec
 
 KIND = "ravdess"

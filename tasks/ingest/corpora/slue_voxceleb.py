@@ -27,16 +27,15 @@ from tasks.ingest.corpora.base import (
     Candidate,
     IngestResult,
     RowReject,
-    UnsafePathError,
     build_result,
     check_options,
     corpus_root,
     ingest_reject,
     is_corpus_folder,
     layout_error,
-    safe_relative_path,
 )
 from tasks.ingest.corpora.labels import LabelError, is_blank, normalize_sentiment
+from tasks.ingest.corpora.paths import UnsafePathError, safe_relative_path
 from tasks.spec import SourceSpec
 
 KIND = "slue_voxceleb"
