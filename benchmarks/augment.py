@@ -67,7 +67,7 @@ def make_inputs(folder: Path, durations: list[int]) -> dict[str, Path]:
 
     sys.path.insert(0, str(REPO))
     from manifests.augmentation import resample
-    from tasks.augment.materialize import simulate_rir
+    from tasks.augment.rooms import simulate_rir
 
     if shutil.which("espeak-ng") is None:
         raise SystemExit("espeak-ng is needed to make the benchmark speech")

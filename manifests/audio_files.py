@@ -82,7 +82,7 @@ def _sizes(root: str, paths: list[str]) -> dict[str, int | None]:
     bucket, key = fs.split_s3(root)
     prefix = key.rstrip("/") + "/"
     found: dict[str, int] = {}
-    for page in fs._client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for page in fs.s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             found[obj["Key"][len(prefix):]] = int(obj["Size"])
     return {rel: found.get(rel) for rel in paths}

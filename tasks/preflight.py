@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tasks.core import storage
+from manifests import uri as fs
 from tasks.ingest.corpora.registry import ADAPTERS, option_problem
 from tasks.spec import DatasetSpec, SourceSpec, SpecError
 
@@ -73,11 +73,11 @@ def preflight_problems(spec: DatasetSpec, check_layouts: bool = True) -> list[st
 
 def _inside(child: str, parent: str) -> bool:
     """Whether location `child` is `parent` or below it (local paths compared after resolving links)."""
-    if storage.is_s3(child) != storage.is_s3(parent):
+    if fs.is_s3(child) != fs.is_s3(parent):
         return False
-    if storage.is_s3(child):
-        c_bucket, c_key = storage.split_s3(child)
-        p_bucket, p_key = storage.split_s3(parent)
+    if fs.is_s3(child):
+        c_bucket, c_key = fs.split_s3(child)
+        p_bucket, p_key = fs.split_s3(parent)
         c_key, p_key = c_key.strip("/"), p_key.strip("/")
         return c_bucket == p_bucket and (not p_key or c_key == p_key or c_key.startswith(p_key + "/"))
     c, p = os.path.realpath(child), os.path.realpath(parent)
@@ -111,10 +111,10 @@ def _metadata_files(spec: DatasetSpec) -> list[str]:
 
 
 def _is_file(uri: str) -> bool:
-    if not storage.is_s3(uri):
+    if not fs.is_s3(uri):
         return os.path.isfile(uri)
     try:
-        storage.size(uri)
+        fs.size(uri)
     except FileNotFoundError:
         return False
     return True
@@ -142,13 +142,13 @@ def _s3_sources(spec: DatasetSpec, problems: list[str]) -> set[int]:
 
     reachable: set[int] = set()
     for i, source in enumerate(spec.sources):
-        if not storage.is_s3(source.path):
+        if not fs.is_s3(source.path):
             reachable.add(i)
             continue
         where = f"  - sources.{i}.path"
-        bucket = storage.split_s3(source.path)[0]
+        bucket = fs.split_s3(source.path)[0]
         try:
-            found = storage.exists(source.path)
+            found = fs.exists(source.path)
         except (ClientError, BotoCoreError) as err:
             code, message = _s3_error(err)
             if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
@@ -172,7 +172,7 @@ def _missing_s3_why(bucket: str) -> str:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        storage.s3_client().head_bucket(Bucket=bucket)
+        fs.s3_client().head_bucket(Bucket=bucket)
     except (ClientError, BotoCoreError) as err:
         code, _ = _s3_error(err)
         if code in ("404", "NoSuchBucket", "NotFound"):

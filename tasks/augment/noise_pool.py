@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.core import storage
+from manifests import uri as fs
 from tasks.core.hashing import seeded_digest, seeded_hex
 
 log = logging.getLogger(__name__)
@@ -119,9 +119,9 @@ def _flac_bytes(audio: np.ndarray) -> bytes:
 
 
 def _store(folder: str, noise_id: str, audio: np.ndarray) -> str:
-    uri = storage.join(folder, noise_id[len(PREFIX):] + ".flac")
-    if not storage.exists(uri):
-        storage.write_bytes(uri, _flac_bytes(audio))
+    uri = fs.join(folder, noise_id[len(PREFIX):] + ".flac")
+    if not fs.exists(uri):
+        fs.write_bytes(uri, _flac_bytes(audio))
     return uri
 
 
@@ -135,11 +135,11 @@ def _synthetic_specs(seed: int) -> list[tuple[str, str]]:
 
 def synthetic_noises(seed: int, folder: str) -> tuple[dict[str, str], dict[str, float]]:
     """({id: uri}, {id: duration_s}) of the stationary noise and hum/tone files (written once per seed)."""
-    index_uri = storage.join(folder, f"synthetic-seed{seed}-{VERSION}.json")
-    if storage.exists(index_uri):
-        index = json.loads(storage.read_text(index_uri))
-        uris = {i: storage.join(folder, name) for i, name in index["files"].items()}
-        if all(storage.exists(u) for u in uris.values()):
+    index_uri = fs.join(folder, f"synthetic-seed{seed}-{VERSION}.json")
+    if fs.exists(index_uri):
+        index = json.loads(fs.read_text(index_uri))
+        uris = {i: fs.join(folder, name) for i, name in index["files"].items()}
+        if all(fs.exists(u) for u in uris.values()):
             return uris, {i: float(d) for i, d in index["durations"].items()}
     n = int(FILE_S * SR)
     alphas = dict(STATIONARY)
@@ -158,8 +158,8 @@ def synthetic_noises(seed: int, folder: str) -> tuple[dict[str, str], dict[str, 
         noise_id = f"{PREFIX}{kind}-{key}"
         uris[noise_id] = _store(folder, noise_id, audio)
         durations[noise_id] = n / SR
-    storage.write_text(index_uri, json.dumps(
-        {"files": {i: storage.basename(u) for i, u in uris.items()}, "durations": durations}, sort_keys=True))
+    fs.write_text(index_uri, json.dumps(
+        {"files": {i: fs.basename(u) for i, u in uris.items()}, "durations": durations}, sort_keys=True))
     return uris, durations
 
 
@@ -233,8 +233,8 @@ def babble_noises(items: pd.DataFrame, seed: int, folder: str) -> tuple[dict[str
         keys = [[str(r.get("segment_key") or r["utterance_id"]) for r in rows] for _, rows in chosen]
         key = hashlib.sha256(json.dumps([VERSION, seed, j, keys]).encode()).hexdigest()[:12]
         noise_id = f"{PREFIX}babble-{key}"
-        uri = storage.join(folder, f"babble-{key}.flac")
-        if not storage.exists(uri):
+        uri = fs.join(folder, f"babble-{key}.flac")
+        if not fs.exists(uri):
             rng = _rng(seed, f"babble_{j}")
             voices = [v for _, rows in chosen if (v := _talker_audio(rows, n)) is not None]
             if not voices:
@@ -242,7 +242,7 @@ def babble_noises(items: pd.DataFrame, seed: int, folder: str) -> tuple[dict[str
             mix = np.zeros(n, dtype=np.float64)
             for voice in voices:
                 mix += np.roll(voice, int(rng.integers(n)))
-            storage.write_bytes(uri, _flac_bytes(_level(mix, rng)))
+            fs.write_bytes(uri, _flac_bytes(_level(mix, rng)))
         uris[noise_id] = uri
         durations[noise_id] = n / SR
         speakers[noise_id] = sorted(s for s, _ in chosen)
@@ -255,12 +255,12 @@ def add_babble(pools: Any, spec: Any, seed: int, work_dir: str, items: pd.DataFr
     Called once by ``plan_stages`` after the splits are known; a no-op when the noise pool is not the
     default one or when noise augmentation cannot happen in train.
     """
-    from tasks.augment.materialize import AugmentPools
+    from tasks.augment.pools import AugmentPools
 
     if spec.noise_paths or spec.default_noise != "auto" or not spec.enabled or spec.p_noise <= 0 \
             or "train" not in spec.splits:
         return pools
-    uris, durations, speakers = babble_noises(items, seed, storage.join(work_dir, "default_noise"))
+    uris, durations, speakers = babble_noises(items, seed, fs.join(work_dir, "default_noise"))
     if not uris:
         return pools
     state = {k: v for k, v in pools.__dict__.items() if k != "_cache"}
@@ -322,8 +322,9 @@ def planned_pools(spec: Any, items: pd.DataFrame, augment_dir: str, log: Any = N
     The speakers are given only when babble exists: `draw_recipe` then keeps each utterance away
     from babble in which its own speaker talks.
     """
-    from tasks.augment import materialize as augment
-    pools = add_babble(augment.build_pools(spec.augment, spec.seed, augment_dir), spec.augment, spec.seed,
+    from tasks.augment.pools import build_pools
+
+    pools = add_babble(build_pools(spec.augment, spec.seed, augment_dir), spec.augment, spec.seed,
                        augment_dir, items)
     facts, fired = pool_report(pools, spec)
     for record in fired:
@@ -338,10 +339,11 @@ def _warn(msg: str, *args: Any) -> None:
 
 def load_pools(spec: Any, pools_uri: str | None, augment_dir: str) -> Any:
     """The pools a plan saved (babble included); rebuilt from the spec for a plan that did not save them."""
-    from tasks.augment import materialize as augment
-    if pools_uri and storage.exists(pools_uri):
-        return augment.AugmentPools.from_json(storage.read_text(pools_uri))
-    return augment.build_pools(spec.augment, spec.seed, augment_dir)
+    from tasks.augment.pools import AugmentPools, build_pools
+
+    if pools_uri and fs.exists(pools_uri):
+        return AugmentPools.from_json(fs.read_text(pools_uri))
+    return build_pools(spec.augment, spec.seed, augment_dir)
 
 
 def release_pools(pools: Any, release_root: str, audio_dir: str, link: Any) -> tuple[Any, dict[str, str]]:

@@ -1,9 +1,10 @@
 """Probe, hash, decode, resample and write audio, for local paths and s3:// URIs alike.
 
-Decoders: soundfile (libsndfile) for WAV/FLAC/OGG/MP3 and anything else it recognises by header;
-the ``ffmpeg``/``ffprobe`` programs for MP4/M4A/WebM (and as a fallback for files libsndfile cannot
-open, e.g. a WAV holding a compressed codec). torchaudio.load does not work here (it needs
-TorchCodec), so nothing in this module uses it.
+Decoding itself is `manifests.audio_io`'s, the one decoder, shared with the training reader so both
+give the same samples: soundfile for WAV/FLAC/OGG/MP3 and whatever it recognises by header, ffmpeg
+for MP4/M4A/WebM (and for files libsndfile cannot open, e.g. a WAV holding a compressed codec). This
+module adds what the pipeline needs around it: probing (ffprobe for the ffmpeg formats), hashing,
+limits against hostile files, reject codes. (torchaudio.load needs TorchCodec, so nothing uses it.)
 
 Every per-file problem is an ``AudioError`` whose ``reason`` is a reject code of the manifest
 contract and whose ``detail`` names the file, so a stage turns it into a reject row and moves on.
@@ -19,18 +20,19 @@ import io
 import json
 import math
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 
+from manifests import audio_io
+from manifests import uri as fs
+from manifests.audio_io import AUDIO_ERROR_REASONS, FFMPEG_SUFFIXES, MAX_CHANNELS
 from tasks.core import file_kind, storage
 
 TARGET_SAMPLE_RATE = 16000
-MAX_CHANNELS = 64
 FFMPEG_TIMEOUT_S = 120.0
 FFPROBE_TIMEOUT_S = 60.0
 # Limits against hostile or broken files (docs/security.md): a header may claim anything, so what
@@ -39,17 +41,9 @@ MAX_DURATION_S = 2 * 3600.0  # one item; longer recordings should be cut into cr
 MAX_FILE_BYTES = 2 * 1024**3  # bytes read (or downloaded from S3) per file
 MAX_DECODE_BYTES = 2 * 1024**3  # float32 samples of all channels produced by one read
 
-# Containers libsndfile cannot read: their audio goes through ffmpeg.
-FFMPEG_SUFFIXES: tuple[str, ...] = (".mp4", ".m4a", ".webm", ".mkv", ".mov", ".aac", ".opus", ".amr")
+# FFMPEG_SUFFIXES (from manifests.audio_io): containers libsndfile cannot read, decoded by ffmpeg.
 SOUNDFILE_SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au")
 AUDIO_SUFFIXES: tuple[str, ...] = SOUNDFILE_SUFFIXES + FFMPEG_SUFFIXES
-
-AUDIO_ERROR_REASONS: tuple[str, ...] = (
-    "missing_audio",
-    "unreadable_audio",
-    "empty_audio",
-    "unsupported_audio",
-)
 
 
 class AudioError(Exception):
@@ -64,6 +58,20 @@ class AudioError(Exception):
 
     def __str__(self) -> str:
         return self.detail
+
+
+@contextlib.contextmanager
+def _decoding() -> Iterator[None]:
+    """The shared decoder's DecodeError (a ValueError) becomes this pipeline's AudioError, same words."""
+    try:
+        yield
+    except audio_io.DecodeError as err:
+        raise AudioError(err.reason, err.detail) from None
+
+
+def _ffmpeg_limits() -> dict[str, Any]:
+    """This module's limits for an ffmpeg decode, read at call time (tests lower them)."""
+    return {"timeout": FFMPEG_TIMEOUT_S, "max_s": MAX_DURATION_S, "max_bytes": MAX_DECODE_BYTES}
 
 
 @dataclass(frozen=True)
@@ -84,11 +92,11 @@ def _suffix(uri: str) -> str:
 @contextlib.contextmanager
 def _local(uri: str) -> Iterator[str]:
     """A local path for ``uri`` with missing/empty/oversized files turned into AudioError."""
-    if not storage.is_s3(uri) and (odd := file_kind.non_regular(uri)) is not None:
+    if not fs.is_s3(uri) and (odd := file_kind.non_regular(uri)) is not None:
         raise AudioError(odd[0], f"Audio file {uri} {odd[1]}.")  # a FIFO, a symlink loop: say so
     try:
-        if storage.is_s3(uri):
-            _check_size(storage.size(uri), uri)  # before the download, not after filling the disk
+        if fs.is_s3(uri):
+            _check_size(fs.size(uri), uri)  # before the download, not after filling the disk
         with storage.open_local(uri) as path:
             if os.path.getsize(path) == 0:
                 raise AudioError("empty_audio", f"Audio file {uri} is empty (0 bytes).")
@@ -170,19 +178,13 @@ def _fallback_probe(path: str, uri: str, sf_error: Exception) -> AudioInfo:
         if _suffix(uri) in SOUNDFILE_SUFFIXES:  # named like audio we read, so it is damaged
             raise AudioError(
                 "unreadable_audio",
-                f"Audio file {uri} cannot be decoded "
-                f"({_sf_message(sf_error)}); it is probably corrupt or "
-                "truncated.",
+                f"Audio file {uri} cannot be decoded ({audio_io.soundfile_message(sf_error)}); "
+                "it is probably corrupt or truncated.",
             ) from None
         raise AudioError(
             "unsupported_audio",
-            f"File {uri} is not in an audio format this pipeline can "
-            f"decode (supported: {', '.join(AUDIO_SUFFIXES)}).",
+            f"File {uri} is not in an audio format this pipeline can decode (supported: {', '.join(AUDIO_SUFFIXES)}).",
         ) from None
-
-
-def _sf_message(err: Exception) -> str:
-    return str(getattr(err, "error_string", "") or err).strip().rstrip(".")
 
 
 def _check_info(info: AudioInfo, uri: str) -> AudioInfo:
@@ -194,8 +196,7 @@ def _check_info(info: AudioInfo, uri: str) -> AudioInfo:
     if not 1 <= info.num_channels <= MAX_CHANNELS:
         raise AudioError(
             "unreadable_audio",
-            f"Audio file {uri} declares {info.num_channels} channels "
-            f"(expected 1-{MAX_CHANNELS}); its header is corrupt.",
+            f"Audio file {uri} declares {info.num_channels} channels (expected 1-{MAX_CHANNELS}); its header is corrupt.",
         )
     if info.num_frames <= 0:
         raise AudioError("empty_audio", f"Audio file {uri} contains no audio samples.")
@@ -208,54 +209,15 @@ def _check_info(info: AudioInfo, uri: str) -> AudioInfo:
     return info
 
 
-@cache
-def _have_tool(name: str) -> bool:
-    import shutil
-
-    return shutil.which(name) is not None
-
-
-def _run_tool(cmd: list[str], uri: str, timeout: float) -> subprocess.CompletedProcess[bytes]:
-    if not _have_tool(cmd[0]):
-        raise AudioError(
-            "unsupported_audio",
-            f"Decoding {uri} needs the {cmd[0]} program, which is not installed (apt-get install ffmpeg).",
-        )
-    try:
-        return subprocess.run(
-            cmd, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
-        )
-    except subprocess.TimeoutExpired:
-        raise AudioError(
-            "unreadable_audio",
-            f"Decoding {uri} with {cmd[0]} did not finish within {timeout:g} s; the file may be corrupt.",
-        ) from None
-
-
-def _last_line(stderr: bytes) -> str:
-    lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-    return lines[-1].rstrip(".") if lines else "no error message"
-
-
 def _ffprobe(path: str, uri: str) -> AudioInfo:
-    cmd = [
-        "ffprobe",
-        "-v",
-        "error",
-        "-select_streams",
-        "a:0",
-        "-show_entries",
-        "stream=sample_rate,channels,duration:format=duration",
-        "-of",
-        "json",
-        path,
-    ]
-    proc = _run_tool(cmd, uri, timeout=FFPROBE_TIMEOUT_S)
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "a:0",
+           "-show_entries", "stream=sample_rate,channels,duration:format=duration", "-of", "json", path]
+    with _decoding():
+        proc = audio_io.run_tool(cmd, uri, timeout=FFPROBE_TIMEOUT_S)
     if proc.returncode != 0:
         raise AudioError(
             "unreadable_audio",
-            f"Audio file {uri} cannot be read by ffprobe "
-            f"({_last_line(proc.stderr)}); it is probably corrupt.",
+            f"Audio file {uri} cannot be read by ffprobe ({audio_io.last_line(proc.stderr)}); it is probably corrupt.",
         )
     try:
         data = json.loads(proc.stdout or b"{}")
@@ -267,9 +229,7 @@ def _ffprobe(path: str, uri: str) -> AudioInfo:
     stream = streams[0]
     sample_rate = int(stream.get("sample_rate") or 0)
     channels = int(stream.get("channels") or 0)
-    duration = _float_or_none(stream.get("duration")) or _float_or_none(
-        data.get("format", {}).get("duration")
-    )
+    duration = _float_or_none(stream.get("duration")) or _float_or_none(data.get("format", {}).get("duration"))
     if duration is None and sample_rate > 0:
         # Some WebM files (browser recordings) carry no duration: count decoded samples instead.
         duration = _decode_ffmpeg(path, uri, 0.0, None, sample_rate)[0].shape[-1] / sample_rate
@@ -289,14 +249,14 @@ def _float_or_none(value: object) -> float | None:
 # --------------------------------------------------------------------------------------------- hash
 def sha256_uri(uri: str, chunk_size: int = 1 << 20) -> str:
     """Hex SHA-256 of the file's bytes, streamed (S3 bodies are never held whole in memory)."""
-    if not storage.is_s3(uri):
+    if not fs.is_s3(uri):
         try:
             return _sha256_file(uri, chunk_size)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise AudioError("missing_audio", f"Audio file {uri} does not exist.") from None
     digest = hashlib.sha256()
     try:
-        with storage.open_binary(uri) as fh:
+        with fs.open_binary(uri) as fh:
             while chunk := fh.read(chunk_size):
                 digest.update(chunk)
     except FileNotFoundError:
@@ -337,13 +297,8 @@ def segment_key(audio_sha256: str, offset_s: float, duration_s: float | None) ->
 
 
 # ------------------------------------------------------------------------------------------- decode
-def read_audio(
-    uri: str,
-    offset_s: float = 0.0,
-    duration_s: float | None = None,
-    target_sr: int | None = TARGET_SAMPLE_RATE,
-    mono: bool = True,
-) -> np.ndarray:
+def read_audio(uri: str, offset_s: float = 0.0, duration_s: float | None = None,
+               target_sr: int | None = TARGET_SAMPLE_RATE, mono: bool = True) -> np.ndarray:
     """Decode ``duration_s`` seconds from ``offset_s`` (None: to the end), resampled to ``target_sr``.
 
     Only the needed range is decoded. Returns float32, 1-D when ``mono`` (channels averaged), else
@@ -377,21 +332,10 @@ class _NotForSoundfile(Exception):
         self.cause = cause
 
 
-def _ratio(sr: int, target_sr: int) -> tuple[int, int]:
-    g = math.gcd(sr, target_sr)
-    return target_sr // g, sr // g
-
-
-def _past_end(uri: str, offset_s: float, total_s: float) -> AudioError:
-    return AudioError(
-        "empty_audio",
-        f"Requested audio from {offset_s:.3f} s of {uri}, but the file is only {total_s:.3f} s long.",
-    )
-
-
 def _read_soundfile(
     path: str, uri: str, offset_s: float, duration_s: float | None, target_sr: int | None, mono: bool
 ) -> np.ndarray:
+    """The header checks probing makes, then the shared decoder, within this module's decode limit."""
     try:
         f = sf.SoundFile(path)
     except (sf.SoundFileError, RuntimeError) as err:
@@ -399,51 +343,11 @@ def _read_soundfile(
     with f:
         claimed = AudioInfo(f.samplerate, f.channels, f.frames, f.frames / max(f.samplerate, 1), f.format)
         _check_claimed_length(f, claimed, uri)
-        info = _check_info(claimed, uri)
-        sr, total = info.sample_rate, info.num_frames
-        out_sr = target_sr or sr
-        start = round(offset_s * sr)
-        if start >= total:
-            raise _past_end(uri, offset_s, total / sr)
-        want = total - start if duration_s is None else max(1, round(duration_s * sr))
-        stop = min(start + want, total)
-        _check_decode_size((stop - start) * info.num_channels, uri)
-        up, down = _ratio(sr, out_sr)
-        # Decode a little context on both sides so the resampling filter has real neighbours
-        # instead of zeros at the edges; the left context is a multiple of `down` so it maps to a
-        # whole number of output samples.
-        left = right = 0
-        if up != down:
-            ctx = math.ceil(10 * max(up, down) / up) + 1
-            left = (min(ctx + down, start) // down) * down
-            right = min(ctx, total - stop)
-        try:
-            f.seek(start - left)
-            data = f.read(left + (stop - start) + right, dtype="float32", always_2d=True)
-        except (sf.SoundFileError, RuntimeError) as err:
-            raise AudioError(
-                "unreadable_audio",
-                f"Audio file {uri} cannot be decoded between "
-                f"{offset_s:.3f} s and the end of the range "
-                f"({_sf_message(err)}); it is probably corrupt.",
-            ) from None
-    # Frames of the requested range actually decoded (fewer than asked when the file is truncated).
-    in_range = min(data.shape[0] - left, stop - start)
-    if in_range <= 0:
-        raise _past_end(uri, offset_s, total / sr)
-    if mono:
-        x = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
-    else:
-        x = data.T
-    if up != down:
-        from scipy.signal import resample_poly
-
-        x = resample_poly(x, up, down, axis=-1)
-    if duration_s is not None and in_range >= want:
-        n_out = round(duration_s * out_sr)
-    else:
-        n_out = round(in_range * up / down)
-    return _fit(x[..., left * up // down :], max(n_out, 1))
+        _check_info(claimed, uri)
+        with _decoding():
+            return audio_io.decode_soundfile(
+                f, uri, offset_s, duration_s, target_sr, mono, check_samples=lambda n: _check_decode_size(n, uri)
+            )
 
 
 def _check_decode_size(n_samples: int, uri: str) -> None:
@@ -457,97 +361,31 @@ def _check_decode_size(n_samples: int, uri: str) -> None:
         )
 
 
-def _fit(x: np.ndarray, n: int) -> np.ndarray:
-    """Trim or zero-pad the last axis to ``n`` (pads at most rounding leftovers of a sample or two)."""
-    if x.shape[-1] >= n:
-        x = x[..., :n]
-    else:
-        pad = [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])]
-        x = np.pad(x, pad)
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
 def _read_ffmpeg(
     path: str, uri: str, offset_s: float, duration_s: float | None, target_sr: int | None, mono: bool
 ) -> np.ndarray:
-    x, sr = _decode_ffmpeg(path, uri, offset_s, duration_s, target_sr)
-    if x.shape[-1] == 0:
-        raise AudioError(
-            "empty_audio",
-            f"Requested audio from {offset_s:.3f} s of {uri}, but ffmpeg decoded "
-            "no samples there (the file is shorter than that).",
-        )
-    if mono:
-        x = x.mean(axis=0)  # a plain mean, like the soundfile path (ffmpeg's -ac 1 weights by 0.707)
-    if duration_s is not None:
-        x = x[..., : round(duration_s * sr)]
-    return np.ascontiguousarray(x, dtype=np.float32)
+    with _decoding():
+        return audio_io.read_ffmpeg(path, uri, offset_s, duration_s, target_sr, mono, **_ffmpeg_limits())
 
 
 def _decode_ffmpeg(
     path: str, uri: str, offset_s: float, duration_s: float | None, sample_rate: int | None
 ) -> tuple[np.ndarray, int]:
-    """``((channels, samples) float32, rate)`` decoded by ffmpeg (``sample_rate=None``: native).
-
-    ffmpeg writes Sun AU to the pipe because its fixed header carries the channel count and rate,
-    which saves an ffprobe call per read.
-    """
-    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error"]
-    if offset_s > 0:
-        cmd += ["-ss", f"{offset_s:.6f}"]
-    # A little extra, trimmed exactly by the caller; never more than the per-item limit.
-    limit_s = MAX_DURATION_S if duration_s is None else min(duration_s + 0.1, MAX_DURATION_S)
-    cmd += ["-t", f"{limit_s:.6f}"]
-    cmd += ["-i", path, "-map", "0:a:0", "-vn", "-c:a", "pcm_f32be", "-f", "au"]
-    if sample_rate is not None:
-        cmd += ["-ar", str(sample_rate)]
-    cmd += ["-fs", str(MAX_DECODE_BYTES), "-"]  # output cap: memory stays bounded whatever the header says
-    proc = _run_tool(cmd, uri, timeout=FFMPEG_TIMEOUT_S)
-    if proc.returncode != 0:
-        text = proc.stderr.decode("utf-8", "replace")
-        if "matches no streams" in text or "does not contain any stream" in text:
-            raise AudioError("empty_audio", f"File {uri} contains no audio stream.")
-        raise AudioError(
-            "unreadable_audio",
-            f"Audio file {uri} cannot be decoded by ffmpeg "
-            f"({_last_line(proc.stderr)}); "
-            "it is probably corrupt.",
-        )
-    out = proc.stdout
-    if len(out) >= MAX_DECODE_BYTES:
-        raise AudioError(
-            "unsupported_audio",
-            f"Decoding {uri} produced more than {MAX_DECODE_BYTES / 1024**3:g} GiB of samples "
-            "(tasks.core.audio.MAX_DECODE_BYTES); cut it into shorter files or crops.",
-        )
-    if len(out) < 24 or out[:4] != b".snd":
-        raise AudioError("unreadable_audio", f"ffmpeg produced no audio for {uri}; it is probably corrupt.")
-    data_offset = int.from_bytes(out[4:8], "big")
-    rate = int.from_bytes(out[16:20], "big")
-    channels = int.from_bytes(out[20:24], "big")
-    if not 1 <= channels <= MAX_CHANNELS or rate <= 0:
-        raise AudioError(
-            "unreadable_audio",
-            f"Audio file {uri} decodes to {channels} channels at {rate} Hz; its header is corrupt.",
-        )
-    raw = np.frombuffer(out, dtype=">f4", offset=data_offset, count=(len(out) - data_offset) // 4)
-    usable = raw.size - raw.size % channels
-    return raw[:usable].reshape(-1, channels).T.astype(np.float32), rate
+    """``((channels, samples) float32, rate)`` by the shared ffmpeg decoder, within this module's limits."""
+    with _decoding():
+        return audio_io.decode_ffmpeg(path, uri, offset_s, duration_s, sample_rate, **_ffmpeg_limits())
 
 
 # -------------------------------------------------------------------------------------------- write
 def write_flac(uri: str, audio: np.ndarray, sample_rate: int) -> str:
     """Write 16-bit FLAC (local atomically, or to S3); input is 1-D or ``(channels, samples)``.
 
-    Returns the sha256 of the bytes written (the materialiser records it in its sidecar).
-
-    Values are clipped to [-1, 1] first: libsndfile would otherwise wrap out-of-range floats.
+    Returns the sha256 of the bytes written (the materialiser records it in its sidecar). Values are
+    clipped to [-1, 1] first: libsndfile would otherwise wrap out-of-range floats.
     """
     x = np.asarray(audio, dtype=np.float32)
     if x.ndim not in (1, 2) or x.shape[-1] == 0:
-        raise ValueError(
-            f"write_flac needs a non-empty 1-D or (channels, samples) array (got shape {x.shape})"
-        )
+        raise ValueError(f"write_flac needs a non-empty 1-D or (channels, samples) array (got shape {x.shape})")
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive (got {sample_rate})")
     if not np.isfinite(x).all():
@@ -558,5 +396,5 @@ def write_flac(uri: str, audio: np.ndarray, sample_rate: int) -> str:
     buf = io.BytesIO()
     sf.write(buf, frames, sample_rate, format="FLAC", subtype="PCM_16")
     data = buf.getvalue()
-    storage.write_bytes(uri, data)
+    fs.write_bytes(uri, data)
     return hashlib.sha256(data).hexdigest()

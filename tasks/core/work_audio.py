@@ -15,7 +15,7 @@ import io
 import json
 from typing import Any
 
-from tasks.core import storage
+from manifests import uri as fs
 
 SIDECAR_KEYS: tuple[str, ...] = ("gain", "num_samples", "sha256")
 
@@ -30,16 +30,16 @@ def check_reusable(flac_uri: str, meta_uri: str) -> tuple[dict[str, Any] | None,
     `why not` is None when there is simply nothing to reuse (no FLAC or no sidecar yet: the normal
     first run), and a sentence naming the file when something is there but must be redone.
     """
-    if not (storage.exists(meta_uri) and storage.exists(flac_uri)):
+    if not (fs.exists(meta_uri) and fs.exists(flac_uri)):
         return None, None
     try:
-        meta = json.loads(storage.read_text(meta_uri))
+        meta = json.loads(fs.read_text(meta_uri))
     except (ValueError, UnicodeDecodeError) as err:
         return None, f"work file {meta_uri} is not readable JSON ({err})"
     missing = [k for k in SIDECAR_KEYS if not isinstance(meta, dict) or meta.get(k) is None]
     if missing:
         return None, f"sidecar {meta_uri} lacks {', '.join(missing)} (written by an older version)"
-    data = storage.read_bytes(flac_uri)
+    data = fs.read_bytes(flac_uri)
     if not data:
         return None, f"work file {flac_uri} is empty (0 bytes)"
     digest = hashlib.sha256(data).hexdigest()

@@ -49,7 +49,7 @@ def _require_labels(items: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFram
 
 def plan_stages(spec: DatasetSpec, shard_results: list[ShardResult], log: Log = noop) -> PlanResult:
     """Resolve duplicates, assign splits, sample the ASR stage and draw a recipe per stage row."""
-    from tasks.augment import materialize as augment
+    from tasks.augment import recipes as augment
     from tasks.plan import balance, splits
     from tasks.plan.stage_rows import recipe_key, variant_rows
 

@@ -35,7 +35,7 @@ def _ensure_pool_index(output: Path, spec_path: Path) -> None:
     """Write augment_pools.json as publish does, for a pipeline that does not write it yet."""
     from manifests.io import resolve_release
     from manifests.release import pool_index_uri, write_pool_index
-    from tasks.augment import materialize as augment
+    from tasks.augment import pools as augment
     from tasks.spec import load_spec
 
     root = resolve_release(str(output)).root

@@ -15,20 +15,9 @@ from torch.utils.data import DataLoader, Subset
 from manifests.audio_io import read_audio
 from manifests.dataset import AsrDataset, ClassifierDataset, LogMel, collate_pad, weighted_sampler
 from manifests.release import open_release, write_pool_index
-from tests.manifests.conftest import tone_wav
 from tests.manifests.release_factory import make_tables, write_release
 
 SR = 16000
-
-
-def test_read_audio_matches_the_pipeline_decoder(tmp_path: Path) -> None:
-    from tasks.core.audio import read_audio as pipeline_read
-
-    wav = tone_wav(tmp_path / "a.wav", seconds=4.0, sr=48000)
-    for offset, duration in ((0.0, None), (0.3, 1.2), (2.5, 5.0)):
-        ours = read_audio(str(wav), offset, duration)
-        theirs = pipeline_read(str(wav), offset, duration, target_sr=SR, mono=True)
-        assert ours.dtype == np.float32 and np.array_equal(ours, theirs)
 
 
 def test_classifier_items_shapes_labels_weights(small_release: Path) -> None:

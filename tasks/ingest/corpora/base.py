@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextvars
 import math
 import os
-import posixpath
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,9 +18,11 @@ from typing import Any
 
 import pandas as pd
 
+from manifests import uri as fs
 from manifests.schema import UTTERANCES_SCHEMA
-from tasks.core import audio, storage
+from tasks.core import audio
 from tasks.core.rows import reject_row, rejects_frame
+from tasks.ingest.corpora.paths import symlink_escape
 from tasks.spec import SourceSpec
 
 INGEST_STAGE = "ingest"
@@ -140,24 +140,24 @@ def layout_error(source: SourceSpec, expected: str, found: str, files: Sequence[
 
 def corpus_root(source: SourceSpec) -> str:
     """`source.path` as the adapters' root: a local path normalised, no trailing '/' (an s3:// URI as given)."""
-    root = source.path if storage.is_s3(source.path) else os.path.normpath(source.path)
+    root = source.path if fs.is_s3(source.path) else os.path.normpath(source.path)
     return root.rstrip("/") or "/"
 
 
 def is_corpus_folder(root: str) -> bool:
     """Whether `root` can be listed: any S3 prefix, or an existing local directory."""
-    return storage.is_s3(root) or os.path.isdir(root)
+    return fs.is_s3(root) or os.path.isdir(root)
 
 
 def list_corpus(source: SourceSpec) -> tuple[str, list[str]]:
     """(root, every file below it); no files when `path` is not a folder, so the layout_error says so."""
     root = corpus_root(source)
-    return root, storage.list_files(root) if is_corpus_folder(root) else []
+    return root, fs.list_files(root) if is_corpus_folder(root) else []
 
 
 def read_corpus_text(uri: str) -> str:
     """A label/transcript file as text: UTF-8, else Latin-1 (old corpus files are not always UTF-8)."""
-    data = storage.read_bytes(uri)
+    data = fs.read_bytes(uri)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -170,83 +170,6 @@ class RowReject(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason, self.detail = reason, detail
-
-
-def relative_path(root: str, uri: str) -> str:
-    """`uri` relative to `root` with '/' separators (works for local paths and s3:// URIs)."""
-    root = root.rstrip("/")
-    if not uri.startswith(root + "/"):
-        raise ValueError(f"{uri} is not below {root}")
-    return uri[len(root) + 1 :]
-
-
-class UnsafePathError(ValueError):
-    """A path from a metadata file that could leave the corpus root (reject reason `unsafe_path`)."""
-
-    reason = "unsafe_path"
-
-
-_ABSOLUTE = re.compile(r"^(?:[/\\]|[A-Za-z]:|[A-Za-z][A-Za-z0-9+.-]*://)")
-
-
-def safe_relative_path(name: str, what: str = "path") -> str:
-    """`name` from a metadata file as a normalised path relative to the corpus root.
-
-    Refuses absolute paths (`/x`, `C:\\x`, `\\\\server`), URLs (`s3://`, `https://`) and any path
-    whose `..` parts climb out of the root, by raising UnsafePathError: metadata is input we do not
-    control, and reading outside the root could publish files the corpus never contained.
-    """
-    text = name.strip()
-    if _ABSOLUTE.match(text):
-        raise UnsafePathError(f"{what} {name!r} is absolute; it must be relative to the corpus folder")
-    rel = posixpath.normpath(text.replace("\\", "/"))
-    if rel == ".." or rel.startswith("../"):
-        raise UnsafePathError(f"{what} {name!r} points outside the corpus folder")
-    return rel
-
-
-def audio_roots_option(source: SourceSpec) -> tuple[str, ...]:
-    """`options.audio_roots` of a source: absolute local folders whose files its metadata may name by
-    absolute path (besides the source's own `path`). ValueError when an entry is not one."""
-    roots = source.options.get("audio_roots") or []
-    out = []
-    for entry in roots:
-        if not isinstance(entry, str) or not os.path.isabs(entry) or "://" in entry:
-            raise ValueError(f"source {source.name!r} ({source.kind}): options.audio_roots entries must be absolute "
-                             f"local folders (got {entry!r})")
-        out.append(os.path.normpath(entry))
-    return tuple(out)
-
-
-def absolute_audio_path(name: str, root: str, audio_roots: Sequence[str], what: str = "file_name") -> tuple[str, str]:
-    """(base, path) for an absolute local path from a metadata file: `path` relative to the source root
-    when it lies below it (base = root), else the normalised absolute path below a declared audio root
-    (base = that root). Anywhere else is UnsafePathError naming the fix: metadata is input we do not
-    control, and reading outside the declared folders could publish files the corpus never held."""
-    norm = os.path.normpath(name.strip())
-    root_n = os.path.normpath(root)
-    if "://" not in root and (norm == root_n or norm.startswith(root_n.rstrip("/") + "/")):
-        return root, norm[len(root_n.rstrip("/")) + 1 :]
-    for base in audio_roots:
-        if norm.startswith(base.rstrip("/") + "/"):
-            return base, norm
-    declared = f"the source folder {root}" + (f" or options.audio_roots ({', '.join(audio_roots)})" if audio_roots else "")
-    raise UnsafePathError(f"{what} {name!r} is absolute and outside {declared}; make it relative to the source "
-                          "folder, or add its folder to the source's options.audio_roots")
-
-
-def symlink_escape(root: str, uri: str) -> str | None:
-    """Where local `uri` really points when a symlink takes it outside `root`; None when it stays inside.
-
-    S3 has no symlinks; a `uri` not lexically below `root` (a cache the adapter wrote) is not judged.
-    """
-    if "://" in root or "://" in uri:
-        return None
-    root_n = os.path.normpath(root)
-    if os.path.commonpath([root_n, os.path.normpath(uri)]) != root_n:
-        return None
-    real_root, real = os.path.realpath(root_n), os.path.realpath(uri)
-    return None if os.path.commonpath([real_root, real]) == real_root else real
 
 
 def is_audio_file(path: str) -> bool:

@@ -26,7 +26,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from tasks.core import storage
+from manifests import uri as fs
 from tasks.ingest.corpora.base import (
     Candidate,
     IngestResult,
@@ -127,10 +127,10 @@ def _locale_clips(
     """clip name -> _Clip for one locale folder; unreadable rows and conflicts become rejects."""
     clips: dict[str, _Clip] = {}
     for name in READ_FILES:
-        uri = storage.join(folder, name)
+        uri = fs.join(folder, name)
         if uri not in present:
             continue
-        text, bad_lines = decode_lines(storage.read_bytes(uri))
+        text, bad_lines = decode_lines(fs.read_bytes(uri))
         lines = enumerate(io.StringIO(text, newline=""), start=1)
         header_line = next((number for number, line in lines if line.strip()), None)
         if bad_lines and (header_line is None or bad_lines[0] < header_line):
@@ -211,7 +211,7 @@ def _clip_files(
     (`X.MP3` for `X.mp3`) is the clip, unless another row names that file exactly or also matches it
     only by case; with several such files (`X.MP3` and `X.Mp3`) nothing is guessed.
     """
-    uris = {clip: storage.join(folder, CLIPS_DIR, clip) for clip in clips}
+    uris = {clip: fs.join(folder, CLIPS_DIR, clip) for clip in clips}
     exact = {uri for uri in uris.values() if uri in present}
     found: dict[str, str | RowReject] = {}
     for clip, uri in uris.items():
@@ -249,7 +249,7 @@ def ingest_commonvoice(source: SourceSpec, default_language: str) -> IngestResul
     check_options(source, OPTIONS)
     _, all_files = list_corpus(source)
     present = set(all_files)
-    folders = sorted({storage.parent(f) for f in all_files if storage.basename(f) in READ_FILES})
+    folders = sorted({fs.parent(f) for f in all_files if fs.basename(f) in READ_FILES})
     if not folders:
         raise layout_error(
             source,
@@ -265,7 +265,7 @@ def ingest_commonvoice(source: SourceSpec, default_language: str) -> IngestResul
     rejects: list[dict[str, str]] = []
     candidates: list[Candidate] = []
     for folder in folders:
-        name = storage.basename(folder)
+        name = fs.basename(folder)
         locale = name if _LOCALE.match(name) else None
         entries = _locale_clips(source, folder, present, rejects)
         files = _clip_files(folder, list(entries), present, by_key)

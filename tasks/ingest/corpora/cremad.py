@@ -18,7 +18,7 @@ import csv
 import io
 import re
 
-from tasks.core import storage
+from manifests import uri as fs
 from tasks.ingest.corpora.base import (
     Candidate,
     IngestResult,
@@ -115,20 +115,20 @@ def parse_demographics(text: str) -> dict[str, dict[str, str | None]]:
 
 def _demographics(root: str, files: list[str]) -> dict[str, dict[str, str | None]]:
     """The shallowest VideoDemographics.csv below root, else the one next to an AudioWAV root."""
-    found = sorted((f for f in files if storage.basename(f) == DEMOGRAPHICS_FILE), key=lambda f: (f.count("/"), f))
+    found = sorted((f for f in files if fs.basename(f) == DEMOGRAPHICS_FILE), key=lambda f: (f.count("/"), f))
     if not found:
-        beside = storage.join(storage.parent(root), DEMOGRAPHICS_FILE)
-        if storage.parent(root) != root and storage.exists(beside):
+        beside = fs.join(fs.parent(root), DEMOGRAPHICS_FILE)
+        if fs.parent(root) != root and fs.exists(beside):
             found = [beside]
-    return parse_demographics(storage.read_bytes(found[0]).decode("utf-8", errors="replace")) if found else {}
+    return parse_demographics(fs.read_bytes(found[0]).decode("utf-8", errors="replace")) if found else {}
 
 
 def ingest_cremad(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest a CREMA-D folder (see module doc). English; `default_language` is not used."""
     check_options(source, OPTIONS)
     root, all_files = list_corpus(source)
-    wavs = [f for f in all_files if f.lower().endswith(".wav") and not storage.basename(f).startswith("._")]
-    if not any(_NAME.match(storage.basename(f)) for f in wavs):
+    wavs = [f for f in all_files if f.lower().endswith(".wav") and not fs.basename(f).startswith("._")]
+    if not any(_NAME.match(fs.basename(f)) for f in wavs):
         raise layout_error(
             source,
             "AudioWAV/<actor>_<SENTENCE>_<EMOTION>_<LEVEL>.wav files (e.g. 1001_DFA_ANG_XX.wav)",
@@ -140,7 +140,7 @@ def ingest_cremad(source: SourceSpec, default_language: str) -> IngestResult:
     rejects: list[dict[str, str]] = []
     extras: dict[str, dict[str, str | None]] = {}
     for uri in wavs:
-        name = storage.basename(uri)
+        name = fs.basename(uri)
         try:
             labels = parse_name(name)
         except ValueError as err:

@@ -20,28 +20,27 @@ from __future__ import annotations
 
 import math
 import os
-import posixpath
-import re
-import unicodedata
-from functools import lru_cache
 
-from tasks.core import storage
+from manifests import uri as fs
 from tasks.ingest.corpora.base import (
     AUDIO_SUFFIXES,
     Candidate,
     IngestResult,
     RowReject,
-    UnsafePathError,
-    absolute_audio_path,
-    audio_roots_option,
     build_result,
     check_options,
     ingest_reject,
     is_audio_file,
     layout_error,
     list_corpus,
-    relative_path,
-    symlink_escape,
+)
+from tasks.ingest.corpora.folder_files import (
+    claimed_file,
+    file_lookup,
+    folder_symlink_escape,
+    native_ids,
+    on_disk,
+    resolve_file_name,
 )
 from tasks.ingest.corpora.folder_metadata import (  # noqa: F401 - MetadataError and helpers re-exported
     MetadataError,
@@ -58,6 +57,11 @@ from tasks.ingest.corpora.labels import (
     normalize_gender,
     normalize_sentiment,
     unmapped_emotion_detail,
+)
+from tasks.ingest.corpora.paths import (
+    audio_roots_option,
+    relative_path,
+    symlink_escape,
 )
 from tasks.spec import SourceSpec
 
@@ -107,7 +111,6 @@ _COLUMN_HINTS: dict[str, str] = {
     "duration": "duration_s",
 }
 OPTIONS: dict[str, type] = {"audio_roots": list}
-_WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
 def _value(values: dict[str, str | None], column: str) -> str | None:
@@ -130,82 +133,6 @@ def unknown_columns_note(meta_uri: str, rows: list[_Row]) -> str | None:
 
 
 # ---------------------------------------------------------------------------------- row -> candidate
-def _resolve(file_name: str | None, root: str = "", audio_roots: tuple[str, ...] = ()) -> str:
-    """The normalised path a row names: relative to the folder, or absolute below a declared audio root
-    (an absolute path below the folder itself becomes relative); names that leave them are refused."""
-    if file_name is None:
-        raise RowReject("malformed_metadata", "file_name is empty")
-    name = file_name.strip()
-    if name.startswith("/") and root:
-        try:
-            base, name = absolute_audio_path(name, root, audio_roots)
-        except UnsafePathError as err:
-            raise RowReject(err.reason, str(err)) from None
-        if base != root:
-            return name  # absolute, below a declared audio root
-    if name.startswith(("/", "\\")) or "://" in name or _WINDOWS_ABSOLUTE.match(name):
-        raise RowReject("unsafe_path", f"file_name {file_name!r} is absolute; it must be relative to the folder")
-    rel = posixpath.normpath(name)
-    if rel == ".." or rel.startswith("../"):
-        raise RowReject("unsafe_path", f"file_name {file_name!r} points outside the folder")
-    if rel == ".":
-        raise RowReject("malformed_metadata", f"file_name {file_name!r} names the folder itself, not a file")
-    return rel
-
-
-def _file_lookup(root: str, files: list[str]) -> dict[str, list[str]]:
-    """NFC + case-folded relative path -> the relative paths on disk with that key."""
-    lookup: dict[str, list[str]] = {}
-    for f in files:
-        rel = relative_path(root, f)
-        lookup.setdefault(unicodedata.normalize("NFC", rel).casefold(), []).append(rel)
-    return lookup
-
-
-def _on_disk(rel: str, present_rels: set[str], lookup: dict[str, list[str]]) -> str:
-    """The file a row's `rel` names as it is spelled on disk.
-
-    An exact match wins. Otherwise one file whose name differs only in Unicode normalisation (a
-    macOS/zip copy stores `café` decomposed) or in letter case (`clip.wav` vs `CLIP.WAV`, written on
-    a case-insensitive file system) is that file; with none or several, `rel` is kept as given (and
-    is then a `missing_audio` reject).
-    """
-    if rel in present_rels:
-        return rel
-    nfc = unicodedata.normalize("NFC", rel)
-    matches = lookup.get(nfc.casefold(), [])
-    same_case = [m for m in matches if unicodedata.normalize("NFC", m) == nfc]
-    if len(same_case) == 1:
-        return same_case[0]
-    return matches[0] if len(matches) == 1 else rel
-
-
-def _claimed_file(
-    file_name: str | None, present_rels: set[str], lookup: dict[str, list[str]], root: str = ""
-) -> str | None:
-    """The audio file (relative path) a broken metadata line still names by its file_name field, or None."""
-    if file_name is None:
-        return None
-    try:
-        rel = _on_disk(_resolve(file_name, root), present_rels, lookup)
-    except RowReject:
-        return None
-    return rel if rel in present_rels and is_audio_file(rel) else None
-
-
-def _symlink_escape(root: str, uri: str) -> str | None:
-    """Where a local symlink below `root` really points, when that is outside `root` (S3 has none)."""
-    if storage.is_s3(root):
-        return None
-    real_root, real = _realpath(root), os.path.realpath(uri)
-    return None if os.path.commonpath([real_root, real]) == real_root else real
-
-
-@lru_cache(maxsize=8)
-def _realpath(root: str) -> str:
-    return os.path.realpath(root)
-
-
 def _seconds(values: dict[str, str | None], column: str) -> float | None:
     text = values.get(column)
     if text is None:
@@ -268,15 +195,6 @@ def _offset_tag(offset: float) -> str:
     return f"{offset:.3f}".rstrip("0").rstrip(".")
 
 
-def _native_ids(rels: set[str]) -> dict[str, str]:
-    """rel path -> native id: the path without extension, unless another file shares that stem."""
-    stems: dict[str, list[str]] = {}
-    for rel in rels:
-        stems.setdefault(posixpath.splitext(rel)[0], []).append(rel)
-    # an absolute path (below a declared audio root) keeps its full path, without the leading "/"
-    return {rel: (stem if len(group) == 1 else rel).lstrip("/") for stem, group in stems.items() for rel in group}
-
-
 # --------------------------------------------------------------------------------------------- adapter
 def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
     """Ingest a folder of audio files with an optional metadata.csv/.tsv/.jsonl (see module doc)."""
@@ -285,7 +203,7 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
     root, all_files = list_corpus(source)
     present = set(all_files)
     audio_files = [f for f in all_files if is_audio_file(f)]
-    meta_uris = [storage.join(root, n) for n in METADATA_NAMES if storage.join(root, n) in present]
+    meta_uris = [fs.join(root, n) for n in METADATA_NAMES if fs.join(root, n) in present]
     if source.metadata:  # named by the spec (a read-only corpus with its labels elsewhere): it wins
         meta_uris = [source.metadata, *meta_uris]
     if not audio_files and not meta_uris:
@@ -314,10 +232,10 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
     rows: list[tuple[str, _Row, str | RowReject]] = []
     named: set[str] = set()
     present_rels = {relative_path(root, f) for f in all_files}
-    lookup = _file_lookup(root, all_files)
+    lookup = file_lookup(root, all_files)
     if meta_uris:
         meta_uri = meta_uris[0]
-        meta_name = storage.basename(meta_uri)
+        meta_name = fs.basename(meta_uri)
         try:
             meta_rows = read_metadata(meta_uri)
         except MetadataUnreadable as err:
@@ -330,18 +248,18 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
             target: str | RowReject
             if row.error is not None:
                 target = RowReject("malformed_metadata", f"the line {row.error}")
-                claimed = _claimed_file(row.file_name, present_rels, lookup, root)
+                claimed = claimed_file(row.file_name, present_rels, lookup, root)
                 if claimed is not None:
                     # the file the line names is this item: not ingested again without its labels
                     named.add(claimed)
                     target = RowReject(
                         "malformed_metadata",
-                        f"the line {row.error}; it names {storage.join(root, claimed)}, which was not "
+                        f"the line {row.error}; it names {fs.join(root, claimed)}, which was not "
                         "ingested: its labels could not be read; fix the line",
                     )
             else:
                 try:
-                    target = _on_disk(_resolve(row.values.get("file_name"), root, audio_roots), present_rels, lookup)
+                    target = on_disk(resolve_file_name(row.values.get("file_name"), root, audio_roots), present_rels, lookup)
                     named.add(target)
                 except RowReject as rej:
                     target = rej
@@ -350,7 +268,7 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
         if note is not None:
             notes.append(note)
 
-    ids = _native_ids(named | {relative_path(root, f) for f in audio_files})
+    ids = native_ids(named | {relative_path(root, f) for f in audio_files})
     candidates: list[Candidate] = []
     seen: dict[tuple[str, float], str] = {}
     for ref, row, target in rows:
@@ -359,13 +277,13 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
             if isinstance(target, RowReject):
                 raise target
             rel = target
-            uri = rel if rel.startswith("/") else storage.join(root, rel)  # absolute: below an audio root
+            uri = rel if rel.startswith("/") else fs.join(root, rel)  # absolute: below an audio root
             base = next((r for r in audio_roots if rel.startswith(r.rstrip("/") + "/")), None)
-            escape = symlink_escape(base, uri) if base is not None else _symlink_escape(root, uri)
+            escape = symlink_escape(base, uri) if base is not None else folder_symlink_escape(root, uri)
             if escape is not None:
                 raise RowReject("unsafe_path", f"file_name {rel!r} is a symlink to {escape}, outside "
                                 f"{base or 'the folder'}")
-            if uri not in present and (storage.is_s3(uri) or not os.path.isfile(uri)):
+            if uri not in present and (fs.is_s3(uri) or not os.path.isfile(uri)):
                 raise RowReject("missing_audio", f"file_name {rel!r}: {uri} does not exist")
             offset = _seconds(row.values, "offset_s")
             duration = _seconds(row.values, "duration_s")
@@ -388,7 +306,7 @@ def ingest_folder(source: SourceSpec, default_language: str) -> IngestResult:
         rel = relative_path(root, path)
         if rel in named:
             continue
-        escape = _symlink_escape(root, path)
+        escape = folder_symlink_escape(root, path)
         if escape is not None:
             rejects.append(
                 ingest_reject(source, path, "unsafe_path", f"{path} is a symlink to {escape}, outside the folder")

@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from tasks.core import storage
+from manifests import uri as fs
 from tasks.ingest.corpora.base import CorpusLayoutError
 from tasks.ingest.corpora.labels import is_blank
 
@@ -165,7 +165,7 @@ def read_metadata(uri: str) -> list[_Row]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        data = storage.read_bytes(uri)
+        data = fs.read_bytes(uri)
     except (OSError, BotoCoreError, ClientError) as err:  # S3 AccessDenied is a ClientError, not an OSError
         raise MetadataUnreadable(f"cannot be read: {err}") from None
     try:

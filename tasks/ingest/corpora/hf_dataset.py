@@ -27,25 +27,19 @@ column, else the DatasetDict key / Parquet file name, else null (assigned by spe
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import posixpath
 import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.core import storage
+from manifests import uri as fs
 from tasks.ingest.corpora.base import (
-    AUDIO_SUFFIXES,
     Candidate,
     IngestResult,
     RowReject,
-    UnsafePathError,
-    absolute_audio_path,
-    audio_roots_option,
     build_result,
     check_options,
     corpus_root,
@@ -53,10 +47,8 @@ from tasks.ingest.corpora.base import (
     is_corpus_folder,
     layout_checkpoint,
     layout_error,
-    relative_path,
-    safe_relative_path,
-    symlink_escape,
 )
+from tasks.ingest.corpora.hf_audio import AudioResolver, is_dataset_folder
 from tasks.ingest.corpora.labels import (
     LabelError,
     age_bucket,
@@ -65,6 +57,10 @@ from tasks.ingest.corpora.labels import (
     normalize_gender,
     normalize_sentiment,
     unmapped_emotion_detail,
+)
+from tasks.ingest.corpora.paths import (
+    audio_roots_option,
+    relative_path,
 )
 from tasks.spec import SourceSpec
 
@@ -81,14 +77,6 @@ DEFAULT_CACHE = ".voicetone-audio"
 BATCH_ROWS = 256
 OPTIONS: dict[str, type] = {"columns": dict, "label_names": dict, "split": str, "audio_cache": str,
                              "allow_absolute_paths": bool, "audio_roots": list}
-# Magic bytes -> suffix, for embedded audio whose path gives no usable suffix.
-_MAGIC: tuple[tuple[int, bytes, str], ...] = (
-    (0, b"RIFF", ".wav"), (0, b"fLaC", ".flac"), (0, b"OggS", ".ogg"), (0, b"ID3", ".mp3"),
-    (0, b"\xff\xfb", ".mp3"), (0, b"\xff\xf3", ".mp3"), (0, b"\xff\xf2", ".mp3"), (4, b"ftyp", ".m4a"),
-    (0, b"\x1a\x45\xdf\xa3", ".webm"),
-)
-
-
 @dataclass
 class _Part:
     """One table to read: a DatasetDict split, the single Dataset, or one Parquet file."""
@@ -135,13 +123,9 @@ def _config(source: SourceSpec, root: str) -> _Config:
         if split.strip().lower() not in SPLIT_ALIASES:
             raise ValueError(f"source {source.name!r} (hf_dataset): option split {split!r} is not train, dev or test")
         split = SPLIT_ALIASES[split.strip().lower()]
-    cache = options.get("audio_cache") or storage.join(root if _is_folder(root) else storage.parent(root), DEFAULT_CACHE)
+    cache = options.get("audio_cache") or fs.join(root if is_dataset_folder(root) else fs.parent(root), DEFAULT_CACHE)
     return _Config(columns, nested, split, cache.rstrip("/"), bool(options.get("allow_absolute_paths", False)),
                    audio_roots_option(source))
-
-
-def _is_folder(root: str) -> bool:
-    return not root.lower().endswith(".parquet")
 
 
 def _split_of(name: str) -> str | None:
@@ -189,11 +173,11 @@ def _parquet_part(local: str, name: str) -> _Part:
 
 def _download_folder(root: str, files: list[str], target: str) -> None:
     for uri in files:
-        rel = relative_path(root, uri) if _is_folder(root) else storage.basename(uri)
+        rel = relative_path(root, uri) if is_dataset_folder(root) else fs.basename(uri)
         dest = os.path.join(target, *rel.split("/"))
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         with open(dest, "wb") as fh:
-            fh.write(storage.read_bytes(uri))
+            fh.write(fs.read_bytes(uri))
 
 
 # --------------------------------------------------------------------------------------------- audio
@@ -208,78 +192,6 @@ def _audio_column(features: Any, config: _Config, part: str) -> str:
         raise ValueError(f"hf_dataset part {part or '(dataset)'} has {what}; set options.columns.audio "
                          f"(columns: {', '.join(features)})")
     return found[0]
-
-
-def _suffix(path: str | None, data: bytes) -> str:
-    ext = posixpath.splitext(path or "")[1].lower()
-    if ext in AUDIO_SUFFIXES:
-        return ext
-    for offset, magic, suffix in _MAGIC:
-        if data[offset: offset + len(magic)] == magic:
-            return suffix
-    return ".bin"
-
-
-class _AudioResolver:
-    """Turns an Audio cell into a URI tasks.core.audio can read, writing embedded bytes to the cache once."""
-
-    def __init__(self, root: str, cache: str, listing: set[str], allow_absolute: bool = False,
-                 audio_roots: tuple[str, ...] = ()) -> None:
-        self.root, self.cache, self.listing, self.allow_absolute = root, cache, listing, allow_absolute
-        self.audio_roots = audio_roots
-        self.written: set[str] = set()
-
-    def _existing(self, path: str) -> str | None:
-        """The file `path` names inside the root, or None; UnsafePathError when it would leave the root."""
-        root = self.root.rstrip("/")
-        if self.allow_absolute and os.path.isabs(path) and not storage.is_s3(root):
-            return path if os.path.isfile(path) else None
-        if path.startswith("/"):  # allowed below the dataset folder or a declared audio root (docs/corpora.md)
-            base, path = absolute_audio_path(path, root, self.audio_roots, "audio path")
-            if base != root:
-                escape = symlink_escape(base, path)
-                if escape is not None:
-                    raise UnsafePathError(f"audio path {path!r} is a symlink to {escape}, outside {base}")
-                return path if os.path.isfile(path) else None
-        rel = safe_relative_path(path, "audio path")
-        if not _is_folder(self.root):
-            return None
-        uri = storage.join(self.root, rel)
-        if not (uri in self.listing or (not storage.is_s3(uri) and os.path.isfile(uri))):
-            return None
-        escape = symlink_escape(self.root, uri)
-        if escape is not None:
-            raise UnsafePathError(f"audio path {path!r} is a symlink to {escape}, outside the dataset folder")
-        return uri
-
-    def __call__(self, cell: Any) -> str:
-        if isinstance(cell, str):
-            cell = {"path": cell, "bytes": None}
-        if not isinstance(cell, dict):
-            raise RowReject("missing_audio", "the audio cell is empty")
-        path, data = cell.get("path"), cell.get("bytes")
-        if path:
-            try:
-                found = self._existing(str(path))
-            except UnsafePathError as err:  # with embedded bytes the path is only a name: use the bytes
-                if data is None:
-                    raise RowReject(err.reason, f"{err}; no bytes are embedded") from None
-                found = None
-            if found is not None:
-                return found
-        if data is None:
-            where = f"its path {path!r} does not exist" if path else "it has neither a path nor bytes"
-            raise RowReject("missing_audio", f"the audio cannot be read: {where} and no bytes are embedded")
-        if len(data) == 0:
-            raise RowReject("empty_audio", f"the embedded audio ({path or 'no path'}) is 0 bytes")
-        sha = hashlib.sha256(data).hexdigest()
-        uri = storage.join(self.cache, sha[:2], f"{sha}{_suffix(path, data)}")
-        if uri not in self.written:
-            if not storage.exists(uri):
-                storage.makedirs(storage.parent(uri))
-                storage.write_bytes(uri, data)
-            self.written.add(uri)
-        return uri
 
 
 # -------------------------------------------------------------------------------------------- labels
@@ -368,19 +280,19 @@ def _labels(row: dict[str, Any], part: _Part, config: _Config, source: SourceSpe
 # ------------------------------------------------------------------------------------------- adapter
 def _parts(root: str, files: list[str], scratch: str) -> list[_Part]:
     """The tables at `root`; S3 data is first copied to `scratch` (arrow files are memory-mapped)."""
-    names = {relative_path(root, f) for f in files} if _is_folder(root) else set()
+    names = {relative_path(root, f) for f in files} if is_dataset_folder(root) else set()
     arrow = "dataset_dict.json" in names or "state.json" in names
     wanted = [f for f in files if arrow != f.lower().endswith(".parquet")]
     local_root = root
-    if storage.is_s3(root):
+    if fs.is_s3(root):
         _download_folder(root, wanted, scratch)
         local_root = scratch
     if arrow:
         return _arrow_parts(local_root)
     parts = []
     for uri in wanted:
-        name = relative_path(root, uri) if _is_folder(root) else storage.basename(uri)
-        local = os.path.join(local_root, *name.split("/")) if storage.is_s3(root) else uri
+        name = relative_path(root, uri) if is_dataset_folder(root) else fs.basename(uri)
+        local = os.path.join(local_root, *name.split("/")) if fs.is_s3(root) else uri
         parts.append(_parquet_part(local, name[: -len(".parquet")]))
     return parts
 
@@ -389,10 +301,10 @@ def ingest_hf_dataset(source: SourceSpec, default_language: str) -> IngestResult
     """Ingest a saved Hugging Face dataset or Parquet files with an Audio column (see module doc)."""
     root = corpus_root(source)
     config = _config(source, root)
-    if not _is_folder(root):
-        files = [root] if storage.exists(root) else []
+    if not is_dataset_folder(root):
+        files = [root] if fs.exists(root) else []
     elif is_corpus_folder(root):
-        files = [f for f in storage.list_files(root) if f"/{DEFAULT_CACHE}/" not in f]
+        files = [f for f in fs.list_files(root) if f"/{DEFAULT_CACHE}/" not in f]
     else:
         files = []
     candidates: list[Candidate] = []
@@ -410,7 +322,7 @@ def ingest_hf_dataset(source: SourceSpec, default_language: str) -> IngestResult
             raise ValueError(f"source {source.name!r} (hf_dataset): options.columns names column(s) "
                              f"{', '.join(missing)} that the dataset does not have (columns: {', '.join(sorted(known))})")
         layout_checkpoint()  # pre-flight stops here: the resolver below writes the audio cache
-        resolve = _AudioResolver(root, config.cache, set(files), config.allow_absolute, config.audio_roots)
+        resolve = AudioResolver(root, config.cache, set(files), config.allow_absolute, config.audio_roots)
         multi = len(parts) > 1
         for part in parts:
             audio_col = _audio_column(part.features, config, part.name)

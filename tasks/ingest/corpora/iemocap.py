@@ -32,9 +32,9 @@ from tasks.ingest.corpora.base import (
     layout_error,
     list_corpus,
     read_corpus_text,
-    relative_path,
 )
 from tasks.ingest.corpora.labels import map_emotion, unmapped_emotion_detail
+from tasks.ingest.corpora.paths import relative_path
 from tasks.spec import SourceSpec
 
 KIND = "iemocap"

@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from tasks.core import storage
+from manifests import uri as fs
 from tasks.ingest.corpora.base import (
     Candidate,
     IngestResult,
@@ -58,7 +58,7 @@ class _Line:
 
 
 def _parts(uri: str) -> list[str]:
-    return uri.split("/") if storage.is_s3(uri) else uri.split(os.sep)
+    return uri.split("/") if fs.is_s3(uri) else uri.split(os.sep)
 
 
 def subset_split(subset: str | None) -> str | None:
@@ -86,10 +86,10 @@ def parse_speakers(text: str) -> dict[str, Speaker]:
 
 def _speakers(root: str, files: list[str]) -> dict[str, Speaker]:
     """All SPEAKERS.TXT below root (shallowest first), else the one next to a subset-folder root."""
-    found = sorted((f for f in files if storage.basename(f) == SPEAKERS_FILE), key=lambda f: (len(_parts(f)), f))
+    found = sorted((f for f in files if fs.basename(f) == SPEAKERS_FILE), key=lambda f: (len(_parts(f)), f))
     if not found:
-        beside = storage.join(storage.parent(root), SPEAKERS_FILE)
-        if storage.parent(root) != root and storage.exists(beside):
+        beside = fs.join(fs.parent(root), SPEAKERS_FILE)
+        if fs.parent(root) != root and fs.exists(beside):
             found = [beside]
     speakers: dict[str, Speaker] = {}
     for uri in found:
@@ -104,7 +104,7 @@ def _read_transcripts(source: SourceSpec, trans: list[str], rejects: list[dict[s
     for uri in trans:
         parts = _parts(uri)
         spk, chapter = _TRANS.match(parts[-1]).groups()  # type: ignore[union-attr]
-        folder = storage.parent(uri)
+        folder = fs.parent(uri)
         for number, raw in enumerate(read_corpus_text(uri).splitlines(), start=1):
             line = raw.rstrip("\r")
             if not line.strip():
@@ -120,7 +120,7 @@ def _read_transcripts(source: SourceSpec, trans: list[str], rejects: list[dict[s
                 problem = f"names utterance {utt}, which does not belong to chapter {spk}-{chapter}"
             elif not text.strip():
                 problem = f"has no transcript text for {utt}"
-            flac = storage.join(folder, f"{utt}.flac")
+            flac = fs.join(folder, f"{utt}.flac")
             if problem is None and flac in lines:
                 problem = f"repeats utterance {utt} (first at {lines[flac].ref})"
             if problem is not None:
@@ -141,9 +141,9 @@ def ingest_librispeech(source: SourceSpec, default_language: str) -> IngestResul
     """Ingest a LibriSpeech copy (see module doc). English; `default_language` is not used."""
     check_options(source, OPTIONS)
     root, all_files = list_corpus(source)
-    flacs = [f for f in all_files if f.lower().endswith(".flac") and not storage.basename(f).startswith("._")]
-    trans = [f for f in all_files if _TRANS.match(storage.basename(f))]
-    if not trans and not any(_FLAC.match(storage.basename(f)) for f in flacs):
+    flacs = [f for f in all_files if f.lower().endswith(".flac") and not fs.basename(f).startswith("._")]
+    trans = [f for f in all_files if _TRANS.match(fs.basename(f))]
+    if not trans and not any(_FLAC.match(fs.basename(f)) for f in flacs):
         raise layout_error(
             source,
             "<subset>/<speaker>/<chapter>/ folders with <speaker>-<chapter>-NNNN.flac and "
@@ -156,7 +156,7 @@ def ingest_librispeech(source: SourceSpec, default_language: str) -> IngestResul
     speakers = _speakers(root, all_files)
     placed: list[str] = []
     for t in trans:
-        why = _misplaced(_parts(t), *_TRANS.match(storage.basename(t)).groups())  # type: ignore[union-attr]
+        why = _misplaced(_parts(t), *_TRANS.match(fs.basename(t)).groups())  # type: ignore[union-attr]
         if why is None:
             placed.append(t)
         else:

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.core import storage
+from manifests import uri as fs
 from tasks.ingest.corpora.base import (
     Candidate,
     IngestResult,
@@ -215,15 +215,15 @@ def _depth(uri: str) -> int:
 def _clip_index(files: list[str]) -> dict[str, dict[str, str]]:
     """split -> clip file name -> uri, from .mp4 files whose folder is one of the split's clip folders."""
     index: dict[str, dict[str, str]] = {split: {} for split in SPLITS}
-    mp4s = [f for f in files if f.lower().endswith(".mp4") and not storage.basename(f).startswith("._")]
+    mp4s = [f for f in files if f.lower().endswith(".mp4") and not fs.basename(f).startswith("._")]
     for split, dirs in CLIP_DIRS.items():
         ranked = sorted(
-            (dirs.index(storage.basename(storage.parent(f))), _depth(f), f)
+            (dirs.index(fs.basename(fs.parent(f))), _depth(f), f)
             for f in mp4s
-            if storage.basename(storage.parent(f)) in dirs
+            if fs.basename(fs.parent(f)) in dirs
         )
         for _, _, uri in ranked:
-            name = storage.basename(uri)
+            name = fs.basename(uri)
             # keyed by `dia<D>_utt<U>.mp4`: a copy saved as `.MP4` is still the row's clip
             index[split].setdefault(name[: -len(".mp4")] + ".mp4", uri)
     return index
@@ -234,7 +234,7 @@ def ingest_meld(source: SourceSpec, default_language: str) -> IngestResult:
     check_options(source, OPTIONS)
     root, all_files = list_corpus(source)
     csvs = {
-        split: sorted((f for f in all_files if storage.basename(f) == csv_name(split)), key=lambda f: (_depth(f), f))
+        split: sorted((f for f in all_files if fs.basename(f) == csv_name(split)), key=lambda f: (_depth(f), f))
         for split in SPLITS
     }
     if not any(csvs.values()):
@@ -255,7 +255,7 @@ def ingest_meld(source: SourceSpec, default_language: str) -> IngestResult:
             continue
         uri = found[0]
         try:
-            text, note = decode_csv(storage.read_bytes(uri), uri)
+            text, note = decode_csv(fs.read_bytes(uri), uri)
             if note is not None:
                 notes.append(note)
             rows = parse_sent_emo(text, split, csv_name(split), source)

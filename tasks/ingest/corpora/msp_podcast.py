@@ -22,12 +22,11 @@ import csv
 import io
 from typing import Any
 
-from tasks.core import storage
+from manifests import uri as fs
 from tasks.ingest.corpora.base import (
     Candidate,
     IngestResult,
     RowReject,
-    UnsafePathError,
     attach_columns,
     build_result,
     check_options,
@@ -35,10 +34,9 @@ from tasks.ingest.corpora.base import (
     layout_error,
     list_corpus,
     read_corpus_text,
-    relative_path,
-    safe_relative_path,
 )
 from tasks.ingest.corpora.labels import is_blank, map_emotion, normalize_gender, unmapped_emotion_detail
+from tasks.ingest.corpora.paths import UnsafePathError, relative_path, safe_relative_path
 from tasks.spec import SourceSpec
 
 KIND = "msp_podcast"
@@ -137,7 +135,7 @@ def ingest_msp_podcast(source: SourceSpec, default_language: str) -> IngestResul
     check_options(source, OPTIONS)
     root, all_files = list_corpus(source)
     present = set(all_files)
-    label_uri = next((storage.join(root, n) for n in LABEL_FILES if storage.join(root, n) in present), None)
+    label_uri = next((fs.join(root, n) for n in LABEL_FILES if fs.join(root, n) in present), None)
     wavs: dict[str, str] = {}  # file name -> uri
     transcripts: dict[str, str] = {}  # stem -> uri
     for uri in all_files:
@@ -183,7 +181,7 @@ def ingest_msp_podcast(source: SourceSpec, default_language: str) -> IngestResul
                 raise RowReject("malformed_metadata", f"{ref}: FileName {name} is listed twice")
             named.add(name)
             if name not in wavs:
-                raise RowReject("missing_audio", f"{ref}: {storage.join(root, 'Audios', name)} does not exist")
+                raise RowReject("missing_audio", f"{ref}: {fs.join(root, 'Audios', name)} does not exist")
             labels = _labels(row, source, f"{ref} ({name})")
             dims = {col: _dimension(row, native) for native, col in DIMENSIONS.items()}
         except RowReject as rej:

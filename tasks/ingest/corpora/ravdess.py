@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from tasks.core import storage
+from manifests import uri as fs
 from tasks.ingest.corpora.base import (
     Candidate,
     IngestResult,
@@ -19,9 +19,9 @@ from tasks.ingest.corpora.base import (
     ingest_reject,
     layout_error,
     list_corpus,
-    relative_path,
 )
 from tasks.ingest.corpora.labels import map_emotion, unmapped_emotion_detail
+from tasks.ingest.corpora.paths import relative_path
 from tasks.spec import SourceSpec
 
 KIND = "ravdess"
@@ -101,9 +101,9 @@ def ingest_ravdess(source: SourceSpec, default_language: str) -> IngestResult:
     """
     check_options(source, OPTIONS)
     root, all_files = list_corpus(source)
-    wavs = [f for f in all_files if f.lower().endswith(".wav") and not storage.basename(f).startswith("._")]
+    wavs = [f for f in all_files if f.lower().endswith(".wav") and not fs.basename(f).startswith("._")]
     in_actor_dirs = [f for f in wavs if _in_actor_dir(relative_path(root, f))]
-    if not any(_NAME.match(storage.basename(f)) for f in in_actor_dirs):
+    if not any(_NAME.match(fs.basename(f)) for f in in_actor_dirs):
         raise layout_error(
             source,
             "Actor_NN/ folders with MM-VV-EE-II-SS-RR-AA.wav files",

@@ -21,22 +21,21 @@ import io
 import math
 from typing import Any
 
+from manifests import uri as fs
 from manifests.schema import SENTIMENTS
-from tasks.core import storage
 from tasks.ingest.corpora.base import (
     Candidate,
     IngestResult,
     RowReject,
-    UnsafePathError,
     build_result,
     check_options,
     corpus_root,
     ingest_reject,
     is_corpus_folder,
     layout_error,
-    safe_relative_path,
 )
 from tasks.ingest.corpora.labels import LabelError, is_blank, normalize_sentiment
+from tasks.ingest.corpora.paths import UnsafePathError, safe_relative_path
 from tasks.spec import SourceSpec
 
 KIND = "slue_voxceleb"
@@ -150,7 +149,7 @@ def _candidate(values: dict[str, str], split: str, audio_dir: str, source: Sourc
         "license": source.license or LICENSE,
         "split": split,
     }
-    return Candidate(utt, storage.join(audio_dir, f"{utt}.flac"), ref, labels, start, end - start)
+    return Candidate(utt, fs.join(audio_dir, f"{utt}.flac"), ref, labels, start, end - start)
 
 
 def ingest_slue_voxceleb(source: SourceSpec, default_language: str) -> IngestResult:
@@ -161,23 +160,23 @@ def ingest_slue_voxceleb(source: SourceSpec, default_language: str) -> IngestRes
     policy = _mixed_policy(source)
     root = corpus_root(source)
     is_folder = is_corpus_folder(root)
-    top = storage.list_files(root, recursive=False) if is_folder else []
-    present = {storage.basename(f) for f in top}
+    top = fs.list_files(root, recursive=False) if is_folder else []
+    present = {fs.basename(f) for f in top}
     chosen: dict[str, tuple[str, str]] = {}
     for name, audio, split in SPLIT_FILES:
         if name in present and split not in chosen:
             chosen[split] = (name, audio)
     if not chosen:
-        listing = top if top or not is_folder else storage.list_files(root)
+        listing = top if top or not is_folder else fs.list_files(root)
         raise layout_error(source, "slue-voxceleb_fine-tune.tsv / slue-voxceleb_dev.tsv (and *_raw/<id>.flac audio)",
                            "none of those files at the top of the folder", listing)
 
     candidates: list[Candidate] = []
     rejects: list[dict[str, str]] = []
     for split, (name, audio) in chosen.items():
-        tsv = storage.join(root, name)
+        tsv = fs.join(root, name)
         try:
-            header, rows = _rows(storage.read_text(tsv, encoding="utf-8-sig"))
+            header, rows = _rows(fs.read_text(tsv, encoding="utf-8-sig"))
         except (OSError, UnicodeDecodeError, csv.Error) as err:
             rejects.append(ingest_reject(source, tsv, "malformed_metadata",
                                          f"SLUE file {tsv} could not be read ({err}); its rows are unknown"))
@@ -188,7 +187,7 @@ def ingest_slue_voxceleb(source: SourceSpec, default_language: str) -> IngestRes
                                          f"SLUE file {tsv} has no column(s) {', '.join(missing)} "
                                          f"(header: {' '.join(header)}); its rows were not read"))
             continue
-        audio_dir = storage.join(root, audio)
+        audio_dir = fs.join(root, audio)
         for line, fields in rows:
             ref = f"{name}:{line}"
             if len(fields) != len(header):

@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from manifests.augmentation import apply_recipe
-from tasks.augment import materialize as augment
+from manifests.augmentation import Recipe, apply_recipe
 from tasks.augment import noise_pool
+from tasks.augment.materialize import materialize
+from tasks.augment.pools import AugmentPools, build_pools
+from tasks.augment.recipes import draw_recipe
 from tasks.core.audio import read_audio
 from tasks.label import speech_check
 from tasks.spec import AugmentSpec, parse_spec
@@ -23,20 +25,20 @@ REPO = Path(__file__).resolve().parents[3]
 ACTED = REPO / "flows" / "demo" / "sources" / "acted"
 
 
-def _files(pools: augment.AugmentPools) -> dict[str, bytes]:
+def _files(pools: AugmentPools) -> dict[str, bytes]:
     return {i: Path(u).read_bytes() for i, u in pools.noises.items()}
 
 
 def test_synthetic_pool_is_deterministic_path_free_and_never_speech(tmp_path: Path) -> None:
-    a = augment.build_pools(AugmentSpec(), 13, str(tmp_path / "a" / "work"))
-    b = augment.build_pools(AugmentSpec(), 13, str(tmp_path / "elsewhere" / "b"))
+    a = build_pools(AugmentSpec(), 13, str(tmp_path / "a" / "work"))
+    b = build_pools(AugmentSpec(), 13, str(tmp_path / "elsewhere" / "b"))
     assert a.noises and _files(a) == {i: Path(u).read_bytes() for i, u in b.noises.items()}
     assert (a.train_noises, a.eval_noises) == (b.train_noises, b.eval_noises)
     assert all(i.startswith("default/") and "tmp" not in i for i in a.noises)  # ids from content, not paths
     assert not set(a.train_noises) & set(a.eval_noises)
     kinds = {"white", "pink", "brown", "hum", "tone"}
     assert {noise_pool.kind_of(i) for i in a.train_noises} == kinds == {noise_pool.kind_of(i) for i in a.eval_noises}
-    assert not set(augment.build_pools(AugmentSpec(), 14, str(tmp_path / "c")).noises) & set(a.noises)
+    assert not set(build_pools(AugmentSpec(), 14, str(tmp_path / "c")).noises) & set(a.noises)
     # Non-speech windows are cut from these files: neither detector may hear speech in them.
     from tasks.label.speech import speech_intervals
 
@@ -45,7 +47,7 @@ def test_synthetic_pool_is_deterministic_path_free_and_never_speech(tmp_path: Pa
         assert speech_check.second_opinion(audio, SR) == [], noise_id
         assert speech_intervals(audio, SR, 0.5) == [], noise_id
     # Off, or recorded noise given: no default pool.
-    assert augment.build_pools(AugmentSpec(default_noise="off"), 13, str(tmp_path / "d")).noises == {}
+    assert build_pools(AugmentSpec(default_noise="off"), 13, str(tmp_path / "d")).noises == {}
 
 
 def _acted_items(tmp_path: Path) -> pd.DataFrame:
@@ -65,7 +67,7 @@ def test_babble_comes_only_from_other_training_speakers(tmp_path: Path, caplog: 
     items = _acted_items(tmp_path)
     spec = AugmentSpec(splits=["train", "dev"], p_noise=1.0)
     with caplog.at_level(logging.WARNING, logger="tasks.augment.noise_pool"):
-        pools = noise_pool.add_babble(augment.build_pools(spec, 13, str(tmp_path / "w")), spec, 13, str(tmp_path / "w"),
+        pools = noise_pool.add_babble(build_pools(spec, 13, str(tmp_path / "w")), spec, 13, str(tmp_path / "w"),
                                    items)
     assert not [r for r in caplog.records if "babble" in r.getMessage()]  # no dev/test file was read
     babble = sorted(i for i in pools.noises if noise_pool.kind_of(i) == "babble")
@@ -80,20 +82,20 @@ def test_babble_comes_only_from_other_training_speakers(tmp_path: Path, caplog: 
     drawn = []
     for utt, split in zip(items["utterance_id"], items["split"], strict=True):
         for k in range(40):
-            recipe = augment.draw_recipe(13, f"{utt}#{k}", split, spec, pools, 2.0, speaker_of[utt])
+            recipe = draw_recipe(13, f"{utt}#{k}", split, spec, pools, 2.0, speaker_of[utt])
             if recipe.noise_id in pools.noise_speakers:
                 assert split == "train" and speaker_of[utt] not in pools.noise_speakers[recipe.noise_id]
                 drawn.append(recipe.noise_id)
     assert len(set(drawn)) == len(babble)  # every babble file is used, never on its own talkers
     # The same items give the same babble ids and bytes in another work folder.
-    again = noise_pool.add_babble(augment.build_pools(spec, 13, str(tmp_path / "x")), spec, 13, str(tmp_path / "x"), items)
+    again = noise_pool.add_babble(build_pools(spec, 13, str(tmp_path / "x")), spec, 13, str(tmp_path / "x"), items)
     assert _files(again) == _files(pools)
 
 
 def test_babble_needs_two_training_speakers(tmp_path: Path) -> None:
     items = _acted_items(tmp_path)
     one = items[(items["speaker_id"] == "actor_01") | (items["split"] != "train")]
-    pools = noise_pool.add_babble(augment.build_pools(AugmentSpec(), 13, str(tmp_path / "w")), AugmentSpec(), 13,
+    pools = noise_pool.add_babble(build_pools(AugmentSpec(), 13, str(tmp_path / "w")), AugmentSpec(), 13,
                                str(tmp_path / "w"), one)
     assert not pools.noise_speakers and all(noise_pool.kind_of(i) != "babble" for i in pools.noises)
     facts, fired = noise_pool.pool_report(pools, parse_spec(
@@ -113,7 +115,7 @@ def test_pool_report_warns_when_the_pool_is_empty_and_not_for_recorded_noise(tmp
     for augment_spec, expected in (({"default_noise": "off"}, ["noise_pool_empty"]),
                                    ({"noise_paths": [str(noise_dir)]}, [])):
         spec = parse_spec({**base, "augment": augment_spec})
-        pools = augment.build_pools(spec.augment, spec.seed, str(tmp_path / "w"))
+        pools = build_pools(spec.augment, spec.seed, str(tmp_path / "w"))
         facts, fired = noise_pool.pool_report(pools, spec)
         assert [g["guard"] for g in fired] == expected
         assert all(g["level"] == "warning" for g in fired)
@@ -126,7 +128,7 @@ def test_lazy_recipe_reproduces_materialised_audio_for_every_default_kind(tmp_pa
 
     items = _acted_items(tmp_path)
     spec = AugmentSpec()
-    pools = noise_pool.add_babble(augment.build_pools(spec, 13, str(tmp_path / "w")), spec, 13, str(tmp_path / "w"), items)
+    pools = noise_pool.add_babble(build_pools(spec, 13, str(tmp_path / "w")), spec, 13, str(tmp_path / "w"), items)
     by_kind = {}
     for noise_id in pools.train_noises:
         by_kind.setdefault(noise_pool.kind_of(noise_id), noise_id)
@@ -134,13 +136,13 @@ def test_lazy_recipe_reproduces_materialised_audio_for_every_default_kind(tmp_pa
     clip = items[items["split"] == "train"].iloc[0]
     rows = []
     for k, (kind, noise_id) in enumerate(sorted(by_kind.items())):
-        recipe = augment.Recipe(speed=(0.95, 1.0, 1.05)[k % 3], noise_id=noise_id, noise_offset_s=1.5 + k,
+        recipe = Recipe(speed=(0.95, 1.0, 1.05)[k % 3], noise_id=noise_id, noise_offset_s=1.5 + k,
                                 snr_db=3.0 + k, rir_id=pools.train_rirs[0] if k % 2 else None, aug_seed=k)
         rows.append({"row_id": f"r{kind}", "utterance_id": clip["utterance_id"], "source": "acted", "split": "train",
                      "source_audio_uri": clip["audio_uri"], "audio_uri": clip["audio_uri"], "offset_s": 0.0,
                      "duration_s": float(clip["duration_s"]), "recipe_applied": False, **recipe.to_row()})
     rows = pd.DataFrame(rows)
-    done, failures = augment.materialize(rows, pools, str(tmp_path / "audio"))
+    done, failures = materialize(rows, pools, str(tmp_path / "audio"))
     assert failures.empty and len(done) == len(rows)
     index = write_pool_index(str(tmp_path / "release"), pools.rirs, pools.noises)
     carried = json.loads(Path(index).read_text())
@@ -151,7 +153,7 @@ def test_lazy_recipe_reproduces_materialised_audio_for_every_default_kind(tmp_pa
         assert lazy.shape == materialised.shape, lazy_row["row_id"]
         assert np.max(np.abs(lazy - materialised)) < 1e-3, lazy_row["row_id"]  # FLAC's 16-bit rounding
         clean = read_audio(clip["audio_uri"], 0.0, None, target_sr=SR)
-        direct, _ = apply_recipe(clean, SR, augment.Recipe.from_row(lazy_row),
+        direct, _ = apply_recipe(clean, SR, Recipe.from_row(lazy_row),
                                  pools.load_rir(lazy_row["rir_id"]) if isinstance(lazy_row["rir_id"], str) else None,
                                  pools.load_noise(lazy_row["noise_id"]))
         assert np.array_equal(direct, lazy), lazy_row["row_id"]
@@ -193,7 +195,7 @@ def test_build_without_noise_files_augments_with_the_default_pool_and_says_so(tm
     rows = pd.concat([tables["asr_stage"], clf], ignore_index=True)
     kinds = {noise_pool.kind_of(i) for i in rows["noise_id"].dropna()}
     assert {"babble", "hum"} <= kinds and len(kinds) >= 4
-    pools = augment.AugmentPools.from_json(Path(built["plan"]["pools_uri"]).read_text())
+    pools = AugmentPools.from_json(Path(built["plan"]["pools_uri"]).read_text())
     speaker = dict(zip(utts["utterance_id"], utts["source"] + "/" + utts["speaker_id"], strict=True))
     for utt, noise_id in zip(rows["utterance_id"], rows["noise_id"], strict=True):
         if isinstance(noise_id, str) and noise_pool.kind_of(noise_id) == "babble":

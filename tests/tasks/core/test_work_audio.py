@@ -13,7 +13,8 @@ import soundfile as sf
 
 from manifests.augmentation import Recipe
 from tasks.augment import materialize as augment
-from tasks.augment.materialize import AugmentPools, materialize
+from tasks.augment.materialize import materialize
+from tasks.augment.pools import AugmentPools
 from tasks.core.work_audio import check_reusable
 
 

@@ -134,7 +134,7 @@ def test_transcript_work_files_follow_the_whisper_model_content_not_its_path(tmp
 
 
 def test_noise_pool_durations_follow_a_file_replaced_under_the_same_name(tmp_path: Path) -> None:
-    from tasks.augment.materialize import _durations
+    from tasks.augment.pools import _durations
 
     noise = write_tone(tmp_path / "noise" / "n.wav", 1.0)
     work = str(tmp_path / "work")

@@ -12,16 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.ingest.corpora.base import (
-    Candidate,
-    UnsafePathError,
-    build_result,
-    safe_relative_path,
-    symlink_escape,
-)
+from tasks.ingest.corpora.base import Candidate, build_result
 from tasks.ingest.corpora.commonvoice import ingest_commonvoice
 from tasks.ingest.corpora.hf_dataset import ingest_hf_dataset
 from tasks.ingest.corpora.msp_podcast import ingest_msp_podcast
+from tasks.ingest.corpora.paths import UnsafePathError, safe_relative_path, symlink_escape
 from tasks.ingest.corpora.ravdess import ingest_ravdess
 from tasks.ingest.corpora.slue_voxceleb import ingest_slue_voxceleb
 from tasks.spec import SourceSpec
