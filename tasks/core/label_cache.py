@@ -31,6 +31,7 @@ rather than failing the run: its labels are simply recomputed and written again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -42,7 +43,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tasks.core import label_segments as seg
 from tasks.core import storage
@@ -250,8 +250,15 @@ class LabelCache:
             batch: list[str] = []
             pending: dict[str, str] = {}
             for name in sorted(names - self._migrated):
-                segment = self._read(storage.join(self.segments_uri, name))
-                for key, value in (seg.merged_entries([segment]) if segment is not None else {}).items():
+                uri = storage.join(self.segments_uri, name)
+                with contextlib.ExitStack() as stack:
+                    segment = self._open(uri, stack)
+                    try:
+                        entries = seg.merged_entries([segment]) if segment is not None else {}
+                    except Exception as err:
+                        self._skip(uri, err)
+                        entries = {}
+                for key, value in entries.items():
                     pending.setdefault(key, value)  # the first segment in name order wins, as it did
                 batch.append(name)
                 if len(pending) >= MIGRATE_BATCH_ROWS:
@@ -305,33 +312,41 @@ class LabelCache:
         with self._lock:
             self.stats["segments_written"] += len(by_part)
 
-    def _read(self, uri: str) -> seg.Segment | None:
-        """One segment, or None (with one warning) when it cannot be read."""
+    def _open(self, uri: str, stack: contextlib.ExitStack) -> seg.Segment | None:
+        """One segment, open until `stack` closes, or None (with one warning) when it cannot be read."""
         if uri in self._bad:
             return None
         try:
-            segment = seg.decode(storage.basename(uri), storage.read_bytes(uri))
+            fh = stack.enter_context(storage.open_binary(uri))
+            seekable = getattr(fh, "seekable", lambda: False)()
+            segment = seg.open_segment(storage.basename(uri), fh if seekable else pa.BufferReader(fh.read()))
         except FileNotFoundError:
             return None  # listed, then gone (a tidied folder): its rows are in a merged segment
         except Exception as err:  # any unreadable segment is skipped, never fatal
-            with self._lock:
-                self._bad.add(uri)
-                self.stats["segments_skipped"] += 1
-            logger.warning(
-                "label cache: skipping unreadable segment %s (%s: %s); its labels will be recomputed",
-                uri,
-                type(err).__name__,
-                err,
-            )
+            self._skip(uri, err)
             return None
         with self._lock:
             self.stats["segments_loaded"] += 1
         return segment
 
+    def _skip(self, uri: str, err: Exception) -> None:
+        with self._lock:
+            if uri in self._bad:
+                return
+            self._bad.add(uri)
+            self.stats["segments_skipped"] += 1
+        logger.warning(
+            "label cache: skipping unreadable segment %s (%s: %s); its labels will be recomputed",
+            uri,
+            type(err).__name__,
+            err,
+        )
+
     def _read_partition(self, part: str, wanted: list[str] | None) -> dict[str, str]:
         """key -> JSON value of the partition's live segments, for `wanted` keys (all when None).
 
-        Merged segments are read newest first, so the segments they hold are never read at all.
+        Merged segments are opened newest first, so the segments they hold are never opened; of the
+        live ones only the row groups that can hold a wanted key are read.
         """
         folder = storage.join(self.parts_uri, part)
         try:
@@ -341,24 +356,27 @@ class LabelCache:
             return {}
         with self._lock:
             self.stats["partitions_read"] += 1
-        covered: set[str] = set()
-        segments: list[seg.Segment] = []
-        merged = sorted((n for n in names if seg.is_merged(n)), key=seg.created, reverse=True)
-        for name in merged + sorted(n for n in names if not seg.is_merged(n)):
-            if name not in covered and (segment := self._read(storage.join(folder, name))) is not None:
-                segments.append(segment)
-                covered |= segment.covers
-        alive = seg.live(segments)
-        self._merge_some(folder, alive)
+        wanted_sorted = None if wanted is None else sorted(wanted)
         found: dict[str, str] = {}
-        value_set = None if wanted is None else pa.array(wanted, pa.string())
-        for segment in alive:
-            table = segment.table
-            if value_set is not None:
-                table = table.filter(pc.is_in(table.column("key"), value_set=value_set))
-            for key, value in zip(table.column("key").to_pylist(), table.column("value").to_pylist(), strict=True):
-                if key is not None and value is not None:
-                    found.setdefault(key, value)
+        with contextlib.ExitStack() as stack:
+            covered: set[str] = set()
+            segments: list[seg.Segment] = []
+            merged = sorted((n for n in names if seg.is_merged(n)), key=seg.created, reverse=True)
+            for name in merged + sorted(n for n in names if not seg.is_merged(n)):
+                if name not in covered and (segment := self._open(storage.join(folder, name), stack)) is not None:
+                    segments.append(segment)
+                    covered |= segment.covers
+            alive = seg.live(segments)
+            self._merge_some(folder, alive)
+            for segment in alive:
+                try:
+                    table = segment.read(wanted_sorted)
+                except Exception as err:  # a bad row group or value: as unreadable as a bad footer
+                    self._skip(storage.join(folder, segment.name), err)
+                    continue
+                for key, value in zip(table.column("key").to_pylist(), table.column("value").to_pylist(), strict=True):
+                    if key is not None and value is not None:
+                        found.setdefault(key, value)
         return found
 
     def _merge_some(self, folder: str, alive: list[seg.Segment]) -> None:

@@ -7,6 +7,7 @@ rules that make concurrent writers safe, and the merge plan are written (and tes
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import uuid
@@ -16,11 +17,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 SCHEMA = pa.schema([("key", pa.string()), ("value", pa.string())])
 MERGED = "~m-"  # "<earliest member stem>~m-<utc>-<uuid>.parquet": sorts right after its earliest member
 COVERS = b"voicetone.covers"  # merged segments: JSON list of the segment names they hold
+ROW_GROUP_ROWS = 256  # a lookup reads only the row groups whose key range holds a wanted key
 MERGE_FANIN = 8  # a merge takes this many segments of one size tier (each row is rewritten O(log n) times)
 
 
@@ -62,31 +65,59 @@ def encode(entries: Mapping[str, str], metadata: Mapping[str, str], covers: Iter
         meta[COVERS] = json.dumps(covered).encode()
     table = pa.table({"key": keys, "value": [entries[k] for k in keys]}, schema=SCHEMA)
     sink = pa.BufferOutputStream()
-    pq.write_table(table.replace_schema_metadata(meta), sink, compression="zstd")
+    pq.write_table(table.replace_schema_metadata(meta), sink, compression="zstd", row_group_size=ROW_GROUP_ROWS)
     return sink.getvalue().to_pybytes()
 
 
 @dataclass
 class Segment:
-    """One segment as read: its rows (an Arrow table of key, value) and the segments it holds."""
+    """One open segment: its footer is read, its rows only on demand (`read`)."""
 
     name: str
-    table: pa.Table
+    file: pq.ParquetFile
     covers: frozenset[str]
 
+    @property
+    def rows(self) -> int:
+        return int(self.file.metadata.num_rows)
 
-def decode(name: str, data: bytes) -> Segment:
-    """Parse and check a segment; raises ValueError (or an Arrow error) when it is not one."""
-    table = pq.read_table(pa.BufferReader(data))
-    if table.schema.names[:2] != ["key", "value"]:
-        raise ValueError(f"expected columns key, value; found {table.schema.names}")
-    raw = (table.schema.metadata or {}).get(COVERS)
-    table = table.select(["key", "value"]).cast(SCHEMA)
-    for value in table.column("value").to_pylist():
-        if value is not None and not isinstance(json.loads(value), dict):
-            raise ValueError("a value is not a JSON object")
-    covers = frozenset(json.loads(raw)) if raw else frozenset()
-    return Segment(name, table, covers)
+    def read(self, wanted: Sequence[str] | None = None) -> pa.Table:
+        """Its rows (key, value), or only those whose key is in sorted `wanted`.
+
+        Rows are sorted by key in row groups of ROW_GROUP_ROWS, so a lookup reads and decodes only
+        the row groups whose key range holds a wanted key: the work of a lookup grows with the keys
+        asked for, not with the size of the cache.
+        """
+        if wanted is None:
+            groups = list(range(self.file.num_row_groups))
+        else:
+            groups = [i for i in range(self.file.num_row_groups) if _may_hold(self.file, i, wanted)]
+        table = self.file.read_row_groups(groups, columns=["key", "value"]) if groups else SCHEMA.empty_table()
+        table = table.cast(SCHEMA)
+        if wanted is not None:
+            table = table.filter(pc.is_in(table.column("key"), value_set=pa.array(wanted, pa.string())))
+        for value in table.column("value").to_pylist():
+            if value is not None and not isinstance(json.loads(value), dict):
+                raise ValueError("a value is not a JSON object")
+        return table
+
+
+def _may_hold(file: pq.ParquetFile, group: int, wanted: Sequence[str]) -> bool:
+    """Whether row group `group` can hold one of the sorted `wanted` keys (by its min/max statistics)."""
+    stats = file.metadata.row_group(group).column(0).statistics
+    if stats is None or not stats.has_min_max:
+        return True
+    j = bisect.bisect_left(wanted, stats.min)
+    return j < len(wanted) and wanted[j] <= stats.max
+
+
+def open_segment(name: str, source: Any) -> Segment:
+    """Open and check a segment (`source`: a seekable file or an Arrow buffer); raises when it is not one."""
+    file = pq.ParquetFile(source)
+    if file.schema_arrow.names[:2] != ["key", "value"]:
+        raise ValueError(f"expected columns key, value; found {file.schema_arrow.names}")
+    raw = (file.schema_arrow.metadata or {}).get(COVERS)
+    return Segment(name, file, frozenset(json.loads(raw)) if raw else frozenset())
 
 
 def live(segments: Iterable[Segment]) -> list[Segment]:
@@ -109,7 +140,7 @@ def merge_plan(segments: Sequence[Segment]) -> list[Segment]:
     """
     by_tier: dict[int, list[Segment]] = {}
     for segment in segments:
-        by_tier.setdefault(tier(segment.table.num_rows), []).append(segment)
+        by_tier.setdefault(tier(segment.rows), []).append(segment)
     for _, members in sorted(by_tier.items()):
         if len(members) >= MERGE_FANIN:
             return members
@@ -120,8 +151,9 @@ def merged_entries(members: Sequence[Segment]) -> dict[str, str]:
     """The rows of `members` with one value per key: the first in name order wins."""
     out: dict[str, str] = {}
     for segment in sorted(members, key=lambda s: s.name):
-        keys = segment.table.column("key").to_pylist()
-        values = segment.table.column("value").to_pylist()
+        table = segment.read()
+        keys = table.column("key").to_pylist()
+        values = table.column("value").to_pylist()
         for key, value in zip(keys, values, strict=True):
             if key is not None and value is not None:
                 out.setdefault(key, value)

@@ -3,11 +3,14 @@ partitioned lookups (a lookup reads only its keys' partitions), merges, layout-1
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -175,15 +178,17 @@ def test_shared_instance_per_root_labeler_and_settings(tmp_path: Path) -> None:
 
 
 def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every file/object the cache reads from now on (the real read still happens)."""
+    """Every file/object the cache opens from now on (the real read still happens)."""
     reads: list[str] = []
-    real = storage.read_bytes
+    real = storage.open_binary
 
-    def counting(uri: str) -> bytes:
+    @contextlib.contextmanager
+    def counting(uri: str) -> Iterator[IO[bytes]]:
         reads.append(uri)
-        return real(uri)
+        with real(uri) as fh:
+            yield fh
 
-    monkeypatch.setattr(storage, "read_bytes", counting)
+    monkeypatch.setattr(storage, "open_binary", counting)
     return reads
 
 
