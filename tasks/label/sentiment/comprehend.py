@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 from tasks.core import limits
-from tasks.core.label_cache import LabelCache, settings_hash, text_key
+from tasks.core.label_cache import LabelCache, language_text_key
 from tasks.core.rows import StageResult, rejects_frame
 from tasks.label.sentiment.common import is_missing, stage_reject, text_of
 from tasks.spec_labelers import AwsComprehendSettings
@@ -111,7 +111,7 @@ class Document:
 
 def document(text: str, language: str, settings: AwsComprehendSettings) -> Document:
     sent = truncate_utf8(text, settings.max_bytes)
-    return Document(text_key(f"{language}\x1f{sent}"), sent, language)
+    return Document(language_text_key(language, sent), sent, language)
 
 
 @dataclass(frozen=True)
@@ -368,8 +368,7 @@ def fill_missing_sentiment(
     zero-argument factory, called only when something is not cached.
     """
     if cache is not None:
-        expected = settings_hash(cache_settings(settings))
-        if cache.labeler != LABELER_NAME or cache.settings_hash != expected:
+        if not cache.belongs_to(LABELER_NAME, cache_settings(settings)):
             raise ValueError(f"{cache!r} does not belong to {LABELER_NAME} with these settings")
     use_offline = settings.unsupported_language == "text_classifier"
     if use_offline and offline is None:

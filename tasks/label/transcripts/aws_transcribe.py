@@ -28,8 +28,8 @@ Why it looks the way it does (docs/labelers.md has the user-facing version):
   (max(15 s, pack seconds) each, including jobs a killed run already started) times
   ``price_per_minute_usd`` is logged; above ``max_cost_usd`` the call raises `TranscribeCostError`
   before staging or starting anything. The cap applies per call (per shard in the pipeline).
-- **Cache.** Labels are cached by ``<segment key>|<language code>`` under labeler
-  ``aws-transcribe`` with `cache_settings`, so a second run starts zero jobs.
+- **Cache.** Labels are cached by ``<segment key>|<language code>`` (`label_cache.clip_key`) under
+  labeler ``aws-transcribe`` with `cache_settings`, so a second run starts zero jobs.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ import pandas as pd
 
 from manifests.schema import REJECT_REASONS
 from tasks.core import limits
-from tasks.core.label_cache import LabelCache
+from tasks.core.label_cache import LabelCache, cacheable, clip_key
 from tasks.core.rows import StageResult
 from tasks.label.transcripts.common import TranscriptStage, has_text, nearest_span
 from tasks.label.transcripts.normalize import base_language, normalize_transcript
@@ -69,7 +69,6 @@ MIN_MEDIA_S = 0.5  # service limits (docs: "Data input and output")
 MAX_MEDIA_S = 4 * 3600.0
 MAX_MEDIA_BYTES = 2 * 1024**3
 MIN_BILLED_S = 15.0
-UNCACHED_PREFIX = "uncached:"
 _JOB_NAME = re.compile(r"^[0-9a-zA-Z._-]{1,200}$")
 # Item language -> Transcribe code when `language_code` is null (the common batch languages).
 LANGUAGE_CODES: dict[str, str] = {
@@ -102,8 +101,6 @@ def cache_settings(settings: AwsTranscribeSettings) -> dict[str, Any]:
 
 def make_cache(root_uri: str, settings: AwsTranscribeSettings) -> LabelCache:
     """The LabelCache that `fill_missing_transcripts` expects for these settings."""
-    from tasks.core.label_cache import LabelCache
-
     return LabelCache.shared(root_uri, LABELER, cache_settings(settings))
 
 
@@ -524,14 +521,11 @@ def _plan(items: pd.DataFrame, settings: AwsTranscribeSettings, cache: LabelCach
                          f"does not match labelers.aws_transcribe.language_code {settings.language_code!r}; set "
                          "it to null to use each item's language")  # fmt: skip
             continue
-        segment = stage.items.at[i, "segment_key"]
-        base = str(segment) if has_text(segment) else f"{UNCACHED_PREFIX}{stage.utt(i)}"
-        keys[i] = f"{base}|{code}"
+        keys[i] = clip_key(stage.items.at[i, "segment_key"], stage.utt(i), code)
         codes[keys[i]] = code
     if not keys:
         return _Plan(stage, keys, {}, {}, [])
-    cacheable = [k for k in keys.values() if not k.startswith(UNCACHED_PREFIX)]
-    found = cache.get_many(cacheable) if cache is not None else {}
+    found = cache.get_many(cacheable(keys.values())) if cache is not None else {}
     rows: dict[str, _Row] = {}
     for i, key in keys.items():
         if key not in rows:
@@ -570,7 +564,7 @@ def fill_missing_transcripts(
     log = log or logger.info
     if not staging_uri or not staging_uri.startswith("s3://"):
         raise ValueError(f"aws.staging_uri must be an s3://bucket/prefix (got {staging_uri!r})")
-    if cache is not None and (cache.labeler, cache.settings) != (LABELER, cache_settings(settings)):
+    if cache is not None and not cache.belongs_to(LABELER, cache_settings(settings)):
         raise ValueError(f"label cache {cache.labeler!r} does not match the Amazon Transcribe settings; "
                          "create it with tasks.label.transcripts.aws_transcribe.make_cache(root, settings)")  # fmt: skip
     plan = _plan(items, settings, cache, staging_uri)
@@ -657,7 +651,7 @@ def _run_jobs(
         else:
             labels.update(outcome.labels)
             if cache is not None:
-                cache.put_many({k: v for k, v in outcome.labels.items() if not k.startswith(UNCACHED_PREFIX)})
+                cache.put_many({k: outcome.labels[k] for k in cacheable(outcome.labels)})
         count(len(layouts[pack.key]["clips"]))
 
     runner.run(work, on_done)

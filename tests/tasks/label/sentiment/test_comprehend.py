@@ -71,6 +71,15 @@ def _fill(items: pd.DataFrame, settings: AwsComprehendSettings, client: Any, cac
     return cp.fill_missing_sentiment(items, settings, client, cache, **kw)
 
 
+def test_document_keys_are_pinned() -> None:
+    """Keys as first written (sha256 of "<language>\x1f<text as sent>"): a changed key would re-pay every label."""
+    settings = AwsComprehendSettings()
+    assert cp.document("I am so happy", "en", settings).key == (
+        "58c5200ded2dbd42455634c829e12faba002131fe3785574639d89f931658760")
+    assert cp.document("x" * 6000, "de", settings).key == __import__("hashlib").sha256(
+        ("de\x1f" + "x" * settings.max_bytes).encode()).hexdigest()
+
+
 def test_language_codes_and_utf8_truncation() -> None:
     assert cp.comprehend_language("en-US", "en") == "en"
     assert cp.comprehend_language(None, "de") == "de"
