@@ -30,6 +30,10 @@ Why it looks the way it does (docs/labelers.md has the user-facing version):
   before staging or starting anything. The cap applies per call (per shard in the pipeline).
 - **Cache.** Labels are cached by ``<segment key>|<language code>`` (`label_cache.clip_key`) under
   labeler ``aws-transcribe`` with `cache_settings`, so a second run starts zero jobs.
+
+This module is the stage (plan, cache, fill, Whisper fallback); `aws_transcribe_packs` holds the
+packing, job names and cost, `aws_transcribe_media` the staged FLAC and the split of a job's words,
+`aws_transcribe_jobs` the client and the attach/start/poll loop.
 """
 
 from __future__ import annotations
