@@ -31,7 +31,6 @@ rather than failing the run: its labels are simply recomputed and written again.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -41,8 +40,6 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-
-import pyarrow as pa
 
 from tasks.core import label_segments as seg
 from tasks.core import storage
@@ -251,13 +248,12 @@ class LabelCache:
             pending: dict[str, str] = {}
             for name in sorted(names - self._migrated):
                 uri = storage.join(self.segments_uri, name)
-                with contextlib.ExitStack() as stack:
-                    segment = self._open(uri, stack)
-                    try:
-                        entries = seg.merged_entries([segment]) if segment is not None else {}
-                    except Exception as err:
-                        self._skip(uri, err)
-                        entries = {}
+                segment = self._open(uri)
+                try:
+                    entries = seg.merged_entries([segment]) if segment is not None else {}
+                except Exception as err:
+                    self._skip(uri, err)
+                    entries = {}
                 for key, value in entries.items():
                     pending.setdefault(key, value)  # the first segment in name order wins, as it did
                 batch.append(name)
@@ -312,14 +308,18 @@ class LabelCache:
         with self._lock:
             self.stats["segments_written"] += len(by_part)
 
-    def _open(self, uri: str, stack: contextlib.ExitStack) -> seg.Segment | None:
-        """One segment, open until `stack` closes, or None (with one warning) when it cannot be read."""
+    def _open(self, uri: str) -> seg.Segment | None:
+        """One segment's footer, or None (with one warning) when it cannot be read.
+
+        A local file is reopened to read its rows; an S3 object is fetched once and kept in memory
+        while its partition is read (an object body cannot seek).
+        """
         if uri in self._bad:
             return None
         try:
-            fh = stack.enter_context(storage.open_binary(uri))
-            seekable = getattr(fh, "seekable", lambda: False)()
-            segment = seg.open_segment(storage.basename(uri), fh if seekable else pa.BufferReader(fh.read()))
+            source = seg.buffer_source(storage.read_bytes(uri)) if storage.is_s3(uri) else (
+                lambda: storage.open_binary(uri))
+            segment = seg.open_segment(storage.basename(uri), source)
         except FileNotFoundError:
             return None  # listed, then gone (a tidied folder): its rows are in a merged segment
         except Exception as err:  # any unreadable segment is skipped, never fatal
@@ -358,25 +358,24 @@ class LabelCache:
             self.stats["partitions_read"] += 1
         wanted_sorted = None if wanted is None else sorted(wanted)
         found: dict[str, str] = {}
-        with contextlib.ExitStack() as stack:
-            covered: set[str] = set()
-            segments: list[seg.Segment] = []
-            merged = sorted((n for n in names if seg.is_merged(n)), key=seg.created, reverse=True)
-            for name in merged + sorted(n for n in names if not seg.is_merged(n)):
-                if name not in covered and (segment := self._open(storage.join(folder, name), stack)) is not None:
-                    segments.append(segment)
-                    covered |= segment.covers
-            alive = seg.live(segments)
-            self._merge_some(folder, alive)
-            for segment in alive:
-                try:
-                    table = segment.read(wanted_sorted)
-                except Exception as err:  # a bad row group or value: as unreadable as a bad footer
-                    self._skip(storage.join(folder, segment.name), err)
-                    continue
-                for key, value in zip(table.column("key").to_pylist(), table.column("value").to_pylist(), strict=True):
-                    if key is not None and value is not None:
-                        found.setdefault(key, value)
+        covered: set[str] = set()
+        segments: list[seg.Segment] = []
+        merged = sorted((n for n in names if seg.is_merged(n)), key=seg.created, reverse=True)
+        for name in merged + sorted(n for n in names if not seg.is_merged(n)):
+            if name not in covered and (segment := self._open(storage.join(folder, name))) is not None:
+                segments.append(segment)
+                covered |= segment.covers
+        alive = seg.live(segments)
+        self._merge_some(folder, alive)
+        for segment in alive:
+            try:
+                table = segment.read(wanted_sorted)
+            except Exception as err:  # a bad row group or value: as unreadable as a bad footer
+                self._skip(storage.join(folder, segment.name), err)
+                continue
+            for key, value in zip(table.column("key").to_pylist(), table.column("value").to_pylist(), strict=True):
+                if key is not None and value is not None:
+                    found.setdefault(key, value)
         return found
 
     def _merge_some(self, folder: str, alive: list[seg.Segment]) -> None:

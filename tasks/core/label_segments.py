@@ -11,7 +11,8 @@ import bisect
 import json
 import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -69,17 +70,18 @@ def encode(entries: Mapping[str, str], metadata: Mapping[str, str], covers: Iter
     return sink.getvalue().to_pybytes()
 
 
+Source = Callable[[], AbstractContextManager[Any]]  # opens the segment: a seekable file or an Arrow buffer
+
+
 @dataclass
 class Segment:
-    """One open segment: its footer is read, its rows only on demand (`read`)."""
+    """One segment whose footer was read; its rows are read on demand (`read`), reopening it, so a
+    partition of many small segments never holds many files open at once."""
 
     name: str
-    file: pq.ParquetFile
+    rows: int
     covers: frozenset[str]
-
-    @property
-    def rows(self) -> int:
-        return int(self.file.metadata.num_rows)
+    source: Source
 
     def read(self, wanted: Sequence[str] | None = None) -> pa.Table:
         """Its rows (key, value), or only those whose key is in sorted `wanted`.
@@ -88,11 +90,10 @@ class Segment:
         the row groups whose key range holds a wanted key: the work of a lookup grows with the keys
         asked for, not with the size of the cache.
         """
-        if wanted is None:
-            groups = list(range(self.file.num_row_groups))
-        else:
-            groups = [i for i in range(self.file.num_row_groups) if _may_hold(self.file, i, wanted)]
-        table = self.file.read_row_groups(groups, columns=["key", "value"]) if groups else SCHEMA.empty_table()
+        with self.source() as src:
+            file = pq.ParquetFile(src)
+            groups = [i for i in range(file.num_row_groups) if wanted is None or _may_hold(file, i, wanted)]
+            table = file.read_row_groups(groups, columns=["key", "value"]) if groups else SCHEMA.empty_table()
         table = table.cast(SCHEMA)
         if wanted is not None:
             table = table.filter(pc.is_in(table.column("key"), value_set=pa.array(wanted, pa.string())))
@@ -111,13 +112,19 @@ def _may_hold(file: pq.ParquetFile, group: int, wanted: Sequence[str]) -> bool:
     return j < len(wanted) and wanted[j] <= stats.max
 
 
-def open_segment(name: str, source: Any) -> Segment:
-    """Open and check a segment (`source`: a seekable file or an Arrow buffer); raises when it is not one."""
-    file = pq.ParquetFile(source)
-    if file.schema_arrow.names[:2] != ["key", "value"]:
-        raise ValueError(f"expected columns key, value; found {file.schema_arrow.names}")
-    raw = (file.schema_arrow.metadata or {}).get(COVERS)
-    return Segment(name, file, frozenset(json.loads(raw)) if raw else frozenset())
+def open_segment(name: str, source: Source) -> Segment:
+    """Read and check a segment's footer; raises when it is not a segment."""
+    with source() as src:
+        file = pq.ParquetFile(src)
+        if file.schema_arrow.names[:2] != ["key", "value"]:
+            raise ValueError(f"expected columns key, value; found {file.schema_arrow.names}")
+        raw = (file.schema_arrow.metadata or {}).get(COVERS)
+        return Segment(name, int(file.metadata.num_rows), frozenset(json.loads(raw)) if raw else frozenset(), source)
+
+
+def buffer_source(data: bytes) -> Source:
+    """A source over bytes already read (an S3 object: read once, reopened for free)."""
+    return lambda: nullcontext(pa.BufferReader(data))
 
 
 def live(segments: Iterable[Segment]) -> list[Segment]:

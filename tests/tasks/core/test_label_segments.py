@@ -5,29 +5,36 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 
 from tasks.core import label_segments as seg
 
 
 def _open(entries: dict[str, str], covers: tuple[str, ...] = (), name: str = "a.parquet") -> seg.Segment:
-    return seg.open_segment(name, pa.BufferReader(seg.encode(entries, {"voicetone.labeler": "x"}, covers)))
+    return seg.open_segment(name, seg.buffer_source(seg.encode(entries, {"voicetone.labeler": "x"}, covers)))
 
 
-def test_a_lookup_decodes_only_the_row_groups_that_can_hold_its_keys() -> None:
+def test_a_lookup_decodes_only_the_row_groups_that_can_hold_its_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     entries = {f"{i:06d}": json.dumps({"i": i}) for i in range(10 * seg.ROW_GROUP_ROWS)}
     segment = _open(entries)
-    assert segment.rows == len(entries) and segment.file.num_row_groups == 10
+    with segment.source() as src:
+        assert segment.rows == len(entries) and pq.ParquetFile(src).num_row_groups == 10
     asked: list[list[int]] = []
-    real = segment.file.read_row_groups
-    segment.file.read_row_groups = lambda groups, **kw: asked.append(list(groups)) or real(groups, **kw)  # type: ignore[method-assign]
+    real = pq.ParquetFile.read_row_groups
+
+    def spy(self: pq.ParquetFile, groups: list[int], **kw: object) -> object:
+        asked.append(list(groups))
+        return real(self, groups, **kw)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", spy)
     wanted = sorted([f"{5:06d}", f"{3 * seg.ROW_GROUP_ROWS + 7:06d}", "zzz-absent"])
     table = segment.read(wanted)
     assert asked == [[0, 3]]  # two of ten row groups, by their key min/max
     assert dict(zip(table.column("key").to_pylist(), table.column("value").to_pylist(), strict=True)) == {
         k: entries[k] for k in wanted if k in entries
     }
-    assert segment.read().num_rows == len(entries)
+    assert segment.read().num_rows == len(entries) and asked[-1] == list(range(10))
 
 
 def test_merged_names_sort_after_their_earliest_member_and_name_what_they_hold() -> None:
