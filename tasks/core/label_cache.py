@@ -173,7 +173,7 @@ class LabelCache:
         self._migrated: set[str] = set()  # layout-1 segment names known to be migrated
         self._notes_read: set[str] = set()
         self._settings_written = False
-        self._lock = threading.RLock()  # guards stats and the sets above; I/O runs outside it
+        self._lock = threading.RLock()  # guards stats and the sets above (and one migration at a time)
 
     @classmethod
     def shared(cls, root_uri: str, labeler: str, settings: Mapping[str, Any]) -> LabelCache:
