@@ -260,10 +260,10 @@ def flag_items(items: pd.DataFrame, settings: PiiSpec, region: str = "us-east-1"
     texts = _texts(items)
     if settings.detect == "aws_comprehend":
         languages = items["language"] if "language" in items.columns else [None] * len(items)
-        from tasks.core.label_cache import text_key
+        from tasks.core.label_cache import language_text_key
 
         todo = [(i, t, lang) for i, (t, lang) in enumerate(zip(texts, languages, strict=True)) if t]
-        keys = [text_key(f"{lang or settings.language}\n{t}") for _, t, lang in todo]
+        keys = [language_text_key(lang or settings.language, t, "\n") for _, t, lang in todo]
         hits = cache.get_many(keys) if cache is not None else {}
         ask = [(k, t, lang) for k, (_, t, lang) in zip(keys, todo, strict=True) if k not in hits]
         ask = list({k: (k, t, lang) for k, t, lang in ask}.values())  # one call per distinct text

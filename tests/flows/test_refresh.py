@@ -20,8 +20,9 @@ DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
 
 def _whisper_keys(output: Path) -> list[str]:
     keys: list[str] = []
-    for seg in output.glob("cache/whisper*/*/segments/*.parquet"):
-        keys += pq.read_table(seg).column("key").to_pylist()
+    for seg in output.glob("cache/whisper*/*/parts/*/*.parquet"):
+        if "~m-" not in seg.name:  # a merged segment repeats rows already written (docs/labelers.md)
+            keys += pq.read_table(seg).column("key").to_pylist()
     return keys
 
 

@@ -25,7 +25,7 @@ NOT_CALLED_BY_CODE = {"transcribe:DeleteTranscriptionJob": "runbook clean-up of 
 
 def _requests(action: str) -> list[tuple[str, str, dict[str, str]]]:
     """(action, resource, context) requests the pipeline makes for `action` under the bucket layout."""
-    from tasks.label.transcripts.aws_transcribe import job_name
+    from tasks.label.transcripts.aws_transcribe_packs import job_name
     from tasks.spec_labelers import AwsTranscribeSettings
 
     job = job_name("0123456789abcdef", 1)

@@ -24,229 +24,48 @@ Why this shape:
   thresholds costs no new calls, and a re-run makes zero calls.
 - **Cost**: documents and billing units (100 characters, at least 3 per document) are estimated and
   logged before any call; above ``max_cost_usd`` nothing is sent (`CostCapExceeded`).
+
+This module is the fill step (plan, cache, decide); `comprehend_documents` holds the languages, the
+text as sent, its cache key and the cost, `comprehend_client` the batched calls and their retries.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from tasks.core import limits
-from tasks.core.label_cache import LabelCache, settings_hash, text_key
+from tasks.core.label_cache import LabelCache
 from tasks.core.rows import StageResult, rejects_frame
 from tasks.label.sentiment.common import is_missing, stage_reject, text_of
+from tasks.label.sentiment.comprehend_client import RateLimiter, detect, make_client
+from tasks.label.sentiment.comprehend_documents import (
+    SUPPORTED_LANGUAGES,
+    CostCapExceeded,
+    CostEstimate,
+    Document,
+    check_cost,
+    comprehend_language,
+    document,
+    estimate_cost,
+)
 from tasks.spec_labelers import AwsComprehendSettings
+
+__all__ = ["CostCapExceeded", "CostEstimate", "check_cost", "estimate_cost", "fill_missing_sentiment", "make_cache",
+           "make_client", "pending_documents", "plan_documents"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 LABELER_NAME = "aws-comprehend"
 ORIGIN = "aws_comprehend"
-SUPPORTED_LANGUAGES: tuple[str, ...] = ("en", "es", "fr", "de", "it", "pt", "ar", "hi", "ja", "ko", "zh", "zh-TW")
 _CLASS_OF = {"POSITIVE": "positive", "NEGATIVE": "negative", "NEUTRAL": "neutral"}
-_SCORE_OF = {"positive": "Positive", "negative": "Negative", "neutral": "Neutral", "mixed": "Mixed"}
-RETRYABLE_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "TooManyRequestsException",
-        "InternalServerException",
-        "ServiceUnavailableException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-FATAL_CODES = frozenset(
-    {
-        "AccessDeniedException",
-        "UnrecognizedClientException",
-        "InvalidSignatureException",
-        "ExpiredTokenException",
-        "InvalidClientTokenId",
-        "MissingAuthenticationToken",
-    }
-)
 SCORE_COLUMNS: tuple[str, ...] = ("p_negative", "p_neutral", "p_positive", "sentiment_confidence", "p_mixed")
 RAW_COLUMN = "comprehend_sentiment"
-_TZ_CHINESE = frozenset({"tw", "hant", "hk", "mo"})
-
-
-class CostCapExceeded(RuntimeError):
-    """The estimated cost of the calls still to make is above `max_cost_usd`; nothing was sent."""
-
-
-# ------------------------------------------------------------------------------------ documents
-
-
-def comprehend_language(language: Any, default: str) -> str | None:
-    """The LanguageCode to send for an item's language (missing: `default`), or None if unsupported."""
-    value = default if is_missing(language) else str(language)
-    parts = value.strip().replace("_", "-").lower().split("-")
-    if parts[0] == "zh":
-        return "zh-TW" if any(p in _TZ_CHINESE for p in parts[1:]) else "zh"
-    return parts[0] if parts[0] in SUPPORTED_LANGUAGES else None
-
-
-def truncate_utf8(text: str, max_bytes: int) -> str:
-    """The longest prefix of `text` whose UTF-8 encoding fits in `max_bytes` (never half a character)."""
-    data = text.encode("utf-8")
-    if len(data) <= max_bytes:
-        return text
-    return data[:max_bytes].decode("utf-8", errors="ignore")  # drops only the cut character's bytes
-
-
-@dataclass(frozen=True)
-class Document:
-    """One distinct text to label: its cache key, the text as sent, and its LanguageCode."""
-
-    key: str
-    text: str
-    language: str
-
-
-def document(text: str, language: str, settings: AwsComprehendSettings) -> Document:
-    sent = truncate_utf8(text, settings.max_bytes)
-    return Document(text_key(f"{language}\x1f{sent}"), sent, language)
-
-
-@dataclass(frozen=True)
-class CostEstimate:
-    documents: int
-    units: int
-    usd: float
-
-    def describe(self) -> str:
-        return f"{self.documents} document(s), {self.units} billing unit(s), about ${self.usd:.4f}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"documents": self.documents, "units": self.units, "usd": round(self.usd, 6)}
-
-
-def billing_units(text: str, settings: AwsComprehendSettings) -> int:
-    """100-character units, at least `min_units_per_doc` per document (the pricing page's rule)."""
-    return max(settings.min_units_per_doc, math.ceil(len(text) / 100))
-
-
-def estimate_cost(documents: Iterable[Document], settings: AwsComprehendSettings) -> CostEstimate:
-    docs = list(documents)
-    units = sum(billing_units(d.text, settings) for d in docs)
-    return CostEstimate(len(docs), units, units * settings.price_per_unit_usd)
-
-
-def check_cost(estimate: CostEstimate, settings: AwsComprehendSettings, scope: str = "this run") -> None:
-    if settings.max_cost_usd is not None and estimate.usd > settings.max_cost_usd:
-        raise CostCapExceeded(
-            f"Amazon Comprehend for {scope}: {estimate.describe()} is above "
-            f"labelers.aws_comprehend.max_cost_usd = {settings.max_cost_usd:g}; nothing was sent "
-            "(raise the cap, or label fewer items)"
-        )
-
-
-# ------------------------------------------------------------------------------------ calls
-
-
-# The limiter is tasks.core.limits.RateLimiter (shared with Transcribe); `limiter_for` adds the Prefect
-# global limit when a server is configured, so several workers share one request rate.
-RateLimiter = limits.RateLimiter
-
-
-def limiter_for(rate_per_s: float) -> limits.GlobalRateLimiter:
-    return limits.shared_rate_limiter("comprehend", rate_per_s)
-
-
-def make_client(region: str) -> Any:
-    """A Comprehend client without botocore retries: `detect` is the one retry loop."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "comprehend", region_name=region, config=Config(retries={"max_attempts": 1, "mode": "standard"})
-    )
-
-
-def _backoff(attempt: int, settings: AwsComprehendSettings) -> float:
-    return min(settings.max_backoff_s, settings.backoff_s * 2**attempt) * random.uniform(0.5, 1.0)
-
-
-def _raw_label(result: dict[str, Any]) -> dict[str, Any]:
-    scores = result.get("SentimentScore") or {}
-    label = {"comprehend_sentiment": str(result["Sentiment"]).upper()}
-    for name, key in _SCORE_OF.items():
-        value = scores.get(key)
-        label[f"score_{name}"] = None if value is None else float(value)
-    return label
-
-
-def detect(
-    documents: Sequence[Document],
-    client: Any,
-    settings: AwsComprehendSettings,
-    *,
-    limiter: RateLimiter | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> tuple[dict[str, dict[str, Any]], dict[str, str], int]:
-    """(raw labels by key, errors by key, calls made) for `documents`, batched per language."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    limiter = limiter or limiter_for(settings.rate_per_s)
-    labels: dict[str, dict[str, Any]] = {}
-    errors: dict[str, str] = {}
-    calls = 0
-    by_language: dict[str, list[Document]] = {}
-    for doc in documents:
-        by_language.setdefault(doc.language, []).append(doc)
-    for language, docs in by_language.items():
-        for start in range(0, len(docs), settings.batch_size):
-            pending = docs[start : start + settings.batch_size]
-            attempt = 0
-            while pending:
-                limiter.wait()
-                calls += 1
-                try:
-                    response = client.batch_detect_sentiment(
-                        TextList=[d.text for d in pending], LanguageCode=language
-                    )
-                except ClientError as err:
-                    code = str(err.response.get("Error", {}).get("Code", "ClientError"))
-                    if code in FATAL_CODES:
-                        raise
-                    if code in RETRYABLE_CODES and attempt < settings.max_retries:
-                        sleep(_backoff(attempt, settings))
-                        attempt += 1
-                        continue
-                    message = f"{code}: {err.response.get('Error', {}).get('Message', err)}"
-                    errors.update({d.key: message for d in pending})
-                    break
-                except BotoCoreError as err:  # connection reset, read timeout: transient
-                    if attempt < settings.max_retries:
-                        sleep(_backoff(attempt, settings))
-                        attempt += 1
-                        continue
-                    errors.update({d.key: f"{type(err).__name__}: {err}" for d in pending})
-                    break
-                for result in response.get("ResultList", []):
-                    labels[pending[int(result["Index"])].key] = _raw_label(result)
-                failed = [
-                    (pending[int(e["Index"])], f"{e.get('ErrorCode')}: {e.get('ErrorMessage')}")
-                    for e in response.get("ErrorList", [])
-                ]
-                if not failed:
-                    break
-                if attempt >= settings.max_retries:
-                    errors.update({doc.key: msg for doc, msg in failed})
-                    break
-                sleep(_backoff(attempt, settings))
-                attempt += 1
-                pending = [doc for doc, _ in failed]  # only the indices in ErrorList go again
-    return labels, errors, calls
-
-
-# ------------------------------------------------------------------------------------ the stage
 
 
 def cache_settings(settings: AwsComprehendSettings) -> dict[str, Any]:
@@ -368,8 +187,7 @@ def fill_missing_sentiment(
     zero-argument factory, called only when something is not cached.
     """
     if cache is not None:
-        expected = settings_hash(cache_settings(settings))
-        if cache.labeler != LABELER_NAME or cache.settings_hash != expected:
+        if not cache.belongs_to(LABELER_NAME, cache_settings(settings)):
             raise ValueError(f"{cache!r} does not belong to {LABELER_NAME} with these settings")
     use_offline = settings.unsupported_language == "text_classifier"
     if use_offline and offline is None:

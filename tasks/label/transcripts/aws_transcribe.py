@@ -28,49 +28,48 @@ Why it looks the way it does (docs/labelers.md has the user-facing version):
   (max(15 s, pack seconds) each, including jobs a killed run already started) times
   ``price_per_minute_usd`` is logged; above ``max_cost_usd`` the call raises `TranscribeCostError`
   before staging or starting anything. The cap applies per call (per shard in the pipeline).
-- **Cache.** Labels are cached by ``<segment key>|<language code>`` under labeler
-  ``aws-transcribe`` with `cache_settings`, so a second run starts zero jobs.
+- **Cache.** Labels are cached by ``<segment key>|<language code>`` (`label_cache.clip_key`) under
+  labeler ``aws-transcribe`` with `cache_settings`, so a second run starts zero jobs.
+
+This module is the stage (plan, cache, fill, Whisper fallback); `aws_transcribe_packs` holds the
+packing, job names and cost, `aws_transcribe_media` the staged FLAC and the split of a job's words,
+`aws_transcribe_jobs` the client and the attach/start/poll loop.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import os
-import re
-import tempfile
-import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from manifests.schema import REJECT_REASONS
-from tasks.core import limits
-from tasks.core.label_cache import LabelCache
+from tasks.core.label_cache import LabelCache, cacheable, clip_key
 from tasks.core.rows import StageResult
-from tasks.label.transcripts.common import TranscriptStage, has_text, nearest_span
+from tasks.label.transcripts.aws_transcribe_jobs import JobRunner, Log, Outcome, make_client
+from tasks.label.transcripts.aws_transcribe_media import MediaClip, stage_pack
+from tasks.label.transcripts.aws_transcribe_packs import (
+    MIN_BILLED_S,
+    CostEstimate,
+    Pack,
+    TranscribeCostError,
+    cache_settings,
+    estimate_cost,
+    plan_packs,
+)
+from tasks.label.transcripts.common import TranscriptStage, has_text
 from tasks.label.transcripts.normalize import base_language, normalize_transcript
 from tasks.spec_labelers import AwsTranscribeSettings, WhisperSettings
+
+__all__ = ["CostEstimate", "TranscribeCostError", "cache_settings", "fill_missing_transcripts", "make_cache",
+           "plan_cost"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 LABELER = "aws-transcribe"
 ORIGIN = "aws_transcribe"
-SAMPLE_RATE = 16000
-MEDIA_FORMAT = "flac"
-SPLITTER_VERSION = "midpoint-v1"  # bump when packing or splitting changes a clip's text
-MIN_MEDIA_S = 0.5  # service limits (docs: "Data input and output")
-MAX_MEDIA_S = 4 * 3600.0
-MAX_MEDIA_BYTES = 2 * 1024**3
-MIN_BILLED_S = 15.0
-UNCACHED_PREFIX = "uncached:"
-_JOB_NAME = re.compile(r"^[0-9a-zA-Z._-]{1,200}$")
 # Item language -> Transcribe code when `language_code` is null (the common batch languages).
 LANGUAGE_CODES: dict[str, str] = {
     "en": "en-US", "es": "es-US", "fr": "fr-FR", "de": "de-DE", "it": "it-IT", "pt": "pt-BR",
@@ -79,418 +78,11 @@ LANGUAGE_CODES: dict[str, str] = {
 }  # fmt: skip
 
 ProgressCallback = Callable[[int, int], None]
-Log = Callable[..., None]
-
-
-class TranscribeCostError(RuntimeError):
-    """The estimated cost exceeds ``labelers.aws_transcribe.max_cost_usd``; nothing was started."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Cache identity, packing, names, cost
-
-
-def cache_settings(settings: AwsTranscribeSettings) -> dict[str, Any]:
-    """What changes Transcribe's text for a clip: the media we send and how packs are cut."""
-    return {
-        "media": f"{MEDIA_FORMAT}-{SAMPLE_RATE}-mono-pcm16",
-        "pack_target_s": settings.pack_target_s,
-        "silence_s": settings.silence_s,
-        "splitter": SPLITTER_VERSION,
-    }
 
 
 def make_cache(root_uri: str, settings: AwsTranscribeSettings) -> LabelCache:
     """The LabelCache that `fill_missing_transcripts` expects for these settings."""
-    from tasks.core.label_cache import LabelCache
-
     return LabelCache.shared(root_uri, LABELER, cache_settings(settings))
-
-
-@dataclass(frozen=True)
-class Pack:
-    """Clips transcribed together by one job (one language)."""
-
-    key: str
-    language_code: str
-    clip_keys: tuple[str, ...]
-    audio_s: float  # planned seconds, silences included
-
-    @property
-    def billed_s(self) -> float:
-        return max(MIN_BILLED_S, self.audio_s)
-
-
-def plan_packs(
-    clips: list[tuple[str, str, float]], settings: AwsTranscribeSettings, staging_uri: str
-) -> list[Pack]:
-    """Greedy packs of (key, language code, seconds) in key order; long clips get a job alone."""
-    by_language: dict[str, list[tuple[str, float]]] = {}
-    for key, code, seconds in sorted(clips):
-        by_language.setdefault(code, []).append((key, seconds))
-    packs: list[Pack] = []
-    for code, members in sorted(by_language.items()):
-        current: list[tuple[str, float]] = []
-        for key, seconds in members:
-            total = sum(s for _, s in current) + settings.silence_s * len(current) + seconds
-            if current and total > settings.pack_target_s:
-                packs.append(_pack(current, code, settings, staging_uri))
-                current = []
-            current.append((key, seconds))
-        if current:
-            packs.append(_pack(current, code, settings, staging_uri))
-    return packs
-
-
-def _pack(members: list[tuple[str, float]], code: str, settings: AwsTranscribeSettings, staging: str) -> Pack:
-    keys = tuple(k for k, _ in members)
-    identity = json.dumps({"clips": keys, "language": code, "settings": cache_settings(settings),
-                           "staging": staging.rstrip("/")}, sort_keys=True)  # fmt: skip
-    seconds = sum(s for _, s in members) + settings.silence_s * (len(members) - 1)
-    return Pack(hashlib.sha256(identity.encode()).hexdigest()[:32], code, keys, seconds)
-
-
-def job_name(pack_key: str, attempt: int) -> str:
-    """``voicetone-<pack key>-a<attempt>``: stable across runs, new for each retry."""
-    name = f"voicetone-{pack_key}-a{attempt}"
-    if not _JOB_NAME.match(name):
-        raise ValueError(f"invalid Transcribe job name {name!r}")
-    return name
-
-
-@dataclass(frozen=True)
-class CostEstimate:
-    jobs: int
-    audio_s: float
-    billed_s: float
-    usd: float
-
-    def __str__(self) -> str:
-        return (f"{self.jobs} Amazon Transcribe job(s), {self.audio_s / 60:.1f} min of audio, "
-                f"{self.billed_s / 60:.1f} billed min, about ${self.usd:.2f}")  # fmt: skip
-
-
-def estimate_cost(packs: list[Pack], settings: AwsTranscribeSettings) -> CostEstimate:
-    """Billed minutes (15 s minimum per job) times the configured price."""
-    billed = sum(p.billed_s for p in packs)
-    return CostEstimate(len(packs), sum(p.audio_s for p in packs), billed,
-                        billed / 60 * settings.price_per_minute_usd)  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------------
-# Process-wide request rate and job slots
-
-
-# RateLimiter, the shared-per-process registry and the job slots live in tasks/core/limits.py, which also
-# takes slots of Prefect global limits when a server is configured (so Dask workers share one rate).
-
-
-def make_client(region: str | None) -> Any:
-    """A Transcribe client from the standard boto3 chain (AWS_ENDPOINT_URL works), adaptive retries."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(retries={"mode": "adaptive", "max_attempts": 10})
-    return boto3.session.Session().client("transcribe", region_name=region, config=config)
-
-
-# ---------------------------------------------------------------------------------------------
-# Staging
-
-
-@dataclass
-class _Row:
-    """One distinct clip to label: where its audio is."""
-
-    key: str
-    uri: str
-    offset_s: float
-    duration_s: float | None
-    segment_key: str | None
-
-
-def _media_uris(staging_uri: str, pack: Pack) -> tuple[str, str]:
-    from tasks.core import storage
-    base = storage.join(staging_uri, "media", pack.key)
-    return base + f".{MEDIA_FORMAT}", base + ".layout.json"
-
-
-def _read_clip(row: _Row) -> tuple[np.ndarray | None, dict[str, str] | None]:
-    from tasks.core.audio import AudioError, read_audio
-
-    try:
-        audio = read_audio(row.uri, offset_s=row.offset_s, duration_s=row.duration_s,
-                           target_sr=SAMPLE_RATE, mono=True)  # fmt: skip
-    except AudioError as err:
-        reason = err.reason if err.reason in REJECT_REASONS else "unreadable_audio"
-        return None, {"reason": reason, "detail": f"no Amazon Transcribe transcript: {err.detail}"}
-    except ValueError as err:
-        return None, {"reason": "malformed_metadata", "detail": f"segment of {row.uri}: {err}"}
-    seconds = audio.size / SAMPLE_RATE
-    if seconds < MIN_MEDIA_S or seconds > MAX_MEDIA_S:
-        return None, {"reason": "unsupported_audio", "detail": f"{row.uri} at {row.offset_s:g} s lasts "
-                      f"{seconds:.2f} s; Amazon Transcribe takes {MIN_MEDIA_S:g} s to {MAX_MEDIA_S / 3600:g} h"}  # fmt: skip
-    return np.ascontiguousarray(audio, dtype=np.float32), None
-
-
-def stage_pack(pack: Pack, rows: Mapping[str, _Row], staging_uri: str, silence_s: float) -> dict[str, Any]:
-    """Upload the pack's FLAC and layout unless already staged; returns the layout.
-
-    Layout: ``{"media_uri", "duration_s", "bytes", "clips": [{"key", "segment_key", "start_s",
-    "end_s"}], "failed": {key: {"reason", "detail"}}}`` (clips that could not be read or break a
-    service limit are left out of the audio and listed under ``failed``).
-    """
-    from tasks.core import storage
-    from tasks.core.audio import write_flac
-
-    media_uri, layout_uri = _media_uris(staging_uri, pack)
-    if storage.exists(layout_uri):  # written after the media, so the media is there too
-        return json.loads(storage.read_text(layout_uri))
-    gap = np.zeros(int(round(silence_s * SAMPLE_RATE)), dtype=np.float32)
-    parts: list[np.ndarray] = []
-    clips: list[dict[str, Any]] = []
-    failed: dict[str, dict[str, str]] = {}
-    position = 0
-    for key in pack.clip_keys:
-        audio, failure = _read_clip(rows[key])
-        if audio is None:
-            failed[key] = failure or {}
-            continue
-        if parts:
-            parts.append(gap)
-            position += gap.size
-        clips.append({"key": key, "segment_key": rows[key].segment_key, "start_s": position / SAMPLE_RATE,
-                      "end_s": (position + audio.size) / SAMPLE_RATE})  # fmt: skip
-        parts.append(audio)
-        position += audio.size
-    layout: dict[str, Any] = {"media_uri": media_uri, "duration_s": position / SAMPLE_RATE, "bytes": 0,
-                              "clips": clips, "failed": failed, "language_code": pack.language_code}  # fmt: skip
-    if not clips:
-        return layout  # nothing to transcribe; not staged, so a fixed file is picked up next run
-    if layout["duration_s"] > MAX_MEDIA_S:
-        raise ValueError(f"pack {pack.key} lasts {layout['duration_s']:.0f} s, over Transcribe's 4 h")
-    fd, tmp = tempfile.mkstemp(prefix="voicetone-transcribe-", suffix=".flac")
-    os.close(fd)
-    try:
-        write_flac(tmp, np.concatenate(parts), SAMPLE_RATE)
-        layout["bytes"] = os.path.getsize(tmp)
-        if layout["bytes"] > MAX_MEDIA_BYTES:
-            for clip in clips:
-                failed[clip["key"]] = {"reason": "unsupported_audio", "detail": f"its Transcribe media is "
-                                       f"{layout['bytes']} bytes, over the 2 GB limit"}  # fmt: skip
-            layout["clips"] = []
-            return layout
-        storage.copy_file(tmp, media_uri)
-    finally:
-        os.remove(tmp)
-    storage.write_text(layout_uri, json.dumps(layout, sort_keys=True))
-    return layout
-
-
-# ---------------------------------------------------------------------------------------------
-# Output parsing
-
-
-def split_transcript(output: Mapping[str, Any], clips: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """A Transcribe output JSON split into per-clip labels by word midpoint.
-
-    Punctuation items (no times) stick to the word before them. A single-clip job with no items
-    falls back to ``results.transcripts[0].transcript``.
-    """
-    results = output.get("results") or {}
-    spans = [(float(c["start_s"]), float(c["end_s"])) for c in clips]
-    tokens: list[list[str]] = [[] for _ in clips]
-    confidences: list[list[float]] = [[] for _ in clips]
-    last = None
-    for item in results.get("items") or []:
-        alternative = (item.get("alternatives") or [{}])[0]
-        content = str(alternative.get("content") or "")
-        if item.get("type") == "punctuation":
-            if last is not None and tokens[last]:
-                tokens[last][-1] += content
-            continue
-        if "start_time" not in item or "end_time" not in item or not content:
-            continue
-        mid = (float(item["start_time"]) + float(item["end_time"])) / 2
-        last = nearest_span(spans, mid)
-        tokens[last].append(content)
-        if alternative.get("confidence") is not None:
-            confidences[last].append(float(alternative["confidence"]))
-    labels = {}
-    for i, clip in enumerate(clips):
-        text = " ".join(tokens[i])
-        if not text and len(clips) == 1:
-            text = str(((results.get("transcripts") or [{}])[0]).get("transcript") or "")
-        conf = float(np.mean(confidences[i])) if confidences[i] else None
-        labels[clip["key"]] = {"text": text, "confidence": conf, "num_words": len(tokens[i])}
-    return labels
-
-
-# ---------------------------------------------------------------------------------------------
-# Jobs
-
-
-@dataclass
-class _Outcome:
-    labels: dict[str, dict[str, Any]] = field(default_factory=dict)
-    failure: str | None = None  # reason text when every attempt FAILED
-
-
-def _error_code(err: Exception) -> str:
-    return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
-
-
-def _is_not_found(err: Exception) -> bool:
-    code = _error_code(err)
-    message = str(getattr(err, "response", {}).get("Error", {}).get("Message", "")).lower()
-    return code == "NotFoundException" or (
-        code == "BadRequestException" and ("couldn't be found" in message or "not found" in message)
-    )
-
-
-class _JobRunner:
-    """Attach-or-start, poll and collect the jobs of one call."""
-
-    def __init__(self, client: Any, settings: AwsTranscribeSettings, staging_uri: str, log: Log) -> None:
-        from tasks.core import storage
-        self.client = client
-        self.settings = settings
-        self.bucket, prefix = storage.split_s3(staging_uri.rstrip("/"))
-        self.output_prefix = "/".join(p for p in (prefix, settings.output_prefix.strip("/")) if p)
-        self.log = log
-        self.start_limit = limits.shared_rate_limiter("transcribe-start", settings.start_rate_per_s)
-        self.get_limit = limits.shared_rate_limiter("transcribe-get", settings.get_rate_per_s)
-        self.slots: limits.ActiveJobSlots = limits.shared(
-            "transcribe-slots", settings.max_concurrent_jobs,
-            lambda: limits.ActiveJobSlots(settings.max_concurrent_jobs, client, list_limiter=self.get_limit.local),
-        )
-        self.started: list[str] = []
-        self.attached: list[str] = []
-
-    def output_key(self, name: str) -> str:
-        return f"{self.output_prefix}/{name}.json" if self.output_prefix else f"{name}.json"
-
-    def _get(self, name: str) -> dict[str, Any] | None:
-        from botocore.exceptions import ClientError
-
-        self.get_limit.acquire()
-        try:
-            return self.client.get_transcription_job(TranscriptionJobName=name)["TranscriptionJob"]
-        except ClientError as err:
-            if _is_not_found(err):
-                return None
-            raise
-
-    def _start(self, name: str, pack: Pack, layout: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Start the job; None when it already exists (a ConflictException: attach to it)."""
-        from botocore.exceptions import ClientError
-
-        self.start_limit.acquire()
-        try:
-            self.client.start_transcription_job(
-                TranscriptionJobName=name,
-                LanguageCode=pack.language_code,
-                MediaFormat=MEDIA_FORMAT,
-                MediaSampleRateHertz=SAMPLE_RATE,
-                Media={"MediaFileUri": layout["media_uri"]},
-                OutputBucketName=self.bucket,
-                OutputKey=self.output_key(name),
-            )
-        except ClientError as err:
-            if _error_code(err) == "ConflictException":
-                return None
-            if _error_code(err) == "BadRequestException":  # this pack's request, not the service: fail it
-                message = err.response.get("Error", {}).get("Message", "")
-                return {"TranscriptionJobStatus": "FAILED", "FailureReason": f"start refused: {message}"}
-            raise
-        self.started.append(name)
-        return {"TranscriptionJobName": name, "TranscriptionJobStatus": "QUEUED"}
-
-    def attach_or_start(self, pack: Pack, layout: Mapping[str, Any], first: int, reason: str) -> tuple[str, Any]:
-        """('done', name) | ('running', (name, attempt)) | ('failed', reason), trying attempts in order."""
-        for attempt in range(first, self.settings.max_attempts + 1):
-            name = job_name(pack.key, attempt)
-            job = self._get(name)
-            if job is None:
-                job = self._start(name, pack, layout)
-                if job is None:
-                    job = self._get(name) or {}
-            else:
-                self.attached.append(name)
-            status = job.get("TranscriptionJobStatus")
-            if status == "COMPLETED":
-                return "done", name
-            if status == "FAILED":
-                reason = str(job.get("FailureReason") or "no reason given")
-                self.log("Amazon Transcribe job %s FAILED: %s", name, reason)
-                continue
-            return "running", (name, attempt)
-        return "failed", f"{self.settings.max_attempts} attempt(s) FAILED; last: {reason}"
-
-    def read_output(self, name: str) -> dict[str, Any]:
-        from tasks.core import storage
-        uri = f"s3://{self.bucket}/{self.output_key(name)}"
-        for wait in (0.0, 1.0, 2.0, 4.0):
-            time.sleep(wait)
-            try:
-                return json.loads(storage.read_bytes(uri))
-            except FileNotFoundError:
-                continue
-        raise FileNotFoundError(f"Amazon Transcribe job {name} is COMPLETED but {uri} does not exist")
-
-    def run(self, work: list[tuple[Pack, dict[str, Any]]], on_done: Callable[[Pack, _Outcome], None]) -> None:
-        """Drive every pack to COMPLETED or final failure, never above the slot limit."""
-        pending: deque[tuple[Pack, dict[str, Any], int, str]] = deque((p, lay, 1, "") for p, lay in work)
-        inflight: dict[str, tuple[Pack, dict[str, Any], int]] = {}
-        interval = self.settings.poll_min_s
-        try:
-            while pending or inflight:
-                while pending and self.slots.try_acquire():
-                    pack, layout, first, reason = pending.popleft()
-                    try:
-                        state, value = self.attach_or_start(pack, layout, first, reason)
-                    except BaseException:
-                        self.slots.release()
-                        raise
-                    if state == "running":
-                        inflight[value[0]] = (pack, layout, value[1])
-                        continue
-                    self.slots.release()
-                    on_done(pack, self._finish(state, value, layout))
-                if not inflight and not pending:
-                    break
-                time.sleep(interval)
-                progressed = False
-                for name, (pack, layout, attempt) in list(inflight.items()):
-                    job = self._get(name) or {"TranscriptionJobStatus": "FAILED", "FailureReason": "job vanished"}
-                    status = job.get("TranscriptionJobStatus")
-                    if status not in ("COMPLETED", "FAILED"):
-                        continue
-                    del inflight[name]
-                    self.slots.release()
-                    progressed = True
-                    if status == "COMPLETED":
-                        on_done(pack, self._finish("done", name, layout))
-                    else:
-                        reason = str(job.get("FailureReason") or "no reason given")
-                        self.log("Amazon Transcribe job %s FAILED: %s", name, reason)
-                        pending.appendleft((pack, layout, attempt + 1, reason))
-                interval = self.settings.poll_min_s if progressed else min(interval * 2, self.settings.poll_max_s)
-        finally:
-            for _ in inflight:
-                self.slots.release()
-
-    def _finish(self, state: str, value: Any, layout: Mapping[str, Any]) -> _Outcome:
-        if state == "failed":
-            return _Outcome(failure=str(value))
-        labels = split_transcript(self.read_output(value), list(layout["clips"]))
-        for label in labels.values():
-            label["job"] = value
-        return _Outcome(labels=labels)
-
-
-# ---------------------------------------------------------------------------------------------
-# The stage
 
 
 def _language_code(language: Any, settings: AwsTranscribeSettings) -> str | None:
@@ -524,15 +116,12 @@ def _plan(items: pd.DataFrame, settings: AwsTranscribeSettings, cache: LabelCach
                          f"does not match labelers.aws_transcribe.language_code {settings.language_code!r}; set "
                          "it to null to use each item's language")  # fmt: skip
             continue
-        segment = stage.items.at[i, "segment_key"]
-        base = str(segment) if has_text(segment) else f"{UNCACHED_PREFIX}{stage.utt(i)}"
-        keys[i] = f"{base}|{code}"
+        keys[i] = clip_key(stage.items.at[i, "segment_key"], stage.utt(i), code)
         codes[keys[i]] = code
     if not keys:
         return _Plan(stage, keys, {}, {}, [])
-    cacheable = [k for k in keys.values() if not k.startswith(UNCACHED_PREFIX)]
-    found = cache.get_many(cacheable) if cache is not None else {}
-    rows: dict[str, _Row] = {}
+    found = cache.get_many(cacheable(keys.values())) if cache is not None else {}
+    rows: dict[str, MediaClip] = {}
     for i, key in keys.items():
         if key not in rows:
             rows[key] = _row(stage.items, i, key)
@@ -570,7 +159,7 @@ def fill_missing_transcripts(
     log = log or logger.info
     if not staging_uri or not staging_uri.startswith("s3://"):
         raise ValueError(f"aws.staging_uri must be an s3://bucket/prefix (got {staging_uri!r})")
-    if cache is not None and (cache.labeler, cache.settings) != (LABELER, cache_settings(settings)):
+    if cache is not None and not cache.belongs_to(LABELER, cache_settings(settings)):
         raise ValueError(f"label cache {cache.labeler!r} does not match the Amazon Transcribe settings; "
                          "create it with tasks.label.transcripts.aws_transcribe.make_cache(root, settings)")  # fmt: skip
     plan = _plan(items, settings, cache, staging_uri)
@@ -603,11 +192,11 @@ def fill_missing_transcripts(
     return stage.result()
 
 
-def _row(items: pd.DataFrame, i: int, key: str) -> _Row:
+def _row(items: pd.DataFrame, i: int, key: str) -> MediaClip:
     offset = items.at[i, "offset_s"] if "offset_s" in items.columns else None
     duration = items.at[i, "duration_s"] if "duration_s" in items.columns else None
     segment = items.at[i, "segment_key"]
-    return _Row(key=key, uri=str(items.at[i, "audio_uri"]),
+    return MediaClip(key=key, uri=str(items.at[i, "audio_uri"]),
                 offset_s=0.0 if offset is None or pd.isna(offset) else float(offset),
                 duration_s=None if duration is None or pd.isna(duration) else float(duration),
                 segment_key=str(segment) if has_text(segment) else None)  # fmt: skip
@@ -615,7 +204,7 @@ def _row(items: pd.DataFrame, i: int, key: str) -> _Row:
 
 def _run_jobs(
     todo: list[Pack],
-    rows: Mapping[str, _Row],
+    rows: Mapping[str, MediaClip],
     cached: Mapping[str, Any],
     settings: AwsTranscribeSettings,
     cache: LabelCache | None,
@@ -646,9 +235,9 @@ def _run_jobs(
             work.append((pack, layout))
         count(len(layout["failed"]))
     layouts = {pack.key: layout for pack, layout in work}
-    runner = _JobRunner(client, settings, staging_uri, log)
+    runner = JobRunner(client, settings, staging_uri, log)
 
-    def on_done(pack: Pack, outcome: _Outcome) -> None:
+    def on_done(pack: Pack, outcome: Outcome) -> None:
         clip_keys = [c["key"] for c in layouts[pack.key]["clips"]]
         if outcome.failure is not None:
             for key in clip_keys:
@@ -657,7 +246,7 @@ def _run_jobs(
         else:
             labels.update(outcome.labels)
             if cache is not None:
-                cache.put_many({k: v for k, v in outcome.labels.items() if not k.startswith(UNCACHED_PREFIX)})
+                cache.put_many({k: outcome.labels[k] for k in cacheable(outcome.labels)})
         count(len(layouts[pack.key]["clips"]))
 
     runner.run(work, on_done)

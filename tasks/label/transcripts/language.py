@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.core import guards
+from tasks.core.label_cache import cacheable, clip_key
 from tasks.core.rows import reject_row, rejects_frame
 from tasks.label.transcripts.common import has_text
 from tasks.label.transcripts.normalize import base_language
@@ -47,7 +48,6 @@ STAGE = "ingest"
 WINDOW_S = 30.0  # Whisper's encoder window: detection looks at the first 30 s
 SAMPLE_RATE = 16000
 LANGID_VERSION = "1"
-UNCACHED = "uncached:"
 
 
 def preflight_problems(spec: Any) -> list[str]:
@@ -119,9 +119,8 @@ def identify(
         return items, rejects_frame(), _guards(items, [], lid)
     settings = detector_settings(lid, whisper_settings)
     cache = _cache(cache_root, settings)
-    keys = {i: (str(items.at[i, "segment_key"]) if has_text(items.at[i, "segment_key"])
-                else f"{UNCACHED}{items.at[i, 'utterance_id']}") for i in todo}  # fmt: skip
-    found = cache.get_many([k for k in keys.values() if not k.startswith(UNCACHED)]) if cache is not None else {}
+    keys = {i: clip_key(items.at[i, "segment_key"], items.at[i, "utterance_id"]) for i in todo}
+    found = cache.get_many(cacheable(keys.values())) if cache is not None else {}
     rejects, rejected, new = [], set(), {}
     if any(k not in found for k in keys.values()):
         from tasks.core.threads import pin_native_threads
@@ -143,7 +142,7 @@ def identify(
             continue
         new[keys[i]] = _label(detect_audio(audio, settings))
     if cache is not None and new:
-        cache.put_many({k: v for k, v in new.items() if not k.startswith(UNCACHED)})
+        cache.put_many({k: new[k] for k in cacheable(new)})
     found.update(new)
     mismatches: list[dict[str, Any]] = []
     majority = _source_languages(items, [i for i in todo if not declared[i] and i not in rejected], found, keys)

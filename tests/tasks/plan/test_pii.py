@@ -125,6 +125,14 @@ def test_comprehend_answers_are_cached_so_a_rerun_pays_nothing(moto_server: str,
     settings = PiiSpec(detect="aws_comprehend", ignore_types=["NAME"])
     first, _ = pii.flag_items(_items(), settings, client=client, cache=pii.comprehend_cache(str(tmp_path), settings))
     assert len(calls) == 2  # two English transcripts (French is unsupported: never sent)
+    # The cache keys as they were first written (sha256 of "<language>\n<text>"): a change would re-pay.
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    stored = {k for f in tmp_path.glob("aws-comprehend-pii/*/parts/*/*.parquet") for k in pq.read_table(f)["key"].to_pylist()}
+    texts = [t for t, lang in zip(pii._texts(_items()), _items()["language"], strict=True) if t and lang == "en"]
+    assert stored == {hashlib.sha256(f"en\n{t}".encode()).hexdigest() for t in texts} and len(stored) == 2
     again, report = pii.flag_items(_items(), settings, client=client,
                                    cache=pii.comprehend_cache(str(tmp_path), settings))
     assert len(calls) == 2  # the re-run sends nothing: both answers come from the cache

@@ -19,6 +19,7 @@ from botocore.stub import Stubber
 
 from tasks.core.label_cache import LabelCache
 from tasks.label.sentiment import comprehend as cp
+from tasks.label.sentiment import comprehend_documents as cd
 from tasks.label.sentiment import text_classifier, trained
 from tasks.spec_labelers import AwsComprehendSettings, TextClassifierSettings, TrainedClassifierSettings
 
@@ -69,22 +70,6 @@ def _fill(items: pd.DataFrame, settings: AwsComprehendSettings, client: Any, cac
     kw.setdefault("sleep", Sleeps())
     kw.setdefault("limiter", cp.RateLimiter(settings.rate_per_s, clock=lambda: 0.0, sleep=lambda s: None))
     return cp.fill_missing_sentiment(items, settings, client, cache, **kw)
-
-
-def test_language_codes_and_utf8_truncation() -> None:
-    assert cp.comprehend_language("en-US", "en") == "en"
-    assert cp.comprehend_language(None, "de") == "de"
-    assert cp.comprehend_language("zh_TW", "en") == "zh-TW"
-    assert cp.comprehend_language("zh-Hant-HK", "en") == "zh-TW"
-    assert cp.comprehend_language("zh-CN", "en") == "zh"
-    assert cp.comprehend_language("fa", "en") is None
-    assert cp.comprehend_language("nl", "en") is None
-    text = "a" + "é" * 10  # 1 + 20 bytes
-    cut = cp.truncate_utf8(text, 6)  # 'a' + 2 x 'é' = 5 bytes; the 6th byte would split a character
-    assert cut == "aéé" and len(cut.encode()) == 5
-    assert cp.truncate_utf8("short", 5000) == "short"
-    emoji = "😀" * 2000  # 4 bytes each
-    assert cp.truncate_utf8(emoji, 5000) == "😀" * 1250
 
 
 def test_batches_of_25_and_scores_filled() -> None:
@@ -317,8 +302,8 @@ def test_rerun_with_cache_makes_zero_calls(tmp_path: Path) -> None:
 def test_cost_is_estimated_and_the_cap_stops_before_any_call() -> None:
     settings = _settings(max_cost_usd=0.005)
     texts = [f"short text {i}" for i in range(30)] + ["x" * 450]  # 30 x 3 units + 5 units
-    docs = [cp.document(t, "en", settings) for t in texts]
-    estimate = cp.estimate_cost(docs, settings)
+    docs = [cd.document(t, "en", settings) for t in texts]
+    estimate = cd.estimate_cost(docs, settings)
     assert (estimate.documents, estimate.units) == (31, 95)
     assert estimate.usd == pytest.approx(0.0095)
     items = pd.DataFrame([_row(f"u{i}", t) for i, t in enumerate(texts)])
@@ -329,19 +314,6 @@ def test_cost_is_estimated_and_the_cap_stops_before_any_call() -> None:
             _fill(items, settings, client, log=lambda fmt, *a: messages.append(fmt % a))
         stub.assert_no_pending_responses()
     assert any("95 billing unit(s), about $0.0095" in m for m in messages)
-
-
-def test_rate_limiter_spaces_calls() -> None:
-    now = [0.0]
-    waits: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        waits.append(seconds)
-
-    limiter = cp.RateLimiter(2.0, clock=lambda: now[0], sleep=sleep)
-    for _ in range(3):
-        limiter.wait()
-    assert waits == [pytest.approx(0.5), pytest.approx(1.0)]
 
 
 def test_pipeline_estimates_the_run_and_labels_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,6 +25,8 @@ from tasks.core import limits, storage
 from tasks.core.audio import segment_key, sha256_uri
 from tasks.core.label_cache import LabelCache
 from tasks.label.transcripts import aws_transcribe as at
+from tasks.label.transcripts import aws_transcribe_media as media
+from tasks.label.transcripts import aws_transcribe_packs as packs
 from tasks.label.transcripts.normalize import normalize_transcript, wer
 from tasks.preflight import check_spec_paths
 from tasks.spec import SpecError, parse_spec
@@ -157,7 +159,7 @@ def test_packed_job_fills_transcripts_end_to_end(moto_server: str, s3_bucket: st
     (start,) = fake.started
     assert start["OutputBucketName"] == s3_bucket and start["OutputKey"].startswith("staging/transcribe-output/")
     assert (start["MediaFormat"], start["MediaSampleRateHertz"], start["LanguageCode"]) == ("flac", 16000, "en-US")
-    assert at._JOB_NAME.match(start["TranscriptionJobName"]) and start["TranscriptionJobName"].endswith("-a1")
+    assert packs._JOB_NAME.match(start["TranscriptionJobName"]) and start["TranscriptionJobName"].endswith("-a1")
     by_id = result.items.set_index("utterance_id")
     for name in TEXTS:
         row = by_id.loc[f"test/{name}"]
@@ -270,7 +272,7 @@ def test_service_limits_and_language_are_checked_before_calling(
     assert "0.30 s; Amazon Transcribe takes 0.5 s to 4 h" in detail["test/short"]
     assert "language_code 'en-US'" in detail["test/fr"]
 
-    monkeypatch.setattr(at, "MAX_MEDIA_BYTES", 1000)  # a real 2 GB file is too big for a test
+    monkeypatch.setattr(media, "MAX_MEDIA_BYTES", 1000)  # a real 2 GB file is too big for a test
     big = at.fill_missing_transcripts(pd.DataFrame([clips["b"]]), _settings(),
                                       staging_uri=f"s3://{s3_bucket}/other", client=client)  # fmt: skip
     assert list(big.rejects.reason) == ["unsupported_audio"] and "over the 2 GB limit" in big.rejects.detail[0]
@@ -325,31 +327,6 @@ def test_failed_job_retries_under_a_new_name_then_rejects_or_falls_back(
         assert wer(TEXTS["b"], row.transcript_raw) < 0.35
 
 
-def test_plan_names_cost_and_split() -> None:
-    settings = AwsTranscribeSettings(pack_target_s=10.0, silence_s=0.5)
-    packs = at.plan_packs([("k3", "en-US", 3.0), ("k1", "en-US", 3.0), ("k2", "en-US", 3.0),
-                           ("k4", "en-US", 12.0), ("k5", "fr-FR", 2.0)], settings, "s3://b/p")  # fmt: skip
-    assert [p.clip_keys for p in packs] == [("k1", "k2", "k3"), ("k4",), ("k5",)]
-    assert packs[0].audio_s == pytest.approx(10.0)  # 3 x 3 s + 2 x 0.5 s silence fills the 10 s target
-    assert at.plan_packs([("k1", "en-US", 3.0)], settings, "s3://b/p")[0].key == at.plan_packs(
-        [("k1", "en-US", 3.0)], settings, "s3://b/p/")[0].key
-    cost = at.estimate_cost(packs, settings)
-    assert cost.billed_s == pytest.approx(15 + 15 + 15) and cost.usd == pytest.approx(45 / 60 * 0.024)
-    name = at.job_name(packs[0].key, 12)
-    assert at._JOB_NAME.match(name) and len(name) <= 200 and name.endswith("-a12")
-
-    clips = [{"key": "x", "start_s": 0.0, "end_s": 2.0}, {"key": "y", "start_s": 2.5, "end_s": 4.0}]
-    out = {"results": {"transcripts": [{"transcript": "hi there. bye"}], "items": [
-        {"type": "pronunciation", "start_time": "0.1", "end_time": "0.5", "alternatives": [{"content": "hi", "confidence": "0.9"}]},
-        {"type": "pronunciation", "start_time": "1.8", "end_time": "2.3", "alternatives": [{"content": "there", "confidence": "0.7"}]},
-        {"type": "punctuation", "alternatives": [{"content": ".", "confidence": "0.0"}]},
-        {"type": "pronunciation", "start_time": "2.3", "end_time": "2.9", "alternatives": [{"content": "bye", "confidence": "0.5"}]},
-    ]}}  # fmt: skip
-    labels = at.split_transcript(out, clips)
-    assert labels["x"] == {"text": "hi there.", "confidence": pytest.approx(0.8), "num_words": 2}  # 2.05 in gap: nearer x
-    assert labels["y"]["text"] == "bye" and labels["y"]["confidence"] == pytest.approx(0.5)
-
-
 def test_spec_needs_a_staging_uri(tmp_path) -> None:
     from tests.tasks.ingest.corpora.test_base import write_tone
 
@@ -361,12 +338,6 @@ def test_spec_needs_a_staging_uri(tmp_path) -> None:
         check_spec_paths(parse_spec(base))
     check_spec_paths(parse_spec({**base, "aws": {"staging_uri": "s3://bucket/stage"}}))
     assert parse_spec(base).labelers.aws_transcribe.max_concurrent_jobs == 100
-
-
-def test_split_of_silence_only_job_gives_no_words() -> None:
-    labels = at.split_transcript({"results": {"transcripts": [{"transcript": ""}], "items": []}},
-                                 [{"key": "x", "start_s": 0.0, "end_s": 1.0}])  # fmt: skip
-    assert labels == {"x": {"text": "", "confidence": None, "num_words": 0}}
 
 
 def test_pipeline_transcripts_shard_runs_transcribe_and_the_quality_sample(
@@ -399,3 +370,16 @@ def test_pipeline_transcripts_shard_runs_transcribe_and_the_quality_sample(
     from tasks.label.transcripts.quality import transcript_quality
 
     assert transcript_quality(items.reset_index())["overall"]["wer"] == 0.0
+
+
+def test_cache_keys_are_pinned() -> None:
+    """Keys as first written (``<segment key>|<language code>``; no segment key: never cached)."""
+    seg = "ab" * 32 + ":0.000:2.000"
+    items = pd.DataFrame([
+        {"utterance_id": "s/1", "language": "en", "segment_key": seg, "audio_uri": "/x.wav", "offset_s": 0.0,
+         "duration_s": 2.0},
+        {"utterance_id": "s/2", "language": "en", "segment_key": None, "audio_uri": "/y.wav", "offset_s": 0.0,
+         "duration_s": 2.0},
+    ])  # fmt: skip
+    plan = at._plan(items, AwsTranscribeSettings(), None, "s3://b/p")
+    assert sorted(plan.keys.values()) == [f"{seg}|en-US", "uncached:s/2|en-US"]
