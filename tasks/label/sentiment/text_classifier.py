@@ -137,9 +137,10 @@ def _labels_for(
 
 
 def _check_cache(cache: LabelCache, settings: TextClassifierSettings, model_uri: str | None = None) -> None:
-    expected = settings_hash(cache_settings(settings, model_uri))
+    expected_settings = cache_settings(settings, model_uri)
     name = labeler_name(settings)
-    if cache.labeler != name or cache.settings_hash != expected:
+    if not cache.belongs_to(name, expected_settings):
+        expected = settings_hash(expected_settings)
         raise ValueError(
             f"{cache!r} does not belong to labeler {name!r} with these settings "
             f"(expected settings_hash {expected}); build it with make_cache(root_uri, settings, model_uri)"

@@ -60,7 +60,8 @@ def make_plan(items: pd.DataFrame, settings: WhisperSettings, quality_n: int = 0
     hypothesis goes to ``asr_hypothesis``). ``key`` is the label-cache key, ``group`` a stable name.
     """
     from tasks.label.transcripts.quality import choose_quality_sample
-    from tasks.label.transcripts.whisper import UNCACHED_PREFIX, candidate_keys
+    from tasks.core.label_cache import UNCACHED_PREFIX
+    from tasks.label.transcripts.whisper import candidate_keys
 
     if items.empty:
         return pd.DataFrame(columns=PLAN_COLUMNS)

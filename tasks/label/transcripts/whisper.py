@@ -35,10 +35,11 @@ import numpy as np
 import pandas as pd
 
 from manifests.schema import REJECT_REASONS
+from tasks.core.label_cache import cacheable, clip_key
 from tasks.core.rows import StageResult
 from tasks.core.threads import pin_native_threads
 from tasks.label.transcripts import whisper_decode
-from tasks.label.transcripts.common import TranscriptStage, has_text
+from tasks.label.transcripts.common import TranscriptStage
 from tasks.label.transcripts.normalize import normalize_transcript
 from tasks.label.transcripts.whisper_decode import (
     DECODER_VERSION,
@@ -63,7 +64,6 @@ from tasks.spec_labelers import WhisperSettings
 if TYPE_CHECKING:
     from tasks.core.label_cache import LabelCache
 
-UNCACHED_PREFIX = "uncached:"  # rows without a segment_key are decoded but never cached
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -165,7 +165,7 @@ def _transcribe_misses(
             new = {}
         labels.update(new)
         if cache is not None:
-            cache.put_many({k: v for k, v in new.items() if not k.startswith(UNCACHED_PREFIX)})
+            cache.put_many({k: new[k] for k in cacheable(new)})
         done += len(clips)
         if progress is not None:
             progress(done, total)
@@ -295,9 +295,8 @@ class _Stage(TranscriptStage):
                 self.reject(i, "unsupported_language", f"{self.utt(i)}: Whisper has no language "
                             f"{self.items.at[i, 'language']!r}; fix the row's or the source's language")  # fmt: skip
                 continue
-            segment = self.items.at[i, "segment_key"]
-            key = f"{UNCACHED_PREFIX}{self.utt(i)}" if not has_text(segment) else str(segment)
-            keys[i] = (key if english_only else f"{key}|{self.languages[i]}", self.languages[i])
+            language = None if english_only else self.languages[i]
+            keys[i] = (clip_key(self.items.at[i, "segment_key"], self.utt(i), language), self.languages[i])
         return keys
 
     def label_with_whisper(
@@ -309,8 +308,7 @@ class _Stage(TranscriptStage):
         plan: pd.DataFrame | None = None,
     ) -> None:
         keys = {i: key for i, (key, _) in self.whisper_keys(need, settings).items()}
-        cacheable = [k for k in keys.values() if not k.startswith(UNCACHED_PREFIX)]
-        found = cache.get_many(cacheable) if cache is not None else {}
+        found = cache.get_many(cacheable(keys.values())) if cache is not None else {}
         first_row: dict[str, int] = {}
         for i, key in keys.items():
             if key not in found:

@@ -188,7 +188,14 @@ def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         with real(uri) as fh:
             yield fh
 
+    real_bytes = storage.read_bytes
+
+    def counting_bytes(uri: str) -> bytes:
+        reads.append(uri)
+        return real_bytes(uri)
+
     monkeypatch.setattr(storage, "open_binary", counting)
+    monkeypatch.setattr(storage, "read_bytes", counting_bytes)  # S3 segments are read whole (one GET)
     return reads
 
 
