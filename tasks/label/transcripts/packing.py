@@ -59,8 +59,8 @@ def make_plan(items: pd.DataFrame, settings: WhisperSettings, quality_n: int = 0
     ``quality`` marks the rows of the quality sample (their human transcript is kept; Whisper's
     hypothesis goes to ``asr_hypothesis``). ``key`` is the label-cache key, ``group`` a stable name.
     """
-    from tasks.label.transcripts.quality import choose_quality_sample
     from tasks.core.label_cache import UNCACHED_PREFIX
+    from tasks.label.transcripts.quality import choose_quality_sample
     from tasks.label.transcripts.whisper import candidate_keys
 
     if items.empty:
