@@ -1,9 +1,9 @@
 """Publish per shard: each planned shard becomes part `i` of the four manifests (schema version 2).
 
 Two passes, each a task per shard on the task runner, so no process holds a whole table:
-1. `shard_windows`: link the shard's materialised audio into the release, build its ASR rows and
-   classifier windows (staged under work/), and count its speech windows, accepted items and rejects;
-2. `publish_shard`: weight the windows with the global weights (`weights.weights_from_counts` of
+1. `shard_windows`: build the shard's ASR rows and classifier windows (staged under work/), and
+   count its speech windows, accepted items and rejects;
+2. `publish_shard`: link the shard's materialised audio into the release, weight the windows with the global weights (`weights.weights_from_counts` of
    the merged counts), add the noise windows and ingest rejects that hash to this part, and write
    the shard's utterances, asr_stage, classifier_stage and rejects parts.
 Between them `release_weights` (one small task) merges the counts, checks the sources' guards and
@@ -98,7 +98,8 @@ def split_ingest_rejects(spec: DatasetSpec, release: str, rejects_uris: list[str
 
 def shard_windows(spec: DatasetSpec, setup: PublishSetup, shard: PlanShard, augmented: AugmentResult,
                   log: Log = noop) -> ShardWindows:
-    """Pass 1 for one shard: audio into the release, ASR rows and windows staged, counts returned."""
+    """Pass 1 for one shard: ASR rows and windows staged under work/, counts returned; nothing of the
+    release is written yet (the sources' guards run on the merged counts first)."""
     from tasks.label import segments
     from tasks.plan.stage_rows import asr_stage_rows, classifier_input_rows
     from tasks.publish import weights
@@ -108,10 +109,6 @@ def shard_windows(spec: DatasetSpec, setup: PublishSetup, shard: PlanShard, augm
     rows = read_frame(augmented["rows_uri"])
     if rows.empty and "in_asr" not in rows.columns:  # a rows file without columns
         rows = empty_stage_rows(utterances)
-    paths = mio.ReleasePaths(setup["release_uri"])
-    if len(rows) and rows["recipe_applied"].any():
-        applied = rows["recipe_applied"].astype(bool)
-        rows.loc[applied, "audio_uri"] = [link_into_release(u, paths.audio) for u in rows.loc[applied, "audio_uri"]]
     asr = asr_stage_rows(rows[rows["in_asr"].astype(bool)].drop(columns=["in_asr", "in_classifier"]))
     speech = (utterances.set_index("utterance_id")["speech_intervals"] if len(utterances)
               else pd.Series(dtype=object))
@@ -159,6 +156,18 @@ def release_weights(spec: DatasetSpec, setup: PublishSetup, plan: dict[str, Any]
             "noises": dict(noise_index), "guards": fired}
 
 
+def _linked(rows: pd.DataFrame, release_audio: str) -> pd.DataFrame:
+    """Rows whose recipe was materialised name their file inside the release (linked there once per file)."""
+    if rows.empty or "recipe_applied" not in rows.columns or not rows["recipe_applied"].fillna(False).any():
+        return rows
+    applied = rows["recipe_applied"].fillna(False).astype(bool)
+    memo: dict[str, str] = {}
+    rows = rows.copy()
+    rows.loc[applied, "audio_uri"] = [memo[u] if u in memo else memo.setdefault(u, link_into_release(u, release_audio))
+                                      for u in rows.loc[applied, "audio_uri"]]
+    return rows
+
+
 def check_sources(spec: DatasetSpec, setup: PublishSetup, staged: list[ShardWindows]) -> list[dict[str, Any]]:
     """The sources' guards (accepted nothing, too many rejects) from merged per-shard counts."""
     from tasks.ingest.source_guards import enforce, source_verdicts
@@ -191,6 +200,8 @@ def publish_shard(spec: DatasetSpec, setup: PublishSetup, weighting: PublishWeig
         mine = noise[noise["row_id"].map(lambda r: part_of(r, n_parts) == index)]
         if len(mine):
             windows = pd.concat([windows, mine], ignore_index=True) if len(windows) else mine.reset_index(drop=True)
+    audio = mio.ReleasePaths(setup["release_uri"]).audio
+    asr, windows = _linked(asr, audio), _linked(windows, audio)
     classifier = finish_classifier_rows(windows, weights.apply_weights(windows, weighting["weights"]))
     rejects = concat_rejects([*(read_frame(u) for u in setup["ingest_rejects"].get(str(index), [])),
                               read_frame(shard["rejects_uri"])])
