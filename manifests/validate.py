@@ -27,7 +27,9 @@ from manifests import rules
 from manifests.io import ManifestError, ReleasePaths, read_card, resolve_release, v1_identity
 from manifests.parts import card_digests, list_parts, part_index, release_digest
 from manifests.schema import MANIFEST_NAMES, READABLE_VERSIONS, SENTIMENTS, SPLITS
-from manifests.validate_part import PartCheck, ValidationReport, _examples, check_part
+from manifests.validate_part import PartCheck, check_part
+from manifests.validate_report import ValidationReport
+from manifests.validate_report import examples as _examples
 
 __all__ = ["PartCheck", "ValidationReport", "check_part", "validate_release"]
 
