@@ -16,6 +16,7 @@ checked as one part.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -72,6 +73,8 @@ def validate_release(uri: str, deep: bool = False, workers: int | None = None) -
         report.problems.extend(result.problems)
     for check in dict.fromkeys(c for result in results for c in result.checks):
         report.passed(check)
+    for check in _summed_checks(c for r in results for c in r.reductions.get("audio_checks") or []):
+        report.passed(check)
     if any(len(r.digests) < len(MANIFEST_NAMES) for r in results):
         return report  # a part could not be read: the global checks would only repeat it
     spec = (card or {}).get("spec") or {}
@@ -81,6 +84,16 @@ def validate_release(uri: str, deep: bool = False, workers: int | None = None) -
     _check_asr_balance(results, spec, report)
     _check_weights(results, spec, report)
     return report
+
+
+def _summed_checks(checks: Iterable[str]) -> list[str]:
+    """Per-part checks that start with a count ("5 audio file(s) ... present"), summed into one line each."""
+    totals: dict[tuple[str, str], int] = {}
+    for check in checks:
+        match = re.match(r"^((?:deep: )?)(\d+) (.*)$", check)
+        key = (match.group(1), match.group(3)) if match else ("", check)
+        totals[key] = totals.get(key, 0) + (int(match.group(2)) if match else -1)
+    return [f"{lead}{n} {text}" if n >= 0 else text for (lead, text), n in totals.items()]
 
 
 def _part_indexes(paths: ReleasePaths, layout: str, card: dict | None, report: ValidationReport) -> list[int]:
