@@ -39,9 +39,9 @@ def test_reader_refuses_other_schema_versions(tmp_path):
     uri = str(tmp_path / "x.parquet")
     table = mio.to_arrow(make_tables()[UTTERANCES], UTTERANCES)
     meta = dict(table.schema.metadata)
-    meta[b"voicetone.schema_version"] = b"2"
+    meta[b"voicetone.schema_version"] = b"3"  # versions 1 and 2 are readable
     pq.write_table(table.replace_schema_metadata(meta), uri)
-    with pytest.raises(mio.ManifestError, match="schema version 2"):
+    with pytest.raises(mio.ManifestError, match="schema version 3"):
         mio.read_manifest(uri)
 
 
