@@ -75,6 +75,9 @@ STAGE_OF = {
     "ingest_source": "ingest", "make_shards": "ingest", "transcripts_shard": "transcripts",
     "prepare_sentiment": "sentiment", "sentiment_shard": "sentiment", "speech_shard": "speech_detection",
     "plan_stages": "split_and_balance", "augment_shard": "augment", "publish": "publish",
+    # the flow publishes per shard (#16): prepare and finish here; the per-shard passes are
+    # tasks.publish.parts.shard_windows / publish_shard (not timed by this wrapper)
+    "prepare_publish": "publish", "finish_publish": "publish",
 }
 VAD_SETTINGS = {"threshold": 0.5, "v": 1}  # what tasks.label.steps.speech_shard keys its cache with
 

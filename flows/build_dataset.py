@@ -22,10 +22,14 @@ from tasks.core.guard_logging import install_quiet_guard_errors
 from tasks.core.results import (
     AugmentResult,
     IngestResult,
+    PartResult,
     PlanResult,
     PublishResult,
+    PublishSetup,
+    PublishWeights,
     SentimentSetup,
     ShardResult,
+    ShardWindows,
 )
 from tasks.core.security import install_log_redaction
 from tasks.ingest import source_guards
@@ -33,6 +37,7 @@ from tasks.ingest import step as ingest_step
 from tasks.label import steps as label_steps
 from tasks.plan import step as plan_step
 from tasks.preflight import check_spec_paths
+from tasks.publish import parts as publish_parts
 from tasks.publish import step as publish_step
 from tasks.spec import DatasetSpec
 
@@ -41,7 +46,7 @@ from tasks.spec import DatasetSpec
 install_log_redaction()
 install_quiet_guard_errors()  # a refusing guard logs its message, not a traceback
 
-R = TypeVar("R", IngestResult, ShardResult, AugmentResult)
+R = TypeVar("R", IngestResult, ShardResult, AugmentResult, ShardWindows, PartResult)
 STAGES = ("ingest", "transcripts", "sentiment", "speech_detection", "split_and_balance", "augment", "publish")
 
 
@@ -101,14 +106,55 @@ def augment_task(spec: DatasetSpec, rows_uri: str, position: str) -> AugmentResu
     return _with_pid(augment_step.augment_shard(spec, rows_uri, log=get_run_logger().info, position=position))
 
 
+@task(name="publish-prepare")
+def publish_prepare_task(spec: DatasetSpec, plan: PlanResult, ingest: list[IngestResult]) -> PublishSetup:
+    return publish_step.prepare_publish(spec, plan, ingest, log=get_run_logger().info)
+
+
+@task(name="publish-windows", retries=1, retry_delay_seconds=5)
+def publish_windows_task(spec: DatasetSpec, pair: dict[str, Any], position: str, setup: PublishSetup) -> ShardWindows:
+    """Pass 1 of one shard's publish: its audio into the release, its rows and windows staged and counted."""
+    return _with_pid(publish_parts.shard_windows(spec, setup, pair["shard"], pair["augmented"],
+                                                 log=get_run_logger().info))
+
+
+@task(name="publish-weights")
+def publish_weights_task(spec: DatasetSpec, setup: PublishSetup, plan: PlanResult,
+                         staged: list[ShardWindows]) -> PublishWeights:
+    return publish_parts.release_weights(spec, setup, dict(plan), staged)
+
+
+@task(name="publish-part", retries=1, retry_delay_seconds=5)
+def publish_part_task(spec: DatasetSpec, pair: dict[str, Any], position: str, setup: PublishSetup,
+                      weighting: PublishWeights) -> PartResult:
+    """Pass 2 of one shard's publish: part `index` of the four manifests."""
+    return _with_pid(publish_parts.publish_shard(spec, setup, weighting, pair["shard"], pair["staged"],
+                                                 log=get_run_logger().info))
+
+
 @task(name="publish")
-def publish_task(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult],
-                 ingest: list[IngestResult], timings: dict[str, float]) -> PublishResult:
+def publish_task(spec: DatasetSpec, plan: PlanResult, setup: PublishSetup, weighting: PublishWeights,
+                 parts: list[PartResult], augmented: list[AugmentResult], ingest: list[IngestResult],
+                 timings: dict[str, float]) -> PublishResult:
+    """The finishing step: release digest from the part records, card, plots, validation, LATEST."""
     logger = get_run_logger()
-    return publish_step.publish(spec, plan, augmented, ingest, timings, log=logger.info, warn=logger.warning)
+    return publish_step.finish_publish(spec, plan, setup, weighting, parts, augmented, ingest, timings,
+                                       log=logger.info, warn=logger.warning)
 
 
-def _map(task_fn: Any, spec: DatasetSpec, uris: list[str], **kwargs: Any) -> list[dict[str, Any]]:
+def _publish(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult], ingest: list[IngestResult],
+             timings: dict[str, float]) -> PublishResult:
+    """Publish per shard on the task runner: prepare, windows per shard, weights, parts per shard, finish."""
+    setup = publish_prepare_task.submit(spec, plan, ingest).result()
+    pairs = [{"shard": s, "augmented": a} for s, a in zip(plan["shards"], augmented, strict=True)]
+    staged = _map(publish_windows_task, spec, pairs, setup=setup)
+    weighting = publish_weights_task.submit(spec, setup, plan, staged).result()
+    pairs = [{"shard": s, "staged": w} for s, w in zip(plan["shards"], staged, strict=True)]
+    parts = _map(publish_part_task, spec, pairs, setup=setup, weighting=weighting)
+    return publish_task.submit(spec, plan, setup, weighting, parts, augmented, ingest, timings).result()
+
+
+def _map(task_fn: Any, spec: DatasetSpec, uris: list[Any], **kwargs: Any) -> list[dict[str, Any]]:
     futures = [task_fn.submit(spec, u, f"{i + 1}/{len(uris)}", **kwargs) for i, u in enumerate(uris)]
     return [f.result() for f in futures]
 
@@ -181,7 +227,7 @@ def _stages(spec: DatasetSpec) -> dict[str, Any]:
     progress.done("augment")
     pids = sorted({r["pid"] for r in [*ingest_results, *labelled, *augmented] if "pid" in r})
     plan = {**plan, "worker_pids": pids, "sentiment": sentiment}
-    result = publish_task.submit(spec, plan, augmented, ingest_results, progress.timings).result()
+    result = _publish(spec, plan, augmented, ingest_results, progress.timings)
     progress.done("publish")
     result["timings"] = progress.timings
     result["worker_pids"] = pids

@@ -116,7 +116,7 @@ def _summary_text(card: dict[str, Any]) -> str:
     return render_summary(card, max_examples=CONSOLE_REJECT_EXAMPLES)
 
 
-def _validate(uri: str, deep: bool = False) -> int:
+def _validate(uri: str, deep: bool = False, workers: int | None = None) -> int:
     from manifests.io import ManifestError, resolve_release
     from manifests.validate import validate_release
 
@@ -125,7 +125,7 @@ def _validate(uri: str, deep: bool = False) -> int:
     except (ManifestError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    report = validate_release(uri, deep=deep)
+    report = validate_release(uri, deep=deep, workers=workers)
     if report.ok:
         print(f"valid: {report.release}")
         for check in report.checks:
@@ -220,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("dir", help="release folder, output folder holding LATEST, or s3:// URI")
     val.add_argument("--deep", action="store_true", help="also re-read every audio file inside the release: "
                      "its sha256 must match the manifests' audio_sha256 and it must decode")
+    val.add_argument("--workers", type=int, default=None, help="threads checking manifest parts at once "
+                     "(default: the CPU cores, at most 8)")
     stats = sub.add_parser("stats", help="print the dataset card summary of a release",
                            description="Summarise a release from its dataset card.")
     stats.add_argument("dir", help="release folder, output folder holding LATEST, or s3:// URI")
@@ -267,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build":
         return _build(args.spec, args.output)
     if args.command == "validate":
-        return _validate(args.dir, args.deep)
+        return _validate(args.dir, args.deep, args.workers)
     if args.command == "stats":
         return _stats(args.dir, args.json)
     if args.command == "report":

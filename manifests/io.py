@@ -1,7 +1,8 @@
-"""The reference writer and reader of schema-v1 manifests and releases.
+"""The reference writer and reader of manifests and releases (schema version 1 files, version 2 folders).
 
-Every stage of the pipeline writes manifests through `write_manifest`, so each Parquet file has the
-contract's columns and types and carries `voicetone.schema_version`. `content_sha256` is computed
+Every stage of the pipeline writes manifests through `to_arrow` (`write_manifest` for a single v1
+file, `manifests.parts.write_part` for a v2 part), so each Parquet file has the contract's columns
+and types and carries `voicetone.schema_version`. `content_sha256` is computed
 here, from rows sorted by id with timing fields left out, so two builds of the same inputs compare
 equal whatever their release names or build times.
 """
@@ -29,6 +30,8 @@ from manifests.schema import (
     CLASS_INDEX,
     ID_COLUMNS,
     MANIFEST_NAMES,
+    READABLE_VERSIONS,
+    SCHEMA_V1,
     SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
     SCHEMAS,
@@ -46,8 +49,12 @@ class ManifestError(ValueError):
     """A manifest or release that does not follow the contract."""
 
 
-def to_arrow(df: pd.DataFrame, name: str, metadata: Mapping[str, Any] | None = None) -> pa.Table:
-    """Cast a DataFrame to the contract schema of `name`; extra columns are kept after the contract's."""
+def to_arrow(df: pd.DataFrame, name: str, metadata: Mapping[str, Any] | None = None,
+             version: str = SCHEMA_VERSION) -> pa.Table:
+    """Cast a DataFrame to the contract schema of `name`; extra columns are kept after the contract's.
+
+    `version` is the schema version the file metadata declares (a single-file manifest is version 1).
+    """
     schema = SCHEMAS[name]
     df = df.reset_index(drop=True)
     arrays, fields = [], []
@@ -71,7 +78,7 @@ def to_arrow(df: pd.DataFrame, name: str, metadata: Mapping[str, Any] | None = N
             raise ManifestError(f"{name}.{col}: extra column cannot be stored: {err}") from None
         arrays.append(arr)
         fields.append(pa.field(col, arr.type))
-    meta = {SCHEMA_VERSION_KEY: SCHEMA_VERSION.encode(), b"voicetone.manifest": name.encode()}
+    meta = {SCHEMA_VERSION_KEY: version.encode(), b"voicetone.manifest": name.encode()}
     meta[b"voicetone.class_index"] = json.dumps(CLASS_INDEX, sort_keys=True).encode()
     for key, value in (metadata or {}).items():
         meta[f"voicetone.{key}".encode()] = (value if isinstance(value, str) else json.dumps(value, sort_keys=True)).encode()
@@ -100,14 +107,24 @@ def _is_null(value: Any) -> bool:
 
 
 def write_manifest(df: pd.DataFrame, name: str, uri: str, metadata: Mapping[str, Any] | None = None) -> None:
-    """Write one manifest atomically (local temp + rename, or one S3 PUT)."""
-    table = to_arrow(df, name, metadata)
+    """Write one single-file (schema version 1) manifest atomically (local temp + rename, or one S3 PUT).
+
+    Releases are written as version 2 folders (`manifests.parts.write_part`); this stays for v1
+    fixtures and tools that want one file."""
+    table = to_arrow(df, name, metadata, version=SCHEMA_V1)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     fs.write_bytes(uri, buf.getvalue())
 
 
 def read_table(uri: str) -> pa.Table:
+    """One manifest as Arrow: a v1 file, a v2 folder of parts, or a v1 file name whose release holds
+    the v2 folder instead (`manifests/<name>.parquet` -> `manifests/<name>/`)."""
+    folder = manifest_folder(uri)
+    if folder is not None:
+        from manifests.parts import read_folder
+
+        return read_folder(folder)
     try:
         return pq.read_table(io.BytesIO(fs.read_bytes(uri)))
     except (pa.ArrowInvalid, OSError) as err:
@@ -116,17 +133,25 @@ def read_table(uri: str) -> pa.Table:
         raise ManifestError(f"{uri}: not a readable Parquet manifest ({err})") from None
 
 
+def manifest_folder(uri: str) -> str | None:
+    """The v2 folder `uri` names (itself, or `<name>/` beside a missing `<name>.parquet`); None for a file."""
+    from manifests.parts import list_parts
+
+    if uri.endswith(".parquet"):
+        if fs.exists(uri):
+            return None
+        folder = uri[: -len(".parquet")]
+        return folder if list_parts(folder) else None
+    return uri if list_parts(uri) else None
+
+
 def read_manifest(uri: str, check_version: bool = True) -> pd.DataFrame:
-    """Read one manifest as pandas; refuses a file of another schema version."""
+    """Read one manifest (v1 file or v2 folder) as pandas; refuses a schema version this reader lacks."""
     table = read_table(uri)
     if check_version:
-        version = (table.schema.metadata or {}).get(SCHEMA_VERSION_KEY)
-        if version is None:
-            raise ManifestError(f"{uri}: no voicetone.schema_version in the Parquet metadata")
-        if version.decode() != SCHEMA_VERSION:
-            raise ManifestError(
-                f"{uri}: schema version {version.decode()} but this reader understands {SCHEMA_VERSION}"
-            )
+        from manifests.parts import check_version as check
+
+        check(table, uri, READABLE_VERSIONS)
     return table.to_pandas()
 
 
@@ -145,7 +170,18 @@ class ReleasePaths:
     root: str
 
     def manifest(self, name: str) -> str:
+        """The v1 file of a manifest (`read_manifest` reads the v2 folder beside it when that is there)."""
         return fs.join(self.root, "manifests", f"{name}.parquet")
+
+    def manifest_dir(self, name: str) -> str:
+        """The v2 folder of a manifest's parts."""
+        return fs.join(self.root, "manifests", name)
+
+    def layout(self) -> str:
+        """"2" when the release holds manifest folders of parts, "1" when single files."""
+        from manifests.parts import list_parts
+
+        return "2" if list_parts(self.manifest_dir(MANIFEST_NAMES[0])) else SCHEMA_V1
 
     @property
     def card_json(self) -> str:
@@ -203,7 +239,7 @@ def read_card(paths: ReleasePaths) -> dict[str, Any]:
 
 
 def read_release(uri: str) -> dict[str, pd.DataFrame]:
-    """All four manifests of a release (or of the LATEST one under an output folder)."""
+    """All four manifests of a release (or of the LATEST one under an output folder), v1 or v2."""
     paths = resolve_release(uri)
     return {name: read_manifest(paths.manifest(name)) for name in MANIFEST_NAMES}
 
@@ -375,8 +411,25 @@ def content_sha256(tables: Mapping[str, pd.DataFrame], release_root: str | None 
     window, and through the stage files' `audio_sha256` the bytes of every audio file published in
     the release; not where the release lies (`release_root`, `release_name`: see `table_digest`).
     """
+    return v1_identity({name: table_digest(tables[name], name, release_root, release_name) for name in MANIFEST_NAMES})
+
+
+def v1_identity(digests: Mapping[str, str]) -> str:
+    """A version-1 release's `content_sha256` from its four `table_digest`s (name, digest, in order)."""
     digest = hashlib.sha256()
     for name in MANIFEST_NAMES:
         digest.update(name.encode())
-        digest.update(table_digest(tables[name], name, release_root, release_name).encode())
+        digest.update(digests[name].encode())
     return digest.hexdigest()
+
+
+def release_identity(paths: ReleasePaths, release_name: str | None = None) -> str:
+    """The `content_sha256` of the release at `paths` recomputed from its manifests, v1 or v2.
+
+    v2 reads one part at a time (`manifests.parts.release_digest`); v1 reads each whole file."""
+    if paths.layout() == SCHEMA_V1:
+        return content_sha256({n: read_manifest(paths.manifest(n)) for n in MANIFEST_NAMES}, paths.root, release_name)
+    from manifests.parts import iter_parts, release_digest
+
+    return release_digest({name: [table_digest(t.to_pandas(), name, paths.root, release_name)
+                                  for _, t in iter_parts(paths.manifest_dir(name))] for name in MANIFEST_NAMES})

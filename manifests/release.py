@@ -9,6 +9,7 @@ release built with `augment.materialize: false` can be augmented lazily without 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -16,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from manifests import io as mio
 from manifests import uri as fs
@@ -24,9 +26,9 @@ from manifests.schema import (
     ASR_STAGE,
     CLASSIFIER_STAGE,
     MANIFEST_NAMES,
+    READABLE_VERSIONS,
     REJECTS,
     SCHEMA_VERSION,
-    SCHEMA_VERSION_KEY,
     SPLITS,
     UTTERANCES,
     required_columns,
@@ -168,22 +170,67 @@ class Release:
         return self.root.rstrip("/").rsplit("/", 1)[-1]
 
     def arrow(self, name: str) -> pa.Table:
-        """One manifest as an Arrow table (read once; schema version checked)."""
+        """One manifest as an Arrow table (read once; schema version checked; v2 parts concatenated)."""
         name = stage_name(name)
         if name not in self._arrow:
-            uri = mio.ReleasePaths(self.root).manifest(name)
-            table = mio.read_table(uri)
-            version = (table.schema.metadata or {}).get(SCHEMA_VERSION_KEY, b"").decode()
-            if version != SCHEMA_VERSION:
-                raise mio.ManifestError(f"{uri}: schema version {version or 'missing'}, "
-                                        f"but this reader understands {SCHEMA_VERSION}")
-            missing = [c for c in required_columns(name) if c not in table.column_names]
-            if missing:
-                raise mio.ManifestError(f"{uri}: lacks contract column(s) {missing} of schema version {SCHEMA_VERSION}")
-            if name in (ASR_STAGE, CLASSIFIER_STAGE, UTTERANCES):
-                table = self._rebase_audio(table)
+            paths = mio.ReleasePaths(self.root)
+            if paths.layout() == "1":
+                table = self._checked(mio.read_table(paths.manifest(name)), paths.manifest(name), name)
+            else:
+                tables = list(self.iter_arrow(name))
+                table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
             self._arrow[name] = table
         return self._arrow[name]
+
+    def iter_arrow(self, name: str) -> Iterator[pa.Table]:
+        """A manifest part by part (v2), each checked and with its audio resolved; a v1 file is one part.
+
+        Streams: only one part is in memory at a time (unless `arrow` already read the whole table)."""
+        name = stage_name(name)
+        paths = mio.ReleasePaths(self.root)
+        if paths.layout() == "1":
+            yield self.arrow(name)
+            return
+        from manifests.parts import list_parts, read_part
+
+        uris = list_parts(paths.manifest_dir(name))
+        if not uris:
+            raise mio.ManifestError(f"{paths.manifest_dir(name)}: no manifest parts (part-NNNNN.parquet)")
+        for uri in uris:
+            yield self._checked(read_part(uri), uri, name)
+
+    def check_manifests(self) -> None:
+        """Refuse a release whose manifests this reader cannot read, before any table is used.
+
+        v1 reads each file (they are read on first use anyway); v2 reads only each part's footer."""
+        paths = mio.ReleasePaths(self.root)
+        if paths.layout() == "1":
+            for name in MANIFEST_NAMES:
+                self.arrow(name)
+            return
+        from manifests.parts import check_version, list_parts
+
+        for name in MANIFEST_NAMES:
+            uris = list_parts(paths.manifest_dir(name))
+            if not uris:
+                raise mio.ManifestError(f"{paths.manifest_dir(name)}: no manifest parts (part-NNNNN.parquet)")
+            for uri in uris:
+                schema = pq.read_schema(io.BytesIO(fs.read_bytes(uri)))
+                check_version(pa.table({}).replace_schema_metadata(schema.metadata), uri, READABLE_VERSIONS)
+                missing = [c for c in required_columns(name) if c not in schema.names]
+                if missing:
+                    raise mio.ManifestError(f"{uri}: lacks contract column(s) {missing} of the manifest contract")
+
+    def _checked(self, table: pa.Table, uri: str, name: str) -> pa.Table:
+        from manifests.parts import check_version
+
+        check_version(table, uri, READABLE_VERSIONS)
+        missing = [c for c in required_columns(name) if c not in table.column_names]
+        if missing:
+            raise mio.ManifestError(f"{uri}: lacks contract column(s) {missing} of the manifest contract")
+        if name in (ASR_STAGE, CLASSIFIER_STAGE, UTTERANCES):
+            table = self._rebase_audio(table)
+        return table
 
     def _rebase_audio(self, table: pa.Table) -> pa.Table:
         """Resolve every `audio_uri` to the file a reader opens (`manifests.locations`).
@@ -276,8 +323,8 @@ class Release:
 def open_release(uri: str, audio_roots: Mapping[str, str] | None = None) -> Release:
     """Open a release folder, or the release an output folder's LATEST names (local or s3://).
 
-    Checks the card's and every manifest's schema version up front, so a job fails at start-up
-    instead of mid-epoch.
+    Reads schema version 1 (a file per manifest) and 2 (a folder of parts per manifest). Checks the
+    card's and every manifest's schema version up front, so a job fails at start-up instead of mid-epoch.
 
     `audio_roots` ({old prefix: new prefix}) rewrites `audio_uri`s outside the release (clean
     source audio, and pool files), longest prefix first, on path-component boundaries, for training
@@ -287,11 +334,10 @@ def open_release(uri: str, audio_roots: Mapping[str, str] | None = None) -> Rele
     paths = mio.resolve_release(uri)
     card = mio.read_card(paths)
     version = str(card.get("schema_version", ""))
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise mio.ManifestError(f"{paths.card_json}: schema version {version or 'missing'}, "
-                                f"but this reader understands {SCHEMA_VERSION}")
+                                f"but this reader understands {', '.join(READABLE_VERSIONS)}")
     roots = audio_roots_from_env() if audio_roots is None else audio_roots
     release = Release(paths.root, card, roots)
-    for name in MANIFEST_NAMES:
-        release.arrow(name)
+    release.check_manifests()
     return release

@@ -1,4 +1,4 @@
-"""Schema version 1 of the manifest contract (see docs/manifest-contract.md).
+"""Schema versions 1 and 2 of the manifest contract (see docs/manifest-contract.md).
 
 The column lists here are the single source of truth: writers cast to them, the validator checks
 them, and training jobs can import them without pulling in the build pipeline.
@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+# Version 2 is the partitioned layout (a folder of parts per manifest, manifests/parts.py) with the
+# same columns; version 1 (one file per manifest) stays readable.
+SCHEMA_VERSION = "2"
+SCHEMA_V1 = "1"
+READABLE_VERSIONS: tuple[str, ...] = ("1", "2")
 SCHEMA_VERSION_KEY = b"voicetone.schema_version"
 
 SENTIMENTS: tuple[str, ...] = ("negative", "neutral", "positive")

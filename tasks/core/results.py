@@ -41,13 +41,23 @@ class SentimentSetup(TypedDict):
     comprehend_cost: dict[str, Any] | None
 
 
+class PlanShard(TypedDict):
+    """One planned shard (DESIGN-16 section 2): its index is the manifest part number it publishes."""
+
+    index: int
+    utterances_uri: str  # the shard's accepted utterances (split, pii flags, speech_intervals), by utterance_id
+    rows_uri: str  # its stage rows for augment (in_asr / in_classifier, recipe)
+    rejects_uri: str  # every reject of its items: labelling stages and plan
+
+
 class PlanResult(TypedDict):
     """The plan (`tasks.plan.step.plan_stages`): where its tables are, plus the card sections it computed."""
 
     plan_dir: str
-    utterances_uri: str
+    utterances_uri: str  # whole-corpus files: go away when planning runs per shard (read `shards`)
     rejects_uri: str
-    row_shard_uris: list[str]
+    shards: list[PlanShard]
+    row_shard_uris: list[str]  # == [s["rows_uri"] for s in shards]: what augment maps over
     pools_uri: str
     balance_report: dict[str, Any]
     eligibility: dict[str, Any]
@@ -79,3 +89,47 @@ class PublishResult(TypedDict):
     guards: list[dict[str, Any]]
     published: bool
     unchanged_since: NotRequired[str]  # published False: the build equals this release
+
+
+class PublishSetup(TypedDict):
+    """The release being published (`tasks.publish.step.prepare_publish`): name, folder, part count."""
+
+    release: str
+    release_uri: str
+    n_parts: int
+    found: dict[str, int]
+    ingest_rejects: dict[str, list[str]]  # str(part) -> work files of the ingest rejects hashed to it
+    ingest_reasons: dict[str, dict[str, int]]  # source -> reason -> count (the sources' guards)
+    guards: list[dict[str, Any]]  # fired while preparing (leftover incomplete releases)
+
+
+class ShardWindows(TypedDict):
+    """Publish pass 1 for one shard (`tasks.publish.parts.shard_windows`): staged rows and small counts."""
+
+    index: int
+    asr_uri: str
+    windows_uri: str
+    window_counts: dict[str, dict[str, int]]  # split -> class -> speech windows
+    windows: int
+    accepted: dict[str, int]  # source -> utterances
+    reject_reasons: dict[str, dict[str, int]]  # source -> reason -> count
+    pid: NotRequired[int]
+
+
+class PublishWeights(TypedDict):
+    """Between the publish passes (`tasks.publish.parts.release_weights`): global class weights, noise."""
+
+    weights: dict[str, dict[str, float]]  # split -> class -> class_weight
+    report: dict[str, Any]
+    noise_uri: str | None  # staged noise windows (each part takes those hashed to it)
+    rirs: dict[str, str]
+    noises: dict[str, str]
+    guards: NotRequired[list[dict[str, Any]]]
+
+
+class PartResult(TypedDict):
+    """Publish pass 2 for one shard (`tasks.publish.parts.publish_shard`): the card's part records."""
+
+    index: int
+    records: dict[str, dict[str, Any]]  # manifest -> {"part", "path", "rows", "sha256", "content_sha256"}
+    pid: NotRequired[int]

@@ -6,11 +6,11 @@ import pandas as pd
 
 from manifests import uri as fs
 from tasks.core import guards
-from tasks.core.results import PlanResult, ShardResult
+from tasks.core.results import PlanResult, PlanShard, ShardResult
 from tasks.core.rows import reject_row, rejects_frame
 from tasks.core.shards import (
     read_frame,
-    split_into_shards,
+    shard_count,
     stable_hash,
     write_frame,
 )
@@ -134,17 +134,13 @@ def plan_stages(spec: DatasetSpec, shard_results: list[ShardResult], log: Log = 
     write_frame(rejects_uri, concat_rejects(rejects))
     pools_uri = fs.join(plan_dir, noise_pool.PLAN_POOLS)  # augment and publish use exactly these pools
     fs.write_bytes(pools_uri, pools.to_json().encode())
-    row_shards = split_into_shards(rows, spec.run.shard_size)
-    row_uris = []
-    for i, shard in enumerate(row_shards):
-        uri = fs.join(plan_dir, f"rows-{i:04d}.parquet")
-        write_frame(uri, shard)
-        row_uris.append(uri)
+    shards = write_plan_shards(plan_dir, items, rows, concat_rejects(rejects), spec.run.shard_size)
     return {
         "plan_dir": plan_dir,
         "utterances_uri": utter_uri,
         "rejects_uri": rejects_uri,
-        "row_shard_uris": row_uris,
+        "shards": shards,
+        "row_shard_uris": [s["rows_uri"] for s in shards],
         "balance_report": jsonable(balance_report),
         "eligibility": jsonable({"asr": balance_report.get("eligibility"), "classifier": clf_eligibility,
                                   "rules": spec.eligibility.model_dump(mode="json", exclude_none=True)}),
@@ -158,3 +154,32 @@ def plan_stages(spec: DatasetSpec, shard_results: list[ShardResult], log: Log = 
         "hallucination": hallucination_report,
         "guards": guards.collect(shard_results, {"guards": plan_guards}, {"guards": pool_guards}),
     }
+
+
+def write_plan_shards(plan_dir: str, items: pd.DataFrame, rows: pd.DataFrame, rejects: pd.DataFrame,
+                      shard_size: int) -> list[PlanShard]:
+    """Per-shard utterances, stage rows and rejects files (DESIGN-16 section 2), in shard order.
+
+    An adapter until planning itself runs per shard: utterances and their rows share one modulus
+    (`shard_count` of the planned utterances), so a row lies in its utterance's shard; a reject goes
+    by its `input_ref` (an utterance id for labelling and plan rejects). Shards that hold nothing are
+    skipped; with nothing at all there is one empty shard 0 (one empty part per manifest).
+    """
+    n = shard_count(len(items), shard_size)
+
+    def group(df: pd.DataFrame, column: str) -> pd.Series:
+        return df[column].map(lambda k: int(stable_hash(k)[:12], 16) % n) if len(df) else pd.Series(dtype="int64")
+
+    keyed = [(items, group(items, "utterance_id"), "utterance_id"), (rows, group(rows, "utterance_id"), "row_id"),
+             (rejects, group(rejects, "input_ref"), "input_ref")]
+    groups = sorted(set().union(*(set(g.tolist()) for _, g, _ in keyed))) or [0]
+    shards: list[PlanShard] = []
+    for index, g in enumerate(groups):
+        files = []
+        for (df, of, order), kind in zip(keyed, ("utterances", "rows", "rejects"), strict=True):
+            part = df[of == g] if len(df) else df
+            uri = fs.join(plan_dir, f"{kind}-{index:05d}.parquet")
+            write_frame(uri, part.sort_values(order, kind="mergesort") if len(part) else part)
+            files.append(uri)
+        shards.append({"index": index, "utterances_uri": files[0], "rows_uri": files[1], "rejects_uri": files[2]})
+    return shards

@@ -120,8 +120,15 @@ RELEASE_NAME = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")
 
 
 def release_files(paths: mio.ReleasePaths) -> list[str]:
-    """The files every complete release has: the four manifests, then the card (publish writes it last)."""
-    return [*(paths.manifest(name) for name in MANIFEST_NAMES), paths.card_json, paths.card_md]
+    """The files every complete release has: the four manifests, then the card (publish writes it last).
+
+    A version-2 release names each manifest by its folder's part 0 (every manifest has one); the
+    card's part records list the rest (`validate` checks them)."""
+    from manifests.parts import part_uri
+
+    v1 = paths.layout() == "1" and fs.exists(paths.manifest(MANIFEST_NAMES[0]))
+    manifests = [paths.manifest(name) if v1 else part_uri(paths.root, name, 0) for name in MANIFEST_NAMES]
+    return [*manifests, paths.card_json, paths.card_md]
 
 
 INVALID_MARKER = "INVALID.txt"

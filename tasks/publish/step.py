@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +19,15 @@ from manifests.schema import (
     UTTERANCES,
 )
 from tasks.core import guards, output_lock
-from tasks.core.results import AugmentResult, IngestResult, PlanResult, PublishResult
+from tasks.core.results import (
+    AugmentResult,
+    IngestResult,
+    PartResult,
+    PlanResult,
+    PublishResult,
+    PublishSetup,
+    PublishWeights,
+)
 from tasks.core.security import redact, redact_obj
 from tasks.core.shards import (
     read_frame,
@@ -30,53 +36,25 @@ from tasks.core.shards import (
 from tasks.core.work import (
     Log,
     code_version,
-    concat_rejects,
     jsonable,
     noop,
-    read_all,
-    work_dir,
 )
-from tasks.ingest import source_guards
 from tasks.publish import releases
 from tasks.publish.releases import previous_utterances, release_changes
-from tasks.publish.windows import classifier_windows, noise_windows
 from tasks.spec import DatasetSpec
 
 
 def _link_into_release(uri: str, release_audio: str, subdir: str = "") -> str:
-    """Hard-link (or copy) a materialised file from the work store into the release folder.
+    """Kept for callers of the old name: `tasks.publish.parts.link_into_release`."""
+    from tasks.publish.parts import link_into_release
 
-    Returns the manifest's URI for it: relative to the release root (`audio/[<subdir>/]<name>`), so
-    the release is relocatable as a folder (docs/manifest-contract.md, "Audio URIs").
-    """
-    from manifests.locations import relative_audio_path
-
-    name = uri.rsplit("/", 1)[-1]
-    if subdir:
-        release_audio, name = fs.join(release_audio, subdir), f"{subdir}/{name}"
-    target = fs.join(release_audio, name.rsplit("/", 1)[-1])
-    if fs.is_s3(uri) or fs.is_s3(target):
-        from tasks.core import storage
-        storage.copy_file(uri, target)
-        return relative_audio_path(name)
-    os.makedirs(release_audio, exist_ok=True)
-    if not os.path.exists(target):
-        try:
-            os.link(uri, target)
-        except OSError:
-            shutil.copy2(uri, target)
-    return relative_audio_path(name)
+    return link_into_release(uri, release_audio, subdir)
 
 
 def _empty_stage_rows(utterances: pd.DataFrame) -> pd.DataFrame:
-    """Stage rows with their columns and no row: both stages get empty manifests of the right shape."""
-    from tasks.plan.stage_rows import variant_rows
+    from tasks.publish.parts import empty_stage_rows
 
-    variants = pd.DataFrame({"utterance_id": pd.Series(dtype=object), "variant": pd.Series(dtype="int64")})
-    rows = variant_rows(utterances.iloc[0:0], variants, {})
-    rows["in_asr"] = pd.Series(dtype=bool)
-    rows["in_classifier"] = pd.Series(dtype=bool)
-    return rows
+    return empty_stage_rows(utterances)
 
 
 def release_name(spec: DatasetSpec) -> str:
@@ -90,89 +68,70 @@ def release_name(spec: DatasetSpec) -> str:
     return name
 
 
-def publish(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult],
-            ingest: list[IngestResult], timings: dict[str, float], log: Log = noop,
-            warn: Log | None = None) -> PublishResult:
-    """Window, weight and write the release; move LATEST only after it validates."""
-    from manifests.release import write_pool_index
-    from manifests.validate import validate_release
-    from tasks.augment import noise_pool
-    from tasks.plan.stage_rows import asr_stage_rows, classifier_input_rows, finish_classifier_rows
-    from tasks.publish import card as report
-    from tasks.publish import html as report_html
-    from tasks.publish import weights
-
-    utterances = read_frame(plan["utterances_uri"])
-    rows = read_all([a["rows_uri"] for a in augmented])
-    if rows.empty:  # no utterance reached either stage: no row shards, so no columns either
-        rows = _empty_stage_rows(utterances)
-    rejects = concat_rejects([*(read_frame(r["rejects_uri"]) for r in ingest), read_frame(plan["rejects_uri"])])
-    found = {r["source"]: r["found"] for r in ingest}
-    publish_guards: list[dict[str, Any]] = []  # guards that fire while publishing append here
-    publish_guards.extend(source_guards.check_release(spec, found, utterances, rejects))  # before any write
+def prepare_publish(spec: DatasetSpec, plan: PlanResult, ingest: list[IngestResult], log: Log = noop) -> PublishSetup:
+    """Name the release and route the ingest rejects to parts; nothing of the release is written yet."""
+    from tasks.publish.parts import split_ingest_rejects
 
     release = release_name(spec)
     paths = mio.release_paths(spec.output, release)
-    publish_guards.extend(releases.incomplete_release_guards(spec.output, current=release))  # removed when pruning
-    if len(rows) and rows["recipe_applied"].any():
-        applied = rows["recipe_applied"].astype(bool)
-        rows.loc[applied, "audio_uri"] = [_link_into_release(u, paths.audio) for u in rows.loc[applied, "audio_uri"]]
+    fired = releases.incomplete_release_guards(spec.output, current=release)  # removed when pruning
+    n_parts = max(1, len(plan["shards"]))
+    reasons: dict[str, dict[str, int]] = {}
+    for r in ingest:
+        rejects = read_frame(r["rejects_uri"])
+        for (source, reason), n in rejects.groupby(["source", "reason"]).size().items() if len(rejects) else []:
+            reasons.setdefault(str(source), {})[str(reason)] = reasons.get(str(source), {}).get(str(reason), 0) + int(n)
+    return {"release": release, "release_uri": paths.root, "n_parts": n_parts,
+            "found": {r["source"]: r["found"] for r in ingest},
+            "ingest_rejects": split_ingest_rejects(spec, release, [r["rejects_uri"] for r in ingest], n_parts),
+            "ingest_reasons": reasons, "guards": fired}
 
-    asr = asr_stage_rows(rows[rows["in_asr"]].drop(columns=["in_asr", "in_classifier"]))
-    speech = utterances.set_index("utterance_id")["speech_intervals"] if len(utterances) else pd.Series(dtype=object)
-    clf_in = classifier_input_rows(rows[rows["in_classifier"]].drop(columns=["in_asr", "in_classifier"]), speech)
-    windows = classifier_windows(clf_in, spec.segments)
-    pools, noise_index = noise_pool.release_pools(
-        noise_pool.load_pools(spec, plan.get("pools_uri"), fs.join(work_dir(spec), "augment")), paths.root,
-        paths.audio, _link_into_release)
-    noise = _noise_windows(spec, pools)
-    if len(noise) and len(windows):  # non-speech examples complement utterances; none without any
-        # generated noise lies inside the release: its bytes enter the identity like other audio
-        noise["audio_sha256"] = _release_audio_hashes(noise["audio_uri"], paths.root)
-        windows = pd.concat([windows, noise], ignore_index=True)
-    class_weights, weight_report = weights.inverse_frequency_weights(windows, spec.weights)
-    classifier = finish_classifier_rows(windows, class_weights)
-    utterances = utterances.drop(columns=["speech_intervals"], errors="ignore")
 
-    tables = {UTTERANCES: utterances, ASR_STAGE: asr, CLASSIFIER_STAGE: classifier, REJECTS: rejects}
-    config = {"spec": json.loads(spec.model_dump_json()), "weights": jsonable(weight_report)}
-    for name in MANIFEST_NAMES:
-        mio.write_manifest(tables[name], name, paths.manifest(name), metadata={"config": config})
-    written = {name: mio.read_manifest(paths.manifest(name)) for name in MANIFEST_NAMES}
-    write_pool_index(paths.root, pools.rirs, noise_index)  # lets a reader apply recipes lazily without tasks/
-    digest = mio.content_sha256(written, release_root=paths.root)
+def publish(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult],
+            ingest: list[IngestResult], timings: dict[str, float], log: Log = noop,
+            warn: Log | None = None) -> PublishResult:
+    """All publish steps in this process, one shard after another (the flow runs them as tasks)."""
+    from tasks.publish import parts
+
+    setup = prepare_publish(spec, plan, ingest, log)
+    staged = [parts.shard_windows(spec, setup, shard, aug, log) for shard, aug in
+              zip(plan["shards"], augmented, strict=True)]
+    weighting = parts.release_weights(spec, setup, dict(plan), staged)
+    written = [parts.publish_shard(spec, setup, weighting, shard, s, log)
+               for shard, s in zip(plan["shards"], staged, strict=True)]
+    return finish_publish(spec, plan, setup, weighting, written, augmented, ingest, timings, log, warn)
+
+
+def finish_publish(spec: DatasetSpec, plan: PlanResult, setup: PublishSetup, weighting: PublishWeights,
+                   written: list[PartResult], augmented: list[AugmentResult], ingest: list[IngestResult],
+                   timings: dict[str, float], log: Log = noop, warn: Log | None = None) -> PublishResult:
+    """Release digest from the part records, card, plots, validation, then LATEST (or nothing, if unchanged)."""
+    from manifests.parts import harmonise_parts, manifest_section, release_digest
+    from manifests.release import write_pool_index
+    from manifests.validate import validate_release
+    from tasks.publish import card as report
+    from tasks.publish import html as report_html
+
+    release, paths, found = setup["release"], mio.ReleasePaths(setup["release_uri"]), setup["found"]
+    records = {name: [w["records"][name] for w in sorted(written, key=lambda w: w["index"])] for name in MANIFEST_NAMES}
+    records = {name: harmonise_parts(paths.root, name, recs, release) for name, recs in records.items()}
+    publish_guards: list[dict[str, Any]] = [*setup["guards"], *(weighting.get("guards") or [])]
+    write_pool_index(paths.root, weighting["rirs"], weighting["noises"])  # lets a reader apply recipes lazily
+    digest = release_digest({name: [r["content_sha256"] for r in recs] for name, recs in records.items()})
+    counts = {name: sum(int(r["rows"]) for r in recs) for name, recs in records.items()}
     same = releases.unchanged_release(spec.output, digest)
     if same is not None:  # nothing changed: a copy would only push real releases out of keep_releases
         fired = guards.collect(ingest, plan, augmented, {"guards": publish_guards})
         guards.log_guards(fired, warn=warn or log, info=log)
-        return releases.publish_nothing(spec.output, spec.run.keep_releases, paths.root, same, digest, written,
-                                        found, fired, log, warn or log)
+        return releases.publish_nothing(spec.output, spec.run.keep_releases, paths.root, same, digest,
+                                        mio.read_release(paths.root), found, fired, log, warn or log)
 
-    extra = _card_extra(spec, plan, weight_report, timings)
-    from tasks.label import speech_presence
-    publish_guards += speech_presence.label_guards(written[UTTERANCES], written[CLASSIFIER_STAGE])
-    from tasks.label.transcripts.language import card_section
-
-    extra["languages"] = card_section(written[UTTERANCES])
-    extra["speech_detection"] = speech_presence.speech_section(written[UTTERANCES], written[CLASSIFIER_STAGE])
-    extra["guards"] = guards.collect(ingest, plan, augmented, {"guards": publish_guards})
-    extra["source_notes"] = {r["source"]: list(r.get("notes") or []) for r in ingest if r.get("notes")}
-    prev_utts, prev_name = previous_utterances(spec.output)
-    extra["changes"] = release_changes(prev_utts, written[UTTERANCES], prev_name)
-    from tasks.label.sentiment.agreement import agreement_report
-    from tasks.label.transcripts.quality import transcript_quality
-
-    extra["sentiment_agreement"] = agreement_report(written[UTTERANCES], spec,
-                                                    (plan.get("sentiment") or {}).get("model_uri"))
-    extra["transcript_quality"] = transcript_quality(written[UTTERANCES], n=spec.labelers.quality_sample_per_source,
-                                                     seed=spec.seed)
-    card = report.build_card(spec=spec, release=release, utterances=written[UTTERANCES], asr=written[ASR_STAGE],
-                             classifier=written[CLASSIFIER_STAGE], rejects=written[REJECTS], found=found,
-                             extra=extra)
-    card["schema_version"] = "1"
+    extra = _card_extra(spec, plan, weighting["report"], timings)
+    card, plot_files = card_and_plots(spec, plan, release, paths, found, extra, publish_guards, ingest, augmented)
+    card["schema_version"] = "2"
     card["content_sha256"] = digest
+    card["manifests"] = {name: manifest_section(recs) for name, recs in records.items()}
     card = redact_obj(card)  # reject examples, lineage and spec text: no credentials in the card
-    plot_files = _make_plots(report, card, written, paths)
     fs.write_bytes(paths.card_json, json.dumps(card, indent=2, sort_keys=True, allow_nan=False).encode())
     html_name = report_html.REPORT_FILE if spec.report.html else None
     fs.write_bytes(paths.card_md, redact(report.render_markdown(card, plot_files, report_html=html_name)).encode())
@@ -190,17 +149,51 @@ def publish(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult],
     mio.point_latest(spec.output, release)
     releases.prune_and_log(spec.output, spec.run.keep_releases, release, log, warn or log)
     log("published %s: %d utterances, %d ASR rows, %d classifier windows, %d rejects", release,
-        len(written[UTTERANCES]), len(written[ASR_STAGE]), len(written[CLASSIFIER_STAGE]), len(written[REJECTS]))
+        counts[UTTERANCES], counts[ASR_STAGE], counts[CLASSIFIER_STAGE], counts[REJECTS])
     return {
         "release": release,
         "release_uri": paths.root,
         "content_sha256": digest,
-        "counts": {name: len(df) for name, df in written.items()},
+        "counts": counts,
         "found": found,
         "changes": extra["changes"],
         "guards": card.get("guards") or [],
         "published": True,
     }
+
+
+def card_and_plots(spec: DatasetSpec, plan: PlanResult, release: str, paths: mio.ReleasePaths,
+                   found: dict[str, int], extra: dict[str, Any], publish_guards: list[dict[str, Any]],
+                   ingest: list[IngestResult], augmented: list[AugmentResult]) -> tuple[dict[str, Any], list[str]]:
+    """The card and its plots from the written manifests, read back whole.
+
+    The ONE place that still reads whole tables: swap it for `merge_aggregates` (of per-part
+    `shard_aggregates`) + `build_card_from_aggregates` + `make_plots_from_aggregates` (DESIGN-16
+    section 4) when tasks/publish/aggregates.py lands. Fills `extra` (languages, speech detection,
+    guards, changes, agreement, transcript quality) as before.
+    """
+    from tasks.label import speech_presence
+    from tasks.label.sentiment.agreement import agreement_report
+    from tasks.label.transcripts.language import card_section
+    from tasks.label.transcripts.quality import transcript_quality
+    from tasks.publish import card as report
+
+    written = mio.read_release(paths.root)
+    publish_guards = [*publish_guards, *speech_presence.label_guards(written[UTTERANCES], written[CLASSIFIER_STAGE])]
+    extra["languages"] = card_section(written[UTTERANCES])
+    extra["speech_detection"] = speech_presence.speech_section(written[UTTERANCES], written[CLASSIFIER_STAGE])
+    extra["guards"] = guards.collect(ingest, plan, augmented, {"guards": publish_guards})
+    extra["source_notes"] = {r["source"]: list(r.get("notes") or []) for r in ingest if r.get("notes")}
+    prev_utts, prev_name = previous_utterances(spec.output)
+    extra["changes"] = release_changes(prev_utts, written[UTTERANCES], prev_name)
+    extra["sentiment_agreement"] = agreement_report(written[UTTERANCES], spec,
+                                                    (plan.get("sentiment") or {}).get("model_uri"))
+    extra["transcript_quality"] = transcript_quality(written[UTTERANCES], n=spec.labelers.quality_sample_per_source,
+                                                     seed=spec.seed)
+    card = report.build_card(spec=spec, release=release, utterances=written[UTTERANCES], asr=written[ASR_STAGE],
+                             classifier=written[CLASSIFIER_STAGE], rejects=written[REJECTS], found=found,
+                             extra=extra)
+    return card, _make_plots(report, card, written, paths)
 
 
 def _make_plots(report: Any, card: dict, written: dict[str, pd.DataFrame], paths: mio.ReleasePaths) -> list[str]:
@@ -222,7 +215,7 @@ def _make_plots(report: Any, card: dict, written: dict[str, pd.DataFrame], paths
     return uploaded
 
 
-def _release_audio_hashes(uris: pd.Series, root: str) -> list[str | None]:
+def release_audio_hashes(uris: pd.Series, root: str) -> list[str | None]:
     """sha256 of each release-internal (relative) audio file, hashed once per file; None outside it."""
     from manifests.locations import is_relative, resolve
     from tasks.core.audio import sha256_uri
@@ -233,20 +226,21 @@ def _release_audio_hashes(uris: pd.Series, root: str) -> list[str | None]:
     return [known.get(u) for u in uris]
 
 
-def _noise_windows(spec: DatasetSpec, pools: Any) -> pd.DataFrame:
+def noise_windows(spec: DatasetSpec, pools: Any) -> pd.DataFrame:
     """Non-speech windows from the noise pools, so the classifier learns speech presence.
 
     Durations come from the pools (probed once per file list and cached), not from new probes:
     probing an S3 noise file downloads it. Babble is speech, so it gives no non-speech window.
     """
     from tasks.augment.noise_pool import NON_SPEECH_KINDS, RECORDED, kind_of
+    from tasks.publish import windows
 
     usable = {i for i in pools.noises if kind_of(i) in NON_SPEECH_KINDS or kind_of(i) == RECORDED}
     files = [(i, pools.noises[i], pools.noise_durations[i], "train") for i in sorted(pools.train_noises) if i in usable]
     for noise_id in sorted(i for i in pools.eval_noises if i in usable):
         split = "dev" if int(stable_hash(spec.seed, noise_id)[:8], 16) % 2 == 0 else "test"
         files.append((noise_id, pools.noises[noise_id], pools.noise_durations[noise_id], split))
-    return noise_windows(files, spec.segments) if files else pd.DataFrame()
+    return windows.noise_windows(files, spec.segments) if files else pd.DataFrame()
 
 
 def _card_extra(spec: DatasetSpec, plan: PlanResult, weight_report: dict, timings: dict[str, float]) -> dict:

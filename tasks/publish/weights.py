@@ -88,6 +88,59 @@ def inverse_frequency_weights(windows: pd.DataFrame, spec: WeightSpec) -> tuple[
     return weights, report
 
 
+def window_counts(windows: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """{split: {class: speech windows}}: the small, mergeable reduction the weights need (one per shard)."""
+    if windows.empty:
+        return {}
+    speech = windows[speech_mask(windows)]
+    keys = speech["split"].map(_split_key) if "split" in speech.columns else pd.Series("null", index=speech.index)
+    out: dict[str, dict[str, int]] = {}
+    for (split, cls), n in speech.groupby([keys, speech["sentiment"]]).size().items():
+        out.setdefault(str(split), {})[str(cls)] = int(n)
+    return out
+
+
+def merge_counts(parts: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    """Sum per-shard `window_counts`."""
+    total: dict[str, dict[str, int]] = {}
+    for part in parts:
+        for split, per_class in part.items():
+            for cls, n in per_class.items():
+                total.setdefault(split, {})[cls] = total.setdefault(split, {}).get(cls, 0) + int(n)
+    return total
+
+
+def weights_from_counts(counts: dict[str, dict[str, int]], spec: WeightSpec) -> tuple[dict[str, dict[str, float]], dict]:
+    """{split: {class: weight}} and the weight report from global speech-window counts.
+
+    What `inverse_frequency_weights` computes, from a reduction instead of the windows, so each
+    shard's publish task weights its own windows."""
+    table: dict[str, dict[str, float]] = {}
+    report: dict = {}
+    for split in sorted(counts):
+        per_class, warnings = class_weights(dict(counts[split]), spec)
+        table[split] = per_class
+        kept = {c: n for c, n in counts[split].items() if n > 0}
+        report[split] = {c: {"weight": per_class[c], "count": kept[c]} for c in sorted(per_class)}
+        if warnings:
+            report.setdefault("warnings", []).extend(f"split {split}: {w}" for w in warnings)
+    return table, report
+
+
+def apply_weights(windows: pd.DataFrame, table: dict[str, dict[str, float]]) -> pd.Series:
+    """`class_weight` per window from `weights_from_counts`' table (1.0 for non-speech windows)."""
+    weights = pd.Series(1.0, index=windows.index, dtype="float64", name="class_weight")
+    if windows.empty:
+        return weights
+    speech = speech_mask(windows)
+    keys = windows["split"].map(_split_key) if "split" in windows.columns else pd.Series("null", index=windows.index)
+    for split, per_class in table.items():
+        rows = windows[speech & (keys == split)]
+        if len(rows):
+            weights.loc[rows.index] = rows["sentiment"].map(per_class).astype("float64")
+    return weights
+
+
 def check_weights(windows: pd.DataFrame, spec: WeightSpec) -> list[str]:
     """Sentences describing windows whose `class_weight` breaks the documented rule (empty = fine)."""
     problems: list[str] = []

@@ -74,12 +74,12 @@ def _check_release(output: Path, logs: list[str], out_err: str) -> None:
     text = "\n".join(logs) + out_err
     assert logs and all(secret not in text for secret in SECRETS)
     release = next(p for p in (output / "releases").iterdir() if p.is_dir())
-    rejects = pd.read_parquet(release / "manifests" / "rejects.parquet")
+    rejects = pd.read_parquet(release / "manifests" / "rejects")
     unsafe = rejects[(rejects["source"] == "leaky") & (rejects["reason"] == "unsafe_path")]
     assert len(unsafe) == 1 and "[REDACTED]" in unsafe.iloc[0]["detail"]
-    utterances = pd.read_parquet(release / "manifests" / "utterances.parquet").set_index("utterance_id")
+    utterances = pd.read_parquet(release / "manifests" / "utterances").set_index("utterance_id")
     assert bool(utterances.loc["leaky/c", "pii_detected"]) and "PHONE" in utterances.loc["leaky/c", "pii_types"]
-    asr = pd.read_parquet(release / "manifests" / "asr_stage.parquet")
+    asr = pd.read_parquet(release / "manifests" / "asr_stage")
     assert "leaky/c" not in set(asr["utterance_id"])  # excluded from the ASR stage, not masked
     import json
 

@@ -39,9 +39,9 @@ def test_reader_refuses_other_schema_versions(tmp_path):
     uri = str(tmp_path / "x.parquet")
     table = mio.to_arrow(make_tables()[UTTERANCES], UTTERANCES)
     meta = dict(table.schema.metadata)
-    meta[b"voicetone.schema_version"] = b"2"
+    meta[b"voicetone.schema_version"] = b"3"  # versions 1 and 2 are readable
     pq.write_table(table.replace_schema_metadata(meta), uri)
-    with pytest.raises(mio.ManifestError, match="schema version 2"):
+    with pytest.raises(mio.ManifestError, match="schema version 3"):
         mio.read_manifest(uri)
 
 
@@ -242,11 +242,18 @@ def test_table_digest_edge_shapes_match_oracle():
 
 
 def test_content_sha256_of_demo_release_matches_row_loop_oracle(demo_release):
+    """The demo is a schema-version-2 release: its identity is the hash of its parts' row digests,
+    each equal to the row-loop oracle's; the whole tables' v1 identity still matches the oracle too."""
+    from manifests.parts import iter_parts, release_digest
+
     _, result = demo_release
     paths = mio.resolve_release(result["release_uri"])
+    assert paths.layout() == "2"
     tables = {n: mio.read_manifest(paths.manifest(n)) for n in MANIFEST_NAMES}
     assert all(len(tables[n]) for n in (UTTERANCES, ASR_STAGE, CLASSIFIER_STAGE))
-    expected = _oracle_content_sha256(tables, paths.root)
-    assert mio.content_sha256(tables, paths.root) == expected == result["content_sha256"]
+    assert mio.content_sha256(tables, paths.root) == _oracle_content_sha256(tables, paths.root)
+    parts = {n: [t.to_pandas() for _, t in iter_parts(paths.manifest_dir(n))] for n in MANIFEST_NAMES}
+    oracle = release_digest({n: [_oracle_table_digest(df, n, paths.root) for df in parts[n]] for n in MANIFEST_NAMES})
+    assert mio.release_identity(paths) == oracle == result["content_sha256"]
     for name in MANIFEST_NAMES:
         _assert_same_digest(tables[name], name, paths.root)

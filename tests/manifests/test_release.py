@@ -11,6 +11,7 @@ import pytest
 
 from manifests.io import ManifestError
 from manifests.release import Release, open_release, pool_index_uri, write_pool_index
+from manifests.validate import validate_release
 from tests.manifests.release_factory import make_tables, write_release
 
 
@@ -35,8 +36,8 @@ def test_open_release_resolves_latest_and_reads_tables(tmp_path: Path) -> None:
 def test_open_release_refuses_other_schema_versions(tmp_path: Path) -> None:
     paths = write_release(str(tmp_path))
     card = json.loads(Path(paths.card_json).read_text())
-    Path(paths.card_json).write_text(json.dumps({**card, "schema_version": "2"}))
-    with pytest.raises(ManifestError, match="schema version 2"):
+    Path(paths.card_json).write_text(json.dumps({**card, "schema_version": "3"}))
+    with pytest.raises(ManifestError, match="schema version 3"):
         open_release(str(tmp_path))
     Path(paths.card_json).write_text(json.dumps(card))
     table = pq.read_table(paths.manifest("asr_stage"))
@@ -59,7 +60,7 @@ def test_pool_index_round_trip_and_relative_uris(tmp_path: Path) -> None:
     paths = write_release(str(tmp_path))
     assert open_release(str(tmp_path)).pools == {"rirs": {}, "noises": {}}
     write_pool_index(paths.root, {"room/a.wav": "/pools/rir/a.wav"}, {"n.wav": "pools/n.wav"})
-    assert json.loads(Path(pool_index_uri(paths.root)).read_text())["schema_version"] == "1"
+    assert json.loads(Path(pool_index_uri(paths.root)).read_text())["schema_version"] == "2"
     pools = open_release(str(tmp_path)).pools
     assert pools["rirs"] == {"room/a.wav": "/pools/rir/a.wav"}
     assert pools["noises"] == {"n.wav": str(Path(paths.root) / "pools" / "n.wav")}
@@ -79,6 +80,25 @@ def test_open_release_on_s3(tmp_path: Path, s3_bucket: str) -> None:
     assert release.root == f"s3://{s3_bucket}/out/releases/r1"
     assert len(release.classifier) == len(make_tables()["classifier_stage"])
     assert release.pools["rirs"] == {"r.wav": "s3://b/r.wav"}
+    assert release.card["content_sha256"] == json.loads(Path(paths.card_json).read_text())["content_sha256"]
+
+
+@pytest.mark.aws
+def test_open_release_on_s3_reads_v2_parts(tmp_path: Path, s3_bucket: str) -> None:
+    import boto3
+
+    from tests.manifests.release_factory import write_release_v2
+
+    paths = write_release_v2(str(tmp_path), n_parts=3)
+    client = boto3.client("s3")
+    for file in sorted(tmp_path.rglob("*")):
+        if file.is_file():
+            client.upload_file(str(file), s3_bucket, f"out/{file.relative_to(tmp_path)}")
+    release = open_release(f"s3://{s3_bucket}/out")
+    assert release.root == f"s3://{s3_bucket}/out/releases/r2"
+    assert len(list(release.iter_arrow("asr"))) == 3
+    assert sorted(release.classifier["row_id"]) == sorted(make_tables()["classifier_stage"]["row_id"])
+    assert validate_release(f"s3://{s3_bucket}/out").ok
     assert release.card["content_sha256"] == json.loads(Path(paths.card_json).read_text())["content_sha256"]
 
 

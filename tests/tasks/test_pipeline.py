@@ -57,12 +57,13 @@ def test_every_item_rejected_at_ingest_still_publishes_a_valid_empty_release(tmp
     ingest = [ingest_source(spec, 0)]
     assert make_shards(spec, ingest) == []
     plan = plan_stages(spec, [])
-    assert plan["row_shard_uris"] == []
+    assert len(plan["shards"]) == 1 and len(plan["row_shard_uris"]) == 1  # one empty shard: one empty part 0
+    augmented = [{"rows_uri": uri, "materialized": 0} for uri in plan["row_shard_uris"]]
     with pytest.raises(GuardError, match="source 's' accepted none of its 2 found item"):
-        publish(spec, plan, [], ingest, {})
+        publish(spec, plan, augmented, ingest, {})
     assert not (tmp_path / "out" / "releases").exists()  # refused before anything was written
     spec.run.allow_failed_sources = ["s"]
-    publish(spec, plan, [], ingest, {})
+    publish(spec, plan, augmented, ingest, {})
     report = validate_release(spec.output)
     assert report.ok, report.problems
     tables = read_release(spec.output)

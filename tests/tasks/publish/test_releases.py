@@ -160,6 +160,8 @@ def test_published_files_honour_the_umask(tmp_path: Path) -> None:
         os.umask(old)
     root = Path(result["release_uri"])
     files = [tmp_path / "out" / "LATEST", root / "dataset_card.json", root / "dataset_card.md",
-             *(root / "manifests").iterdir()]
+             *(p for p in (root / "manifests").rglob("*") if p.is_file())]
+    assert any(p.name == "part-00000.parquet" for p in files)  # the parts of the manifest folders
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {oct(0o640)}
-    assert stat.S_IMODE(root.stat().st_mode) == 0o750
+    folders = [root, *(p for p in (root / "manifests").rglob("*") if p.is_dir())]
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in folders} == {oct(0o750)}

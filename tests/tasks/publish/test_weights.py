@@ -95,3 +95,19 @@ def test_speech_window_without_sentiment_and_empty_frame() -> None:
     assert report == {"train": {"positive": {"weight": 1.0, "count": 1}}}
     empty, _ = inverse_frequency_weights(windows.iloc[0:0], WeightSpec())
     assert empty.empty
+
+
+@pytest.mark.parametrize("spec", [WeightSpec(), WeightSpec(power=0.5, max_weight=2.0)])
+def test_weights_from_merged_shard_counts_equal_the_whole_table_weights(spec: WeightSpec) -> None:
+    """Publish weights each shard's windows from the merged per-shard counts: the same weights and
+    report as weighting all windows at once (no process needs the whole table)."""
+    from tasks.publish.weights import apply_weights, merge_counts, weights_from_counts, window_counts
+
+    windows = _windows().sample(frac=1.0, random_state=7).reset_index(drop=True)
+    whole, whole_report = inverse_frequency_weights(windows, spec)
+    shards = [windows.iloc[i::3] for i in range(3)]
+    table, report = weights_from_counts(merge_counts([window_counts(s) for s in shards]), spec)
+    per_shard = pd.concat([apply_weights(s, table) for s in shards]).sort_index()
+    pd.testing.assert_series_equal(per_shard, whole, check_names=False)
+    assert report == whole_report
+    assert window_counts(shards[0]) != window_counts(windows)  # the shards really were partial

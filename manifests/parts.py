@@ -1,0 +1,211 @@
+"""Schema version 2: each manifest is a folder of Parquet parts, written one part per shard.
+
+`releases/<name>/manifests/<manifest>/part-NNNNN.parquet`; part `i` holds the rows of planned shard
+`i` (plus rows that belong to no shard, placed by `part_of`). Every manifest has the same number of
+parts, rows in a part are sorted by the manifest's id columns, and the card lists a record per part
+(`part_record`). The release identity is the hash of the ordered part digests (`release_digest`), so
+it does not depend on which worker wrote which part. pandas, pyarrow, DuckDB, Polars and
+`datasets.load_dataset("parquet", data_dir=...)` open a manifest folder directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from manifests import uri as fs
+from manifests.schema import ID_COLUMNS, MANIFEST_NAMES, SCHEMA_VERSION, SCHEMA_VERSION_KEY
+
+PART_DIGITS = 5
+ROW_GROUP_ROWS = 131_072  # row groups <= 128 Ki rows: a reader streams a part a group at a time
+_PART_FILE = re.compile(r"^part-(\d{5})\.parquet$")
+
+
+def part_file(index: int) -> str:
+    """`part-00007.parquet`."""
+    return f"part-{index:0{PART_DIGITS}d}.parquet"
+
+
+def part_path(name: str, index: int) -> str:
+    """The part's path relative to the release root (what the card records)."""
+    return f"manifests/{name}/{part_file(index)}"
+
+
+def manifest_dir(root: str, name: str) -> str:
+    return fs.join(root, "manifests", name)
+
+
+def part_uri(root: str, name: str, index: int) -> str:
+    return fs.join(root, part_path(name, index))
+
+
+def part_of(key: str, n_parts: int) -> int:
+    """The part of a row that belongs to no shard: `int(sha256(key)[:12], 16) % n_parts`.
+
+    The same formula as `tasks.core.shards.stable_hash` with one part (DESIGN-16 section 1), so a
+    reader can check where such a row lies without the pipeline."""
+    return int(hashlib.sha256(str(key).encode()).hexdigest()[:12], 16) % max(1, n_parts)
+
+
+def list_parts(folder: str) -> list[str]:
+    """The part files of a manifest folder, in part order ([] when the folder is absent)."""
+    names = [n for n in fs.list_prefix(folder) if _PART_FILE.match(n)]
+    return [fs.join(folder, n) for n in sorted(names)]
+
+
+def part_index(uri: str) -> int:
+    match = _PART_FILE.match(uri.rstrip("/").rsplit("/", 1)[-1])
+    if match is None:
+        raise ValueError(f"{uri}: not a manifest part (part-NNNNN.parquet)")
+    return int(match.group(1))
+
+
+def sort_rows(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Rows in the order a part stores them: by the manifest's id columns (stable)."""
+    keys = [c for c in ID_COLUMNS[name] if c in df.columns]
+    if not keys or not len(df):
+        return df.reset_index(drop=True)
+    return df.sort_values(keys, kind="mergesort").reset_index(drop=True)
+
+
+def part_bytes(df: pd.DataFrame, name: str, metadata: Mapping[str, Any] | None = None) -> tuple[bytes, pa.Table]:
+    """One part's Parquet bytes (zstd, row groups of <= ROW_GROUP_ROWS) and the Arrow table written."""
+    from manifests.io import to_arrow
+
+    table = to_arrow(sort_rows(df, name), name, metadata, version=SCHEMA_VERSION)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    return buf.getvalue(), table
+
+
+def write_part(df: pd.DataFrame, name: str, root: str, index: int,
+               metadata: Mapping[str, Any] | None = None, release_name: str | None = None) -> dict[str, Any]:
+    """Write part `index` of manifest `name` under release `root`; return its card record.
+
+    The record's `content_sha256` is `table_digest` of the rows as a reader reads them back, so the
+    validator recomputes it from the file alone.
+    """
+    from manifests.io import table_digest
+
+    data, table = part_bytes(df, name, metadata)
+    fs.write_bytes(part_uri(root, name, index), data)
+    written = pq.read_table(io.BytesIO(data)).to_pandas()
+    return part_record(name, index, data, table_digest(written, name, root, release_name), table.num_rows)
+
+
+def part_record(name: str, index: int, data: bytes, content: str, rows: int) -> dict[str, Any]:
+    """`{"part", "path", "rows", "sha256", "content_sha256"}` (DESIGN-16 section 3)."""
+    return {"part": index, "path": part_path(name, index), "rows": int(rows),
+            "sha256": hashlib.sha256(data).hexdigest(), "content_sha256": content}
+
+
+def manifest_section(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The card's `manifests.<name>`: the part records in part order and the total row count."""
+    parts = sorted((dict(r) for r in records), key=lambda r: int(r["part"]))
+    return {"parts": parts, "rows": sum(int(r["rows"]) for r in parts)}
+
+
+def release_digest(part_digests: Mapping[str, Sequence[str]]) -> str:
+    """Release identity v2: sha256 of `"<name>/<part:05d>/<part content_sha256>"` lines, names in
+    MANIFEST_NAMES order, parts in order."""
+    lines = [f"{name}/{i:0{PART_DIGITS}d}/{digest}" for name in MANIFEST_NAMES
+             for i, digest in enumerate(part_digests[name])]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def card_digests(card: Mapping[str, Any]) -> dict[str, list[str]]:
+    """{manifest: [part content_sha256, ...]} from a v2 card's part records."""
+    out = {}
+    for name in MANIFEST_NAMES:
+        parts = ((card.get("manifests") or {}).get(name) or {}).get("parts") or []
+        out[name] = [str(p.get("content_sha256")) for p in sorted(parts, key=lambda p: int(p["part"]))]
+    return out
+
+
+def read_part(uri: str) -> pa.Table:
+    try:
+        return pq.read_table(io.BytesIO(fs.read_bytes(uri)))
+    except (pa.ArrowInvalid, OSError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        from manifests.io import ManifestError
+
+        raise ManifestError(f"{uri}: not a readable Parquet manifest part ({err})") from None
+
+
+def iter_parts(folder: str) -> Iterator[tuple[int, pa.Table]]:
+    """(part index, Arrow table) for each part of a manifest folder, one part in memory at a time."""
+    for uri in list_parts(folder):
+        yield part_index(uri), read_part(uri)
+
+
+def read_folder(folder: str) -> pa.Table:
+    """A whole manifest folder as one Arrow table (parts in order; schemas unified)."""
+    from manifests.io import ManifestError
+
+    tables = [t for _, t in iter_parts(folder)]
+    if not tables:
+        if not fs.exists(folder) and not fs.is_s3(folder):
+            raise FileNotFoundError(folder)
+        raise ManifestError(f"{folder}: a manifest folder without parts (part-NNNNN.parquet)")
+    try:
+        return pa.concat_tables(tables, promote_options="default")
+    except pa.ArrowInvalid as err:
+        raise ManifestError(f"{folder}: parts with incompatible schemas ({err})") from None
+
+
+def check_version(table: pa.Table, uri: str, versions: Sequence[str]) -> str:
+    """The part's `voicetone.schema_version`; ManifestError when absent or not one of `versions`."""
+    from manifests.io import ManifestError
+
+    raw = (table.schema.metadata or {}).get(SCHEMA_VERSION_KEY)
+    if raw is None:
+        raise ManifestError(f"{uri}: no voicetone.schema_version in the Parquet metadata")
+    if raw.decode() not in versions:
+        raise ManifestError(f"{uri}: schema version {raw.decode()} but this reader understands {', '.join(versions)}")
+    return raw.decode()
+
+
+def harmonise_parts(root: str, name: str, records: Sequence[Mapping[str, Any]],
+                    release_name: str | None = None) -> list[dict[str, Any]]:
+    """Give every part of a manifest the same Arrow schema, so the folder opens as one dataset.
+
+    Parts are written independently: an extra column that is all null in one part has type null
+    there (or is absent), and DuckDB, pyarrow.dataset or `datasets` take the first file's schema.
+    Parts whose schema differs from the unified one (null types promoted, missing columns added as
+    nulls, columns in one order) are rewritten and their records updated. Depends only on the
+    parts' contents, so the release identity stays a function of its rows.
+    """
+    from manifests.io import table_digest
+
+    uris = [fs.join(root, str(r["path"])) for r in records]
+    schemas = [pq.read_schema(io.BytesIO(fs.read_bytes(u))) for u in uris]
+    try:
+        unified = pa.unify_schemas([s.remove_metadata() for s in schemas], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        from manifests.io import ManifestError
+
+        raise ManifestError(f"manifest {name}: parts with incompatible column types ({err})") from None
+    out = []
+    for record, uri, schema in zip(records, uris, schemas, strict=True):
+        if schema.remove_metadata().equals(unified):
+            out.append(dict(record))
+            continue
+        table = read_part(uri)
+        columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+                   else pa.nulls(table.num_rows, type=f.type) for f in unified]
+        fixed = pa.Table.from_arrays(columns, schema=unified.with_metadata(schema.metadata))
+        buf = io.BytesIO()
+        pq.write_table(fixed, buf, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        data = buf.getvalue()
+        fs.write_bytes(uri, data)
+        content = table_digest(pq.read_table(io.BytesIO(data)).to_pandas(), name, root, release_name)
+        out.append(part_record(name, int(record["part"]), data, content, fixed.num_rows))
+    return out
