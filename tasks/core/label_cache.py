@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -55,7 +54,6 @@ MIGRATE_BATCH_ROWS = 200_000  # layout-1 rows held in memory at once while migra
 READ_THREADS = 8  # partitions read at once (S3 latency; Arrow decodes outside the GIL)
 UNCACHED_PREFIX = "uncached:"  # keys of clips without a segment key: labelled, never cached
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_SCALARS = (str, int, float, bool, type(None))
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -109,25 +107,6 @@ def settings_hash(settings: Mapping[str, Any]) -> str:
 def partition_of(key: str) -> str:
     """The partition folder of a key: the first hex digits of its sha256 (uniform for any key format)."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:PARTITION_HEX]
-
-
-def _encode_value(key: str, value: Mapping[str, Any]) -> str:
-    """A label as a JSON object; only flat scalars are allowed so every reader can decode it."""
-    if not isinstance(value, Mapping):
-        raise TypeError(f"label for key {key!r} must be a mapping, got {type(value).__name__}")
-    flat: dict[str, Any] = {}
-    for name, item in value.items():
-        if hasattr(item, "item") and not isinstance(item, _SCALARS):  # numpy scalar -> Python scalar
-            item = item.item()
-        if not isinstance(name, str) or not isinstance(item, _SCALARS):
-            raise TypeError(
-                f"label for key {key!r}: field {name!r} must be a str/int/float/bool/None, "
-                f"got {type(item).__name__}"
-            )
-        if isinstance(item, float) and not math.isfinite(item):
-            item = None  # JSON has no NaN/inf; a missing score is null
-        flat[name] = item
-    return json.dumps(flat, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _map(fn: Callable[[_T], _R], items: list[_T]) -> list[_R]:
@@ -228,7 +207,7 @@ class LabelCache:
         """Persist `labels`: one new segment in each partition they touch (nothing when empty)."""
         if not labels:
             return
-        encoded = {str(k): _encode_value(str(k), v) for k, v in labels.items()}
+        encoded = {str(k): seg.encode_value(str(k), v) for k, v in labels.items()}
         self._write_settings_once()
         self._write_partitioned(encoded)
         with self._lock:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 SCHEMA = pa.schema([("key", pa.string()), ("value", pa.string())])
 MERGED = "~m-"  # "<earliest member stem>~m-<utc>-<uuid>.parquet": sorts right after its earliest member
+_SCALARS = (str, int, float, bool, type(None))
 COVERS = b"voicetone.covers"  # merged segments: JSON list of the segment names they hold
 ROW_GROUP_ROWS = 256  # a lookup reads only the row groups whose key range holds a wanted key
 MERGE_FANIN = 8  # a merge takes this many segments of one size tier (each row is rewritten O(log n) times)
@@ -55,6 +56,25 @@ def created(name: str) -> str:
 def is_hidden(uri: str) -> bool:
     """Hidden names are in-flight temporary files of an atomic write, not segments."""
     return uri.rsplit("/", 1)[-1].startswith(".")
+
+
+def encode_value(key: str, value: Mapping[str, Any]) -> str:
+    """A label as a JSON object; only flat scalars are allowed so every reader can decode it."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"label for key {key!r} must be a mapping, got {type(value).__name__}")
+    flat: dict[str, Any] = {}
+    for name, item in value.items():
+        if hasattr(item, "item") and not isinstance(item, _SCALARS):  # numpy scalar -> Python scalar
+            item = item.item()
+        if not isinstance(name, str) or not isinstance(item, _SCALARS):
+            raise TypeError(
+                f"label for key {key!r}: field {name!r} must be a str/int/float/bool/None, "
+                f"got {type(item).__name__}"
+            )
+        if isinstance(item, float) and not math.isfinite(item):
+            item = None  # JSON has no NaN/inf; a missing score is null
+        flat[name] = item
+    return json.dumps(flat, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def encode(entries: Mapping[str, str], metadata: Mapping[str, str], covers: Iterable[str] = ()) -> bytes:
