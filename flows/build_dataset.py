@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.mapping import map_shards
 from tasks.augment import step as augment_step
 from tasks.core import limits, output_lock
 from tasks.core.guard_logging import install_quiet_guard_errors
@@ -109,8 +110,8 @@ def publish_task(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentRes
 
 
 def _map(task_fn: Any, spec: DatasetSpec, uris: list[str], **kwargs: Any) -> list[dict[str, Any]]:
-    futures = [task_fn.submit(spec, u, f"{i + 1}/{len(uris)}", **kwargs) for i, u in enumerate(uris)]
-    return [f.result() for f in futures]
+    """One result per shard, in shard order, from at most `run.max_task_runs_per_stage` task runs."""
+    return map_shards(task_fn, spec, uris, spec.run.max_task_runs_per_stage, **kwargs)
 
 
 def _chain(previous: list[ShardResult], current: list[ShardResult]) -> list[ShardResult]:
