@@ -254,8 +254,8 @@ def _build_stages(spec: DatasetSpec) -> dict[str, Any]:
 
 
 @flow(name="publish-labelled", log_prints=True, validate_parameters=False)
-def publish_labelled(spec: DatasetSpec, labelled: list[ShardResult], ingest: list[IngestResult],
-                     sentiment: SentimentSetup | None = None) -> dict[str, Any]:
+def publish_labelled(spec: DatasetSpec, labelled: list[dict[str, Any]], ingest: list[dict[str, Any]],
+                     sentiment: dict[str, Any] | None = None) -> dict[str, Any]:
     """Plan, augment and publish already-labelled shards, under the output lock, on the spec's runner.
 
     `labelled` are shards as the speech stage leaves them (items with labels and `speech_intervals`),
@@ -266,9 +266,10 @@ def publish_labelled(spec: DatasetSpec, labelled: list[ShardResult], ingest: lis
 
 
 @flow(name="publish-labelled-stages", log_prints=True, validate_parameters=False)
-def _publish_labelled_stages(spec: DatasetSpec, labelled: list[ShardResult], ingest: list[IngestResult],
-                             sentiment: SentimentSetup | None = None) -> dict[str, Any]:
-    return plan_and_publish(spec, labelled, ingest, sentiment)
+def _publish_labelled_stages(spec: DatasetSpec, labelled: list[dict[str, Any]], ingest: list[dict[str, Any]],
+                             sentiment: dict[str, Any] | None = None) -> dict[str, Any]:
+    # plain dicts in flow signatures: Prefect builds a pydantic schema of them (no TypedDict on 3.11)
+    return plan_and_publish(spec, labelled, ingest, sentiment)  # type: ignore[arg-type]
 
 
 def report_link(release_uri: str) -> str | None:
