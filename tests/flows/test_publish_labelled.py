@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect import flow
 
-from flows.build_dataset import _map, augment_task, plan_task, publish_labelled, publish_task
+from flows.build_dataset import publish_labelled, publish_task
 from manifests.io import read_card, resolve_release
 from manifests.validate import validate_release
 from tasks.core.guards import GuardError
@@ -48,14 +47,20 @@ def test_publish_labelled_publishes_what_a_whole_build_publishes(prefect_harness
         read_card(resolve_release(str(tmp_path / "whole")))["counts"]
 
 
-@flow
 def _publish_with_token(spec: Any, labelled: list[dict], ingest: list[dict], token: str) -> dict:
-    plan = plan_task.submit(spec, labelled).result()
-    augmented = _map(augment_task, spec, plan["row_shard_uris"])
-    return publish_task.submit(spec, plan, augmented, ingest, {}, token).result()
+    """The publish task's own body (what a Dask worker runs), given the build's lock token."""
+    from prefect.logging import disable_run_logger
+
+    from tasks.augment import step as augment_step
+    from tasks.plan import step as plan_step
+
+    plan = plan_step.plan_stages(spec, labelled)
+    augmented = [augment_step.augment_shard(spec, u) for u in plan["row_shard_uris"]]
+    with disable_run_logger():
+        return publish_task.fn(spec, plan, augmented, ingest, {}, token)
 
 
-def test_publish_task_refuses_to_move_latest_when_the_builds_lock_was_taken(prefect_harness, tmp_path: Path) -> None:
+def test_publish_task_refuses_to_move_latest_when_the_builds_lock_was_taken(tmp_path: Path) -> None:
     """What a Dask worker does: this process holds no lock, the task gets the build's token."""
     corpus = tone_corpus(tmp_path / "corpus", rows="a.wav,I am so happy,positive,spk1\n")
     spec = tone_spec(corpus, tmp_path / "out")
