@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.mapping import map_shards
 from tasks.augment import step as augment_step
 from tasks.core import limits, output_lock
 from tasks.core.guard_logging import install_quiet_guard_errors
@@ -71,6 +72,20 @@ def _retry_unless_layout_error(task: Any, task_run: Any, state: Any) -> bool:
 def ingest_source_task(spec: DatasetSpec, index: int) -> IngestResult:
     logger = get_run_logger()
     return _with_pid(ingest_step.ingest_source(spec, index, log=logger.info, warn=logger.warning))
+
+
+@task(name="make-shards")
+def make_shards_task(spec: DatasetSpec, ingest: list[IngestResult]) -> list[str]:
+    """All sources' items hashed into shards (reads every ingested item: on a worker, not the flow)."""
+    return ingest_step.make_shards(spec, ingest, log=get_run_logger().info)
+
+
+@task(name="plan-transcripts")
+def plan_transcripts_task(spec: DatasetSpec, shard_uris: list[str]) -> str | None:
+    """Stop before any paid job over the cost cap; then Whisper's packing plan, fixed across shards."""
+    log = get_run_logger().info
+    label_steps.estimate_transcribe_cost(spec, shard_uris, log=log)
+    return label_steps.plan_transcripts(spec, shard_uris, log=log)
 
 
 @task(name="fill-transcripts", retries=1, retry_delay_seconds=5)
@@ -135,11 +150,14 @@ def publish_part_task(spec: DatasetSpec, pair: dict[str, Any], position: str, se
 @task(name="publish")
 def publish_task(spec: DatasetSpec, plan: PlanResult, setup: PublishSetup, weighting: PublishWeights,
                  parts: list[PartResult], augmented: list[AugmentResult], ingest: list[IngestResult],
-                 timings: dict[str, float]) -> PublishResult:
-    """The finishing step: release digest from the part records, card, plots, validation, LATEST."""
+                 timings: dict[str, float], lock_token: str | None = None) -> PublishResult:
+    """The finishing step: release digest from the part records, card, plots, validation, LATEST.
+
+    `lock_token`: the build's output lock, checked before LATEST moves even on a Dask worker."""
     logger = get_run_logger()
-    return publish_step.finish_publish(spec, plan, setup, weighting, parts, augmented, ingest, timings,
-                                       log=logger.info, warn=logger.warning)
+    with output_lock.adopted(spec.output, lock_token):
+        return publish_step.finish_publish(spec, plan, setup, weighting, parts, augmented, ingest, timings,
+                                           log=logger.info, warn=logger.warning)
 
 
 def _publish(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult], ingest: list[IngestResult],
@@ -151,12 +169,13 @@ def _publish(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult]
     weighting = publish_weights_task.submit(spec, setup, plan, staged).result()
     pairs = [{"shard": s, "staged": w} for s, w in zip(plan["shards"], staged, strict=True)]
     parts = _map(publish_part_task, spec, pairs, setup=setup, weighting=weighting)
-    return publish_task.submit(spec, plan, setup, weighting, parts, augmented, ingest, timings).result()
+    return publish_task.submit(spec, plan, setup, weighting, parts, augmented, ingest, timings,
+                               output_lock.held_token(spec.output)).result()
 
 
 def _map(task_fn: Any, spec: DatasetSpec, uris: list[Any], **kwargs: Any) -> list[dict[str, Any]]:
-    futures = [task_fn.submit(spec, u, f"{i + 1}/{len(uris)}", **kwargs) for i, u in enumerate(uris)]
-    return [f.result() for f in futures]
+    """One result per shard, in shard order, from at most `run.max_task_runs_per_stage` task runs."""
+    return map_shards(task_fn, spec, uris, spec.run.max_task_runs_per_stage, **kwargs)
 
 
 def _chain(previous: list[ShardResult], current: list[ShardResult]) -> list[ShardResult]:
@@ -200,6 +219,7 @@ class _Progress:
 
 
 def _stages(spec: DatasetSpec) -> dict[str, Any]:
+    """The build, stage by stage; every step runs as a task on the spec's task runner."""
     log = get_run_logger()
     check_spec_paths(spec)
     made = limits.ensure_cloud_limits(spec)  # global rate limits shared by all workers (Prefect server only)
@@ -207,12 +227,9 @@ def _stages(spec: DatasetSpec) -> dict[str, Any]:
         log.info("cloud rate limits on the Prefect server: %s", ", ".join(made))
     progress = _Progress()
 
-    ingest_results = [f.result() for f in [ingest_source_task.submit(spec, i) for i in range(len(spec.sources))]]
-    source_guards.check_ingest(spec, ingest_results)  # a failed source stops here, before paid labelling
-    shard_uris = ingest_step.make_shards(spec, ingest_results, log=log.info)
+    ingest, shard_uris = _ingest(spec)
     progress.done("ingest")
-    label_steps.estimate_transcribe_cost(spec, shard_uris, log=log.info)  # stops before any job over the cap
-    plan_uri = label_steps.plan_transcripts(spec, shard_uris, log=log.info)  # packing fixed across shards
+    plan_uri = plan_transcripts_task.submit(spec, shard_uris).result()  # cost cap, then the packing plan
     labelled = _map(transcripts_task, spec, shard_uris, plan_uri=plan_uri)
     progress.done("transcripts")
     sentiment = prepare_sentiment_task.submit(spec, [r["items_uri"] for r in labelled]).result()
@@ -221,16 +238,50 @@ def _stages(spec: DatasetSpec) -> dict[str, Any]:
     progress.done("sentiment")
     labelled = _chain(labelled, _map(speech_task, spec, [r["items_uri"] for r in labelled]))
     progress.done("speech_detection")
+    return plan_and_publish(spec, labelled, ingest, sentiment, progress)
+
+
+def _ingest(spec: DatasetSpec) -> tuple[list[IngestResult], list[str]]:
+    """One task per source, the ingest guards (a failed source stops here, before paid labelling), shards."""
+    ingest = [f.result() for f in [ingest_source_task.submit(spec, i) for i in range(len(spec.sources))]]
+    source_guards.check_ingest(spec, ingest)
+    return ingest, make_shards_task.submit(spec, ingest).result()
+
+
+def plan_and_publish(spec: DatasetSpec, labelled: list[ShardResult], ingest: list[IngestResult],
+                     sentiment: SentimentSetup | None = None, progress: _Progress | None = None) -> dict[str, Any]:
+    """Split and balance -> augment -> publish, from labelled shards (in shard order) and the ingest results.
+
+    The second half of a build, callable from any flow whose task runner should run it (the
+    planning-scale benchmark starts here, from shards it wrote). Publish checks the build's output
+    lock (held by this flow process, if any) before moving LATEST, wherever it runs.
+    """
+    progress = progress or _Progress()
     plan = plan_task.submit(spec, labelled).result()
     progress.done("split_and_balance")
     augmented = _map(augment_task, spec, plan["row_shard_uris"])
     progress.done("augment")
-    pids = sorted({r["pid"] for r in [*ingest_results, *labelled, *augmented] if "pid" in r})
+    pids = sorted({r["pid"] for r in [*ingest, *labelled, *augmented] if "pid" in r})
     plan = {**plan, "worker_pids": pids, "sentiment": sentiment}
-    result = _publish(spec, plan, augmented, ingest_results, progress.timings)
+    result = _publish(spec, plan, augmented, ingest, progress.timings)
     progress.done("publish")
     result["timings"] = progress.timings
     result["worker_pids"] = pids
+    return result
+
+
+def _run_locked(spec: DatasetSpec, stages: Any, *args: Any) -> dict[str, Any]:
+    """Run the `stages` subflow on the spec's task runner while holding the output's lock; summarise."""
+    logger = get_run_logger()
+    with output_lock.hold(spec.output, spec.name, wait_s=spec.run.lock_wait_s, stale_s=spec.run.lock_stale_s,
+                          log=logger.info, warn=logger.warning):
+        result = stages.with_options(task_runner=task_runner_for(spec))(spec, *args)
+        _summary_artifacts(result)
+    if result.get("published", True):
+        logger.info("release %s published at %s", result["release"], result["release_uri"])
+    else:
+        logger.info("no change since release %s (same content_sha256): nothing published, LATEST unchanged",
+                    result["release"])
     return result
 
 
@@ -240,24 +291,32 @@ def build_dataset(spec: DatasetSpec) -> dict[str, Any]:
 
     One build per output at a time (`tasks.core.output_lock`): a second one waits up to `run.lock_wait_s`.
     """
-    logger = get_run_logger()
-    with output_lock.hold(spec.output, spec.name, wait_s=spec.run.lock_wait_s, stale_s=spec.run.lock_stale_s,
-                          log=logger.info, warn=logger.warning):
-        inner = _build_stages.with_options(task_runner=task_runner_for(spec))
-        result = inner(spec)
-        _summary_artifacts(result)
-    if result.get("published", True):
-        get_run_logger().info("release %s published at %s", result["release"], result["release_uri"])
-    else:
-        get_run_logger().info("no change since release %s (same content_sha256): nothing published, LATEST "
-                              "unchanged", result["release"])
-    return result
+    return _run_locked(spec, _build_stages)
 
 
 @flow(name="build-dataset-stages", log_prints=True)
 def _build_stages(spec: DatasetSpec) -> dict[str, Any]:
     """The stages, run as a subflow so the spec can choose its task runner at run time."""
     return _stages(spec)
+
+
+@flow(name="publish-labelled", log_prints=True, validate_parameters=False)
+def publish_labelled(spec: DatasetSpec, labelled: list[dict[str, Any]], ingest: list[dict[str, Any]],
+                     sentiment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Plan, augment and publish already-labelled shards, under the output lock, on the spec's runner.
+
+    `labelled` are shards as the speech stage leaves them (items with labels and `speech_intervals`),
+    `ingest` the per-source ingest results (found counts, ingest rejects). For benchmarks and tools
+    that start after labelling; a build goes through `build_dataset`.
+    """
+    return _run_locked(spec, _publish_labelled_stages, labelled, ingest, sentiment)
+
+
+@flow(name="publish-labelled-stages", log_prints=True, validate_parameters=False)
+def _publish_labelled_stages(spec: DatasetSpec, labelled: list[dict[str, Any]], ingest: list[dict[str, Any]],
+                             sentiment: dict[str, Any] | None = None) -> dict[str, Any]:
+    # plain dicts in flow signatures: Prefect builds a pydantic schema of them (no TypedDict on 3.11)
+    return plan_and_publish(spec, labelled, ingest, sentiment)  # type: ignore[arg-type]
 
 
 def report_link(release_uri: str) -> str | None:

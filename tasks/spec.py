@@ -162,6 +162,9 @@ class RunSpec(_Strict):
     )
     max_workers: int = Field(default=2, ge=1, description="threads, or Dask worker processes of a local cluster")
     dask_address: str | None = Field(default=None, description="tcp://host:port of an existing Dask scheduler")
+    max_task_runs_per_stage: int = Field(
+        default=2000, ge=1, description="at most this many Prefect task runs per per-shard stage; with more "
+        "shards, consecutive shards are grouped and one task runs a group's shards in order")
     keep_releases: int = Field(default=5, ge=1)
     lock_wait_s: float = Field(default=1800, ge=0, description="how long a build waits for another build "
                                "of the same output to finish (tasks/core/output_lock.py); 0: stop at once")

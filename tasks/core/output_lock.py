@@ -30,6 +30,7 @@ A takeover removes only the exact stale lock (local: rename it aside and check i
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -356,13 +357,62 @@ class OutputLock:
 
 
 def ensure_held(output: str) -> None:
-    """Before moving LATEST: when this process holds `output`'s lock, check it is still ours.
+    """Before moving LATEST: check that the build's lock on `output` is still ours.
 
-    A no-op when no lock is held here (the pipeline functions called directly, as in unit tests).
+    In the process holding the lock (threads runner), the lock itself is checked. In another process
+    (a Dask worker publishing for the build), the token given to `adopted` must still be the lock
+    file's. A no-op when neither applies (the pipeline functions called directly, as in unit tests).
     """
     lock = _HELD.get(output)
     if lock is not None:
         lock.verify()
+        return
+    token = dict(_ADOPTED.get()).get(output)
+    if token is not None:
+        check_token(output, token)
+
+
+def held_token(output: str) -> str | None:
+    """The token of the lock this process holds on `output` now (None when it holds none)."""
+    lock = _HELD.get(output)
+    return lock.token if lock is not None and lock.held else None
+
+
+# (output, token) pairs adopted by the running step; a tuple, immutable, as a ContextVar default must be
+_ADOPTED: contextvars.ContextVar[tuple[tuple[str, str], ...]] = contextvars.ContextVar("voicetone_adopted_locks",
+                                                                                     default=())
+
+
+@contextlib.contextmanager
+def adopted(output: str, token: str | None) -> Iterator[None]:
+    """In the block, `ensure_held(output)` checks that `<output>/build.lock` still carries `token`.
+
+    For a step that runs in another process than the build holding the lock (a Dask worker, maybe
+    on another machine): `_HELD` is empty there, so without this the check before LATEST would do
+    nothing. A context variable, so concurrent tasks in one worker do not see each other's tokens.
+    `token` None (no lock held by the caller) changes nothing.
+    """
+    if token is None:
+        yield
+        return
+    reset = _ADOPTED.set((*_ADOPTED.get(), (output, token)))
+    try:
+        yield
+    finally:
+        _ADOPTED.reset(reset)
+
+
+def check_token(output: str, token: str) -> None:
+    """Raise `GuardError("output_lock_lost")` unless the lock file of `output` carries `token` (read now)."""
+    current = OutputLock(output)._read()
+    if current is not None and current.token == token:
+        return
+    from tasks.core.guards import GuardError
+
+    now = current.describe() if current is not None else "no lock"
+    raise GuardError("output_lock_lost", f"the lock {lock_uri(output)} is no longer this build's (now: {now}): "
+                     "another build took the output over while this one ran (no heartbeat for "
+                     "run.lock_stale_s: was the process suspended?); not moving LATEST. Run the build again.")
 
 
 _UNSUPPORTED = ("NotImplemented", "InvalidArgument", "InvalidRequest", "501")

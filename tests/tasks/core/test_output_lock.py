@@ -16,7 +16,7 @@ import pytest
 
 from manifests import uri as fs
 from tasks.core.guards import GuardError
-from tasks.core.output_lock import OutputLock, OutputLocked, ensure_held, hold, lock_uri
+from tasks.core.output_lock import OutputLock, OutputLocked, adopted, ensure_held, held_token, hold, lock_uri
 
 CTX = multiprocessing.get_context("spawn")  # a fresh interpreter, like a second `voicetone build`
 
@@ -144,6 +144,40 @@ def test_heartbeat_keeps_the_lock_fresh_and_release_removes_only_our_lock(tmp_pa
     lock.release()
     assert lock.lost and json.loads((out / "build.lock").read_text())["token"] == "someone-else"
     ensure_held(str(out))  # no lock held here any more: nothing to check
+
+
+def _publish_check(output: str, token: str | None) -> str:
+    """What a Dask worker's publish step sees: no lock held in this process, maybe the build's token."""
+    try:
+        with adopted(output, token):
+            ensure_held(output)
+    except GuardError as err:
+        return f"refused: {err}"
+    return "ok"
+
+
+def test_a_publish_step_in_another_process_checks_the_build_lock_by_token(tmp_path: Path) -> None:
+    """publish on a Dask worker: the build's lock lives in the flow process, the check must still bite."""
+    out = str(tmp_path / "out")
+    with CTX.Pool(1) as worker, hold(out, "me", wait_s=0) as lock:
+        assert held_token(out) == lock.token
+        assert worker.apply(_publish_check, (out, lock.token)) == "ok"
+        assert worker.apply(_publish_check, (out, None)) == "ok"  # called directly, no build: nothing to check
+        _write_lock(Path(out), token="another-build")  # taken over while we ran (we looked stale)
+        refused = worker.apply(_publish_check, (out, lock.token))
+        assert refused.startswith("refused: ") and "output_lock_lost" in refused and "another-build" not in refused
+        assert "not moving LATEST" in refused
+        os.remove(lock_uri(out))  # the other build finished and removed its lock: still not ours
+        assert "output_lock_lost" in worker.apply(_publish_check, (out, lock.token))
+    assert held_token(out) is None
+
+
+def test_the_adopted_token_is_only_checked_inside_its_block(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _write_lock(out, token="someone-else")
+    with pytest.raises(GuardError, match="output_lock_lost"), adopted(str(out), "ours"):
+        ensure_held(str(out))
+    ensure_held(str(out))  # outside the block: no build's token here, nothing to check
 
 
 def test_s3_stale_lock_is_taken_over_and_heartbeat_uses_if_match(s3_bucket: str) -> None:

@@ -1,0 +1,72 @@
+"""Grouping shards into at most `run.max_task_runs_per_stage` Prefect task runs (flows/mapping.py)."""
+
+from __future__ import annotations
+
+import pytest
+from prefect import flow, task
+from prefect.runtime import task_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.mapping import map_shards, positions, run_group, shard_groups
+
+
+@pytest.mark.parametrize("n, most", [(0, 5), (1, 1), (3, 5), (5, 5), (6, 5), (7, 3), (16384, 2000), (2048, 2000),
+                                     (10, 1)])
+def test_groups_cover_every_shard_once_in_order_and_respect_the_cap(n: int, most: int) -> None:
+    groups = shard_groups(n, most)
+    assert [i for g in groups for i in g] == list(range(n))  # every shard once, in shard order
+    assert len(groups) == min(n, most)
+    sizes = [len(g) for g in groups]
+    assert all(s >= 1 for s in sizes) and (not sizes or max(sizes) - min(sizes) <= 1)
+    assert sizes == sorted(sizes, reverse=True)  # the larger groups first: a pure function of (n, most)
+
+
+def test_sixteen_thousand_shards_make_two_thousand_runs_of_eight_or_nine() -> None:
+    sizes = [len(g) for g in shard_groups(16384, 2000)]
+    assert sizes.count(9) == 384 and sizes.count(8) == 1616
+
+
+def test_a_cap_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        shard_groups(4, 0)
+
+
+def test_run_group_calls_the_step_per_shard_in_order_with_its_own_position() -> None:
+    calls = []
+
+    def step(spec, uri, position, **kw):
+        calls.append((spec, uri, position, kw))
+        return uri.upper()
+
+    assert run_group(step, "S", ["a", "b"], ["1/3", "2/3"], {"k": 1}) == ["A", "B"]
+    assert calls == [("S", "a", "1/3", {"k": 1}), ("S", "b", "2/3", {"k": 1})]
+    assert positions(3) == ["1/3", "2/3", "3/3"]
+
+
+@task(name="fill-test", retries=2, retry_delay_seconds=0)
+def _shard_task(spec: str, uri: str, position: str, factor: int = 1) -> dict:
+    return {"uri": uri, "position": position, "value": int(uri[1:]) * factor, "spec": spec,
+            "task_run": str(task_run.id), "task_name": task_run.task_name, "run_name": task_run.name}
+
+
+@flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+def _mapped(n: int, most: int) -> list[dict]:
+    return map_shards(_shard_task, "spec", [f"u{i}" for i in range(n)], most, factor=3)
+
+
+def test_more_shards_than_the_cap_run_as_groups_with_results_in_shard_order(prefect_harness) -> None:
+    results = _mapped(7, 3)
+    assert [r["uri"] for r in results] == [f"u{i}" for i in range(7)]
+    assert [r["value"] for r in results] == [3 * i for i in range(7)]
+    assert [r["position"] for r in results] == [f"{i + 1}/7" for i in range(7)]  # as if run one by one
+    runs = [r["task_run"] for r in results]
+    assert len(set(runs)) == 3  # three task runs for seven shards
+    assert [runs.count(r) for r in dict.fromkeys(runs)] == [3, 2, 2]  # consecutive shards share a run
+    assert {r["task_name"] for r in results} == {"fill-test"}  # named after the stage's task
+    assert results[0]["run_name"] == "fill-test[1-3/7]"
+
+
+def test_up_to_the_cap_each_shard_is_its_own_task_run(prefect_harness) -> None:
+    results = _mapped(3, 3)
+    assert [r["value"] for r in results] == [0, 3, 6]
+    assert len({r["task_run"] for r in results}) == 3

@@ -1,0 +1,77 @@
+"""The post-labelling half of a build as its own flow (`publish_labelled` / `plan_and_publish`), and the
+output-lock check that publish makes with the build's token wherever it runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.build_dataset import publish_labelled, publish_task
+from manifests.io import read_card, resolve_release
+from manifests.validate import validate_release
+from tasks.core.guards import GuardError
+from tasks.core.output_lock import lock_uri
+from tasks.ingest import step as ingest_step
+from tasks.label import steps as label_steps
+from tests.tasks.releasebuild import build, tone_corpus, tone_spec
+
+
+def _labelled(spec: Any) -> tuple[list[dict], list[dict]]:
+    """Ingest and label as the flow's first half does; (labelled shards, ingest results)."""
+    ingest = [ingest_step.ingest_source(spec, i) for i in range(len(spec.sources))]
+    labelled = []
+    for uri in ingest_step.make_shards(spec, ingest):
+        t = label_steps.transcripts_shard(spec, uri)
+        s = label_steps.sentiment_shard(spec, t["items_uri"])
+        v = label_steps.speech_shard(spec, s["items_uri"])
+        labelled.append({**v, "rejects_uris": t["rejects_uris"] + s["rejects_uris"] + v["rejects_uris"]})
+    return labelled, ingest
+
+
+def test_publish_labelled_publishes_what_a_whole_build_publishes(prefect_harness, tmp_path: Path) -> None:
+    corpus = tone_corpus(tmp_path / "corpus")
+    spec = tone_spec(corpus, tmp_path / "out")
+    labelled, ingest = _labelled(spec)
+
+    result = publish_labelled(spec, labelled, ingest)
+
+    assert result["published"] and validate_release(str(tmp_path / "out")).ok
+    assert set(result["timings"]) == {"split_and_balance", "augment", "publish"}
+    assert not Path(lock_uri(spec.output)).exists()  # held while it ran, released after
+    whole = build(tone_spec(corpus, tmp_path / "whole"))  # every stage, no Prefect
+    assert result["content_sha256"] == whole["content_sha256"]
+    assert read_card(resolve_release(str(tmp_path / "out")))["counts"] == \
+        read_card(resolve_release(str(tmp_path / "whole")))["counts"]
+
+
+def _publish_with_token(spec: Any, labelled: list[dict], ingest: list[dict], token: str) -> dict:
+    """The publish task's own body (what a Dask worker runs), given the build's lock token."""
+    from prefect.logging import disable_run_logger
+
+    from tasks.augment import step as augment_step
+    from tasks.plan import step as plan_step
+
+    plan = plan_step.plan_stages(spec, labelled)
+    augmented = [augment_step.augment_shard(spec, u) for u in plan["row_shard_uris"]]
+    with disable_run_logger():
+        return publish_task.fn(spec, plan, augmented, ingest, {}, token)
+
+
+def test_publish_task_refuses_to_move_latest_when_the_builds_lock_was_taken(tmp_path: Path) -> None:
+    """What a Dask worker does: this process holds no lock, the task gets the build's token."""
+    corpus = tone_corpus(tmp_path / "corpus", rows="a.wav,I am so happy,positive,spk1\n")
+    spec = tone_spec(corpus, tmp_path / "out")
+    labelled, ingest = _labelled(spec)
+    Path(lock_uri(spec.output)).write_text(json.dumps({"token": "another-build", "pid": 1, "host": "elsewhere",
+                                                       "spec": "t", "started_at": 0, "heartbeat_at": 0}))
+    with pytest.raises(GuardError, match="output_lock_lost"):
+        _publish_with_token(spec, labelled, ingest, "this-build")
+    assert not (tmp_path / "out" / "LATEST").exists()  # written, validated, but never pointed at
+
+    Path(lock_uri(spec.output)).write_text(json.dumps({"token": "this-build", "pid": 1, "host": "elsewhere",
+                                                       "spec": "t", "started_at": 0, "heartbeat_at": 0}))
+    assert _publish_with_token(spec, labelled, ingest, "this-build")["published"]
+    assert validate_release(str(tmp_path / "out")).ok
