@@ -53,11 +53,18 @@ def _publish_with_token(spec: Any, labelled: list[dict], ingest: list[dict], tok
 
     from tasks.augment import step as augment_step
     from tasks.plan import step as plan_step
+    from tasks.publish import parts
+    from tasks.publish import step as publish_step
 
     plan = plan_step.plan_stages(spec, labelled)
     augmented = [augment_step.augment_shard(spec, u) for u in plan["row_shard_uris"]]
-    with disable_run_logger():
-        return publish_task.fn(spec, plan, augmented, ingest, {}, token)
+    setup = publish_step.prepare_publish(spec, plan, ingest)
+    staged = [parts.shard_windows(spec, setup, shard, aug) for shard, aug in zip(plan["shards"], augmented, strict=True)]
+    weighting = parts.release_weights(spec, setup, dict(plan), staged)
+    written = [parts.publish_shard(spec, setup, weighting, shard, s)
+               for shard, s in zip(plan["shards"], staged, strict=True)]
+    with disable_run_logger():  # the finishing task is the one that moves LATEST
+        return publish_task.fn(spec, plan, setup, weighting, written, augmented, ingest, {}, token)
 
 
 def test_publish_task_refuses_to_move_latest_when_the_builds_lock_was_taken(tmp_path: Path) -> None:
