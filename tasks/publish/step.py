@@ -78,6 +78,13 @@ def _empty_stage_rows(utterances: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
+def _read_parts(uris: list[str]) -> pd.DataFrame:
+    """The plan shards' files as one frame, keeping the columns when every shard is empty."""
+    frames = [read_frame(u) for u in uris]
+    full = [f for f in frames if len(f)]
+    return pd.concat(full, ignore_index=True) if full else frames[0]
+
+
 def release_name(spec: DatasetSpec) -> str:
     """A sortable UTC timestamp; a suffix keeps two builds in the same second apart."""
     base = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -102,11 +109,12 @@ def publish(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult],
     from tasks.publish import html as report_html
     from tasks.publish import weights
 
-    utterances = read_frame(plan["utterances_uri"])
+    utterances = _read_parts([s["utterances_uri"] for s in plan["shards"]])
     rows = read_all([a["rows_uri"] for a in augmented])
     if rows.empty:  # no utterance reached either stage: no row shards, so no columns either
         rows = _empty_stage_rows(utterances)
-    rejects = concat_rejects([*(read_frame(r["rejects_uri"]) for r in ingest), read_frame(plan["rejects_uri"])])
+    rejects = concat_rejects([*(read_frame(r["rejects_uri"]) for r in ingest),
+                              *(read_frame(s["rejects_uri"]) for s in plan["shards"])])
     found = {r["source"]: r["found"] for r in ingest}
     publish_guards: list[dict[str, Any]] = []  # guards that fire while publishing append here
     publish_guards.extend(source_guards.check_release(spec, found, utterances, rejects))  # before any write
