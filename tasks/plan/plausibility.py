@@ -72,21 +72,25 @@ def reasons(items: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     """Per row, why each stage leaves it out (`asr`, `classifier` columns; None = it may enter)."""
     from tasks.label.transcripts import hallucination
 
-    out = pd.DataFrame({"asr": pd.Series(None, index=items.index, dtype=object),
-                        "classifier": pd.Series(None, index=items.index, dtype=object)})
     if items.empty:
-        return out
-    texts = items["transcript"] if "transcript" in items.columns else pd.Series(None, index=items.index)
+        return pd.DataFrame({"asr": pd.Series(None, index=items.index, dtype=object),
+                             "classifier": pd.Series(None, index=items.index, dtype=object)})
+    texts = items["transcript"].tolist() if "transcript" in items.columns else [None] * len(items)
     hal_asr, hal_clf = hallucination.excluded(items, spec.labelers.whisper.hallucination)
-    for i, dur, text in zip(items.index, items["duration_s"], texts, strict=True):
+    asr_out: list[str | None] = []
+    clf_out: list[str | None] = []
+    for dur, text, h_asr, h_clf in zip(items["duration_s"].tolist(), texts, hal_asr.tolist(), hal_clf.tolist(),
+                                       strict=True):
         duration = None if dur is None or pd.isna(dur) else float(dur)
         asr = _duration_reason(duration, spec.plausibility.asr)
         asr = asr or _rate_reason(transcript_chars(text), duration, spec)
-        asr = asr or ("hallucinated_transcript" if hal_asr[i] else None)
+        asr = asr or ("hallucinated_transcript" if h_asr else None)
         clf = _duration_reason(duration, spec.plausibility.classifier)
-        clf = clf or ("hallucinated_transcript" if hal_clf[i] else None)
-        out.at[i, "asr"], out.at[i, "classifier"] = asr, clf
-    return out
+        clf = clf or ("hallucinated_transcript" if h_clf else None)
+        asr_out.append(asr)
+        clf_out.append(clf)
+    return pd.DataFrame({"asr": pd.Series(asr_out, index=items.index, dtype=object),
+                         "classifier": pd.Series(clf_out, index=items.index, dtype=object)})
 
 
 def _rate(row: pd.Series) -> str:

@@ -141,17 +141,18 @@ def screen_shard(spec: DatasetSpec, plan_dir: str, index: int, shard: ShardResul
     if "pii_detected" in items.columns:
         pii_report.update(asr_excluded=int(pii_out.sum()),
                           classifier_flagged=int((clf_ok & items["pii_detected"]).sum()))
-    ranks = [seeded_hex(spec.seed, u) for u in items["utterance_id"]]
+    ranks = [seeded_hex(spec.seed, u) for u in items["utterance_id"].tolist()]
     screened = items.assign(_asr=cand.to_numpy(), _clf=clf_ok.to_numpy(), _rank=ranks)
     write_frame(_file(where["screened"], index), screened)
     write_frame(fs.join(plan_dir, f"rejects-{index:05d}.parquet"), concat_rejects(rejects))
 
     cands = screened[screened["_asr"]]
-    keys = [quota.group_key(*k) for k in zip(cands["split"], cands["sentiment"], cands["source"], strict=True)]
+    keys = [quota.group_key(*k) for k in zip(cands["split"].tolist(), cands["sentiment"].tolist(),
+                                             cands["source"].tolist(), strict=True)]
     counts = {str(k): int(v) for k, v in pd.Series(keys, dtype=object).value_counts().sort_index().items()}
     balanced = cands["split"].isin(list(spec.balance.splits)).to_numpy()
     hist = pd.DataFrame({"key": pd.Series(keys, dtype=object)[balanced].to_numpy(),
-                         "bin": [quota.rank_bin(r) for r in cands["_rank"][balanced]]})
+                         "bin": [quota.rank_bin(r) for r in cands["_rank"][balanced].tolist()]})
     write_frame(_file(where["hist"], index), hist.groupby(["key", "bin"]).size().rename("n").reset_index())
     if len(items):
         groups = pd.DataFrame({"source": items["source"].astype(str),
@@ -205,8 +206,8 @@ def asr_variants(items: pd.DataFrame, groups: dict[str, dict[str, Any]], limits:
     """(utterance_id, variant) of this shard's ASR rows under the build's balance plan."""
     cands = items[items["_asr"]]
     uids, variants = [], []
-    for uid, split, cls, source, rank in zip(cands["utterance_id"], cands["split"], cands["sentiment"],
-                                             cands["source"], cands["_rank"], strict=True):
+    for uid, split, cls, source, rank in zip(*(cands[c].tolist() for c in ("utterance_id", "split", "sentiment",
+                                                                            "source", "_rank")), strict=True):
         key = quota.group_key(split, cls, source)
         for v in range(quota.picks(groups.get(key), limits.get(key), rank)):
             uids.append(uid)
@@ -230,14 +231,18 @@ def finish_shard(spec: DatasetSpec, plan_dir: str, index: int, balance_plan: dic
     pools = noise_pool.load_pools(spec, pools_uri, fs.join(work_dir(spec), "augment"))
     speaker_of = (dict(zip(items["utterance_id"], noise_pool.speaker_keys(items), strict=True))
                   if pools.noise_speakers and len(items) else {})
-    duration = dict(zip(items["utterance_id"], items["duration_s"], strict=True))
-    split_of = dict(zip(items["utterance_id"], items["split"], strict=True))
+    duration = dict(zip(items["utterance_id"].tolist(), items["duration_s"].tolist(), strict=True))
+    split_of = dict(zip(items["utterance_id"].tolist(), items["split"].tolist(), strict=True))
     recipes = {}
     heard: dict[str, set[str]] = {}  # audio-deciding recipe fields already used per utterance
-    for utt, var in zip(variants["utterance_id"], variants["variant"], strict=True):
+    several = set(variants["utterance_id"][variants["variant"] > 0].tolist())  # only repeats can collide
+    for utt, var in zip(variants["utterance_id"].tolist(), variants["variant"].tolist(), strict=True):
         rid = recipe_key(utt, var)
         recipe = augment.draw_recipe(spec.seed, rid, split_of[utt], spec.augment, pools, float(duration[utt]),
                                      speaker_of.get(utt))
+        if utt not in several:
+            recipes[rid] = recipe
+            continue
         # An oversampled repeat must not be byte-identical to an earlier variant: redraw (deterministically)
         # a few times; if the policy cannot vary the audio, the validator names the rows.
         for attempt in range(1, 17):
