@@ -7,7 +7,7 @@ with many utterances, human and model labels, ~2 % without a sentiment, ~1 % wit
 transcripts with a phone number (PII). `write_item_shards` hashes the items into power-of-two shards
 like ingest (`tasks.core.shards.assign_shards`) and returns their URIs; `item_frame` gives the rows.
 
-    .venv/bin/python benchmarks/plan_items.py --items 1000000 --shard-size 5000 [--old]
+    .venv/bin/python benchmarks/plan_items.py --items 1000000 --shard-size 5000 [--max-shards N] [--old]
 
 times planning (`tasks.plan.step.plan_stages`, in this process, shards one after another) and
 reports wall time, CPU seconds and peak RSS; `--old` runs the whole-corpus plan of commit ad08597
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -148,6 +149,7 @@ def main() -> None:
     parser.add_argument("--shard-size", type=int, default=5000)
     parser.add_argument("--root", default="/tmp/plan-bench")
     parser.add_argument("--old", action="store_true", help="the whole-corpus plan of ad08597")
+    parser.add_argument("--max-shards", type=int, default=None, help="plan only the first N item shards")
     args = parser.parse_args()
     items_dir = Path(args.root) / f"items-{args.items}-{args.shard_size}"
     if not (items_dir / "DONE").exists():
@@ -155,7 +157,8 @@ def main() -> None:
         write_item_shards(str(items_dir), args.items, args.shard_size, seed=0)
         (items_dir / "DONE").write_text("")
         print(f"wrote items in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    uris = sorted(str(p) for p in items_dir.glob("items-*.parquet"))
+    uris = sorted(str(p) for p in items_dir.glob("items-*.parquet"))[: args.max_shards]
+    n_items = sum(pq.ParquetFile(u).metadata.num_rows for u in uris)
     out = Path(args.root) / ("out-old" if args.old else "out-new")
     spec = bench_spec(str(out), args.shard_size)
     shards = [{"items_uri": u, "rejects_uris": [], "reused": False} for u in uris]
@@ -177,9 +180,9 @@ def main() -> None:
     wall = time.perf_counter() - t0
     cpu = (c1.user - c0.user) + (c1.system - c0.system)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"plan": "old" if args.old else "new", "items": args.items, "shards": len(uris),
+    print(json.dumps({"plan": "old" if args.old else "new", "items": n_items, "shards": len(uris),
                       "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "peak_rss_mb": round(rss_mb),
-                      "items_per_cpu_s": round(args.items / cpu) if cpu else None,
+                      "items_per_cpu_s": round(n_items / cpu) if cpu else None,
                       "asr_target": plan["balance_report"]["splits"]["train"]["target_per_class"]}))
 
 
