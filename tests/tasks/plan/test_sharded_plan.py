@@ -148,3 +148,27 @@ def test_allocation_from_counts_equals_the_round_robin_pick_order() -> None:
         order = balance.pick_order(by_source, n, cap, seed=3)
         want = {s: sum(1 for u in order if u.startswith(f"{s}-")) for s in counts}
         assert quota.allocation(counts, n, cap, seed=3) == want, (counts, n, cap)
+
+
+def test_plan_steps_on_dask_worker_processes_equal_the_in_process_plan(tmp_path: Path) -> None:
+    """The plan's steps run on a 2-process Dask cluster (as under `run.task_runner: dask`) give the same plan."""
+    from distributed import Client, LocalCluster
+
+    from tasks.plan.shard_step import STEPS
+
+    items = item_frame(400, seed=5)
+    spec = _spec(tmp_path / "out")
+    shards = _shards(tmp_path, items, 4)
+    here = plan_stages(spec, shards, n_parts=2)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        def dask_map(step: str, calls: list[tuple]) -> list:
+            return client.gather([client.submit(STEPS[step], *args, pure=False) for args in calls])
+
+        spec2 = _spec(tmp_path / "out-dask")
+        there = plan_stages(spec2, shards, mapper=dask_map, n_parts=2)
+    a, b = _tables(here), _tables(there)
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], check_dtype=False)
+    for section in ("balance_report", "split_shares", "pii", "plausibility", "eligibility"):
+        assert here[section] == there[section], section
