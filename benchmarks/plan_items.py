@@ -85,15 +85,7 @@ def item_frame(n_items: int, seed: int = 0, start: int = 0) -> pd.DataFrame:
 
 def write_frames(root: str, frames: list[pd.DataFrame]) -> list[str]:
     """Each frame as one item shard `<root>/items-NNNNN.parquet` (sorted by utterance_id)."""
-    from manifests import uri as fs
-    from tasks.core.shards import write_frame
-
-    uris = []
-    for i, frame in enumerate(frames):
-        uri = fs.join(root, f"items-{i:05d}.parquet")
-        write_frame(uri, frame.sort_values("utterance_id").reset_index(drop=True))
-        uris.append(uri)
-    return uris
+    return [_write_shard(root, i, frame) for i, frame in enumerate(frames)]
 
 
 def write_item_shards(root: str, n_items: int, shard_size: int, seed: int) -> list[str]:
@@ -118,20 +110,20 @@ def write_item_shards(root: str, n_items: int, shard_size: int, seed: int) -> li
     frames_uris = []
     for s in sorted(spill):
         frame = pd.concat([pd.read_pickle(p) for p in spill[s]], ignore_index=True)
-        frames_uris.extend(write_frames_at(root, s, frame))
+        frames_uris.append(_write_shard(root, s, frame))
         for p in spill[s]:
             os.remove(p)  # type: ignore[arg-type]
     tmp.rmdir()
     return frames_uris
 
 
-def write_frames_at(root: str, index: int, frame: pd.DataFrame) -> list[str]:
+def _write_shard(root: str, index: int, frame: pd.DataFrame) -> str:
     from manifests import uri as fs
     from tasks.core.shards import write_frame
 
     uri = fs.join(root, f"items-{index:05d}.parquet")
     write_frame(uri, frame.sort_values("utterance_id").reset_index(drop=True))
-    return [uri]
+    return uri
 
 
 def bench_spec(output: str, shard_size: int) -> object:
