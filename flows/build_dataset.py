@@ -111,9 +111,18 @@ def speech_task(spec: DatasetSpec, shard_uri: str, position: str) -> ShardResult
     return _with_pid(label_steps.speech_shard(spec, shard_uri, log=get_run_logger().info, position=position))
 
 
-@task(name="split-and-balance")
-def plan_task(spec: DatasetSpec, shard_results: list[ShardResult]) -> PlanResult:
-    return plan_step.plan_stages(spec, shard_results, log=get_run_logger().info)
+@task(name="split-and-balance", task_run_name="plan-{step}-{position}")
+def plan_part_task(step: str, args: tuple, position: str) -> Any:
+    """One per-shard (or per-partition) step of the plan (`tasks.plan.shard_step.STEPS`)."""
+    from tasks.plan.shard_step import STEPS
+
+    return STEPS[step](*args)
+
+
+def _plan_map(step: str, calls: list[tuple]) -> list[Any]:
+    """The plan's mapper: its per-shard steps run as tasks on the task runner; reductions stay here."""
+    futures = [plan_part_task.submit(step, args, f"{i + 1}/{len(calls)}") for i, args in enumerate(calls)]
+    return [f.result() for f in futures]
 
 
 @task(name="augment", retries=1, retry_delay_seconds=5)
@@ -257,7 +266,7 @@ def plan_and_publish(spec: DatasetSpec, labelled: list[ShardResult], ingest: lis
     lock (held by this flow process, if any) before moving LATEST, wherever it runs.
     """
     progress = progress or _Progress()
-    plan = plan_task.submit(spec, labelled).result()
+    plan: PlanResult = plan_step.plan_stages(spec, labelled, log=get_run_logger().info, mapper=_plan_map)
     progress.done("split_and_balance")
     augmented = _map(augment_task, spec, plan["row_shard_uris"])
     progress.done("augment")

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import Any
 
@@ -92,8 +92,8 @@ class Recipe:
         )
 
     def to_row(self) -> dict[str, Any]:
-        """The manifest columns (RECIPE_COLUMNS) of this recipe."""
-        return asdict(self)
+        """The manifest columns (RECIPE_COLUMNS) of this recipe (flat scalars: no deep copy as `asdict` makes)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Recipe:

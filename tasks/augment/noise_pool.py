@@ -322,15 +322,22 @@ def planned_pools(spec: Any, items: pd.DataFrame, augment_dir: str, log: Any = N
     The speakers are given only when babble exists: `draw_recipe` then keeps each utterance away
     from babble in which its own speaker talks.
     """
+    pools, facts, fired = pools_from_sample(spec, items, augment_dir, log)
+    speakers = dict(zip(items["utterance_id"], speaker_keys(items), strict=True)) if pools.noise_speakers else {}
+    return pools, facts, fired, speakers
+
+
+def pools_from_sample(spec: Any, talkers: pd.DataFrame, augment_dir: str, log: Any = None) -> tuple[Any, dict, list]:
+    """(pools, card facts, guards) with babble from `talkers`: the planned items, or only the train rows
+    babble can use (`tasks.plan.shard_step.trim_talkers`, merged over shards), which give the same files."""
     from tasks.augment.pools import build_pools
 
     pools = add_babble(build_pools(spec.augment, spec.seed, augment_dir), spec.augment, spec.seed,
-                       augment_dir, items)
+                       augment_dir, talkers)
     facts, fired = pool_report(pools, spec)
     for record in fired:
         (log or _warn)("guard %s: %s", record["guard"], record["message"])
-    speakers = dict(zip(items["utterance_id"], speaker_keys(items), strict=True)) if pools.noise_speakers else {}
-    return pools, facts, fired, speakers
+    return pools, facts, fired
 
 
 def _warn(msg: str, *args: Any) -> None:

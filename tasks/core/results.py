@@ -42,20 +42,18 @@ class SentimentSetup(TypedDict):
 
 
 class PlanShard(TypedDict):
-    """One planned shard (DESIGN-16 section 2): its index is the manifest part number it publishes."""
+    """One planned shard: position `index` in the labelled shards, and its three plan files."""
 
-    index: int
-    utterances_uri: str  # the shard's accepted utterances (split, pii flags, speech_intervals), by utterance_id
-    rows_uri: str  # its stage rows for augment (in_asr / in_classifier, recipe)
-    rejects_uri: str  # every reject of its items: labelling stages and plan
+    index: int  # part number of the release's manifests
+    utterances_uri: str  # the shard's accepted items (split, pii flags, speech_intervals), by utterance_id
+    rows_uri: str  # the shard's stage rows for augment (in_asr / in_classifier, recipe)
+    rejects_uri: str  # every reject of the shard's items: labelling stages and plan
 
 
 class PlanResult(TypedDict):
-    """The plan (`tasks.plan.step.plan_stages`): where its tables are, plus the card sections it computed."""
+    """The plan (`tasks.plan.step.plan_stages`): its shards' files, plus the card sections it computed."""
 
     plan_dir: str
-    utterances_uri: str  # whole-corpus files: go away when planning runs per shard (read `shards`)
-    rejects_uri: str
     shards: list[PlanShard]
     row_shard_uris: list[str]  # == [s["rows_uri"] for s in shards]: what augment maps over
     pools_uri: str

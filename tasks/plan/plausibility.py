@@ -72,21 +72,25 @@ def reasons(items: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     """Per row, why each stage leaves it out (`asr`, `classifier` columns; None = it may enter)."""
     from tasks.label.transcripts import hallucination
 
-    out = pd.DataFrame({"asr": pd.Series(None, index=items.index, dtype=object),
-                        "classifier": pd.Series(None, index=items.index, dtype=object)})
     if items.empty:
-        return out
-    texts = items["transcript"] if "transcript" in items.columns else pd.Series(None, index=items.index)
+        return pd.DataFrame({"asr": pd.Series(None, index=items.index, dtype=object),
+                             "classifier": pd.Series(None, index=items.index, dtype=object)})
+    texts = items["transcript"].tolist() if "transcript" in items.columns else [None] * len(items)
     hal_asr, hal_clf = hallucination.excluded(items, spec.labelers.whisper.hallucination)
-    for i, dur, text in zip(items.index, items["duration_s"], texts, strict=True):
+    asr_out: list[str | None] = []
+    clf_out: list[str | None] = []
+    for dur, text, h_asr, h_clf in zip(items["duration_s"].tolist(), texts, hal_asr.tolist(), hal_clf.tolist(),
+                                       strict=True):
         duration = None if dur is None or pd.isna(dur) else float(dur)
         asr = _duration_reason(duration, spec.plausibility.asr)
         asr = asr or _rate_reason(transcript_chars(text), duration, spec)
-        asr = asr or ("hallucinated_transcript" if hal_asr[i] else None)
+        asr = asr or ("hallucinated_transcript" if h_asr else None)
         clf = _duration_reason(duration, spec.plausibility.classifier)
-        clf = clf or ("hallucinated_transcript" if hal_clf[i] else None)
-        out.at[i, "asr"], out.at[i, "classifier"] = asr, clf
-    return out
+        clf = clf or ("hallucinated_transcript" if h_clf else None)
+        asr_out.append(asr)
+        clf_out.append(clf)
+    return pd.DataFrame({"asr": pd.Series(asr_out, index=items.index, dtype=object),
+                         "classifier": pd.Series(clf_out, index=items.index, dtype=object)})
 
 
 def _rate(row: pd.Series) -> str:
@@ -97,14 +101,13 @@ def _rate(row: pd.Series) -> str:
     return f", {chars / float(dur):.3g} chars/s"
 
 
-def screen(items: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.Series, pd.Series, dict[str, Any], list[dict]]:
-    """Masks of rows the ASR and classifier stages may use, the card section and the guards fired."""
+def screen_partial(items: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.Series, pd.Series, dict[str, Any]]:
+    """Masks of rows the ASR and classifier stages may use, and this shard's mergeable counts."""
     why = reasons(items, spec)
-    section: dict[str, Any] = {"limits": spec.plausibility.model_dump(mode="json"), "excluded": {}}
-    fired: list[dict[str, Any]] = []
+    partial: dict[str, Any] = {}
     for stage in STAGES:
         out = why[stage].notna()
-        entry: dict[str, Any] = {"total": int(out.sum()), "by_reason": {}, "by_source": {}, "examples": []}
+        entry: dict[str, Any] = {"by_reason": {}, "by_source": {}, "examples": []}
         if out.any():
             rows = items[out]
             reason = why.loc[out, stage]
@@ -113,8 +116,35 @@ def screen(items: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.Series, pd.Series
                 entry["by_source"].setdefault(str(src), {})[str(r)] = int(n)
             for i in rows.sort_values("utterance_id").index[:MAX_EXAMPLES]:
                 row = items.loc[i]
-                entry["examples"].append(f"{row['utterance_id']}: {why.at[i, stage]} "
-                                         f"({float(row['duration_s']):.6g} s{_rate(row)})")
+                entry["examples"].append([str(row["utterance_id"]), f"{row['utterance_id']}: {why.at[i, stage]} "
+                                          f"({float(row['duration_s']):.6g} s{_rate(row)})"])
+        partial[stage] = entry
+    return why["asr"].isna(), why["classifier"].isna(), partial
+
+
+def _merge_counts(into: dict[str, int], more: dict[str, int]) -> None:
+    for k, v in more.items():
+        into[k] = into.get(k, 0) + int(v)
+
+
+def screen_finish(partials: list[dict[str, Any]], per_source: dict[str, int],
+                  spec: DatasetSpec) -> tuple[dict[str, Any], list[dict]]:
+    """The card section and guards from every shard's `screen_partial` counts and items per source."""
+    section: dict[str, Any] = {"limits": spec.plausibility.model_dump(mode="json"), "excluded": {}}
+    fired: list[dict[str, Any]] = []
+    for stage in STAGES:
+        by_reason: dict[str, int] = {}
+        by_source: dict[str, dict[str, int]] = {}
+        examples: list[list[str]] = []
+        for part in partials:
+            _merge_counts(by_reason, part[stage]["by_reason"])
+            for src, counts in part[stage]["by_source"].items():
+                _merge_counts(by_source.setdefault(src, {}), counts)
+            examples.extend(part[stage]["examples"])
+        entry: dict[str, Any] = {"total": sum(by_reason.values()),
+                                 "by_reason": dict(sorted(by_reason.items())),
+                                 "by_source": {s: dict(sorted(c.items())) for s, c in sorted(by_source.items())},
+                                 "examples": [text for _, text in sorted(examples)[:MAX_EXAMPLES]]}
         section["excluded"][stage] = entry
     counts = {s: section["excluded"][s]["by_reason"] for s in STAGES if section["excluded"][s]["total"]}
     if counts:
@@ -124,7 +154,6 @@ def screen(items: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.Series, pd.Series
         fired.append(guards.guard(GUARD, f"{text}; limits under `plausibility` in the spec, examples in the card",
                                   level="info", **counts))
     for stage in STAGES:
-        per_source = items.groupby("source").size() if len(items) else pd.Series(dtype=int)
         for src, lost in section["excluded"][stage]["by_source"].items():
             n_lost, n_all = sum(lost.values()), int(per_source.get(src, 0))
             if n_all and n_lost / n_all > 0.5:
@@ -132,4 +161,12 @@ def screen(items: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.Series, pd.Series
                     GUARD, f"source {src}: {n_lost} of its {n_all} utterance(s) are outside the {stage} stage's "
                     f"plausibility limits ({', '.join(f'{r} {c}' for r, c in lost.items())}); check the corpus "
                     "or the `plausibility` limits", source=src, stage=stage, **lost))
-    return why["asr"].isna(), why["classifier"].isna(), section, fired
+    return section, fired
+
+
+def screen(items: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.Series, pd.Series, dict[str, Any], list[dict]]:
+    """Masks of rows the ASR and classifier stages may use, the card section and the guards fired."""
+    asr_ok, clf_ok, partial = screen_partial(items, spec)
+    per_source = {str(k): int(v) for k, v in items.groupby("source").size().items()} if len(items) else {}
+    section, fired = screen_finish([partial], per_source, spec)
+    return asr_ok, clf_ok, section, fired

@@ -44,25 +44,60 @@ def _groups(rows: pd.DataFrame) -> int:
     return len({split_group(r) for r in rows.to_dict("records")})
 
 
+def shares_partial(items: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per source of one shard: utterances per split and how many carry an official split (mergeable)."""
+    out: dict[str, dict[str, Any]] = {}
+    if items.empty or "split" not in items.columns:
+        return out
+    origins = items["split_origin"] if "split_origin" in items.columns else pd.Series("hashed", index=items.index)
+    for name, rows in items.groupby("source", sort=True):
+        out[str(name)] = {"counts": {s: int((rows["split"] == s).sum()) for s in SPLITS},
+                          "rows": int(len(rows)), "official": int((origins.loc[rows.index] == "official").sum())}
+    return out
+
+
+def merge_partials(partials: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Sum of `shares_partial` results."""
+    merged: dict[str, dict[str, Any]] = {}
+    for part in partials:
+        for name, entry in part.items():
+            cell = merged.setdefault(name, {"counts": dict.fromkeys(SPLITS, 0), "rows": 0, "official": 0})
+            for s in SPLITS:
+                cell["counts"][s] += int(entry["counts"].get(s, 0))
+            cell["rows"] += int(entry["rows"])
+            cell["official"] += int(entry["official"])
+    return dict(sorted(merged.items()))
+
+
 def split_shares(items: pd.DataFrame, spec: DatasetSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The card's `split_shares` section and the guards it fires (items must carry `split`)."""
+    partial = shares_partial(items)
+    groups: dict[str, int] = {}
+    if partial:
+        for name, rows in items.groupby("source", sort=True):
+            groups[str(name)] = _groups(rows)
+    return shares_from_counts(partial, groups, spec)
+
+
+def shares_from_counts(merged: dict[str, dict[str, Any]], groups: dict[str, int],
+                       spec: DatasetSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`split_shares` from merged per-source counts and distinct speakers/recordings per source."""
     requested = {s: float(getattr(spec.splits, s)) for s in SPLITS}
     tolerance = float(spec.splits.max_skew)
     sources = {s.name: s for s in spec.sources}
     section: dict[str, Any] = {"requested": requested, "max_skew": tolerance, "by_source": {}}
     fired: list[dict[str, Any]] = []
-    if items.empty or "split" not in items.columns:
+    if not merged:
         return section, fired
-    origins_all = items["split_origin"] if "split_origin" in items.columns else pd.Series("hashed", index=items.index)
-    for name, rows in items.groupby("source", sort=True):
-        name = str(name)
-        counts = {s: int((rows["split"] == s).sum()) for s in SPLITS}
+    for name, cell in sorted(merged.items()):
+        counts = {s: int(cell["counts"].get(s, 0)) for s in SPLITS}
         total = sum(counts.values())
         shares = {s: round(counts[s] / total, 4) if total else 0.0 for s in SPLITS}
         deviation = round(max(abs(shares[s] - requested[s]) for s in SPLITS), 4) if total else 0.0
-        policy = _policy(sources.get(name), origins_all.loc[rows.index])
-        entry: dict[str, Any] = {"policy": policy, "utterances": total, "groups": _groups(rows), "counts": counts,
-                                 "shares": shares, "max_deviation": deviation}
+        all_official = pd.Series(["official" if cell["official"] == cell["rows"] else "hashed"], dtype=object)
+        policy = _policy(sources.get(name), all_official)
+        entry: dict[str, Any] = {"policy": policy, "utterances": total, "groups": int(groups.get(name, 0)),
+                                 "counts": counts, "shares": shares, "max_deviation": deviation}
         entry["skewed"] = policy == "speaker" and deviation > tolerance
         if policy == "utterance_stratified":
             entry["speakers_in_several_splits"] = True
@@ -89,7 +124,7 @@ def split_shares(items: pd.DataFrame, spec: DatasetSpec) -> tuple[dict[str, Any]
                 f"{entry['groups']} speaker(s) appear in several splits by design (split_policy: "
                 "utterance_stratified), so dev/test scores on it are not speaker-independent",
                 level="info", source=name, policy=policy, counts=counts))
-    counts = {s: int((items["split"] == s).sum()) for s in SPLITS}
+    counts = {s: sum(int(c["counts"].get(s, 0)) for c in merged.values()) for s in SPLITS}
     total = sum(counts.values())
     section["all"] = {"utterances": total, "counts": counts,
                       "shares": {s: round(counts[s] / total, 4) if total else 0.0 for s in SPLITS}}

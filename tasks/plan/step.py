@@ -1,26 +1,32 @@
-"""The plan step: splits, balance, PII, plausibility and augmentation recipes over all labelled shards."""
+"""The plan step: splits, balance, PII, plausibility and recipes per shard, joined by small reductions.
+
+`plan_stages` runs the per-shard and per-partition steps of `tasks.plan.shard_step` through a
+`mapper` (the flow's maps them as Prefect tasks on the task runner; the default runs them here, one
+after another) and reduces their small results in between: duplicate losers, counts for the balance
+quotas, rank thresholds, the babble sample and the card's sections. docs/scaling.md describes it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 import pandas as pd
 
 from manifests import uri as fs
 from tasks.core import guards
-from tasks.core.results import PlanResult, PlanShard, ShardResult
+from tasks.core.results import PlanResult, ShardResult
 from tasks.core.rows import reject_row, rejects_frame
 from tasks.core.shards import (
     read_frame,
-    shard_count,
     stable_hash,
     write_frame,
 )
 from tasks.core.work import (
     Log,
-    cache_dir,
-    concat_rejects,
     jsonable,
     noop,
-    read_all,
     work_dir,
 )
 from tasks.spec import DatasetSpec
@@ -47,102 +53,171 @@ def _require_labels(items: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFram
     return items[mask].reset_index(drop=True), rejects_frame(rows)
 
 
-def plan_stages(spec: DatasetSpec, shard_results: list[ShardResult], log: Log = noop) -> PlanResult:
-    """Resolve duplicates, assign splits, sample the ASR stage and draw a recipe per stage row."""
-    from tasks.augment import recipes as augment
-    from tasks.plan import balance, splits
-    from tasks.plan.stage_rows import recipe_key, variant_rows
+Mapper = Callable[[str, list[tuple]], list[Any]]
 
-    items = read_all([r["items_uri"] for r in shard_results])
-    if items.empty:  # every found item was rejected at ingest (no shards): plan with the contract's columns
+
+def run_here(step: str, calls: list[tuple]) -> list[Any]:
+    """The default mapper: every call of a `shard_step.STEPS` step in this process, in order."""
+    from tasks.plan.shard_step import STEPS
+
+    return [STEPS[step](*args) for args in calls]
+
+
+def _sum_into(into: dict, more: dict) -> None:
+    """Add nested count dicts (ints at the leaves) into `into`."""
+    for k, v in more.items():
+        if isinstance(v, dict):
+            _sum_into(into.setdefault(k, {}), v)
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            into[k] = into.get(k, 0) + v
+        else:
+            into.setdefault(k, v)
+
+
+def _pii_report(partials: list[dict]) -> dict:
+    """The PII card section, summed over shards (by_type / by_source sorted like one frame's)."""
+    report: dict = {}
+    for part in partials:
+        _sum_into(report, part["pii"])
+    for key in ("by_type", "by_source"):
+        if key in report:
+            report[key] = dict(sorted(report[key].items()))
+    return report
+
+
+def _eligibility(partials: list[dict], key: str) -> dict:
+    merged: dict = {"total": 0, "by_split": {}}
+    for part in partials:
+        _sum_into(merged, part[key])
+    merged["by_split"] = {s: {f: (dict(sorted(v.items())) if isinstance(v, dict) else v) for f, v in e.items()}
+                          for s, e in sorted(merged["by_split"].items())}
+    return merged
+
+
+def _histograms(hist_dir: str, n_shards: int, keys: set[str]) -> dict[str, np.ndarray]:
+    """Merged rank histograms of the groups that need a threshold (one small file per shard)."""
+    from tasks.plan import quota
+    from tasks.plan.shard_step import _file
+
+    out = {k: np.zeros(quota.BINS, dtype=np.int64) for k in keys}
+    if not keys:
+        return out
+    for i in range(n_shards):
+        part = read_frame(_file(hist_dir, i))
+        part = part[part["key"].isin(keys)]
+        for key, rows in part.groupby("key"):
+            np.add.at(out[str(key)], rows["bin"].to_numpy(dtype=np.int64), rows["n"].to_numpy(dtype=np.int64))
+    return out
+
+
+def _talkers(talker_dir: str, n_shards: int, seed: int) -> pd.DataFrame:
+    """The babble sample merged over shards, trimmed after each shard so it stays small."""
+    from tasks.plan.shard_step import _file, trim_talkers
+
+    sample = pd.DataFrame()
+    for i in range(n_shards):
+        uri = _file(talker_dir, i)
+        if not fs.exists(uri):
+            continue
+        part = read_frame(uri)
+        if len(part):
+            sample = trim_talkers(pd.concat([sample, part], ignore_index=True) if len(sample) else part, seed)
+    return sample if len(sample) else pd.DataFrame({"split": pd.Series(dtype=object),
+                                                    "utterance_id": pd.Series(dtype=object)})
+
+
+def plan_stages(spec: DatasetSpec, shard_results: list[ShardResult], log: Log = noop,
+                mapper: Mapper | None = None, n_parts: int | None = None) -> PlanResult:
+    """Resolve duplicates, assign splits, sample the ASR stage and draw a recipe per stage row, per shard.
+
+    Planned shard i is labelled shard i (its manifests' part number). With no shard at all (every item
+    rejected at ingest) there is one empty shard 0. `n_parts` overrides the shuffle's partition count.
+    """
+    from tasks.augment import noise_pool
+    from tasks.label.transcripts import hallucination
+    from tasks.plan import plausibility, quota, shard_step, shuffle
+    from tasks.plan.split_report import merge_partials, shares_from_counts
+
+    run = mapper or run_here
+    plan_dir = fs.join(work_dir(spec), "plan", stable_hash(*sorted(r["items_uri"] for r in shard_results),
+                                                          spec.model_dump_json())[:16])
+    if not shard_results:  # every found item was rejected at ingest: one empty shard with the contract's columns
         from tasks.ingest.corpora.base import utterances_frame
 
-        items = utterances_frame([]).assign(speech_intervals=pd.Series(dtype=object))
-    rejects = [read_frame(u) for r in shard_results for u in r["rejects_uris"]]
-    dedup = splits.resolve_duplicate_segments(items)
-    items = dedup.items
-    rejects.append(dedup.rejects)
-    items, missing = _require_labels(items, spec)
-    rejects.append(missing)
-    items = splits.assign_splits(items, spec.splits, spec.seed)
-    from tasks.plan.split_report import split_shares
+        empty = fs.join(plan_dir, "empty.items.parquet")
+        write_frame(empty, utterances_frame([]).assign(speech_intervals=pd.Series(dtype=object)))
+        shard_results = [{"items_uri": empty, "rejects_uris": [], "reused": False}]
+    n = len(shard_results)
+    parts = n_parts or shuffle.part_count(n)
+    where = shard_step.paths(plan_dir, parts)
 
-    shares_report, plan_guards = split_shares(items, spec)  # guards fired while planning append here
-    # PII before ASR sampling: flagged rows stay out of the ASR stage (asr_policy exclude), not masked.
-    from tasks.plan import pii
-    pii_cache = pii.comprehend_cache(cache_dir(spec), spec.pii) if spec.pii.detect == "aws_comprehend" else None
-    items, pii_report = pii.flag_items(items, spec.pii, region=spec.aws.region, log=log, cache=pii_cache)
-    pii_out = pii.asr_excluded(items, spec.pii)
-    from tasks.label.transcripts import hallucination
-    from tasks.plan import plausibility
+    run("dedup_keys", [(plan_dir, i, r["items_uri"], parts) for i, r in enumerate(shard_results)])
+    losers = sum(run("resolve_part", [(plan_dir, p, parts) for p in range(parts)]))
+    partials = run("screen_shard", [(spec, plan_dir, i, r, parts) for i, r in enumerate(shard_results)])
+    groups: dict[str, int] = {}
+    for counts in run("count_groups", [(plan_dir, p, parts) for p in range(parts)]):
+        _sum_into(groups, counts)
 
-    asr_sane, clf_sane, plausibility_report, fired = plausibility.screen(items, spec)  # duration, speaking rate
+    per_source: dict[str, int] = {}
+    for part in partials:
+        _sum_into(per_source, part["per_source"])
+    shares_report, plan_guards = shares_from_counts(merge_partials([p["split_shares"] for p in partials]),
+                                                    groups, spec)
+    pii_report = _pii_report(partials)
+    plausibility_report, fired = plausibility.screen_finish([p["plausibility"] for p in partials], per_source, spec)
     plan_guards += fired
     hallucination_report = None
     if spec.labelers.transcripts == "whisper":  # Transcribe's empty clips are not Whisper's decode gates
-        hallucination_report, fired = hallucination.summarize(items, rejects, spec.labelers.whisper.hallucination)
+        counts_h: dict = {}
+        for part in partials:
+            _sum_into(counts_h, part["hallucination"] or {})
+        hallucination_report, fired = hallucination.summary_from_counts(counts_h, spec.labelers.whisper.hallucination)
         plan_guards += fired
-    asr_variants, balance_report = balance.sample_asr_rows(items[~pii_out & asr_sane], spec.balance, spec.seed,
-                                                           eligibility=spec.eligibility)
-    clf_ok, clf_eligibility = balance.eligible(items, "classifier", spec.eligibility)
-    clf_ok &= clf_sane
-    if "pii_detected" in items.columns:
-        pii_report.update(asr_excluded=int(pii_out.sum()),
-                          classifier_flagged=int((clf_ok & items["pii_detected"]).sum()))
-    log("splits: %s", items.groupby("split").size().to_dict())
-    log("ASR stage: %d rows from %d utterances", len(asr_variants), items["utterance_id"].nunique())
 
-    # Babble (default pool) needs the planned train items: built here, once, and saved with the plan.
-    from tasks.augment import noise_pool
-    pools, pool_facts, pool_guards, speaker_of = noise_pool.planned_pools(
-        spec, items, fs.join(work_dir(spec), "augment"), log)
-    clf_variants = augment.classifier_variants(items[clf_ok], spec.augment)  # copies_per_utterance
-    variants = (
-        pd.concat([asr_variants[["utterance_id", "variant"]], clf_variants], ignore_index=True)
-        .drop_duplicates()
-        .sort_values(["utterance_id", "variant"])
-        .reset_index(drop=True)
-    )
-    duration = items.set_index("utterance_id")["duration_s"]
-    split_of = items.set_index("utterance_id")["split"]
-    recipes = {}
-    heard: dict[str, set[str]] = {}  # audio-deciding recipe fields already used per utterance
-    for utt, var in zip(variants["utterance_id"], variants["variant"], strict=True):
-        rid = recipe_key(utt, var)
-        recipe = augment.draw_recipe(spec.seed, rid, split_of[utt], spec.augment, pools, float(duration[utt]),
-                                     speaker_of.get(utt))
-        # An oversampled repeat must not be byte-identical to an earlier variant: redraw (deterministically)
-        # a few times; if the policy cannot vary the audio, the validator names the rows.
-        for attempt in range(1, 17):
-            if balance.recipe_signature(recipe) not in heard.get(utt, set()):
-                break
-            recipe = augment.draw_recipe(spec.seed, f"{rid}~{attempt}", split_of[utt], spec.augment, pools,
-                                         float(duration[utt]), speaker_of.get(utt))
-        heard.setdefault(utt, set()).add(balance.recipe_signature(recipe))
-        recipes[rid] = recipe
-    rows = variant_rows(items.drop(columns=["speech_intervals"], errors="ignore"), variants, recipes)
-    rows["in_asr"] = rows["row_id"].isin({recipe_key(u, v) for u, v in
-                                          zip(asr_variants["utterance_id"], asr_variants["variant"], strict=True)})
-    clf_keys = {recipe_key(u, v) for u, v in zip(clf_variants["utterance_id"], clf_variants["variant"], strict=True)}
-    rows["in_classifier"] = rows["row_id"].isin(clf_keys)
+    # balance: quotas and takes from counts, thresholds from rank histograms (+ the boundary bins' ranks)
+    counts: dict[str, int] = {}
+    excluded: dict[str, int] = {}
+    for part in partials:
+        _sum_into(counts, part["counts"])
+        _sum_into(excluded, part["excluded"])
+    asr_elig = _eligibility(partials, "asr_eligibility")
+    eligibility_on = bool(asr_elig["by_split"]) or bool(getattr(spec.eligibility, "asr", None))
+    groups_plan, chosen, warnings = quota.plan_balance(counts, spec.balance, spec.seed, eligibility_on)
+    hist = _histograms(where["hist"], n, {k for k, g in groups_plan.items() if quota.needs_threshold(g)})
+    bounds = quota.boundaries(groups_plan, hist)
+    ranks: dict[str, list[str]] = {}
+    if bounds:
+        for found in run("boundary_ranks", [(plan_dir, i, {k: list(b) for k, b in bounds.items()})
+                                            for i in range(n)]):
+            for key, values in found.items():
+                ranks.setdefault(key, []).extend(values)
+    limits = quota.thresholds(bounds, ranks)
+    excluded["not_selected"] = sum(g["available"] - g["take"] for g in groups_plan.values() if g["mode"] == "select")
+    balance_report = {
+        "method": spec.balance.method, "max_source_share": spec.balance.max_source_share,
+        "balanced_splits": list(spec.balance.splits), "splits": chosen["splits"],
+        "excluded": {k: int(excluded.get(k, 0)) for k in ("null_sentiment", "no_split", "ineligible", "not_selected")},
+        "by_source": quota.source_table(counts, chosen["selected"]), "warnings": warnings, "eligibility": asr_elig,
+    }
+    clf_eligibility = _eligibility(partials, "clf_eligibility")
+    split_log = shares_report.get("all", {}).get("counts", {})
+    log("splits: %s", {k: v for k, v in split_log.items() if v})
+    log("ASR stage: %d rows from %d utterances; %d duplicate segment(s) resolved",
+        sum(chosen["selected"].values()), sum(per_source.values()), losers)
 
-    plan_dir = fs.join(work_dir(spec), "plan", stable_hash(*sorted(r["items_uri"] for r in shard_results),
-                                                          spec.model_dump_json())[:16])
-    utter_uri = fs.join(plan_dir, "utterances.parquet")
-    write_frame(utter_uri, items)
-    rejects_uri = fs.join(plan_dir, "rejects.parquet")
-    write_frame(rejects_uri, concat_rejects(rejects))
+    # Babble (default pool) needs the planned train items: built here, once, from the merged sample.
+    pools, pool_facts, pool_guards = noise_pool.pools_from_sample(
+        spec, _talkers(where["talkers"], n, spec.seed), fs.join(work_dir(spec), "augment"), log)
     pools_uri = fs.join(plan_dir, noise_pool.PLAN_POOLS)  # augment and publish use exactly these pools
     fs.write_bytes(pools_uri, pools.to_json().encode())
-    shards = write_plan_shards(plan_dir, items, rows, concat_rejects(rejects), spec.run.shard_size)
+    plan = {"groups": groups_plan, "thresholds": limits}
+    shards = run("finish_shard", [(spec, plan_dir, i, plan, pools_uri) for i in range(n)])
     return {
         "plan_dir": plan_dir,
-        "utterances_uri": utter_uri,
-        "rejects_uri": rejects_uri,
         "shards": shards,
         "row_shard_uris": [s["rows_uri"] for s in shards],
         "balance_report": jsonable(balance_report),
-        "eligibility": jsonable({"asr": balance_report.get("eligibility"), "classifier": clf_eligibility,
+        "eligibility": jsonable({"asr": asr_elig, "classifier": clf_eligibility,
                                   "rules": spec.eligibility.model_dump(mode="json", exclude_none=True)}),
         "pools": {"train_rirs": len(pools.train_rirs), "eval_rirs": len(pools.eval_rirs),
                   "train_noises": len(pools.train_noises), "eval_noises": len(pools.eval_noises), **pool_facts},
@@ -154,32 +229,3 @@ def plan_stages(spec: DatasetSpec, shard_results: list[ShardResult], log: Log = 
         "hallucination": hallucination_report,
         "guards": guards.collect(shard_results, {"guards": plan_guards}, {"guards": pool_guards}),
     }
-
-
-def write_plan_shards(plan_dir: str, items: pd.DataFrame, rows: pd.DataFrame, rejects: pd.DataFrame,
-                      shard_size: int) -> list[PlanShard]:
-    """Per-shard utterances, stage rows and rejects files (DESIGN-16 section 2), in shard order.
-
-    An adapter until planning itself runs per shard: utterances and their rows share one modulus
-    (`shard_count` of the planned utterances), so a row lies in its utterance's shard; a reject goes
-    by its `input_ref` (an utterance id for labelling and plan rejects). Shards that hold nothing are
-    skipped; with nothing at all there is one empty shard 0 (one empty part per manifest).
-    """
-    n = shard_count(len(items), shard_size)
-
-    def group(df: pd.DataFrame, column: str) -> pd.Series:
-        return df[column].map(lambda k: int(stable_hash(k)[:12], 16) % n) if len(df) else pd.Series(dtype="int64")
-
-    keyed = [(items, group(items, "utterance_id"), "utterance_id"), (rows, group(rows, "utterance_id"), "row_id"),
-             (rejects, group(rejects, "input_ref"), "input_ref")]
-    groups = sorted(set().union(*(set(g.tolist()) for _, g, _ in keyed))) or [0]
-    shards: list[PlanShard] = []
-    for index, g in enumerate(groups):
-        files = []
-        for (df, of, order), kind in zip(keyed, ("utterances", "rows", "rejects"), strict=True):
-            part = df[of == g] if len(df) else df
-            uri = fs.join(plan_dir, f"{kind}-{index:05d}.parquet")
-            write_frame(uri, part.sort_values(order, kind="mergesort") if len(part) else part)
-            files.append(uri)
-        shards.append({"index": index, "utterances_uri": files[0], "rows_uri": files[1], "rejects_uri": files[2]})
-    return shards

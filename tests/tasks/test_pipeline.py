@@ -57,7 +57,8 @@ def test_every_item_rejected_at_ingest_still_publishes_a_valid_empty_release(tmp
     ingest = [ingest_source(spec, 0)]
     assert make_shards(spec, ingest) == []
     plan = plan_stages(spec, [])
-    assert len(plan["shards"]) == 1 and len(plan["row_shard_uris"]) == 1  # one empty shard: one empty part 0
+    # DESIGN-16: no shard at all still plans one (empty) shard 0, so every manifest has a part 0
+    assert [s["index"] for s in plan["shards"]] == [0] and plan["row_shard_uris"] == [plan["shards"][0]["rows_uri"]]
     augmented = [{"rows_uri": uri, "materialized": 0} for uri in plan["row_shard_uris"]]
     with pytest.raises(GuardError, match="source 's' accepted none of its 2 found item"):
         publish(spec, plan, augmented, ingest, {})

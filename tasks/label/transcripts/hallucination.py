@@ -121,9 +121,12 @@ def excluded(items: pd.DataFrame, settings: HallucinationSettings) -> tuple[pd.S
     return bad, bad & ~_human_sentiment(items)
 
 
-def summarize(items: pd.DataFrame, rejects: Iterable[pd.DataFrame],
-              settings: HallucinationSettings) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Per source: Whisper transcripts kept, flagged here, rejected by the decode gates; and the guards."""
+def summary_counts(items: pd.DataFrame, rejects: Iterable[pd.DataFrame],
+                   settings: HallucinationSettings) -> dict[str, dict[str, int]]:
+    """Per source: Whisper transcripts kept, rejected as hallucinated, rejected by the decode gates, excluded.
+
+    Sums over shards give the whole build's counts (`summary_from_counts` turns them into the card).
+    """
     frames = [f for f in rejects if len(f)]
     rej = pd.concat(frames, ignore_index=True) if frames else rejects_frame()
     low = rej[(rej["stage"] == STAGE) & (rej["reason"] == "low_confidence_transcript")]
@@ -131,14 +134,26 @@ def summarize(items: pd.DataFrame, rejects: Iterable[pd.DataFrame],
     origin = items["transcript_origin"] if "transcript_origin" in items.columns else pd.Series(dtype=object)
     kept = items[origin == "whisper"] if len(items) else items
     excl_asr, _ = excluded(kept, settings)
-    section: dict[str, Any] = {"settings": settings.model_dump(), "by_source": {}}
-    fired: list[dict[str, Any]] = []
+    counts: dict[str, dict[str, int]] = {}
     sources = sorted(set(map(str, kept.get("source", pd.Series(dtype=object)))) | set(map(str, low["source"])))
     for name in sources:
-        n_kept = int((kept["source"] == name).sum()) if len(kept) else 0
-        n_flag = int((low["source"][ours] == name).sum())
-        n_gate = int((low["source"][~ours] == name).sum())
-        n_excl = int(excl_asr[kept["source"] == name].sum()) if len(kept) else 0
+        counts[name] = {
+            "kept": int((kept["source"] == name).sum()) if len(kept) else 0,
+            "flagged": int((low["source"][ours] == name).sum()),
+            "gated": int((low["source"][~ours] == name).sum()),
+            "excluded": int(excl_asr[kept["source"] == name].sum()) if len(kept) else 0,
+        }
+    return counts
+
+
+def summary_from_counts(counts: dict[str, dict[str, int]],
+                        settings: HallucinationSettings) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The card's hallucination section and its guards from (summed) `summary_counts`."""
+    section: dict[str, Any] = {"settings": settings.model_dump(), "by_source": {}}
+    fired: list[dict[str, Any]] = []
+    for name in sorted(counts):
+        c = counts[name]
+        n_kept, n_flag, n_gate, n_excl = c["kept"], c["flagged"], c["gated"], c["excluded"]
         total = n_kept + n_flag + n_gate
         bad = n_flag + n_gate + n_excl
         share = round(bad / total, 4) if total else 0.0
@@ -160,3 +175,9 @@ def summarize(items: pd.DataFrame, rejects: Iterable[pd.DataFrame],
             fired.append(guards.guard(GUARD, f"source {name}: {what}", level="info", source=name,
                                       **section["by_source"][name]))
     return section, fired
+
+
+def summarize(items: pd.DataFrame, rejects: Iterable[pd.DataFrame],
+              settings: HallucinationSettings) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Per source: Whisper transcripts kept, flagged here, rejected by the decode gates; and the guards."""
+    return summary_from_counts(summary_counts(items, rejects, settings), settings)

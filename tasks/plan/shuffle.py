@@ -1,0 +1,67 @@
+"""Hash partitions under work/: shards write small keyed rows, one task per partition reads them back.
+
+Why: a whole-corpus question (which listing of a segment wins, how many speakers a source has) needs
+every row with the same key in one place, but no process may hold the corpus. Each shard writes the
+few columns the question needs into `<root>/p-PPPPP/s-SSSSS.parquet` by `stable_hash(key) % n_parts`;
+a partition task reads only its own folder, so memory is bounded by a partition, not the corpus.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from manifests import uri as fs
+from tasks.core.shards import read_frame, stable_hash, write_frame
+
+MAX_PARTS = 256
+SHARDS_PER_PART = 8
+
+
+def part_count(n_shards: int) -> int:
+    """A power of two near n_shards / 8 (at most 256): a partition holds about 8 shards' keyed rows."""
+    wanted = max(1, min(MAX_PARTS, n_shards // SHARDS_PER_PART))
+    return 1 << (wanted - 1).bit_length()
+
+
+def part_of(keys: pd.Series, n_parts: int) -> pd.Series:
+    """Partition number of each key (the same rule as the release's part numbers)."""
+    if n_parts == 1:
+        return pd.Series(0, index=keys.index, dtype="int64")
+    return keys.map(lambda k: int(stable_hash(k)[:12], 16) % n_parts).astype("int64")
+
+
+def part_dir(root: str, part: int) -> str:
+    return fs.join(root, f"p-{part:05d}")
+
+
+def write_parts(root: str, shard: int, frame: pd.DataFrame, key: str, n_parts: int) -> int:
+    """Write `frame`'s rows into the partitions of their `key`; returns the partitions written."""
+    if frame.empty:
+        return 0
+    parts = part_of(frame[key].astype(str), n_parts)
+    written = 0
+    for part, rows in frame.groupby(parts, sort=True):
+        write_frame(fs.join(part_dir(root, int(part)), f"s-{shard:05d}.parquet"), rows.reset_index(drop=True))
+        written += 1
+    return written
+
+
+def read_part(root: str, part: int) -> pd.DataFrame:
+    """Every shard's rows of one partition (empty frame when no shard wrote any)."""
+    folder = part_dir(root, part)
+    frames = [read_frame(fs.join(folder, name)) for name in fs.list_prefix(folder) if name.endswith(".parquet")]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def shard_file(root: str, shard: int) -> str:
+    """Where a partition task leaves rows addressed back to one shard (e.g. its duplicate losers)."""
+    return fs.join(root, f"s-{shard:05d}")
+
+
+def read_for_shard(root: str, shard: int) -> pd.DataFrame:
+    """Rows the partition tasks addressed to `shard` (`<root>/s-SSSSS/p-PPPPP.parquet`)."""
+    folder = shard_file(root, shard)
+    frames = [read_frame(fs.join(folder, name)) for name in fs.list_prefix(folder) if name.endswith(".parquet")]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
