@@ -40,6 +40,13 @@ def label_parts(spec: Any, utterances: pd.DataFrame, classifier: pd.DataFrame) -
     return parts
 
 
+def label_sections(spec: Any, agg: dict[str, Any], model_uri: str | None) -> dict[str, Any]:
+    """The card's `languages`, `speech_detection`, `sentiment_agreement` and `transcript_quality` sections."""
+    return {"languages": language_section(agg), "speech_detection": speech_section(agg),
+            "sentiment_agreement": agreement_section(spec, agg, model_uri),
+            "transcript_quality": quality_section(spec, agg)}
+
+
 # ----------------------------------------------------------------------------------------- languages
 def _language_part(utt: pd.DataFrame) -> dict[str, Any]:
     flags = {"lang_column": "language" in utt.columns, "lang_origin_column": "language_origin" in utt.columns,

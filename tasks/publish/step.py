@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +39,6 @@ from tasks.core.work import (
 )
 from tasks.ingest import source_guards
 from tasks.publish import releases
-from tasks.publish.releases import previous_utterances, release_changes
 from tasks.spec import DatasetSpec
 
 
@@ -149,30 +149,22 @@ def publish(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult],
                                         found, fired, log, warn or log)
 
     extra = _card_extra(spec, plan, weight_report, timings)
-    from tasks.label import speech_presence
-    publish_guards += speech_presence.label_guards(written[UTTERANCES], written[CLASSIFIER_STAGE])
-    from tasks.label.transcripts.language import card_section
+    from tasks.publish import aggregates_labels
+    from tasks.publish.aggregates import merge_aggregates, shard_aggregates
 
-    extra["languages"] = card_section(written[UTTERANCES])
-    extra["speech_detection"] = speech_presence.speech_section(written[UTTERANCES], written[CLASSIFIER_STAGE])
+    # One part today; per-shard publish maps shard_aggregates over the parts and merges (docs/scaling.md).
+    agg = merge_aggregates([shard_aggregates(spec, written[UTTERANCES], written[ASR_STAGE],
+                                             written[CLASSIFIER_STAGE], written[REJECTS])])
+    publish_guards += aggregates_labels.speech_guards(agg)
+    extra.update(aggregates_labels.label_sections(spec, agg, (plan.get("sentiment") or {}).get("model_uri")))
     extra["guards"] = guards.collect(ingest, plan, augmented, {"guards": publish_guards})
     extra["source_notes"] = {r["source"]: list(r.get("notes") or []) for r in ingest if r.get("notes")}
-    prev_utts, prev_name = previous_utterances(spec.output)
-    extra["changes"] = release_changes(prev_utts, written[UTTERANCES], prev_name)
-    from tasks.label.sentiment.agreement import agreement_report
-    from tasks.label.transcripts.quality import transcript_quality
-
-    extra["sentiment_agreement"] = agreement_report(written[UTTERANCES], spec,
-                                                    (plan.get("sentiment") or {}).get("model_uri"))
-    extra["transcript_quality"] = transcript_quality(written[UTTERANCES], n=spec.labelers.quality_sample_per_source,
-                                                     seed=spec.seed)
-    card = report.build_card(spec=spec, release=release, utterances=written[UTTERANCES], asr=written[ASR_STAGE],
-                             classifier=written[CLASSIFIER_STAGE], rejects=written[REJECTS], found=found,
-                             extra=extra)
+    extra["changes"] = changes_since_previous(spec, [written[UTTERANCES]], len(written[UTTERANCES]))
+    card = report.build_card_from_aggregates(spec, release, agg, found, extra)
     card["schema_version"] = "1"
     card["content_sha256"] = digest
     card = redact_obj(card)  # reject examples, lineage and spec text: no credentials in the card
-    plot_files = _make_plots(report, card, written, paths)
+    plot_files = _make_plots(report, card, agg, paths)
     fs.write_bytes(paths.card_json, json.dumps(card, indent=2, sort_keys=True, allow_nan=False).encode())
     html_name = report_html.REPORT_FILE if spec.report.html else None
     fs.write_bytes(paths.card_md, redact(report.render_markdown(card, plot_files, report_html=html_name)).encode())
@@ -203,17 +195,25 @@ def publish(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult],
     }
 
 
-def _make_plots(report: Any, card: dict, written: dict[str, pd.DataFrame], paths: mio.ReleasePaths) -> list[str]:
+def changes_since_previous(spec: DatasetSpec, current_parts: Iterable[pd.DataFrame], current_rows: int) -> dict:
+    """The card's `changes`: this release's utterance parts against LATEST's, bucket by bucket (`changes`)."""
+    from tasks.publish import changes
+
+    previous, name, previous_rows = changes.previous_utterance_parts(spec.output)
+    n_buckets = changes.n_buckets_for(max(previous_rows, current_rows))
+    return changes.release_changes_by_parts(previous, current_parts, name, fs.join(work_dir(spec), "publish", "changes"),
+                                            n_buckets)
+
+
+def _make_plots(report: Any, card: dict, agg: dict[str, Any], paths: mio.ReleasePaths) -> list[str]:
     """Draw the card's plots locally; for an S3 release draw into a temp folder and upload."""
     if not fs.is_s3(paths.root):
-        return report.make_plots(card, written[UTTERANCES], written[ASR_STAGE], paths.plots,
-                                 classifier=written[CLASSIFIER_STAGE])
+        return report.make_plots_from_aggregates(card, agg, paths.plots)
     import tempfile
     from pathlib import Path
 
     with tempfile.TemporaryDirectory() as tmp:
-        local = report.make_plots(card, written[UTTERANCES], written[ASR_STAGE], tmp,
-                                  classifier=written[CLASSIFIER_STAGE])
+        local = report.make_plots_from_aggregates(card, agg, tmp)
         uploaded = []
         for path in local:
             target = fs.join(paths.plots, Path(path).name)
