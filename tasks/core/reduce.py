@@ -12,16 +12,19 @@ the grouping and the order of merging (tests/tasks/core/test_reduce.py):
   exact value counts while at most `VALUE_CAP` distinct values are seen, then counts on FIXED bins of
   width ``q`` (``round(v / q) * q``). Medians and plots read them; exact below the cap;
 - ``top``: ``{name: {"k": k, "groups": {group: [[key, row], ...]}}}``: per group the `k` records
-  with the lowest key (a seeded hash rank, or an id); the k lowest of a union are among the k lowest
-  of each part, so the merged sample does not depend on the layout. ``k`` None keeps every record;
-- ``hashes``: ``{name: {group: base64 of sorted uint64}}``: 64-bit hashes of keys (8 bytes a row),
-  to count keys repeated across parts (collisions: ~n^2 / 2^65, 3e-6 at 10 million keys).
+  with the lowest key (a seeded hash rank, or an id; unique within a group); the k lowest of a union
+  are among the k lowest of each part, so the merged sample does not depend on the layout. ``k``
+  None keeps every record;
+- ``hashes``: ``{name: {group: [base64 chunk, ...]}}``: 64-bit hashes of keys (8 bytes a row), one
+  sorted chunk per part, kept as a sorted list of chunks; they count keys repeated across parts
+  (collisions: ~n^2 / 2^65, 3e-6 at 10 million keys).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -162,79 +165,103 @@ def median(vm: Mapping[str, Any] | None) -> float | None:
 
 
 # ----------------------------------------------------------------------------------------- top-k
-def _order(record: list[Any]) -> tuple[list[Any], str]:
-    key = record[0] if isinstance(record[0], list) else [record[0]]
-    return key, json.dumps(record[1], sort_keys=True, default=str)
+def _order(record: list[Any]) -> list[Any]:
+    return record[0] if isinstance(record[0], list) else [record[0]]
+
+
+def _select(k: int | None, records: list[list[Any]]) -> list[list[Any]]:
+    return sorted(records, key=_order) if k is None else heapq.nsmallest(k, records, key=_order)
 
 
 def top(k: int | None, groups: Mapping[str, Iterable[tuple[Any, Mapping[str, Any]]]]) -> dict[str, Any]:
     """A top-k entry: per group the k records (key, row) with the lowest key (a string or a list of
-    strings, compared as Python compares them; ties broken by the row's JSON text)."""
-    out = {}
-    for g, records in groups.items():
-        recs = sorted(([key, dict(row)] for key, row in records), key=_order)
-        out[str(g)] = recs if k is None else recs[:k]
-    return {"k": k, "groups": out}
-
-
-def merge_top(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    if a["k"] != b["k"]:
-        raise ValueError(f"top-k samples with different k ({a['k']} vs {b['k']})")
-    groups = {g: list(v) for g, v in a["groups"].items()}
-    for g, recs in b["groups"].items():
-        groups[g] = [*groups.get(g, []), *recs]
-    return top(a["k"], {g: [(r[0], r[1]) for r in recs] for g, recs in groups.items()})
+    strings, compared as Python compares them). Keys must be unique within a group unless their
+    records are identical (include the id), so the pick does not depend on the order of records."""
+    return {"k": k, "groups": {str(g): _select(k, [[key, dict(row)] for key, row in records])
+                               for g, records in groups.items()}}
 
 
 # ----------------------------------------------------------------------------------------- hashes
-def key_hashes(keys: Iterable[str]) -> str:
-    """base64 of the sorted uint64 hashes (first 8 bytes of sha256) of `keys`."""
+def key_hashes(keys: Iterable[str]) -> list[str]:
+    """[base64 of the sorted uint64 hashes (first 8 bytes of sha256) of `keys`] (one chunk; a merge keeps
+    the sorted list of every part's chunk, so merging copies no arrays)."""
     h = np.array(sorted(int.from_bytes(hashlib.sha256(str(k).encode()).digest()[:8], "little") for k in keys),
                  dtype="<u8")
-    return base64.b64encode(h.tobytes()).decode()
+    return [base64.b64encode(h.tobytes()).decode()] if len(h) else []
 
 
-def decode_hashes(text: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text), dtype="<u8")
-
-
-def _merge_hashes(a: str, b: str) -> str:
-    both = np.sort(np.concatenate([decode_hashes(a), decode_hashes(b)]))
-    return base64.b64encode(both.astype("<u8").tobytes()).decode()
+def decode_hashes(chunks: list[str]) -> np.ndarray:
+    """Every hash of the chunks, as one uint64 array."""
+    arrays = [np.frombuffer(base64.b64decode(c), dtype="<u8") for c in chunks]
+    return np.concatenate(arrays) if arrays else np.array([], dtype="<u8")
 
 
 # ----------------------------------------------------------------------------------------- merge
-def _merge_minmax(a: list[Any], b: list[Any]) -> list[Any]:
-    lo = [v for v in (a[0], b[0]) if v is not None]
-    hi = [v for v in (a[1], b[1]) if v is not None]
-    return [min(lo) if lo else None, max(hi) if hi else None]
-
-
-def _union(a: Mapping[str, Any], b: Mapping[str, Any], merge_one: Any) -> dict[str, Any]:
-    out = dict(a)
+def _add_into(acc: dict[str, Any], b: Mapping[str, Any]) -> None:
+    """`add` in place into `acc` (no copy of the accumulated side: merging n parts is linear)."""
     for k, v in b.items():
-        out[k] = merge_one(out[k], v) if k in out else v
-    return out
-
-
-def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge two reductions (associative, commutative; `empty()` is the identity)."""
-    return {
-        "sums": add(a.get("sums", {}), b.get("sums", {})),
-        "minmax": _union(a.get("minmax", {}), b.get("minmax", {}), _merge_minmax),
-        "flags": _union(a.get("flags", {}), b.get("flags", {}), lambda x, y: bool(x or y)),
-        "values": _union(a.get("values", {}), b.get("values", {}), merge_values),
-        "top": _union(a.get("top", {}), b.get("top", {}), merge_top),
-        "hashes": {n: _union(a.get("hashes", {}).get(n, {}), b.get("hashes", {}).get(n, {}), _merge_hashes)
-                   for n in sorted({*a.get("hashes", {}), *b.get("hashes", {})})},
-    }
+        if k not in acc:
+            acc[k] = _copy(v)
+        elif isinstance(v, Mapping):
+            _add_into(acc[k], v)
+        elif isinstance(v, list):
+            acc[k] = add(acc[k], v)
+        else:
+            acc[k] = int(acc[k]) + int(v)
 
 
 def merge_all(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Merge any number of reductions (associative, commutative; `empty()` is the identity).
+
+    One pass with in-place accumulators: value histograms are binned as soon as they pass the cap,
+    and each top-k group is cut once at the end.
+    """
     out = empty()
+    records: dict[str, dict[str, list[list[Any]]]] = {}
+    top_k: dict[str, int | None] = {}
     for part in parts:
-        out = merge(out, part)
+        _add_into(out["sums"], part.get("sums", {}))
+        for name, (lo, hi) in part.get("minmax", {}).items():
+            cur = out["minmax"].get(name, [None, None])
+            los, his = [v for v in (cur[0], lo) if v is not None], [v for v in (cur[1], hi) if v is not None]
+            out["minmax"][name] = [min(los) if los else None, max(his) if his else None]
+        for name, flag in part.get("flags", {}).items():
+            out["flags"][name] = bool(out["flags"].get(name) or flag)
+        for name, vm in part.get("values", {}).items():
+            cur = out["values"].get(name)
+            out["values"][name] = _copy(vm) if cur is None else _merge_values_into(cur, vm)
+        for name, entry in part.get("top", {}).items():
+            if name in top_k and top_k[name] != entry["k"]:
+                raise ValueError(f"top-k samples {name!r} with different k ({top_k[name]} vs {entry['k']})")
+            top_k[name] = entry["k"]
+            groups = records.setdefault(name, {})
+            for g, recs in entry["groups"].items():
+                groups.setdefault(g, []).extend(recs)
+        for name, groups in part.get("hashes", {}).items():
+            acc = out["hashes"].setdefault(name, {})
+            for g, chunks in groups.items():
+                acc.setdefault(g, []).extend(chunks)
+    out["top"] = {name: {"k": top_k[name], "groups": {g: _select(top_k[name], recs) for g, recs in groups.items()}}
+                  for name, groups in records.items()}
+    out["hashes"] = {name: {g: sorted(chunks) for g, chunks in groups.items()} for name, groups in out["hashes"].items()}
     return out
+
+
+def _merge_values_into(acc: dict[str, Any], vm: Mapping[str, Any]) -> dict[str, Any]:
+    if acc["q"] != vm["q"]:
+        raise ValueError(f"value histograms with different bins ({acc['q']} vs {vm['q']})")
+    if acc["exact"] and not vm["exact"]:
+        acc = _capped({**acc, "exact": False})
+    if not acc["exact"] and vm["exact"]:
+        vm = _capped({**vm, "exact": False})
+    for key, n in vm["counts"].items():
+        acc["counts"][key] = acc["counts"].get(key, 0) + int(n)
+    return _capped(acc)
+
+
+def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge two reductions (see `merge_all`)."""
+    return merge_all([a, b])
 
 
 def canonical(reduction: Mapping[str, Any]) -> str:
