@@ -130,4 +130,5 @@ class PartResult(TypedDict):
 
     index: int
     records: dict[str, dict[str, Any]]  # manifest -> {"part", "path", "rows", "sha256", "content_sha256"}
+    aggregates_uri: str  # the part's card aggregates (tasks.publish.aggregates), JSON under work/
     pid: NotRequired[int]

@@ -210,4 +210,19 @@ def publish_shard(spec: DatasetSpec, setup: PublishSetup, weighting: PublishWeig
     records = {name: write_part(tables[name], name, setup["release_uri"], index, metadata={"config": config},
                                 release_name=setup["release"]) for name in MANIFEST_NAMES}
     log("publish part %d: %s", index, {name: r["rows"] for name, r in records.items()})
-    return {"index": index, "records": records}
+    return {"index": index, "records": records, "aggregates_uri": _part_aggregates(spec, setup, index)}
+
+
+def _part_aggregates(spec: DatasetSpec, setup: PublishSetup, index: int) -> str:
+    """The card's partial aggregates of part `index`, from the part files as written (what readers see),
+    saved under work/ (a few hundred KB: results passed between tasks stay small); returns their URI."""
+    import json
+
+    from manifests.parts import part_uri, read_part
+    from tasks.publish.aggregates import shard_aggregates
+
+    back = {name: read_part(part_uri(setup["release_uri"], name, index)).to_pandas() for name in MANIFEST_NAMES}
+    agg = shard_aggregates(spec, back[UTTERANCES], back[ASR_STAGE], back[CLASSIFIER_STAGE], back[REJECTS])
+    uri = fs.join(work_dir(spec), "publish", setup["release"], "aggregates", f"part-{index:05d}.json")
+    fs.write_bytes(uri, json.dumps(agg, sort_keys=True).encode())
+    return uri

@@ -3,7 +3,9 @@
 Every class, label origin and split has one colour in every plot and every run
 (`tasks.publish.colors`). A panel with nothing to show (no rows, or a single "unknown" bar) is left
 out, and a plot whose panels are all left out is not written: `make_plots` returns the files it
-drew. PNGs carry no date or software chunk, so identical data gives identical bytes.
+drew. PNGs carry no date or software chunk, so identical data gives identical bytes. The data come
+from the merged partial aggregates (`plot_data`), never from whole tables: `make_plots_from_aggregates`
+draws a release of any number of parts; `make_plots` is the same from whole frames.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from manifests.schema import SENTIMENTS, SPLITS
-from tasks.publish.card_common import NON_SPEECH, UNKNOWN, fmt_hms
+from tasks.core import reduce
+from tasks.publish.card_common import UNKNOWN, fmt_hms
 from tasks.publish.colors import CLASS_ORDER, KNOWN_ORIGINS, class_colour, origin_colour, split_colour
 
 PLOT_FILES: tuple[str, ...] = (
@@ -31,13 +34,6 @@ PLOT_FILES: tuple[str, ...] = (
 )
 DPI = 100
 PANEL_W, PANEL_H = 4.6, 3.8  # inches per panel: ~460x380 px, text at 9-10 pt stays readable
-
-
-def _labels(df: pd.DataFrame, column: str, null: str = UNKNOWN) -> pd.Series:
-    if column not in df.columns:
-        return pd.Series([null] * len(df), index=df.index, dtype=object)
-    col = df[column]
-    return col.astype(object).where(col.notna(), null).map(str).astype(object)
 
 
 def _order(values: Iterable[str], preferred: Iterable[str]) -> list[str]:
@@ -96,61 +92,81 @@ def _informative(table: Mapping[str, Mapping[str, float]]) -> bool:
     return not (list(table) == [UNKNOWN])
 
 
-def _cross(df: pd.DataFrame, row: str, col: str, preferred_rows: Iterable[str] = (),
-           weights: pd.Series | None = None) -> dict[str, dict[str, float]]:
-    rows, cols = _labels(df, row), _labels(df, col)
-    w = weights if weights is not None else pd.Series(1.0, index=df.index)
-    sums = w.groupby([rows, cols]).sum() if len(df) else pd.Series(dtype=float)
-    out: dict[str, dict[str, float]] = {}
-    for r in _order(rows, preferred_rows):
-        out[r] = {c: float(sums.get((r, c), 0.0)) for c in _order(cols[rows == r], CLASS_ORDER)}
-    return out
+def _n(leaf: Any) -> int:
+    return int(leaf[0]) if isinstance(leaf, list) else int(leaf)
 
 
-def _plot_hours(utterances: pd.DataFrame, path: Path) -> str | None:
+def _cross(table: Mapping[str, Mapping[str, Any]], value: Callable[[Any], float] = _n) -> dict[str, dict[str, float]]:
+    """{row: {col: leaf}} as floats, rows in name order and columns in class order."""
+    return {r: {c: float(value(table[r][c])) for c in _order(table[r], CLASS_ORDER)} for r in _order(table, ())}
+
+
+def _histogram(vm: Mapping[str, Any] | None) -> dict[str, list[float]]:
+    values, counts = reduce.sorted_values(vm)
+    return {"values": values.tolist(), "counts": counts.tolist()}
+
+
+def plot_data(agg: Mapping[str, Any]) -> dict[str, Any]:
+    """What every frame-based plot draws, from the merged aggregates (JSON-able; tests compare it)."""
+    sums, values = agg["sums"], agg["values"]
+    sss = sums.get("utt_sss", {})
+    split_ns: dict[str, int] = {}
+    pair_ns: list[int] = []
+    for by_split in sss.values():
+        for sp, by_sent in by_split.items():
+            ns = sum(int(v[1]) for v in by_sent.values())
+            split_ns[sp] = split_ns.get(sp, 0) + ns
+            pair_ns.append(ns)
+    # Axis in minutes for a small release (0.004 h reads as nothing); bar labels always h:mm:ss.
+    scale = 60.0 if pair_ns and max(pair_ns) / 3.6e12 < 1 else 1.0
+    hours = {sp: _cross({src: sss[src][sp] for src in sss if sp in sss[src]}, lambda v: v[1] / 3.6e12 * scale)
+             for sp in _order(split_ns, SPLITS) if split_ns[sp] > 0}
+    u_split, a_split = sums.get("cross", {}).get("split", {}), sums.get("asr_ss", {})
+    by_source = sums.get("cross", {}).get("source", {})
+    durations = {s: _histogram(values[f"duration_s/{s}"])
+                 for s in _order((k.split("/", 1)[1] for k in values if k.startswith("duration_s/")), SPLITS)}
+    return {
+        "hours": {"scale": scale, "by_split": hours},
+        "sentiment": {s: {"utterances": {c: _n(v) for c, v in u_split.get(s, {}).get("sent", {}).items()},
+                          "ASR stage": {c: _n(v) for c, v in a_split.get(s, {}).items()}}
+                      for s in _order([*u_split, *a_split], SPLITS)},
+        "origins": {column: _cross({src: v[key] for src, v in by_source.items()})
+                    for column, key in (("sentiment_origin", "so"), ("transcript_origin", "to"))},
+        "augmentation": {"train_rows": int(sums.get("asr", {}).get("train_rows", 0)),
+                         **{c: _histogram(values.get(f"asr_train/{c}")) for c in ("snr_db", "speed")}},
+        "speech": _cross(sums.get("clf_src", {})) if sums.get("clf", {}).get("windows") else None,
+        "durations": {s: d for s, d in durations.items() if d["values"]},
+    }
+
+
+def _plot_hours(data: Mapping[str, Any], path: Path) -> str | None:
     """Hours per source, one panel per split, stacked by class."""
-    if utterances.empty:
-        return None
-    sec = pd.to_numeric(utterances.get("duration_s"), errors="coerce").fillna(0.0) / 3600.0
-    split = _labels(utterances, "split")
-    splits = [s for s in _order(split, SPLITS) if sec[split == s].sum() > 0]
+    splits, scale = data["by_split"], data["scale"]
     if not splits:
         return None
-    # Axis in minutes for a small release (0.004 h reads as nothing); bar labels always h:mm:ss.
-    scale, unit = (60.0, "minutes") if sec.groupby([_labels(utterances, "source"), split]).sum().max() < 1 \
-        else (1.0, "hours")
+    unit = "minutes" if scale == 60.0 else "hours"
     fig, axes = _figure(len(splits), "Audio per source, by split and class (labels: h:mm:ss)")
-    for i, (ax, s) in enumerate(zip(axes[0], splits, strict=True)):
-        part = utterances[split == s]
-        table = _cross(part, "source", "sentiment", weights=sec[split == s] * scale)
+    for i, (ax, (s, table)) in enumerate(zip(axes[0], splits.items(), strict=True)):
         _stacked(ax, table, s, list(CLASS_ORDER), class_colour, fmt=lambda v: fmt_hms(v / scale), ylabel=unit,
                  legend=i == len(splits) - 1)
     return _save(fig, path)
 
 
-def _plot_sentiment_distribution(utterances: pd.DataFrame, asr: pd.DataFrame, path: Path) -> str | None:
+def _plot_sentiment_distribution(data: Mapping[str, Any], path: Path) -> str | None:
     """Per split: utterances vs the ASR stage after balancing, per class."""
-    u_split, a_split = _labels(utterances, "split"), _labels(asr, "split")
-    splits = _order([*u_split, *a_split], SPLITS)
-    if not splits:
+    if not data:
         return None
-    fig, axes = _figure(len(splits), "Sentiment per split: accepted utterances vs ASR stage after balancing")
-    for i, (ax, s) in enumerate(zip(axes[0], splits, strict=True)):
-        table = {
-            "utterances": _labels(utterances[u_split == s], "sentiment").value_counts().to_dict(),
-            "ASR stage": _labels(asr[a_split == s], "sentiment").value_counts().to_dict(),
-        }
-        _stacked(ax, table, s, list(CLASS_ORDER), class_colour, legend=i == len(splits) - 1)
+    fig, axes = _figure(len(data), "Sentiment per split: accepted utterances vs ASR stage after balancing")
+    for i, (ax, (s, table)) in enumerate(zip(axes[0], data.items(), strict=True)):
+        _stacked(ax, table, s, list(CLASS_ORDER), class_colour, legend=i == len(data) - 1)
     return _save(fig, path)
 
 
-def _plot_label_origins(utterances: pd.DataFrame, path: Path) -> str | None:
+def _plot_label_origins(data: Mapping[str, Any], path: Path) -> str | None:
     """Per source: where the sentiment and the transcript came from (a person, or which labeler)."""
-    panels = []
-    for column, title in (("sentiment_origin", "sentiment origin"), ("transcript_origin", "transcript origin")):
-        table = _cross(utterances, "source", column)
-        if _informative(table):
-            panels.append((title, table))
+    panels = [(title, data[column]) for column, title in (("sentiment_origin", "sentiment origin"),
+                                                          ("transcript_origin", "transcript origin"))
+              if _informative(data[column])]
     if not panels:
         return None
     fig, axes = _figure(len(panels), "Label origin per source (blue = a person, warm = a pseudo-labeler)")
@@ -190,52 +206,46 @@ def _plot_agreement(card: Mapping[str, Any], path: Path) -> str | None:
     return _save(fig, path)
 
 
-def _plot_train_augmentation(asr: pd.DataFrame, path: Path) -> str | None:
+def _plot_train_augmentation(data: Mapping[str, Any], path: Path) -> str | None:
     """Histograms of the train split's SNR and speed: what the recipes actually did."""
-    train = asr[_labels(asr, "split") == "train"] if len(asr) else asr
     panels = []
     for column, title, unit in (("snr_db", "SNR of added noise", "dB"), ("speed", "speed factor", "x")):
-        values = pd.to_numeric(train[column], errors="coerce").dropna() if column in train.columns else pd.Series()
-        if values.nunique() > 1 or (column == "snr_db" and len(values)):
-            panels.append((title, unit, values, len(train)))
+        hist = data[column]
+        if len(hist["values"]) > 1 or (column == "snr_db" and hist["values"]):
+            panels.append((title, unit, hist))
     if not panels:
         return None
     fig, axes = _figure(len(panels), "Augmentation of the ASR train split")
-    for ax, (title, unit, values, n) in zip(axes[0], panels, strict=True):
-        bins = min(20, max(3, values.nunique()))
-        counts, _edges, bars = ax.hist(values.to_numpy(), bins=bins, color="#4c72b0", edgecolor="white")
+    for ax, (title, unit, hist) in zip(axes[0], panels, strict=True):
+        bins = min(20, max(3, len(hist["values"])))
+        counts, _edges, bars = ax.hist(hist["values"], weights=hist["counts"], bins=bins, color="#4c72b0",
+                                       edgecolor="white")
         ax.bar_label(bars, labels=[f"{int(c)}" if c else "" for c in counts], fontsize=7)
         ax.set_ylim(0, max(counts.max(), 1) * 1.18)
-        ax.set_title(f"{title}: {len(values)} of {n} rows", fontsize=10)
+        ax.set_title(f"{title}: {int(sum(hist['counts']))} of {data['train_rows']} rows", fontsize=10)
         ax.set_xlabel(unit, fontsize=9)
         ax.set_ylabel("rows", fontsize=9)
         ax.spines[["top", "right"]].set_visible(False)
     return _save(fig, path)
 
 
-def _plot_speech_presence(classifier: pd.DataFrame | None, path: Path) -> str | None:
+def _plot_speech_presence(table: Mapping[str, Mapping[str, float]] | None, path: Path) -> str | None:
     """Classifier windows per source: with speech (by class) vs without."""
-    if classifier is None or classifier.empty:
+    if not table:
         return None
-    speech = classifier["speech_present"].fillna(False).astype(bool) if "speech_present" in classifier.columns \
-        else _labels(classifier, "sentiment", NON_SPEECH) != NON_SPEECH
-    label = _labels(classifier, "sentiment", NON_SPEECH).where(speech, NON_SPEECH)
-    table = _cross(classifier.assign(_label=label), "source", "_label")
     fig, axes = _figure(1, "Classifier windows per source: speech (by class) vs no speech")
     _stacked(axes[0][0], table, "windows", list(CLASS_ORDER), class_colour, ylabel="windows")
     return _save(fig, path)
 
 
-def _plot_durations(utterances: pd.DataFrame, path: Path) -> str | None:
-    dur = pd.to_numeric(utterances.get("duration_s"), errors="coerce").dropna() if len(utterances) else pd.Series()
-    if dur.empty:
+def _plot_durations(data: Mapping[str, Any], path: Path) -> str | None:
+    if not data:
         return None
-    split = _labels(utterances.loc[dur.index], "split")
-    names = _order(split, SPLITS)
+    names = list(data)
     fig, axes = _figure(1, "Utterance durations by split")
     ax = axes[0][0]
-    ax.hist([dur[split == s].to_numpy() for s in names], bins=20, stacked=True, label=names,
-            color=[split_colour(s) for s in names], edgecolor="white")
+    ax.hist([data[s]["values"] for s in names], weights=[data[s]["counts"] for s in names], bins=20, stacked=True,
+            label=names, color=[split_colour(s) for s in names], edgecolor="white")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     ax.set_xlabel("seconds", fontsize=9)
     ax.set_ylabel("utterances", fontsize=9)
@@ -260,24 +270,32 @@ def _plot_groups(card: Mapping[str, Any], path: Path) -> str | None:
     return _save(fig, path)
 
 
-def make_plots(card: dict[str, Any], utterances: pd.DataFrame, asr: pd.DataFrame, out_dir: str,
-               classifier: pd.DataFrame | None = None) -> list[str]:
+def make_plots_from_aggregates(card: dict[str, Any], agg: Mapping[str, Any], out_dir: str) -> list[str]:
     """Write the PNGs that have something to show into the local folder `out_dir` (created).
 
     Returns their paths in PLOT_FILES order; group and agreement plots read the card so they match
-    its tables, the rest read the frames.
+    its tables, the rest read the merged partial aggregates (`plot_data`).
     """
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    data = plot_data(agg)
     hours, dist, origins, agreement, aug, speech, durations, groups = (folder / n for n in PLOT_FILES)
     drawn = [
-        _plot_hours(utterances, hours),
-        _plot_sentiment_distribution(utterances, asr, dist),
-        _plot_label_origins(utterances, origins),
+        _plot_hours(data["hours"], hours),
+        _plot_sentiment_distribution(data["sentiment"], dist),
+        _plot_label_origins(data["origins"], origins),
         _plot_agreement(card, agreement),
-        _plot_train_augmentation(asr, aug),
-        _plot_speech_presence(classifier, speech),
-        _plot_durations(utterances, durations),
+        _plot_train_augmentation(data["augmentation"], aug),
+        _plot_speech_presence(data["speech"], speech),
+        _plot_durations(data["durations"], durations),
         _plot_groups(card, groups),
     ]
     return [p for p in drawn if p is not None]
+
+
+def make_plots(card: dict[str, Any], utterances: pd.DataFrame, asr: pd.DataFrame, out_dir: str,
+               classifier: pd.DataFrame | None = None) -> list[str]:
+    """`make_plots_from_aggregates` of whole frames (one part)."""
+    from tasks.publish.aggregates import frame_aggregates
+
+    return make_plots_from_aggregates(card, frame_aggregates(None, utterances, asr, classifier, None), out_dir)

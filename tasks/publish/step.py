@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,9 +39,9 @@ from tasks.core.work import (
     code_version,
     jsonable,
     noop,
+    work_dir,
 )
 from tasks.publish import releases
-from tasks.publish.releases import previous_utterances, release_changes
 from tasks.spec import DatasetSpec
 
 
@@ -127,7 +128,8 @@ def finish_publish(spec: DatasetSpec, plan: PlanResult, setup: PublishSetup, wei
                                         mio.read_release(paths.root), found, fired, log, warn or log)
 
     extra = _card_extra(spec, plan, weighting["report"], timings)
-    card, plot_files = card_and_plots(spec, plan, release, paths, found, extra, publish_guards, ingest, augmented)
+    card, plot_files = card_and_plots(spec, plan, release, paths, found, extra, publish_guards, ingest, augmented,
+                                       written)
     card["schema_version"] = "2"
     card["content_sha256"] = digest
     card["manifests"] = {name: manifest_section(recs) for name, recs in records.items()}
@@ -164,49 +166,64 @@ def finish_publish(spec: DatasetSpec, plan: PlanResult, setup: PublishSetup, wei
 
 def card_and_plots(spec: DatasetSpec, plan: PlanResult, release: str, paths: mio.ReleasePaths,
                    found: dict[str, int], extra: dict[str, Any], publish_guards: list[dict[str, Any]],
-                   ingest: list[IngestResult], augmented: list[AugmentResult]) -> tuple[dict[str, Any], list[str]]:
-    """The card and its plots from the written manifests, read back whole.
+                   ingest: list[IngestResult], augmented: list[AugmentResult],
+                   written: list[PartResult]) -> tuple[dict[str, Any], list[str]]:
+    """The card and its plots from the parts' merged aggregates: no whole table is read (docs/scaling.md).
 
-    The ONE place that still reads whole tables: swap it for `merge_aggregates` (of per-part
-    `shard_aggregates`) + `build_card_from_aggregates` + `make_plots_from_aggregates` (DESIGN-16
-    section 4) when tasks/publish/aggregates.py lands. Fills `extra` (languages, speech detection,
-    guards, changes, agreement, transcript quality) as before.
+    Fills `extra` (languages, speech detection, guards, changes, agreement, transcript quality).
     """
-    from tasks.label import speech_presence
-    from tasks.label.sentiment.agreement import agreement_report
-    from tasks.label.transcripts.language import card_section
-    from tasks.label.transcripts.quality import transcript_quality
+    from tasks.publish import aggregates_labels
     from tasks.publish import card as report
 
-    written = mio.read_release(paths.root)
-    publish_guards = [*publish_guards, *speech_presence.label_guards(written[UTTERANCES], written[CLASSIFIER_STAGE])]
-    extra["languages"] = card_section(written[UTTERANCES])
-    extra["speech_detection"] = speech_presence.speech_section(written[UTTERANCES], written[CLASSIFIER_STAGE])
+    agg = merged_aggregates([w["aggregates_uri"] for w in sorted(written, key=lambda w: w["index"])])
+    publish_guards = [*publish_guards, *aggregates_labels.speech_guards(agg)]
+    extra.update(aggregates_labels.label_sections(spec, agg, (plan.get("sentiment") or {}).get("model_uri")))
     extra["guards"] = guards.collect(ingest, plan, augmented, {"guards": publish_guards})
     extra["source_notes"] = {r["source"]: list(r.get("notes") or []) for r in ingest if r.get("notes")}
-    prev_utts, prev_name = previous_utterances(spec.output)
-    extra["changes"] = release_changes(prev_utts, written[UTTERANCES], prev_name)
-    extra["sentiment_agreement"] = agreement_report(written[UTTERANCES], spec,
-                                                    (plan.get("sentiment") or {}).get("model_uri"))
-    extra["transcript_quality"] = transcript_quality(written[UTTERANCES], n=spec.labelers.quality_sample_per_source,
-                                                     seed=spec.seed)
-    card = report.build_card(spec=spec, release=release, utterances=written[UTTERANCES], asr=written[ASR_STAGE],
-                             classifier=written[CLASSIFIER_STAGE], rejects=written[REJECTS], found=found,
-                             extra=extra)
-    return card, _make_plots(report, card, written, paths)
+    current_rows = sum(int(w["records"][UTTERANCES]["rows"]) for w in written)
+    extra["changes"] = changes_since_previous(spec, _utterance_parts(paths.root, written), current_rows)
+    card = report.build_card_from_aggregates(spec, release, agg, found, extra)
+    return card, _make_plots(report, card, agg, paths)
 
 
-def _make_plots(report: Any, card: dict, written: dict[str, pd.DataFrame], paths: mio.ReleasePaths) -> list[str]:
+def merged_aggregates(uris: list[str], chunk: int = 32) -> dict[str, Any]:
+    """Fold the parts' aggregates `chunk` at a time (the merge is associative), so memory stays bounded."""
+    from tasks.publish.aggregates import merge_aggregates
+
+    merged: dict[str, Any] | None = None
+    for start in range(0, len(uris), chunk):
+        batch = [json.loads(fs.read_bytes(u)) for u in uris[start:start + chunk]]
+        merged = merge_aggregates(([merged] if merged is not None else []) + batch)
+    return merged if merged is not None else merge_aggregates([])
+
+
+def _utterance_parts(root: str, written: list[PartResult]) -> Iterator[pd.DataFrame]:
+    """This release's utterance parts, one at a time."""
+    from manifests.parts import part_uri, read_part
+
+    for w in sorted(written, key=lambda w: w["index"]):
+        yield read_part(part_uri(root, UTTERANCES, int(w["index"]))).to_pandas()
+
+
+def changes_since_previous(spec: DatasetSpec, current_parts: Iterable[pd.DataFrame], current_rows: int) -> dict:
+    """The card's `changes`: this release's utterance parts against LATEST's, bucket by bucket (`changes`)."""
+    from tasks.publish import changes
+
+    previous, name, previous_rows = changes.previous_utterance_parts(spec.output)
+    n_buckets = changes.n_buckets_for(max(previous_rows, current_rows))
+    return changes.release_changes_by_parts(previous, current_parts, name, fs.join(work_dir(spec), "publish", "changes"),
+                                            n_buckets)
+
+
+def _make_plots(report: Any, card: dict, agg: dict[str, Any], paths: mio.ReleasePaths) -> list[str]:
     """Draw the card's plots locally; for an S3 release draw into a temp folder and upload."""
     if not fs.is_s3(paths.root):
-        return report.make_plots(card, written[UTTERANCES], written[ASR_STAGE], paths.plots,
-                                 classifier=written[CLASSIFIER_STAGE])
+        return report.make_plots_from_aggregates(card, agg, paths.plots)
     import tempfile
     from pathlib import Path
 
     with tempfile.TemporaryDirectory() as tmp:
-        local = report.make_plots(card, written[UTTERANCES], written[ASR_STAGE], tmp,
-                                  classifier=written[CLASSIFIER_STAGE])
+        local = report.make_plots_from_aggregates(card, agg, tmp)
         uploaded = []
         for path in local:
             target = fs.join(paths.plots, Path(path).name)

@@ -150,13 +150,14 @@ def trained_predictor(model: Any) -> Predictor:
 
 
 def _trained_for_report(
-    rows: pd.DataFrame, spec: DatasetSpec, model_uri: str | None
+    sample: pd.DataFrame, available_rows: int, languages: list[str], spec: DatasetSpec, model_uri: str | None
 ) -> tuple[Any, dict[str, Any]]:
     """(model or None, description): the run's model, or one trained now on the release's train split.
 
-    Trained now, it sees at most `labelers.agreement_train_max_rows` rows (`training_sample`), so the
-    cost of this report stops growing with the release; the description says how many and whether
-    they were sampled. `rows` is `trained.training_rows` of the release.
+    Trained now, it sees at most `labelers.agreement_train_max_rows` rows (`sample`, from
+    `training_sample`/`sample_from_ranked` over the `available_rows` train rows), so the cost of this
+    report stops growing with the release; the description says how many and whether they were
+    sampled. `languages`: the primary languages of the whole train split.
     """
     from tasks.label.sentiment import trained
 
@@ -164,17 +165,15 @@ def _trained_for_report(
         model = trained.load(model_uri)
         return model, {**model.describe(), "source": "trained in the run", "uri": model_uri}
     cap = spec.labelers.agreement_train_max_rows
-    sample = training_sample(rows, cap, spec.seed)
     training = {
-        "available_rows": int(len(rows)),
+        "available_rows": int(available_rows),
         "trained_rows": int(len(sample)),
-        "sampled": len(sample) < len(rows),
+        "sampled": len(sample) < available_rows,
         "max_rows": cap,
         "stratified_by": "sentiment",
         "seed": spec.seed,
     }
     # Languages of the whole split: a rare language left out of the sample is still scored, not abstained.
-    languages = sorted({lang for lang in map(trained.primary_language, rows["language"]) if lang})
     try:
         model = trained.fit(sample["text"].tolist(), sample["sentiment"].tolist(),
                             spec.labelers.text_classifier.trained, languages or ["en"])
@@ -223,6 +222,26 @@ def training_sample(rows: pd.DataFrame, max_rows: int | None, seed: int) -> pd.D
     return rows.loc[sorted(ranked.index[keep])].reset_index(drop=True)
 
 
+def sample_from_ranked(pool: pd.DataFrame, strata: Mapping[str, int], max_rows: int | None, seed: int) -> pd.DataFrame:
+    """`training_sample` from a pool holding, per sentiment, at least its `max_rows` lowest-ranked rows.
+
+    `strata` counts every train row per sentiment; the pick equals `training_sample` over all rows,
+    in utterance_id order (the order of `trained.human_labelled`), so partial aggregates of any shard
+    layout train the same report classifier.
+    """
+    if pool.empty:
+        return pool.reset_index(drop=True)
+    total = sum(strata.values())
+    if max_rows is not None and total > max_rows:
+        quotas = _stratum_quotas(dict(strata), max_rows)
+        order = pool["utterance_id"].map(lambda u: seeded_hex(seed, "report-train", u))
+        ranked = pool.assign(_stratum=pool["sentiment"].astype(str), _order=order)
+        ranked = ranked.sort_values(["_stratum", "_order", "utterance_id"], kind="mergesort")
+        keep = ranked.groupby("_stratum", sort=False).cumcount() < ranked["_stratum"].map(quotas)
+        pool = ranked[keep].drop(columns=["_stratum", "_order"])
+    return pool.sort_values("utterance_id", kind="mergesort").reset_index(drop=True)
+
+
 def _comprehend_summary(utterances: pd.DataFrame) -> dict[str, Any] | None:
     if "sentiment_origin" not in utterances.columns:
         return None
@@ -251,6 +270,24 @@ def agreement_report(
     """
     from tasks.label.sentiment import trained
 
+    # One pass of the (per-row) filter for both uses; equal to training_rows + human_labelled(HELDOUT_SPLITS).
+    labelled = trained.human_labelled(utterances, spec, ("train", *HELDOUT_SPLITS))
+    heldout = _sample(labelled[labelled["split"].isin(HELDOUT_SPLITS)], max_per_source, spec.seed)
+    train_rows = labelled[labelled["split"] == "train"].reset_index(drop=True)
+    sample = training_sample(train_rows, spec.labelers.agreement_train_max_rows, spec.seed)
+    languages = sorted({lang for lang in map(trained.primary_language, train_rows["language"]) if lang})
+    return agreement_from_samples(spec, heldout, sample, len(train_rows), languages, _comprehend_summary(utterances),
+                                  model_uri, max_per_source)
+
+
+def agreement_from_samples(
+    spec: DatasetSpec, heldout: pd.DataFrame, sample: pd.DataFrame, available_rows: int, languages: list[str],
+    comprehend: dict[str, Any] | None, model_uri: str | None = None, max_per_source: int = 2000,
+) -> dict[str, Any]:
+    """The ``sentiment_agreement`` section from its samples: `heldout` (at most `max_per_source` held-out
+    rows per source, by seeded hash), the report classifier's training `sample` of the `available_rows`
+    train rows (their primary `languages`) and the Comprehend summary. Used by `agreement_report`
+    and by publish's partial aggregates (`tasks.publish.aggregates_labels`)."""
     tc = spec.labelers.text_classifier
     in_use = spec.labelers.sentiment if spec.labelers.sentiment != "text_classifier" else tc.kind
     section: dict[str, Any] = {
@@ -262,12 +299,8 @@ def agreement_report(
             "max_per_source": max_per_source,
         },
     }
-    comprehend = _comprehend_summary(utterances)
     if comprehend is not None:
         section["aws_comprehend"] = comprehend
-    # One pass of the (per-row) filter for both uses; equal to training_rows + human_labelled(HELDOUT_SPLITS).
-    labelled = trained.human_labelled(utterances, spec, ("train", *HELDOUT_SPLITS))
-    heldout = _sample(labelled[labelled["split"].isin(HELDOUT_SPLITS)], max_per_source, spec.seed)
     section["heldout"]["n_items"] = int(len(heldout))
     section["heldout"]["per_source"] = {str(k): int(v) for k, v in heldout["source"].value_counts().sort_index().items()}
     if heldout.empty:
@@ -276,8 +309,7 @@ def agreement_report(
         return section
 
     labelers: dict[str, Predictor] = {"vader": offline_predictor(tc.model_copy(update={"kind": "vader"}))}
-    train_rows = labelled[labelled["split"] == "train"].reset_index(drop=True)
-    model, description = _trained_for_report(train_rows, spec, model_uri)
+    model, description = _trained_for_report(sample, available_rows, languages, spec, model_uri)
     section["trained_model"] = description
     if model is not None:
         labelers["trained"] = trained_predictor(model)

@@ -1,0 +1,81 @@
+"""Mergeable reductions: every kind merges associatively and in any order to the same result."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.core import reduce
+
+
+def _part(rng: random.Random, n: int) -> dict:
+    values = [round(rng.uniform(0.5, 9.0), 4) for _ in range(n)]
+    frame = pd.DataFrame({"a": [rng.choice("xyz") for _ in range(n)], "b": [rng.choice("pq") for _ in range(n)]})
+    ids = [f"u{rng.randrange(10_000):05d}" for _ in range(n)]
+    return {
+        "sums": {"t": reduce.nested_counts(frame, ["a", "b"], {"ns": pd.Series([reduce.ns(v) for v in values])})},
+        "minmax": {"v": [min(values), max(values)] if values else [None, None]},
+        "flags": {"f": rng.random() < 0.3},
+        "values": {"v": reduce.value_counts(values, 0.01)},
+        "top": {"ids": reduce.top(5, {g: [([i], {"i": i})] for g, i in zip(frame["a"], ids, strict=True)})},
+        "hashes": {"keys": {"all": reduce.key_hashes(ids)}},
+    }
+
+
+def _merge_tree(parts: list[dict], rng: random.Random) -> dict:
+    """Merge in a random binary grouping."""
+    parts = list(parts)
+    while len(parts) > 1:
+        i = rng.randrange(len(parts) - 1)
+        parts[i:i + 2] = [reduce.merge(parts[i], parts[i + 1])]
+    return parts[0]
+
+
+@pytest.mark.parametrize("cap", [reduce.VALUE_CAP, 7])
+def test_merge_is_associative_and_order_independent(monkeypatch, cap):
+    monkeypatch.setattr(reduce, "VALUE_CAP", cap)  # 7: the value histograms switch to fixed bins mid-merge
+    rng = random.Random(3)
+    parts = [_part(rng, n) for n in (0, 4, 9, 1, 6, 3)]
+    expected = reduce.canonical(reduce.merge_all(parts))
+    for seed in range(8):
+        shuffled = parts[:]
+        random.Random(seed).shuffle(shuffled)
+        assert reduce.canonical(_merge_tree(shuffled, random.Random(seed + 100))) == expected
+    for a, b in itertools.combinations(range(len(parts)), 2):
+        left = reduce.merge(reduce.merge(parts[a], parts[b]), reduce.merge_all(p for i, p in enumerate(parts)
+                                                                                if i not in (a, b)))
+        assert reduce.canonical(left) == expected
+    assert reduce.canonical(reduce.merge(reduce.empty(), reduce.merge_all(parts))) == expected
+
+
+def test_value_histogram_exact_below_the_cap_and_binned_above(monkeypatch):
+    values = [1.0, 2.0, 2.0, 3.5, 10.0]
+    exact = reduce.value_counts(values, 0.5)
+    assert exact["exact"] and reduce.median(exact) == 2.0
+    assert reduce.median(reduce.value_counts([1.0, 2.0, 3.0, 4.0], 0.5)) == 2.5  # pandas' even-count rule
+    monkeypatch.setattr(reduce, "VALUE_CAP", 2)
+    binned = reduce.merge_values(reduce.value_counts([1.1, 1.2], 0.5), reduce.value_counts([3.3], 0.5))
+    assert not binned["exact"]
+    assert binned["counts"] == {"1.0": 2, "3.5": 1}
+
+
+def test_top_keeps_the_k_lowest_of_the_union_whatever_the_split():
+    keys = [f"{i:04d}" for i in random.Random(1).sample(range(1000), 60)]
+    whole = reduce.top(7, {"g": [(k, {"k": k}) for k in keys]})
+    chunks = [keys[i:i + 9] for i in range(0, 60, 9)]
+    merged = reduce.merge_all({"top": {"s": reduce.top(7, {"g": [(k, {"k": k}) for k in c]})}} for c in chunks)
+    assert merged["top"]["s"] == whole == {"k": 7, "groups": {"g": [[k, {"k": k}] for k in sorted(keys)[:7]]}}
+
+
+def test_sums_are_exact_integers_and_hashes_count_repeats():
+    a = reduce.nested_counts(pd.DataFrame({"s": ["x", "x", "y"]}), ["s"], {"ns": pd.Series([1, 2, 3])})
+    assert a == {"x": [2, 3], "y": [1, 3]}
+    assert reduce.add(a, {"x": [1, 10]}) == {"x": [3, 13], "y": [1, 3]}
+    h = reduce.merge({"hashes": {"k": {"s": reduce.key_hashes(["a", "b"])}}},
+                     {"hashes": {"k": {"s": reduce.key_hashes(["b", "c"])}}})
+    values, counts = np.unique(reduce.decode_hashes(h["hashes"]["k"]["s"]), return_counts=True)
+    assert len(values) == 3 and sorted(counts.tolist()) == [1, 1, 2]
