@@ -70,6 +70,7 @@ def test_dask_build_spreads_work_and_equals_single_process(prefect_server, small
     assert dask_card["content_sha256"] == small_shard_reference["content_sha256"]
 
 
+@pytest.mark.slow  # ~4 min: the default run covers Dask (above) and S3 (tests/infra/test_stack_moto.py) apart
 def test_dask_build_reads_and_writes_s3(prefect_server, moto_server, s3_bucket, tmp_path):
     """The Dask path with corpora, augmentation material, cache, work files and release on s3:// (moto)."""
     from tasks.core import storage
