@@ -22,6 +22,26 @@ def demo_spec_file(folder: Path, name: str, **run: Any) -> Path:
     return path
 
 
+def seed_language_cache(demo_output: str | Path, output: str | Path) -> int:
+    """Copy the language-identification label cache (`cache/langid-*`) of a finished demo build into
+    `output` (a local folder or an s3:// URI); the number of files copied.
+
+    For demo builds that test orchestration (resume, Dask, S3 and IAM), not language identification:
+    with `labelers.language_id.check_declared` (the default) ingest runs Whisper base's encoder on each
+    of the 63 utterances, most of a demo build's time. Such a build then redoes every other labeler
+    (Whisper transcripts, VAD, sentiment). The language labels are checked fresh by the session's demo
+    build and by the single-thread reference build (tests/flows/test_release_identity.py).
+    """
+    from tasks.core import storage
+
+    cache = Path(demo_output) / "cache"
+    files = [p for p in sorted(cache.glob("langid-*/**/*")) if p.is_file()]
+    assert files, f"no language-identification cache under {cache}"
+    for path in files:
+        storage.write_bytes(storage.join(str(output), "cache", path.relative_to(cache).as_posix()), path.read_bytes())
+    return len(files)
+
+
 def build_env(home: Path, api_url: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **(extra or {})}
     env.pop("PREFECT_API_URL", None)

@@ -16,7 +16,7 @@ import yaml
 
 from manifests.io import read_card, resolve_release
 from manifests.validate import validate_release
-from tests.flows.buildutil import demo_spec_file, run_build
+from tests.flows.buildutil import demo_spec_file, run_build, seed_language_cache
 from tests.flows.conftest import SMALL_SHARDS
 
 
@@ -58,8 +58,10 @@ def prefect_server(tmp_path_factory):
         proc.kill()
 
 
-def test_dask_build_spreads_work_and_equals_single_process(prefect_server, small_shard_reference, tmp_path):
+def test_dask_build_spreads_work_and_equals_single_process(prefect_server, small_shard_reference, demo_release,
+                                                          tmp_path):
     spec = demo_spec_file(tmp_path, "spec.yaml", shard_size=SMALL_SHARDS, task_runner="dask", max_workers=2)
+    seed_language_cache(demo_release[0].output, tmp_path / "dask-out")  # Dask workers label the rest
     run_build(spec, tmp_path / "dask-out", tmp_path / "client-home", api_url=prefect_server)
 
     dask_card = read_card(resolve_release(str(tmp_path / "dask-out")))
