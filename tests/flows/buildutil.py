@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -59,10 +60,20 @@ def start_build(spec: Path, output: Path | str, home: Path, api_url: str | None 
     )
 
 
-def run_build(spec: Path, output: Path | str, home: Path, api_url: str | None = None, timeout: float = 600,
+def run_build(spec: Path, output: Path | str, home: Path, api_url: str | None = None, timeout: float = 1800,
               env: dict[str, str] | None = None) -> str:
-    """Run `voicetone build` in a subprocess (`env`: extra environment variables); its output."""
+    """Run `voicetone build` in a subprocess (`env`: extra environment variables); its output.
+
+    `timeout` only guards against a hung build (a demo build takes ~2 min on 2 quiet cores, several
+    times that on a loaded machine); on expiry the build's process group is killed, so no orphaned
+    build (and its Prefect server) keeps loading the machine for the rest of the session.
+    """
     proc = start_build(spec, output, home, api_url, env)
-    out, _ = proc.communicate(timeout=timeout)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        raise AssertionError(f"voicetone build did not finish in {timeout:.0f} s:\n{out[-4000:]}") from None
     assert proc.returncode == 0, out[-4000:]
     return out
