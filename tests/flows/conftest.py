@@ -1,4 +1,4 @@
-"""Fixtures shared by the process-level flow tests (resume, Dask)."""
+"""Fixtures shared by the process-level flow tests (resume, Dask, release identity)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ from manifests.io import read_card, resolve_release
 from tests.flows.buildutil import demo_spec_file, run_build
 
 SMALL_SHARDS = 8  # 63 demo utterances -> 8 shards: kills land between shards, Dask gets several tasks
+# What a Dask worker process runs with; set for the reference build too (tests/flows/test_release_identity.py).
+ONE_THREAD = dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), "1")
 
 
 @pytest.fixture(scope="session")
 def small_shard_reference(tmp_path_factory):
-    """An uninterrupted single-process build of the demo with small shards: the release to equal."""
+    """An uninterrupted `voicetone build` of the demo in one process, with small shards and one native
+    thread (ONE_THREAD): the release the resume and Dask builds must equal. One build serves three
+    tests: test_release_identity checks that it equals the default in-process demo build
+    (default shard size and threads), so it is also the single-thread build issue 14 asks for."""
     folder = tmp_path_factory.mktemp("small-shard-reference")
     spec = demo_spec_file(folder, "spec.yaml", shard_size=SMALL_SHARDS)
-    run_build(spec, folder / "out", folder / "prefect-home")
+    run_build(spec, folder / "out", folder / "prefect-home", env=ONE_THREAD)
     return read_card(resolve_release(str(folder / "out")))

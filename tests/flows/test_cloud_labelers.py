@@ -25,6 +25,7 @@ from tasks.core.audio import probe_and_hash, segment_key
 from tasks.label.sentiment import comprehend
 from tasks.label.transcripts import aws_transcribe
 from tasks.spec import parse_spec
+from tests.flows.buildutil import seed_language_cache
 
 DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
 FAST = {"poll_min_s": 0.02, "poll_max_s": 0.1, "start_rate_per_s": 500.0, "get_rate_per_s": 500.0}
@@ -112,8 +113,10 @@ def cloud(monkeypatch, moto_server):
     return transcribe, comprehend_service
 
 
-def test_transcribe_and_comprehend_fill_labels_in_a_flow_run(prefect_harness, cloud, s3_bucket, tmp_path):
+def test_transcribe_and_comprehend_fill_labels_in_a_flow_run(prefect_harness, cloud, s3_bucket, tmp_path,
+                                                             demo_release):
     transcribe, comprehend_service = cloud
+    seed_language_cache(demo_release[0].output, tmp_path / "out")  # these are demo clips; not about language ids
     spec = parse_spec({
         "name": "cloud-labels",
         "output": str(tmp_path / "out"),
@@ -141,9 +144,11 @@ def test_transcribe_and_comprehend_fill_labels_in_a_flow_run(prefect_harness, cl
     assert len(transcribe.started) == jobs and comprehend_service.calls == sentiment_calls
 
 
-def test_run_wide_transcribe_cost_cap_stops_before_any_job(prefect_harness, cloud, s3_bucket, tmp_path):
+def test_run_wide_transcribe_cost_cap_stops_before_any_job(prefect_harness, cloud, s3_bucket, tmp_path,
+                                                           demo_release):
     """The cap applies to the whole run: with 1-clip shards each shard is under it, the run is not."""
     transcribe, _ = cloud
+    seed_language_cache(demo_release[0].output, tmp_path / "out")
     spec = parse_spec({
         "name": "cloud-cap",
         "output": str(tmp_path / "out"),

@@ -16,7 +16,7 @@ import yaml
 
 from manifests.io import read_card, resolve_release
 from manifests.validate import validate_release
-from tests.flows.buildutil import demo_spec_file, run_build
+from tests.flows.buildutil import demo_spec_file, run_build, seed_language_cache
 from tests.flows.conftest import SMALL_SHARDS
 
 
@@ -58,8 +58,10 @@ def prefect_server(tmp_path_factory):
         proc.kill()
 
 
-def test_dask_build_spreads_work_and_equals_single_process(prefect_server, small_shard_reference, tmp_path):
+def test_dask_build_spreads_work_and_equals_single_process(prefect_server, small_shard_reference, demo_release,
+                                                          tmp_path):
     spec = demo_spec_file(tmp_path, "spec.yaml", shard_size=SMALL_SHARDS, task_runner="dask", max_workers=2)
+    seed_language_cache(demo_release[0].output, tmp_path / "dask-out")  # Dask workers label the rest
     run_build(spec, tmp_path / "dask-out", tmp_path / "client-home", api_url=prefect_server)
 
     dask_card = read_card(resolve_release(str(tmp_path / "dask-out")))
@@ -70,6 +72,7 @@ def test_dask_build_spreads_work_and_equals_single_process(prefect_server, small
     assert dask_card["content_sha256"] == small_shard_reference["content_sha256"]
 
 
+@pytest.mark.slow  # ~4 min: the default run covers Dask (above) and S3 (tests/infra/test_stack_moto.py) apart
 def test_dask_build_reads_and_writes_s3(prefect_server, moto_server, s3_bucket, tmp_path):
     """The Dask path with corpora, augmentation material, cache, work files and release on s3:// (moto)."""
     from tasks.core import storage

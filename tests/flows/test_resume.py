@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from manifests.io import read_card, resolve_release
-from tests.flows.buildutil import demo_spec_file, start_build
+from tests.flows.buildutil import demo_spec_file, seed_language_cache, start_build
 from tests.flows.conftest import SMALL_SHARDS
 
 
-def _kill_when(proc: subprocess.Popen, ready, timeout: float = 300) -> None:
+def _kill_when(proc: subprocess.Popen, ready, timeout: float = 900) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -36,10 +36,11 @@ def _count(folder: Path, pattern: str) -> int:
     return len(list(folder.glob(pattern))) if folder.exists() else 0
 
 
-def test_killed_builds_resume_to_an_equal_release(small_shard_reference, tmp_path):
+def test_killed_builds_resume_to_an_equal_release(small_shard_reference, demo_release, tmp_path):
     spec = demo_spec_file(tmp_path, "spec.yaml", shard_size=SMALL_SHARDS)
     output, home = tmp_path / "out", tmp_path / "prefect-home"
     work = output / "work"
+    seed_language_cache(demo_release[0].output, output)  # language ids known: the builds label the rest
 
     # Kill 1: while speech detection shards are being written (labels exist for the earlier shards).
     first = start_build(spec, output, home)
@@ -53,7 +54,7 @@ def test_killed_builds_resume_to_an_equal_release(small_shard_reference, tmp_pat
     assert not (output / "LATEST").exists()
 
     third = start_build(spec, output, home)
-    out, _ = third.communicate(timeout=600)
+    out, _ = third.communicate(timeout=1800)  # a guard against a hang, not a budget
     assert third.returncode == 0, out[-4000:]
     assert out.count("reused") >= finished_speech  # finished shards were not redone
 

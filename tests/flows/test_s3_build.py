@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from flows.build_dataset import build_dataset
 from manifests.io import read_release
 from manifests.schema import REJECTS, UTTERANCES
@@ -11,6 +13,8 @@ from tasks.spec import parse_spec
 from tests.demo_corpus import demo_spec_data
 
 
+@pytest.mark.slow  # ~3 min: a third S3 demo build; the default run checks the same on the stack's bucket
+# (tests/infra/test_stack_moto.py::test_demo_builds_on_the_stack_within_the_role)
 def test_demo_builds_from_and_to_s3(prefect_harness, moto_server, s3_bucket, demo_release):
     _, local = demo_release
     base = f"s3://{s3_bucket}"

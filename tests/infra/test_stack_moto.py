@@ -140,12 +140,21 @@ def recorded_calls(monkeypatch) -> list[tuple[str, str, dict[str, Any]]]:
     return calls
 
 
-def test_demo_builds_on_the_stack_within_the_role(prefect_harness, moto_server, stack, request):
+def test_demo_builds_on_the_stack_within_the_role(prefect_harness, moto_server, stack, request, demo_release):
+    """The demo from and to S3 on the stack's bucket, within the pipeline role; it also carries the
+    default run's checks of the S3 path against the local demo build (issue 8; the stand-alone S3 build,
+    tests/flows/test_s3_build.py, is slow), so the suite builds the demo on S3 once."""
     import boto3
 
     from flows.build_dataset import build_dataset
+    from manifests.io import read_release
+    from manifests.schema import REJECTS, UTTERANCES
     from manifests.validate import validate_release
+    from tasks.core import storage
     from tasks.spec import parse_spec
+    from tests.flows.buildutil import seed_language_cache
+
+    local_spec, local = demo_release
 
     bucket = stack["BucketName"]
     base = f"s3://{bucket}"
@@ -153,6 +162,7 @@ def test_demo_builds_on_the_stack_within_the_role(prefect_harness, moto_server, 
     data["output"] = f"{stack['ReleasesUri']}/voicetone-demo"
     data["aws"] = {"region": "us-east-1", "staging_uri": stack["StagingUri"]}
     spec = parse_spec(data, origin="infra stack test")
+    seed_language_cache(local_spec.output, spec.output)  # before recording: the build labels the rest
 
     calls = request.getfixturevalue("recorded_calls")
     result = build_dataset(spec)
@@ -161,6 +171,15 @@ def test_demo_builds_on_the_stack_within_the_role(prefect_harness, moto_server, 
     assert result["release_uri"].startswith(f"{base}/releases/voicetone-demo/releases/")
     report = validate_release(spec.output)
     assert report.ok, report.problems
+    # The same release content as the local demo build: every item found, accepted and rejected alike;
+    # label cache, materialised audio and plots written to S3.
+    tables = read_release(spec.output)
+    assert result["found"] == local["found"]
+    assert len(tables[UTTERANCES]) == local["counts"][UTTERANCES]
+    assert sorted(tables[REJECTS]["reason"]) == sorted(read_release(local["release_uri"])[REJECTS]["reason"])
+    written = storage.list_files(spec.output)
+    assert any("/cache/whisper" in k for k in written) and any(k.endswith(".flac") and "/releases/" in k for k in written)
+    assert any(k.endswith(".png") for k in written)
 
     statements = _pipeline_statements(moto_server, stack)
     s3_calls = [(op, params) for service, op, params in recorded if service == "s3"]

@@ -1,15 +1,14 @@
 """The demo release twice: materialised (the session's in-process demo build) and lazy.
 
-The lazy one is built once per session through the CLI from a copy of flows/demo/demo.yaml with
-`augment.materialize: false`, so the two releases differ only in whether the recipes were applied
-at build time.
+The lazy one is built once per session, in-process, from a copy of flows/demo/demo.yaml with
+`augment.materialize: false`, starting from a copy of the materialised build's label cache: the
+two releases have the same labels and differ only in whether the recipes were applied at build
+time (and the lazy build labels nothing again, which keeps the default test run fast).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -46,38 +45,41 @@ def _ensure_pool_index(output: Path, spec_path: Path) -> None:
     write_pool_index(root, pools.rirs, pools.noises)
 
 
-def build_lazy_release(base: Path) -> Path:
-    """The demo with `augment.materialize: false`, built once per process through the CLI."""
+def build_lazy_release(base: Path, label_cache: Path | None = None) -> Path:
+    """The demo with `augment.materialize: false`, built once per process through the flow.
+
+    `label_cache`: a demo build's `cache/` folder, copied in first so nothing is labelled again.
+    """
     if "lazy" in _BUILT:
         return _BUILT["lazy"]
+    from flows.build_dataset import build_dataset
+    from tasks.spec import load_spec
+
     lazy_spec = _lazy_spec(base / "lazy.yaml")
-    env = {**os.environ, "PREFECT_HOME": str(base / "prefect-lazy"),
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
-    env.pop("PREFECT_API_URL", None)
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", "build", str(lazy_spec), "--output", str(base / "lazy")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        raise RuntimeError(f"building the lazy demo release failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
-    _ensure_pool_index(base / "lazy", lazy_spec)
-    _BUILT["lazy"] = base / "lazy"
+    output = base / "lazy"
+    if label_cache is not None and label_cache.is_dir():
+        shutil.copytree(label_cache, output / "cache")
+    build_dataset(load_spec(lazy_spec, output=str(output)))
+    _ensure_pool_index(output, lazy_spec)
+    _BUILT["lazy"] = output
     return _BUILT["lazy"]
 
 
 @pytest.fixture(scope="session")
-def demo_releases(tmp_path_factory: pytest.TempPathFactory, demo_release) -> dict[str, Path]:
-    """The materialised demo (the session's in-process build, tests/conftest.py) and a lazy twin."""
+def demo_releases(materialized_release: Path, lazy_release: Path) -> dict[str, Path]:
+    """The materialised demo (the session's in-process demo build, tests/conftest.py) and its lazy twin."""
+    return {"materialized": materialized_release, "lazy": lazy_release}
+
+
+@pytest.fixture(scope="session")
+def materialized_release(demo_release) -> Path:
     spec, _ = demo_release
-    return {"materialized": Path(spec.output), "lazy": build_lazy_release(tmp_path_factory.mktemp("demo-lazy"))}
+    return Path(spec.output)
 
 
 @pytest.fixture(scope="session")
-def materialized_release(demo_releases: dict[str, Path]) -> Path:
-    return demo_releases["materialized"]
-
-
-@pytest.fixture(scope="session")
-def lazy_release(demo_releases: dict[str, Path]) -> Path:
-    return demo_releases["lazy"]
+def lazy_release(tmp_path_factory: pytest.TempPathFactory, materialized_release: Path) -> Path:
+    return build_lazy_release(tmp_path_factory.mktemp("demo-lazy"), materialized_release / "cache")
 
 
 def tone_wav(path: Path, seconds: float = 3.0, sr: int = 22050, channels: int = 2, seed: int = 0) -> Path:
