@@ -218,8 +218,8 @@ def asr_variants(items: pd.DataFrame, groups: dict[str, dict[str, Any]], limits:
 def finish_shard(spec: DatasetSpec, plan_dir: str, index: int, balance_plan: dict[str, Any],
                  pools_uri: str) -> PlanShard:
     """The shard's ASR picks, classifier variants and recipes; writes its utterances and stage rows."""
-    from tasks.augment import recipes as augment
     from tasks.augment import noise_pool
+    from tasks.augment import recipes as augment
     from tasks.plan.balance import recipe_signature
     from tasks.plan.stage_rows import recipe_key, variant_rows
 
