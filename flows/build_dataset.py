@@ -119,10 +119,12 @@ def plan_part_task(step: str, args: tuple, position: str) -> Any:
     return STEPS[step](*args)
 
 
-def _plan_map(step: str, calls: list[tuple]) -> list[Any]:
-    """The plan's mapper: its per-shard steps run as tasks on the task runner; reductions stay here."""
-    futures = [plan_part_task.submit(step, args, f"{i + 1}/{len(calls)}") for i, args in enumerate(calls)]
-    return [f.result() for f in futures]
+def _plan_mapper(spec: DatasetSpec) -> Any:
+    """The plan's mapper: its per-shard steps run as tasks on the task runner (at most
+    `run.max_task_runs_per_stage` runs per step, shards grouped beyond); reductions stay here."""
+    def plan_map(step: str, calls: list[tuple]) -> list[Any]:
+        return map_shards(plan_part_task, step, calls, spec.run.max_task_runs_per_stage)
+    return plan_map
 
 
 @task(name="augment", retries=1, retry_delay_seconds=5)
@@ -266,7 +268,7 @@ def plan_and_publish(spec: DatasetSpec, labelled: list[ShardResult], ingest: lis
     lock (held by this flow process, if any) before moving LATEST, wherever it runs.
     """
     progress = progress or _Progress()
-    plan: PlanResult = plan_step.plan_stages(spec, labelled, log=get_run_logger().info, mapper=_plan_map)
+    plan: PlanResult = plan_step.plan_stages(spec, labelled, log=get_run_logger().info, mapper=_plan_mapper(spec))
     progress.done("split_and_balance")
     augmented = _map(augment_task, spec, plan["row_shard_uris"])
     progress.done("augment")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from prefect import flow, task
 from prefect.runtime import task_run
@@ -70,3 +71,35 @@ def test_up_to_the_cap_each_shard_is_its_own_task_run(prefect_harness) -> None:
     results = _mapped(3, 3)
     assert [r["value"] for r in results] == [0, 3, 6]
     assert len({r["task_run"] for r in results}) == 3
+
+
+def test_the_plans_steps_grouped_under_the_cap_give_the_same_plan(prefect_harness, tmp_path, monkeypatch) -> None:
+    """The plan's per-shard steps, mapped as Prefect tasks and grouped two runs per step, plan exactly
+    what the in-process plan does."""
+    import flows.build_dataset as build
+    from benchmarks.plan_items import item_frame
+    from flows.build_dataset import _plan_mapper
+    from tasks.plan.step import plan_stages
+    from tests.tasks.plan.test_sharded_plan import _shards, _spec, _tables
+
+    items = item_frame(300, seed=5)
+    spec = _spec(tmp_path / "out")
+    spec.run.max_task_runs_per_stage = 2
+    shards = _shards(tmp_path, items, 5)
+    caps: list[tuple[int, int]] = []
+
+    def recording(task_fn, step, calls, most, **kw):  # the real grouping, with its inputs recorded
+        caps.append((len(calls), most))
+        return map_shards(task_fn, step, calls, most, **kw)
+
+    monkeypatch.setattr(build, "map_shards", recording)
+
+    @flow
+    def grouped() -> dict:
+        return plan_stages(spec, shards, mapper=_plan_mapper(spec), n_parts=2)
+
+    here = _tables(plan_stages(spec, shards, n_parts=2))
+    mapped = _tables(grouped())
+    for name, table in here.items():
+        pd.testing.assert_frame_equal(mapped[name], table)
+    assert caps and all(most == 2 for _, most in caps) and any(n > 2 for n, _ in caps)  # grouped steps ran
