@@ -21,4 +21,5 @@ def small_shard_reference(tmp_path_factory):
     folder = tmp_path_factory.mktemp("small-shard-reference")
     spec = demo_spec_file(folder, "spec.yaml", shard_size=SMALL_SHARDS)
     run_build(spec, folder / "out", folder / "prefect-home", env=ONE_THREAD)
-    return read_card(resolve_release(str(folder / "out")))
+    paths = resolve_release(str(folder / "out"))
+    return {**read_card(paths), "release_root": paths.root}  # the card, and where its release lies

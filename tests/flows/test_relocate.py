@@ -9,7 +9,7 @@ from pathlib import Path
 from flows.cli import main
 from manifests import io as mio
 from manifests.release import open_release
-from manifests.schema import ASR_STAGE, CLASSIFIER_STAGE, MANIFEST_NAMES
+from manifests.schema import ASR_STAGE, CLASSIFIER_STAGE
 from manifests.validate import validate_release
 
 
@@ -31,8 +31,7 @@ def test_demo_release_copied_elsewhere_validates_deep_with_the_same_hash(demo_re
     assert main(["validate", "--deep", str(copy)]) == 0
     report = validate_release(str(copy), deep=True)
     assert report.ok and any(c.startswith("deep:") for c in report.checks)
-    tables = {n: mio.read_manifest(str(copy / "manifests" / f"{n}.parquet")) for n in MANIFEST_NAMES}
-    assert mio.content_sha256(tables, str(copy)) == result["content_sha256"]
+    assert mio.release_identity(mio.ReleasePaths(str(copy))) == result["content_sha256"]
     release = open_release(str(copy))
     applied = release.asr[release.asr["recipe_applied"].astype(bool)]
     assert applied["audio_uri"].str.startswith(str(copy) + "/audio/").all()  # the copy's files, not the build's
