@@ -143,12 +143,11 @@ def _target(counts: dict[str, int], spec: BalanceSpec) -> int:
     return spec.target_per_class
 
 
-def _balance_split(
-    rows: pd.DataFrame, split: str, spec: BalanceSpec, seed: int, warnings: list[str], eligibility_on: bool = False
-) -> tuple[pd.DataFrame, dict]:
-    """Selected rows (with `variant`) of one balanced split and its report entry."""
-    counts = {c: int((rows["sentiment"] == c).sum()) for c in SENTIMENTS}
-    missing = [c for c in SENTIMENTS if counts[c] == 0]
+def present_classes(counts: dict[str, int], split: str, spec: BalanceSpec, warnings: list[str],
+                    eligibility_on: bool = False) -> dict[str, int]:
+    """The classes of a split that have rows; a missing class is an error or a warning, as the spec says
+    (shared by the whole-frame sample and the per-shard quotas, `tasks.plan.quota`)."""
+    missing = [c for c in SENTIMENTS if counts.get(c, 0) == 0]
     if missing and spec.on_missing_class == "error":
         raise ValueError(
             f"split {split!r} has no {', '.join(repr(c) for c in missing)} utterances"
@@ -161,6 +160,15 @@ def _balance_split(
         warnings.append(
             f"split {split} has no {', '.join(missing)} utterances; balanced among {', '.join(present)}"
         )
+    return present
+
+
+def _balance_split(
+    rows: pd.DataFrame, split: str, spec: BalanceSpec, seed: int, warnings: list[str], eligibility_on: bool = False
+) -> tuple[pd.DataFrame, dict]:
+    """Selected rows (with `variant`) of one balanced split and its report entry."""
+    counts = {c: int((rows["sentiment"] == c).sum()) for c in SENTIMENTS}
+    present = present_classes(counts, split, spec, warnings, eligibility_on)
     entry: dict = {"balanced": True, "target_per_class": None, "classes": {}}
     if not present:
         warnings.append(f"split {split} has no labelled utterances to balance")

@@ -22,7 +22,7 @@ import numpy as np
 
 from manifests.schema import SENTIMENTS, SPLITS
 from tasks.core.hashing import seeded_hex
-from tasks.plan.balance import _source_cap, _target
+from tasks.plan.balance import _source_cap, _target, present_classes
 from tasks.spec import BalanceSpec
 
 BINS = 1 << 16  # histogram of a rank's first 4 hex digits
@@ -96,17 +96,7 @@ def plan_balance(counts: dict[str, int], spec: BalanceSpec, seed: int, eligibili
             splits_report[split] = entry
             continue
         totals = {c: sum(classes.get(c, {}).values()) for c in SENTIMENTS}
-        missing = [c for c in SENTIMENTS if totals[c] == 0]
-        if missing and spec.on_missing_class == "error":
-            raise ValueError(
-                f"split {split!r} has no {', '.join(repr(c) for c in missing)} utterances"
-                f"{' eligible for the ASR stage' if eligibility_on else ''}, so it cannot be balanced; add data"
-                f"{', relax eligibility.asr.' + split if eligibility_on else ''} or set "
-                f"balance.on_missing_class: balance_existing"
-            )
-        present = {c: n for c, n in totals.items() if n > 0}
-        if missing and present:
-            warnings.append(f"split {split} has no {', '.join(missing)} utterances; balanced among {', '.join(present)}")
+        present = present_classes(totals, split, spec, warnings, eligibility_on)
         entry = {"balanced": True, "target_per_class": None, "classes": {}}
         splits_report[split] = entry
         if not present:
