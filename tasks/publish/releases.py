@@ -16,7 +16,7 @@ import pandas as pd
 
 from manifests import io as mio
 from manifests import uri as fs
-from manifests.schema import MANIFEST_NAMES, UTTERANCES
+from manifests.schema import MANIFEST_NAMES
 from tasks.core import (
     guards,  # Columns whose change means an utterance's training content changed: its audio, its labels (and where
 )
@@ -103,16 +103,6 @@ def unchanged_release(output: str, digest: str) -> mio.ReleasePaths | None:
 def discard_release(root: str) -> None:
     """Remove a release folder this build started but will not publish (never one LATEST names)."""
     _delete_tree(root)
-
-
-def previous_utterances(output: str) -> tuple[pd.DataFrame | None, str | None]:
-    paths = previous_release(output)
-    if paths is None:
-        return None, None
-    try:
-        return mio.read_manifest(paths.manifest(UTTERANCES)), paths.name
-    except (FileNotFoundError, mio.ManifestError):
-        return None, None
 
 
 # What `tasks.publish.step.release_name` makes; other names under releases/ are not ours and are left alone.
@@ -226,22 +216,22 @@ def prune_and_log(output: str, keep: int, current: str, log: Log, warn: Log) -> 
 
 
 def publish_nothing(output: str, keep: int, new_root: str, same: mio.ReleasePaths, digest: str,
-                    written: Mapping[str, pd.DataFrame], found: dict[str, int], fired: list[dict[str, Any]],
-                    log: Log, warn: Log) -> dict[str, Any]:
+                    counts: Mapping[str, int], changes: dict[str, Any], found: dict[str, int],
+                    fired: list[dict[str, Any]], log: Log, warn: Log) -> dict[str, Any]:
     """The build equals LATEST's release (`unchanged_release`): remove the new folder, leave LATEST, say so.
 
+    `counts` (rows per manifest) and `changes` (against LATEST, computed part by part before the new
+    folder is removed) come from the caller, so no table is read whole here.
     The result has publish's keys, naming LATEST's release, with `published: False` and `unchanged_since`.
     """
     discard_release(new_root)
     prune_and_log(output, keep, same.name, log, warn)
-    prev_utts, _ = previous_utterances(output)
-    changes = release_changes(prev_utts, written[UTTERANCES], same.name)
     log("no change since %s (content_sha256 %s...; %d added, %d removed, %d changed): nothing published, "
         "LATEST left on %s", same.name, digest[:16], changes["added"], changes["removed"], changes["changed"],
         same.name)
     return {"release": same.name, "release_uri": same.root, "content_sha256": digest, "published": False,
-            "unchanged_since": same.name, "counts": {name: len(df) for name, df in written.items()},
-            "found": found, "changes": changes, "guards": fired}
+            "unchanged_since": same.name, "counts": dict(counts), "found": found, "changes": changes,
+            "guards": fired}
 
 
 def _delete_tree(uri: str) -> None:

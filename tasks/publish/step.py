@@ -124,8 +124,9 @@ def finish_publish(spec: DatasetSpec, plan: PlanResult, setup: PublishSetup, wei
     if same is not None:  # nothing changed: a copy would only push real releases out of keep_releases
         fired = guards.collect(ingest, plan, augmented, {"guards": publish_guards})
         guards.log_guards(fired, warn=warn or log, info=log)
-        return releases.publish_nothing(spec.output, spec.run.keep_releases, paths.root, same, digest,
-                                        mio.read_release(paths.root), found, fired, log, warn or log)
+        changed = changes_since_previous(spec, _utterance_parts(paths.root, written), counts[UTTERANCES])
+        return releases.publish_nothing(spec.output, spec.run.keep_releases, paths.root, same, digest, counts,
+                                        changed, found, fired, log, warn or log)
 
     extra = _card_extra(spec, plan, weighting["report"], timings)
     card, plot_files = card_and_plots(spec, plan, release, paths, found, extra, publish_guards, ingest, augmented,

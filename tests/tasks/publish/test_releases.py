@@ -39,6 +39,7 @@ def test_a_rebuild_without_change_publishes_nothing_and_leaves_latest(tmp_path: 
     assert again["published"] is False and again["release"] == again["unchanged_since"] == first["release"]
     assert again["content_sha256"] == first["content_sha256"] and again["release_uri"] == first["release_uri"]
     assert again["changes"]["added"] == again["changes"]["removed"] == again["changes"]["changed"] == 0
+    assert again["counts"] == first["counts"] and again["changes"]["previous_release"] == first["release"]
     assert _releases(tmp_path / "out") == [first["release"]]  # the new folder was removed
     assert (tmp_path / "out" / "LATEST").read_text().strip() == first["release"]
     assert any(line.startswith(f"no change since {first['release']}") and "nothing published" in line
