@@ -45,16 +45,13 @@ def shard_count(n_items: int, shard_size: int) -> int:
 
 
 def assign_shards(ids: pd.Series, shard_size: int) -> pd.Series:
-    """Shard number per id: the low bits of hash(id)."""
-    n_shards = shard_count(len(ids), shard_size)
+    """Shard number per id when `ids` are all the items: the low bits of hash(id)."""
+    return shard_numbers(ids, shard_count(len(ids), shard_size))
+
+
+def shard_numbers(ids: pd.Series, n_shards: int) -> pd.Series:
+    """Shard number per id among `n_shards` (a power of two): the low bits of hash(id)."""
     return ids.map(lambda i: int(stable_hash(i)[:12], 16) % n_shards)
-
-
-def split_into_shards(items: pd.DataFrame, shard_size: int) -> list[pd.DataFrame]:
-    if items.empty:
-        return []
-    shard_of = assign_shards(items["utterance_id"], shard_size)
-    return [part.sort_values("utterance_id").reset_index(drop=True) for _, part in items.groupby(shard_of, sort=True)]
 
 
 def frame_digest(df: pd.DataFrame, settings: Mapping[str, Any] | None = None) -> str:

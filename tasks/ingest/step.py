@@ -10,7 +10,6 @@ from tasks.core.results import IngestResult
 from tasks.core.shards import (
     frame_digest,
     reusable_frame,
-    split_into_shards,
     stable_hash,
     write_frame,
 )
@@ -19,7 +18,6 @@ from tasks.core.work import (
     cache_dir,
     concat_rejects,
     noop,
-    read_all,
     work_dir,
 )
 from tasks.spec import DatasetSpec
@@ -67,19 +65,24 @@ def ingest_source(spec: DatasetSpec, index: int, log: Log = noop, warn: Log | No
 
 
 def make_shards(spec: DatasetSpec, ingest_results: list[IngestResult], log: Log = noop) -> list[str]:
-    """Partition all ingested items into shards by a hash of utterance_id.
+    """Partition all ingested items into shards by a hash of utterance_id; the shard files in shard order.
 
     A shard file is named by its whole content (every column of every row: labels, speaker, licence,
     not only the audio), so an edited metadata row or spec field gives a new shard and every later
-    stage redoes it; an unchanged shard is found again and reused.
+    stage redoes it; an unchanged shard is found again and reused. Sources are read one at a time
+    (`tasks.ingest.sharding`), so no process holds the corpus.
     """
-    items = read_all([r["items_uri"] for r in ingest_results])
-    shards = split_into_shards(items, spec.run.shard_size)
-    uris = []
-    for shard in shards:
+    from tasks.ingest.sharding import shard_frames
+
+    item_uris = [r["items_uri"] for r in ingest_results]
+    scratch = fs.join(work_dir(spec), "shards", "buckets", stable_hash(*item_uris, str(spec.run.shard_size))[:16])
+    numbered, n_items = [], 0
+    for number, shard in shard_frames(item_uris, spec.run.shard_size, scratch, log):
         uri = fs.join(work_dir(spec), "shards", f"{frame_digest(shard)}.parquet")
         if not reusable_frame(uri, log):  # an unreadable (0-byte, truncated) shard file is rewritten
             write_frame(uri, shard)
-        uris.append(uri)
-    log("sharded %d utterances into %d shard(s) of at most ~%d", len(items), len(uris), spec.run.shard_size)
+        numbered.append((number, uri))
+        n_items += len(shard)
+    uris = [uri for _, uri in sorted(numbered)]
+    log("sharded %d utterances into %d shard(s) of at most ~%d", n_items, len(uris), spec.run.shard_size)
     return uris
