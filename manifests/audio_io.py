@@ -40,12 +40,9 @@ S3_BUFFER = 1 << 20
 AUDIO_ERROR_REASONS: tuple[str, ...] = ("missing_audio", "unreadable_audio", "empty_audio", "unsupported_audio")
 
 
-class DecodeError(ValueError):
-    """Audio that cannot give the samples asked for; ``reason`` is a reject code, ``detail`` names the file.
-
-    A ValueError, so a training loop that skips bad rows catches it as before; the pipeline turns it
-    into its `AudioError` (a reject row).
-    """
+class AudioProblem(Exception):
+    """An audio file problem with a reject code (``reason``, one of AUDIO_ERROR_REASONS) and a sentence
+    naming the file (``detail``); the base of the reader's `DecodeError` and the pipeline's `AudioError`."""
 
     def __init__(self, reason: str, detail: str) -> None:
         if reason not in AUDIO_ERROR_REASONS:
@@ -53,6 +50,17 @@ class DecodeError(ValueError):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+class DecodeError(AudioProblem, ValueError):
+    """Audio that cannot give the samples asked for; ``reason`` is a reject code, ``detail`` names the file.
+
+    A ValueError, so a training loop that skips bad rows catches it as before; the pipeline turns it
+    into its `AudioError` (a reject row).
+    """
 
 
 class _S3File(io.RawIOBase):

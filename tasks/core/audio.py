@@ -29,7 +29,7 @@ import soundfile as sf
 
 from manifests import audio_io
 from manifests import uri as fs
-from manifests.audio_io import AUDIO_ERROR_REASONS, FFMPEG_SUFFIXES, MAX_CHANNELS
+from manifests.audio_io import FFMPEG_SUFFIXES, MAX_CHANNELS
 from tasks.core import file_kind, storage
 
 TARGET_SAMPLE_RATE = 16000
@@ -46,18 +46,11 @@ SOUNDFILE_SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".ogg", ".oga", ".mp3", 
 AUDIO_SUFFIXES: tuple[str, ...] = SOUNDFILE_SUFFIXES + FFMPEG_SUFFIXES
 
 
-class AudioError(Exception):
-    """A per-file audio problem; ``reason`` is a reject code, ``detail`` a sentence naming the file."""
+class AudioError(audio_io.AudioProblem):
+    """A per-file audio problem; ``reason`` is a reject code, ``detail`` a sentence naming the file.
 
-    def __init__(self, reason: str, detail: str) -> None:
-        if reason not in AUDIO_ERROR_REASONS:
-            raise ValueError(f"unknown audio error reason {reason!r}")
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return self.detail
+    Not a ValueError (unlike the reader's `DecodeError`): the pipeline catches it by name and turns it
+    into a reject row."""
 
 
 @contextlib.contextmanager

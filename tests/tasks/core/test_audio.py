@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from manifests import audio_io
 from tasks.core import audio, storage
 from tasks.core.audio import AudioError
 
@@ -85,7 +86,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def _reason(call: Callable[[], object]) -> AudioError:
     with pytest.raises(AudioError) as info:
         call()
-    assert info.value.reason in audio.AUDIO_ERROR_REASONS
+    assert info.value.reason in audio_io.AUDIO_ERROR_REASONS
     assert str(info.value) == info.value.detail
     return info.value
 
@@ -327,3 +328,13 @@ def test_s3_audio(files: dict[str, str], s3_bucket: str) -> None:
     for call in (audio.probe, audio.sha256_uri, audio.read_audio):
         err = _reason(lambda call=call: call(missing))
         assert err.reason == "missing_audio" and missing in err.detail
+
+
+def test_pipeline_and_reader_audio_errors_share_one_base_but_only_the_reader_is_a_value_error() -> None:
+    """One definition of (reason, detail); a pipeline AudioError is not caught as ValueError, a reader's is."""
+    for cls in (AudioError, audio_io.DecodeError):
+        err = cls("missing_audio", "Audio file x.wav does not exist.")
+        assert isinstance(err, audio_io.AudioProblem) and (err.reason, str(err)) == ("missing_audio", err.detail)
+        with pytest.raises(ValueError, match="unknown audio error reason"):
+            cls("no_such_reason", "x")
+    assert not issubclass(AudioError, ValueError) and issubclass(audio_io.DecodeError, ValueError)
