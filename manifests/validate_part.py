@@ -86,6 +86,8 @@ def check_part(root: str, index: int, card: dict | None, layout: str, n_parts: i
 def _check_tables(tables: dict[str, pd.DataFrame], root: str, release_name: str | None, spec: dict, layout: str,
                   index: int, n_parts: int, deep: bool, report: ValidationReport, out: PartCheck) -> None:
     out.digests = {name: table_digest(tables[name], name, root, release_name) for name in MANIFEST_NAMES}
+    # Set before the row checks: a check that raises must not leave the card's row count check without it.
+    out.reductions["rows"] = {name: len(tables[name]) for name in MANIFEST_NAMES}
     problems, checks = check_release_audio(tables, root, release_name, deep=deep)
     for problem in problems:
         report.fail(problem)
@@ -106,7 +108,6 @@ def _check_tables(tables: dict[str, pd.DataFrame], root: str, release_name: str 
     out.reductions["accepted"] = Counter({str(k): int(v) for k, v in utt["source"].value_counts().items()})
     out.reductions["rejected"] = Counter({str(k): int(v) for k, v in rej["source"].value_counts().items()})
     out.reductions["duplicate_segments"] = int((rej["reason"] == "duplicate_segment").sum())
-    out.reductions["rows"] = {name: len(tables[name]) for name in MANIFEST_NAMES}
 
 
 def _load_part(paths: ReleasePaths, layout: str, index: int, report: ValidationReport) -> dict[str, pd.DataFrame]:

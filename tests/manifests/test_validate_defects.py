@@ -126,3 +126,14 @@ def test_a_window_of_no_utterance_outside_its_hashed_part_is_reported(tmp_path):
     _write_v2(tmp_path / "bad", parts)
     problems = validate_release(str(tmp_path / "bad")).problems
     assert f"part {1 - home:05d}: classifier_stage: windows of no utterance outside their hashed part: {row}" in problems
+
+
+def test_a_v2_part_whose_rows_cannot_be_checked_is_reported_not_a_crash(tmp_path):
+    """Duplicate utterance ids stop a part's row checks; the global checks still run and say so."""
+    from tests.manifests.release_factory import write_release_v2
+
+    tables = make_tables()
+    tables[UTTERANCES].loc[1, "utterance_id"] = "src/u0"
+    write_release_v2(str(tmp_path), tables=tables, n_parts=3)
+    problems = validate_release(str(tmp_path)).problems
+    assert any("utterances.utterance_id not unique: src/u0" in p for p in problems), problems
