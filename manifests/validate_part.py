@@ -148,12 +148,11 @@ def _check_placement(tables: dict[str, pd.DataFrame], index: int, n_parts: int, 
     """v2: rows that belong to no shard lie in the part their key hashes to (DESIGN-16 section 1);
     together with unique utterance ids and stage rows beside their utterance, row ids are unique."""
     clf = tables[CLASSIFIER_STAGE]
-    known = set(tables[UTTERANCES]["utterance_id"])
-    loose = clf[~isin(clf["utterance_id"], known) & clf["sentiment"].isna().to_numpy()]
-    astray = loose[[part_of(r, n_parts) != index for r in loose["row_id"]]]
-    if len(astray):
-        report.fail(f"classifier_stage: windows of no utterance outside their hashed part: "
-                    f"{_examples(astray['row_id'])}")
+    known = set(objects(tables[UTTERANCES]["utterance_id"]))
+    loose = clf["row_id"][~isin(clf["utterance_id"], known) & clf["sentiment"].isna().to_numpy()]
+    astray = [r for r in loose if part_of(r, n_parts) != index]
+    if astray:
+        report.fail(f"classifier_stage: windows of no utterance outside their hashed part: {_examples(astray)}")
 
 
 def _utterance_reductions(utt: pd.DataFrame, report: ValidationReport, spec: dict | None = None) -> dict[str, Any]:
@@ -161,19 +160,21 @@ def _utterance_reductions(utt: pd.DataFrame, report: ValidationReport, spec: dic
     _check_unique(utt, "utterance_id", UTTERANCES, report)
     _check_values(utt, "sentiment", SENTIMENTS, UTTERANCES, report)
     _check_values(utt, "split", SPLITS, UTTERANCES, report)
-    bad_dur = utt[~(utt["duration_s"] > 0)]
+    bad_dur = utt["utterance_id"][~(utt["duration_s"] > 0)]
     if len(bad_dur):
-        report.fail(f"utterances with non-positive duration_s: {_examples(bad_dur['utterance_id'])}")
-    with_spk = utt[utt["speaker_id"].notna()]
+        report.fail(f"utterances with non-positive duration_s: {_examples(bad_dur)}")
+    # Only the columns used below: filtering every column of a wide part costs an Arrow `take` each.
+    with_spk = utt[[c for c in ("source", "speaker_id", "split", "split_origin") if c in utt.columns]]
+    with_spk = with_spk[with_spk["speaker_id"].notna()]
     if "split_origin" in utt.columns:
         with_spk = with_spk[with_spk["split_origin"] != "official"]
         # Utterance-level splits share speakers by design, but only for sources the spec puts under
         # that policy (docs/balance-and-splits.md); anywhere else a `stratified` row is a leak.
         allowed = _stratified_sources(spec or {})
-        stray = utt[(utt["split_origin"] == "stratified") & ~isin(utt["source"], allowed)]
+        stray = utt["utterance_id"][(utt["split_origin"] == "stratified") & ~isin(utt["source"], allowed)]
         if len(stray):
             report.fail(f"utterances split per utterance (split_origin stratified) from sources not under "
-                        f"split_policy utterance_stratified: {_examples(stray['utterance_id'])}")
+                        f"split_policy utterance_stratified: {_examples(stray)}")
         with_spk = with_spk[~((with_spk["split_origin"] == "stratified") & isin(with_spk["source"], allowed))]
     speakers = pd.DataFrame({"key": (with_spk["source"] + "/" + with_spk["speaker_id"]).to_numpy(),
                              "split": with_spk["split"].to_numpy()}).drop_duplicates()
@@ -196,11 +197,13 @@ def _asr_reductions(asr: pd.DataFrame, utt: pd.DataFrame, spec: dict, report: Va
     the counts the global balance check needs."""
     balance = spec.get("balance") or {}
     balanced = set(balance.get("splits", ["train"]))
-    pool = utt[_eligible(utt, spec, "asr") & isin(utt["sentiment"], SENTIMENTS)]
+    used = [c for c in ("utterance_id", "split", "sentiment", "source", "transcript") if c in utt.columns]
+    pool = utt[used][_eligible(utt, spec, "asr") & isin(utt["sentiment"], SENTIMENTS)]
     if "transcript" in pool.columns and (spec.get("labelers") or {}).get("transcripts") == "none":
         pool = pool[pool["transcript"].notna()]
+    narrow = asr[[c for c in ("row_id", "utterance_id", *_AUDIO_RECIPE) if c in asr.columns]]
     for split in SPLITS:
-        rows = asr[asr["split"] == split]
+        rows = narrow[(asr["split"] == split).to_numpy()]
         if split in balanced:
             _check_distinct_repeats(rows, split, report)
             continue
@@ -244,16 +247,18 @@ def _check_classifier_rows(clf: pd.DataFrame, spec: dict, report: ValidationRepo
     of the speech windows' class_weight for the global weight rule."""
     seg = spec.get("segments") or {}
     window = float(seg.get("window_s", 5.0))
+    row_ids = clf["row_id"]
     length = clf["end_s"] - clf["start_s"]
-    bad_len = clf[(length - window).abs() > 1e-3]
+    bad_len = row_ids[(length - window).abs() > 1e-3]
     if len(bad_len):
-        report.fail(f"classifier_stage windows not {window} s long: rows {_examples(bad_len['row_id'])}")
-    bad_valid = clf[(clf["valid_s"] > window + 1e-3) | (clf["valid_s"] <= 0)]
+        report.fail(f"classifier_stage windows not {window} s long: rows {_examples(bad_len)}")
+    bad_valid = row_ids[(clf["valid_s"] > window + 1e-3) | (clf["valid_s"] <= 0)]
     if len(bad_valid):
-        report.fail(f"classifier_stage valid_s outside (0, {window}]: rows {_examples(bad_valid['row_id'])}")
-    padded = clf[(clf["valid_s"] < window - 1e-3) & (clf["start_s"].abs() > 1e-6)]
+        report.fail(f"classifier_stage valid_s outside (0, {window}]: rows {_examples(bad_valid)}")
+    padded = row_ids[(clf["valid_s"] < window - 1e-3) & (clf["start_s"].abs() > 1e-6)]
     if len(padded):
-        report.fail(f"classifier_stage padded windows must start at 0 (short utterances only): {_examples(padded['row_id'])}")
+        report.fail(f"classifier_stage padded windows must start at 0 (short utterances only): {_examples(padded)}")
+    clf = clf[["row_id", "split", "sentiment", "class_index", "class_weight", "speech_present"]]  # only these below
     nonspeech = clf[~clf["speech_present"].astype(bool)]
     if nonspeech["sentiment"].notna().any():
         report.fail("classifier_stage non-speech windows must have a null sentiment")
@@ -320,6 +325,7 @@ def _check_stage_common(tables: dict[str, pd.DataFrame], spec: dict, report: Val
     snr_lo, snr_hi = (float(x) for x in aug.get("snr_db", [0.0, 15.0]))
     aug_splits = set(aug.get("splits", ["train"])) if aug.get("enabled", True) else set()
     utt_ids = set(objects(tables[UTTERANCES]["utterance_id"]))
+    split_of = tables[UTTERANCES][["utterance_id", "split"]].set_index("utterance_id")["split"]
     for name in (ASR_STAGE, CLASSIFIER_STAGE):
         df = tables[name]
         _check_unique(df, "row_id", name, report)
@@ -329,25 +335,26 @@ def _check_stage_common(tables: dict[str, pd.DataFrame], spec: dict, report: Val
         allowed = speeds + [1.0]
         speed = df["speed"].to_numpy(dtype=float, na_value=np.nan)
         in_set = np.logical_or.reduce([np.abs(speed - v) < _TOL for v in allowed])  # NaN is in no set
-        bad_speed = df[~in_set]
+        bad_speed = df["row_id"][~in_set]
         if len(bad_speed):
-            report.fail(f"{name}: speed outside {speeds}: rows {_examples(bad_speed['row_id'])}")
+            report.fail(f"{name}: speed outside {speeds}: rows {_examples(bad_speed)}")
         snr = df["snr_db"].dropna()
         bad_snr = snr[(snr < snr_lo - _TOL) | (snr > snr_hi + _TOL)]
         if len(bad_snr):
             report.fail(f"{name}: snr_db outside [{snr_lo}, {snr_hi}]: rows {_examples(df.loc[bad_snr.index, 'row_id'])}")
         augmented = (df["speed"].sub(1.0).abs() > _TOL) | df["rir_id"].notna() | df["noise_id"].notna()
-        leaking = df[augmented & ~isin(df["split"], aug_splits)]
+        leaking = df["row_id"][augmented & ~isin(df["split"], aug_splits)]
         if len(leaking):
             report.fail(f"{name}: augmentation on splits not configured for it ({sorted(aug_splits)}): "
-                        f"rows {_examples(leaking['row_id'])}")
-        speech_rows = df[df["sentiment"].notna()] if name == CLASSIFIER_STAGE else df
+                        f"rows {_examples(leaking)}")
+        speech_rows = df[["row_id", "utterance_id", "split"]]
+        if name == CLASSIFIER_STAGE:
+            speech_rows = speech_rows[df["sentiment"].notna()]
         known_row = isin(speech_rows["utterance_id"], utt_ids)
         orphans = speech_rows[~known_row]
         if len(orphans):
             report.fail(f"{name}: rows whose utterance_id is not in utterances: {_examples(orphans['row_id'])}")
         # Stage rows must agree with their utterance's split (no leakage through the stages).
-        split_of = tables[UTTERANCES].set_index("utterance_id")["split"]
         known = speech_rows[known_row]
         mismatch = known[known["split"].to_numpy() != split_of.reindex(known["utterance_id"]).to_numpy()]
         if len(mismatch):

@@ -153,18 +153,19 @@ def _check_plausibility(tables: dict[str, pd.DataFrame], spec: dict, report: Val
     utt = tables[UTTERANCES]
     for stage, name in (("asr", ASR_STAGE), ("classifier", CLASSIFIER_STAGE)):
         outside = set(objects(utt.loc[~_plausible(utt, spec, stage), "utterance_id"]))
-        bad = tables[name][isin(tables[name]["utterance_id"], outside)]
+        bad = tables[name]["row_id"][isin(tables[name]["utterance_id"], outside)]
         if len(bad):
             report.fail(f"{name}: rows of utterances outside the plausibility limits for the {stage} stage: "
-                        f"{_examples(bad['row_id'])}")
+                        f"{_examples(bad)}")
     report.passed("stage rows respect the duration and speaking-rate limits")
 
 
 def _check_eligibility(tables: dict[str, pd.DataFrame], spec: dict, report: ValidationReport) -> None:
-    utt = tables[UTTERANCES].set_index("utterance_id")
+    utt = tables[UTTERANCES]
+    utt = utt[["utterance_id", *(c for c in ORIGIN_FIELDS if c in utt.columns)]].set_index("utterance_id")
     for stage, name in (("asr", ASR_STAGE), ("classifier", CLASSIFIER_STAGE)):
         df = tables[name]
-        df = df[isin(df["utterance_id"], utt.index)]  # noise examples have no utterance (and no sentiment)
+        df = df[["row_id", "utterance_id", "split"]][isin(df["utterance_id"], utt.index)]  # noise examples have no utterance (and no sentiment)
         for split, fields in sorted(_stage_rules(spec, stage).items()):
             rows = df[df["split"] == split]
             for field_name, allowed in fields.items():
