@@ -37,6 +37,7 @@ from manifests.schema import (
     SPLITS,
     UTTERANCES,
 )
+from manifests.validate_columns import isin, objects
 from manifests.validate_report import ValidationReport
 from manifests.validate_report import examples as _examples
 from manifests.validate_rows import (
@@ -86,6 +87,8 @@ def check_part(root: str, index: int, card: dict | None, layout: str, n_parts: i
 def _check_tables(tables: dict[str, pd.DataFrame], root: str, release_name: str | None, spec: dict, layout: str,
                   index: int, n_parts: int, deep: bool, report: ValidationReport, out: PartCheck) -> None:
     out.digests = {name: table_digest(tables[name], name, root, release_name) for name in MANIFEST_NAMES}
+    # Set before the row checks: a check that raises must not leave the card's row count check without it.
+    out.reductions["rows"] = {name: len(tables[name]) for name in MANIFEST_NAMES}
     problems, checks = check_release_audio(tables, root, release_name, deep=deep)
     for problem in problems:
         report.fail(problem)
@@ -106,7 +109,6 @@ def _check_tables(tables: dict[str, pd.DataFrame], root: str, release_name: str 
     out.reductions["accepted"] = Counter({str(k): int(v) for k, v in utt["source"].value_counts().items()})
     out.reductions["rejected"] = Counter({str(k): int(v) for k, v in rej["source"].value_counts().items()})
     out.reductions["duplicate_segments"] = int((rej["reason"] == "duplicate_segment").sum())
-    out.reductions["rows"] = {name: len(tables[name]) for name in MANIFEST_NAMES}
 
 
 def _load_part(paths: ReleasePaths, layout: str, index: int, report: ValidationReport) -> dict[str, pd.DataFrame]:
@@ -146,12 +148,11 @@ def _check_placement(tables: dict[str, pd.DataFrame], index: int, n_parts: int, 
     """v2: rows that belong to no shard lie in the part their key hashes to (DESIGN-16 section 1);
     together with unique utterance ids and stage rows beside their utterance, row ids are unique."""
     clf = tables[CLASSIFIER_STAGE]
-    known = set(tables[UTTERANCES]["utterance_id"])
-    loose = clf[~clf["utterance_id"].isin(known) & clf["sentiment"].isna()]
-    astray = loose[[part_of(r, n_parts) != index for r in loose["row_id"]]]
-    if len(astray):
-        report.fail(f"classifier_stage: windows of no utterance outside their hashed part: "
-                    f"{_examples(astray['row_id'])}")
+    known = set(objects(tables[UTTERANCES]["utterance_id"]))
+    loose = clf["row_id"][~isin(clf["utterance_id"], known) & clf["sentiment"].isna().to_numpy()]
+    astray = [r for r in loose if part_of(r, n_parts) != index]
+    if astray:
+        report.fail(f"classifier_stage: windows of no utterance outside their hashed part: {_examples(astray)}")
 
 
 def _utterance_reductions(utt: pd.DataFrame, report: ValidationReport, spec: dict | None = None) -> dict[str, Any]:
@@ -159,20 +160,22 @@ def _utterance_reductions(utt: pd.DataFrame, report: ValidationReport, spec: dic
     _check_unique(utt, "utterance_id", UTTERANCES, report)
     _check_values(utt, "sentiment", SENTIMENTS, UTTERANCES, report)
     _check_values(utt, "split", SPLITS, UTTERANCES, report)
-    bad_dur = utt[~(utt["duration_s"] > 0)]
+    bad_dur = utt["utterance_id"][~(utt["duration_s"] > 0)]
     if len(bad_dur):
-        report.fail(f"utterances with non-positive duration_s: {_examples(bad_dur['utterance_id'])}")
-    with_spk = utt[utt["speaker_id"].notna()]
+        report.fail(f"utterances with non-positive duration_s: {_examples(bad_dur)}")
+    # Only the columns used below: filtering every column of a wide part costs an Arrow `take` each.
+    with_spk = utt[[c for c in ("source", "speaker_id", "split", "split_origin") if c in utt.columns]]
+    with_spk = with_spk[with_spk["speaker_id"].notna()]
     if "split_origin" in utt.columns:
         with_spk = with_spk[with_spk["split_origin"] != "official"]
         # Utterance-level splits share speakers by design, but only for sources the spec puts under
         # that policy (docs/balance-and-splits.md); anywhere else a `stratified` row is a leak.
         allowed = _stratified_sources(spec or {})
-        stray = utt[(utt["split_origin"] == "stratified") & ~utt["source"].isin(allowed)]
+        stray = utt["utterance_id"][(utt["split_origin"] == "stratified") & ~isin(utt["source"], allowed)]
         if len(stray):
             report.fail(f"utterances split per utterance (split_origin stratified) from sources not under "
-                        f"split_policy utterance_stratified: {_examples(stray['utterance_id'])}")
-        with_spk = with_spk[~((with_spk["split_origin"] == "stratified") & with_spk["source"].isin(allowed))]
+                        f"split_policy utterance_stratified: {_examples(stray)}")
+        with_spk = with_spk[~((with_spk["split_origin"] == "stratified") & isin(with_spk["source"], allowed))]
     speakers = pd.DataFrame({"key": (with_spk["source"] + "/" + with_spk["speaker_id"]).to_numpy(),
                              "split": with_spk["split"].to_numpy()}).drop_duplicates()
     segments = pd.DataFrame({"key": utt["segment_key"].to_numpy(), "split": utt["split"].to_numpy()}).drop_duplicates()
@@ -194,34 +197,49 @@ def _asr_reductions(asr: pd.DataFrame, utt: pd.DataFrame, spec: dict, report: Va
     the counts the global balance check needs."""
     balance = spec.get("balance") or {}
     balanced = set(balance.get("splits", ["train"]))
-    pool = utt[_eligible(utt, spec, "asr") & utt["sentiment"].isin(SENTIMENTS)]
+    used = [c for c in ("utterance_id", "split", "sentiment", "source", "transcript") if c in utt.columns]
+    pool = utt[used][_eligible(utt, spec, "asr") & isin(utt["sentiment"], SENTIMENTS)]
     if "transcript" in pool.columns and (spec.get("labelers") or {}).get("transcripts") == "none":
         pool = pool[pool["transcript"].notna()]
+    narrow = asr[[c for c in ("row_id", "utterance_id", *_AUDIO_RECIPE) if c in asr.columns]]
     for split in SPLITS:
-        rows = asr[asr["split"] == split]
+        rows = narrow[(asr["split"] == split).to_numpy()]
         if split in balanced:
             _check_distinct_repeats(rows, split, report)
             continue
         avail = pool[pool["split"] == split]
         per_utt = rows["utterance_id"].value_counts()
         repeated = per_utt[per_utt > 1]
-        missing = sorted(set(avail["utterance_id"]) - set(rows["utterance_id"]))
+        missing = sorted(set(objects(avail["utterance_id"])) - set(objects(rows["utterance_id"])))
         if len(repeated) or missing:
             report.fail(
                 f"asr_stage {split} split is not balanced, so it must hold every eligible utterance once "
                 f"(natural distribution): repeated {_examples(repeated.index)}; missing {_examples(missing)}"
             )
 
-    def counts(df: pd.DataFrame, keys: list[str], distinct: bool = False) -> Counter:
-        if df.empty:
-            return Counter()
-        grouped = df.groupby(keys)["utterance_id"]
-        sizes = grouped.nunique() if distinct else grouped.size()
-        return Counter({tuple(str(k) for k in key): int(n) for key, n in sizes.items()})
+    return {"asr_rows": _counts(asr, ["split", "sentiment"]), "asr_pool": _counts(pool, ["split", "sentiment"]),
+            "asr_source_rows": _counts(asr, ["split", "sentiment", "source"], distinct=True),
+            "asr_source_pool": _counts(pool, ["split", "sentiment", "source"], distinct=True)}
 
-    return {"asr_rows": counts(asr, ["split", "sentiment"]), "asr_pool": counts(pool, ["split", "sentiment"]),
-            "asr_source_rows": counts(asr, ["split", "sentiment", "source"], distinct=True),
-            "asr_source_pool": counts(pool, ["split", "sentiment", "source"], distinct=True)}
+
+def _counts(df: pd.DataFrame, keys: list[str], distinct: bool = False) -> Counter:
+    """Rows (or distinct non-null utterance ids) per key tuple, rows with a null key left out: what
+    `df.groupby(keys)["utterance_id"].size()` (`.nunique()`) gives, keys as strings, without a groupby."""
+    if df.empty:
+        return Counter()
+    columns = [objects(df[k]) for k in keys]
+    keep = ~np.logical_or.reduce([pd.isna(c) for c in columns])
+    tuples = zip(*(c[keep] for c in columns), strict=True)
+    if distinct:
+        ids: dict[tuple, set] = {}
+        for key, uid in zip(tuples, objects(df["utterance_id"])[keep], strict=True):
+            seen = ids.setdefault(key, set())
+            if not (isinstance(uid, float) and uid != uid):
+                seen.add(uid)
+        sizes = {key: len(seen) for key, seen in ids.items()}
+    else:
+        sizes = Counter(tuples)
+    return Counter({tuple(str(k) for k in key): int(n) for key, n in sizes.items()})
 
 
 def _check_classifier_rows(clf: pd.DataFrame, spec: dict, report: ValidationReport) -> dict[tuple[str, str], list[float]]:
@@ -229,16 +247,18 @@ def _check_classifier_rows(clf: pd.DataFrame, spec: dict, report: ValidationRepo
     of the speech windows' class_weight for the global weight rule."""
     seg = spec.get("segments") or {}
     window = float(seg.get("window_s", 5.0))
+    row_ids = clf["row_id"]
     length = clf["end_s"] - clf["start_s"]
-    bad_len = clf[(length - window).abs() > 1e-3]
+    bad_len = row_ids[(length - window).abs() > 1e-3]
     if len(bad_len):
-        report.fail(f"classifier_stage windows not {window} s long: rows {_examples(bad_len['row_id'])}")
-    bad_valid = clf[(clf["valid_s"] > window + 1e-3) | (clf["valid_s"] <= 0)]
+        report.fail(f"classifier_stage windows not {window} s long: rows {_examples(bad_len)}")
+    bad_valid = row_ids[(clf["valid_s"] > window + 1e-3) | (clf["valid_s"] <= 0)]
     if len(bad_valid):
-        report.fail(f"classifier_stage valid_s outside (0, {window}]: rows {_examples(bad_valid['row_id'])}")
-    padded = clf[(clf["valid_s"] < window - 1e-3) & (clf["start_s"].abs() > 1e-6)]
+        report.fail(f"classifier_stage valid_s outside (0, {window}]: rows {_examples(bad_valid)}")
+    padded = row_ids[(clf["valid_s"] < window - 1e-3) & (clf["start_s"].abs() > 1e-6)]
     if len(padded):
-        report.fail(f"classifier_stage padded windows must start at 0 (short utterances only): {_examples(padded['row_id'])}")
+        report.fail(f"classifier_stage padded windows must start at 0 (short utterances only): {_examples(padded)}")
+    clf = clf[["row_id", "split", "sentiment", "class_index", "class_weight", "speech_present"]]  # only these below
     nonspeech = clf[~clf["speech_present"].astype(bool)]
     if nonspeech["sentiment"].notna().any():
         report.fail("classifier_stage non-speech windows must have a null sentiment")
@@ -251,11 +271,19 @@ def _check_classifier_rows(clf: pd.DataFrame, spec: dict, report: ValidationRepo
     if len(bad_idx):
         report.fail(f"classifier_stage class_index does not match sentiment: rows {_examples(bad_idx['row_id'])}")
     out: dict[tuple[str, str], list[float]] = {}
-    for (split, cls), part in speech.dropna(subset=["sentiment"]).groupby(["split", "sentiment"]):
-        w = part["class_weight"].astype(float)
-        if w.isna().any():
+    splits, classes = objects(speech["split"]), objects(speech["sentiment"])
+    weights = speech["class_weight"].astype(float).to_numpy()
+    rows: dict[tuple, list[int]] = {}
+    for i in np.flatnonzero(~(pd.isna(splits) | pd.isna(classes))):  # groupby leaves out null keys
+        rows.setdefault((splits[i], classes[i]), []).append(i)
+    for (split, cls), where in sorted(rows.items()):
+        w = weights[where]
+        nan = np.isnan(w)
+        if nan.any():
             report.fail(f"classifier_stage {split}: NaN class_weight")
-        out[(str(split), str(cls))] = [len(w), float(w.sum()), float(w.min()), float(w.max())]
+        kept = w[~nan]  # pandas' sum/min/max skip NaN (the sum adds zeros in their place)
+        low, high = (float(kept.min()), float(kept.max())) if len(kept) else (float("nan"), float("nan"))
+        out[(str(split), str(cls))] = [len(w), float(np.where(nan, 0.0, w).sum()), low, high]
     return out
 
 
@@ -270,7 +298,10 @@ def _check_unique(df: pd.DataFrame, column: str, name: str, report: ValidationRe
 def _check_values(df: pd.DataFrame, column: str, allowed: tuple[str, ...], name: str, report: ValidationReport,
                   nullable: bool = False) -> None:
     values = df[column]
-    bad = values[~values.isin(allowed) & ~(values.isna() if nullable else False)]
+    outside = ~isin(values, allowed)
+    if nullable:
+        outside &= ~values.isna().to_numpy()
+    bad = values[outside]
     if len(bad):
         report.fail(f"{name}.{column} has values outside {list(allowed)}: {_examples(sorted(set(map(str, bad))))}")
 
@@ -293,7 +324,8 @@ def _check_stage_common(tables: dict[str, pd.DataFrame], spec: dict, report: Val
     speeds = [float(s) for s in aug.get("speeds", [0.95, 1.0, 1.05])]
     snr_lo, snr_hi = (float(x) for x in aug.get("snr_db", [0.0, 15.0]))
     aug_splits = set(aug.get("splits", ["train"])) if aug.get("enabled", True) else set()
-    utt_ids = set(tables[UTTERANCES]["utterance_id"])
+    utt_ids = set(objects(tables[UTTERANCES]["utterance_id"]))
+    split_of = tables[UTTERANCES][["utterance_id", "split"]].set_index("utterance_id")["split"]
     for name in (ASR_STAGE, CLASSIFIER_STAGE):
         df = tables[name]
         _check_unique(df, "row_id", name, report)
@@ -301,26 +333,29 @@ def _check_stage_common(tables: dict[str, pd.DataFrame], spec: dict, report: Val
         _check_values(df, "sentiment", SENTIMENTS, name, report, nullable=(name == CLASSIFIER_STAGE))
         # Identity rows (dev/test, or augmentation off) keep speed 1.0 even if the set leaves it out.
         allowed = speeds + [1.0]
-        in_set = [any(abs(float(s) - v) < _TOL for v in allowed) for s in df["speed"]]
-        bad_speed = df[[not ok for ok in in_set]]
+        speed = df["speed"].to_numpy(dtype=float, na_value=np.nan)
+        in_set = np.logical_or.reduce([np.abs(speed - v) < _TOL for v in allowed])  # NaN is in no set
+        bad_speed = df["row_id"][~in_set]
         if len(bad_speed):
-            report.fail(f"{name}: speed outside {speeds}: rows {_examples(bad_speed['row_id'])}")
+            report.fail(f"{name}: speed outside {speeds}: rows {_examples(bad_speed)}")
         snr = df["snr_db"].dropna()
         bad_snr = snr[(snr < snr_lo - _TOL) | (snr > snr_hi + _TOL)]
         if len(bad_snr):
             report.fail(f"{name}: snr_db outside [{snr_lo}, {snr_hi}]: rows {_examples(df.loc[bad_snr.index, 'row_id'])}")
         augmented = (df["speed"].sub(1.0).abs() > _TOL) | df["rir_id"].notna() | df["noise_id"].notna()
-        leaking = df[augmented & ~df["split"].isin(aug_splits)]
+        leaking = df["row_id"][augmented & ~isin(df["split"], aug_splits)]
         if len(leaking):
             report.fail(f"{name}: augmentation on splits not configured for it ({sorted(aug_splits)}): "
-                        f"rows {_examples(leaking['row_id'])}")
-        speech_rows = df[df["sentiment"].notna()] if name == CLASSIFIER_STAGE else df
-        orphans = speech_rows[~speech_rows["utterance_id"].isin(utt_ids)]
+                        f"rows {_examples(leaking)}")
+        speech_rows = df[["row_id", "utterance_id", "split"]]
+        if name == CLASSIFIER_STAGE:
+            speech_rows = speech_rows[df["sentiment"].notna()]
+        known_row = isin(speech_rows["utterance_id"], utt_ids)
+        orphans = speech_rows[~known_row]
         if len(orphans):
             report.fail(f"{name}: rows whose utterance_id is not in utterances: {_examples(orphans['row_id'])}")
         # Stage rows must agree with their utterance's split (no leakage through the stages).
-        split_of = tables[UTTERANCES].set_index("utterance_id")["split"]
-        known = speech_rows[speech_rows["utterance_id"].isin(utt_ids)]
+        known = speech_rows[known_row]
         mismatch = known[known["split"].to_numpy() != split_of.reindex(known["utterance_id"]).to_numpy()]
         if len(mismatch):
             report.fail(f"{name}: rows in another split than their utterance: {_examples(mismatch['row_id'])}")

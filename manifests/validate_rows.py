@@ -7,10 +7,12 @@ card's spec. Each works on one part's rows: an utterance and its stage rows shar
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from manifests import rules
 from manifests.schema import ASR_STAGE, CLASSIFIER_STAGE, UTTERANCES
+from manifests.validate_columns import isin, objects
 from manifests.validate_report import ValidationReport
 from manifests.validate_report import examples as _examples
 
@@ -40,8 +42,9 @@ def _check_windows(clf: pd.DataFrame, spec: dict, report: ValidationReport) -> N
         report.fail(f"classifier_stage rows without a positive duration_s/speed (the cut in audio_uri's time): "
                     f"{_examples(no_length['row_id'])}")
         frame = frame.drop(index=no_length.index)
-    for (uid, _uri, _off, dur, speed, applied), grp in frame.groupby(keys, sort=True, dropna=False):
-        actual = sorted(zip(grp["start_s"], grp["end_s"], grp["valid_s"], strict=True))
+    start, end, valid = (frame[c].to_numpy(dtype=float, na_value=np.nan) for c in ("start_s", "end_s", "valid_s"))
+    for (uid, _uri, _off, dur, speed, applied), rows in _groups(frame, keys):
+        actual = sorted(zip(start[rows].tolist(), end[rows].tolist(), valid[rows].tolist(), strict=True))
         # A noise example's duration_s is its own cut (no resampling), so the plain length counts too.
         lengths = {rules.utterance_duration(float(dur), float(speed), applied), float(dur) / float(speed)}
         if not any(_same_windows(actual, rules.window_bounds(d, window, hop, min_last)) for d in lengths):
@@ -55,6 +58,24 @@ def _check_windows(clf: pd.DataFrame, spec: dict, report: ValidationReport) -> N
         )
     else:
         report.passed("every utterance's windows follow the window rule (geometry, last window, valid_s)")
+
+
+def _groups(frame: pd.DataFrame, keys: list[str]) -> list[tuple[tuple, np.ndarray]]:
+    """(key values, row positions) per distinct key, as `frame.groupby(keys, sort=True, dropna=False)`
+    iterates them: keys in sorted order with a null key last, rows in frame order; one sort, no groupby."""
+    if frame.empty:
+        return []
+    codes, firsts = [], []
+    for key in keys:
+        code, uniques = pd.factorize(frame[key], sort=True, use_na_sentinel=True)
+        codes.append(np.where(code < 0, len(uniques), code))
+    order = np.lexsort(codes[::-1])  # stable: rows of a group keep their frame order
+    stacked = np.stack([c[order] for c in codes])
+    starts = np.flatnonzero(np.r_[True, (stacked[:, 1:] != stacked[:, :-1]).any(axis=0)])
+    columns = [frame[key].to_numpy(dtype=object) for key in keys]
+    for first in order[starts]:
+        firsts.append(tuple(c[first] for c in columns))
+    return list(zip(firsts, np.split(order, starts[1:]), strict=True))
 
 
 def _same_windows(actual: list[tuple[float, float, float]], expected: list[tuple[float, float, float]]) -> bool:
@@ -83,7 +104,7 @@ def _eligible(utt: pd.DataFrame, spec: dict, stage: str) -> pd.Series:
     ok = pd.Series(True, index=utt.index, dtype=bool)
     for split, fields in _stage_rules(spec, stage).items():
         for field_name, allowed in fields.items():
-            ok &= ~((utt["split"] == split) & ~utt[field_name].isin(allowed))
+            ok &= ~((utt["split"] == split) & ~isin(utt[field_name], allowed))
     # Transcripts flagged as holding PII are kept out of the ASR stage under pii.asr_policy exclude.
     if stage == "asr" and "pii_detected" in utt.columns and (spec.get("pii") or {}).get("asr_policy") == "exclude":
         ok &= ~utt["pii_detected"].fillna(False).astype(bool)
@@ -122,7 +143,7 @@ def _plausible(utt: pd.DataFrame, spec: dict, stage: str) -> pd.Series:
                | (num("compression_ratio") > float(hal["max_compression_ratio"])))
         bad &= utt["transcript_origin"] == "whisper"
         if stage == "classifier":
-            bad &= ~utt["sentiment_origin"].isin(["human", "mapped_emotion"])
+            bad &= ~isin(utt["sentiment_origin"], ["human", "mapped_emotion"])
         ok &= ~bad
     return ok
 
@@ -131,19 +152,20 @@ def _check_plausibility(tables: dict[str, pd.DataFrame], spec: dict, report: Val
     """No stage row may use an utterance outside the spec's duration/speaking-rate limits."""
     utt = tables[UTTERANCES]
     for stage, name in (("asr", ASR_STAGE), ("classifier", CLASSIFIER_STAGE)):
-        outside = set(utt.loc[~_plausible(utt, spec, stage), "utterance_id"])
-        bad = tables[name][tables[name]["utterance_id"].isin(outside)]
+        outside = set(objects(utt.loc[~_plausible(utt, spec, stage), "utterance_id"]))
+        bad = tables[name]["row_id"][isin(tables[name]["utterance_id"], outside)]
         if len(bad):
             report.fail(f"{name}: rows of utterances outside the plausibility limits for the {stage} stage: "
-                        f"{_examples(bad['row_id'])}")
+                        f"{_examples(bad)}")
     report.passed("stage rows respect the duration and speaking-rate limits")
 
 
 def _check_eligibility(tables: dict[str, pd.DataFrame], spec: dict, report: ValidationReport) -> None:
-    utt = tables[UTTERANCES].set_index("utterance_id")
+    utt = tables[UTTERANCES]
+    utt = utt[["utterance_id", *(c for c in ORIGIN_FIELDS if c in utt.columns)]].set_index("utterance_id")
     for stage, name in (("asr", ASR_STAGE), ("classifier", CLASSIFIER_STAGE)):
         df = tables[name]
-        df = df[df["utterance_id"].isin(utt.index)]  # noise examples have no utterance (and no sentiment)
+        df = df[["row_id", "utterance_id", "split"]][isin(df["utterance_id"], utt.index)]  # noise examples have no utterance (and no sentiment)
         for split, fields in sorted(_stage_rules(spec, stage).items()):
             rows = df[df["split"] == split]
             for field_name, allowed in fields.items():
