@@ -18,17 +18,18 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 
 from manifests import rules
+from manifests import validate_leakage as leakage
 from manifests.io import ManifestError, ReleasePaths, read_card, resolve_release, v1_identity
 from manifests.parts import card_digests, list_parts, part_index, release_digest
-from manifests.schema import MANIFEST_NAMES, READABLE_VERSIONS, SENTIMENTS, SPLITS
-from manifests.validate_part import PartCheck, check_part
+from manifests.schema import MANIFEST_NAMES, READABLE_VERSIONS, SENTIMENTS, SPLITS, UTTERANCES
+from manifests.validate_part import PartCheck, check_part, speaker_rows
 from manifests.validate_report import ValidationReport
 from manifests.validate_report import examples as _examples
 
@@ -80,7 +81,7 @@ def validate_release(uri: str, deep: bool = False, workers: int | None = None) -
     spec = (card or {}).get("spec") or {}
     if card is not None:
         _check_card(card, results, layout, report)
-    _check_leakage(results, report)
+    _check_leakage(results, report, lambda kind: _key_rows(paths, layout, indexes, spec, kind))
     _check_asr_balance(results, spec, report)
     _check_weights(results, spec, report)
     return report
@@ -199,19 +200,31 @@ def _found_per_source(card: dict) -> dict[str, int]:
     return {name: int(c["found"]) for name, c in sources.items() if isinstance(c, dict) and c.get("found") is not None}
 
 
-def _check_leakage(results: list[PartCheck], report: ValidationReport) -> None:
-    """Across parts: no utterance id twice, no segment key and no speaker in two splits."""
+def _check_leakage(results: list[PartCheck], report: ValidationReport,
+                   key_rows: Callable[[str], Iterable[pd.DataFrame]]) -> None:
+    """Across parts: no utterance id twice, no segment key and no speaker in two splits (by key hashes;
+    `key_rows` re-reads the parts' key columns only to name leaked keys)."""
     ids = np.concatenate([r.reductions["utterance_hashes"] for r in results]) if results else np.array([], np.uint64)
     if len(ids) != len(np.unique(ids)) and len(results) > 1:
         report.fail(f"utterance_id not unique across parts: {len(ids) - len(np.unique(ids))} id(s) in two parts")
-    for key, what in (("segment_splits", "segment_key in more than one split (leakage)"),
-                      ("speaker_splits", "speakers in more than one split")):
-        pairs = pd.concat([r.reductions[key] for r in results], ignore_index=True).drop_duplicates()
-        per_key = pairs.groupby("key")["split"].nunique()
-        leaked = per_key[per_key > 1]
-        if len(leaked):
-            report.fail(f"{what}: {_examples(leaked.index)}")
+    for problem in leakage.check([r.reductions for r in results], key_rows):
+        report.fail(problem)
     report.passed("utterance ids unique; no segment or speaker leakage between splits")
+
+
+def _key_rows(paths: ReleasePaths, layout: str, indexes: list[int], spec: dict, kind: str) -> Iterator[pd.DataFrame]:
+    """Each part's (key, split) rows of `kind` (segment keys or speakers), read again to name a leak."""
+    from manifests.io import read_table
+    from manifests.parts import part_uri, read_part
+
+    for i in indexes:
+        uri = paths.manifest(UTTERANCES) if layout == "1" else part_uri(paths.root, UTTERANCES, i)
+        table = read_table(uri) if layout == "1" else read_part(uri)
+        wanted = ["segment_key", "split"] if kind == "segment_splits" else ["source", "speaker_id", "split",
+                                                                             "split_origin"]
+        utt = table.select([c for c in wanted if c in table.schema.names]).to_pandas()
+        yield (pd.DataFrame({"key": utt["segment_key"], "split": utt["split"]}) if kind == "segment_splits"
+               else speaker_rows(utt, spec))
 
 
 def _check_asr_balance(results: list[PartCheck], spec: dict, report: ValidationReport) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from manifests import validate_leakage as leakage
 from manifests.audio_files import check_release_audio
 from manifests.io import ReleasePaths, read_table, table_digest
 from manifests.parts import part_of, part_uri, read_part
@@ -163,11 +164,7 @@ def _utterance_reductions(utt: pd.DataFrame, report: ValidationReport, spec: dic
     bad_dur = utt["utterance_id"][~(utt["duration_s"] > 0)]
     if len(bad_dur):
         report.fail(f"utterances with non-positive duration_s: {_examples(bad_dur)}")
-    # Only the columns used below: filtering every column of a wide part costs an Arrow `take` each.
-    with_spk = utt[[c for c in ("source", "speaker_id", "split", "split_origin") if c in utt.columns]]
-    with_spk = with_spk[with_spk["speaker_id"].notna()]
     if "split_origin" in utt.columns:
-        with_spk = with_spk[with_spk["split_origin"] != "official"]
         # Utterance-level splits share speakers by design, but only for sources the spec puts under
         # that policy (docs/balance-and-splits.md); anywhere else a `stratified` row is a leak.
         allowed = _stratified_sources(spec or {})
@@ -175,13 +172,26 @@ def _utterance_reductions(utt: pd.DataFrame, report: ValidationReport, spec: dic
         if len(stray):
             report.fail(f"utterances split per utterance (split_origin stratified) from sources not under "
                         f"split_policy utterance_stratified: {_examples(stray)}")
-        with_spk = with_spk[~((with_spk["split_origin"] == "stratified") & isin(with_spk["source"], allowed))]
-    speakers = pd.DataFrame({"key": (with_spk["source"] + "/" + with_spk["speaker_id"]).to_numpy(),
-                             "split": with_spk["split"].to_numpy()}).drop_duplicates()
-    segments = pd.DataFrame({"key": utt["segment_key"].to_numpy(), "split": utt["split"].to_numpy()}).drop_duplicates()
+    spk = speaker_rows(utt, spec)
+    speakers = leakage.pairs(spk["key"], spk["split"])
+    segments = leakage.pairs(utt["segment_key"], utt["split"])
     ids = np.array([int.from_bytes(hashlib.sha256(str(u).encode()).digest()[:8], "little")
                     for u in utt["utterance_id"]], dtype=np.uint64)
     return {"segment_splits": segments, "speaker_splits": speakers, "utterance_hashes": ids}
+
+
+def speaker_rows(utt: pd.DataFrame, spec: dict | None) -> pd.DataFrame:
+    """(key = source/speaker_id, split) of the rows whose speaker must stay in one split: a known
+    speaker, not an official split, not a stratified row of a source under that policy."""
+    # Only the columns used below: filtering every column of a wide part costs an Arrow `take` each.
+    with_spk = utt[[c for c in ("source", "speaker_id", "split", "split_origin") if c in utt.columns]]
+    with_spk = with_spk[with_spk["speaker_id"].notna()]
+    if "split_origin" in utt.columns:
+        allowed = _stratified_sources(spec or {})
+        with_spk = with_spk[with_spk["split_origin"] != "official"]
+        with_spk = with_spk[~((with_spk["split_origin"] == "stratified") & isin(with_spk["source"], allowed))]
+    return pd.DataFrame({"key": (with_spk["source"] + "/" + with_spk["speaker_id"]).to_numpy(),
+                         "split": with_spk["split"].to_numpy()})
 
 
 def _check_asr_targets(asr: pd.DataFrame, utt: pd.DataFrame, report: ValidationReport) -> None:
