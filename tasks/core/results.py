@@ -42,7 +42,7 @@ class SentimentSetup(TypedDict):
 
 
 class PlanShard(TypedDict):
-    """One planned shard: position `index` in the labelled shards, and its three plan files."""
+    """One plan shard (a run of consecutive labelled shards, `tasks.plan.shard_step.plan_inputs`): its three files."""
 
     index: int  # part number of the release's manifests
     utterances_uri: str  # the shard's accepted items (split, pii flags, speech_intervals), by utterance_id

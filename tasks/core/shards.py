@@ -91,6 +91,47 @@ def read_frame(uri: str) -> pd.DataFrame:
         raise WorkFileError(f"work file {uri} ({len(data)} bytes) cannot be read as Parquet: {err}") from None
 
 
+def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """A work file as Arrow, only `columns` (those present) when given: a local file is read in place
+    (only the columns' pages), an S3 object once; `WorkFileError` naming the file when unreadable."""
+    data = fs.read_bytes(uri) if fs.is_s3(uri) else None
+    source = pa.BufferReader(data) if data is not None else uri
+    try:
+        if columns is None:
+            return pq.read_table(source)
+        names = pq.read_schema(source).names
+        return pq.read_table(source, columns=[c for c in columns if c in names])
+    except FileNotFoundError:
+        raise fs.not_found(uri) from None
+    except (pa.ArrowException, OSError, ValueError) as err:
+        size = len(data) if data is not None else fs.size(uri)
+        raise WorkFileError(f"work file {uri} ({size} bytes) cannot be read as Parquet: {err}") from None
+
+
+def read_frames(uris: list[str], columns: list[str] | None = None, skip_empty: bool = False) -> pd.DataFrame:
+    """Several work files' rows as one frame, in the order given (one Arrow concatenation, one conversion).
+
+    Why: a plan shard reads the files of several labelling shards, a partition task one file per shard;
+    converting each small file to pandas and concatenating frames costs more than the reading. Columns
+    missing from a file, or all null in it, are filled with nulls (as `pd.concat` would). `skip_empty`
+    drops files without rows first (a partition's empty shuffle files may lack columns).
+    """
+    tables = [read_table(u, columns) for u in uris]
+    if skip_empty:
+        tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return pd.DataFrame()
+    if len(tables) == 1:
+        return tables[0].to_pandas()
+    try:
+        merged = pa.concat_tables(tables, promote_options="default")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # one column typed differently in two files: pandas' rules
+        return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+    # pandas dtypes (e.g. Int64) from the file with the most typed (not all-null) columns, not the first one
+    typed = max(tables, key=lambda t: sum(not pa.types.is_null(f.type) for f in t.schema))
+    return merged.replace_schema_metadata(typed.schema.metadata).to_pandas()
+
+
 def reusable_frame(uri: str, log: Log | None = None) -> bool:
     """True when `uri` exists and reads as Parquet; an unreadable file counts as absent (logged, redone).
 

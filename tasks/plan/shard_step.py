@@ -4,29 +4,53 @@ Order: `dedup_keys` (every shard) -> `resolve_part` (every partition) -> `screen
 labels, splits, PII, plausibility, eligibility, counts) -> `count_groups` (every partition) ->
 `boundary_ranks` (every shard, only when a balance threshold falls inside a histogram bin) ->
 `finish_shard` (every shard: ASR picks, classifier variants, recipes, the shard's three plan files).
-Each step reads one shard or one partition, so no process holds the corpus.
+Each step reads one plan shard or one partition, so no process holds the corpus. A plan shard is a
+run of consecutive labelling shards (`plan_inputs`): its part of every manifest holds ~`run.part_rows` rows.
 """
 
 from __future__ import annotations
 
-import io
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from manifests import uri as fs
 from manifests.schema import SENTIMENTS, SPLITS
 from tasks.core.hashing import seeded_hex
 from tasks.core.results import PlanShard, ShardResult
 from tasks.core.rows import REJECT_COLUMNS
-from tasks.core.shards import read_frame, write_frame
+from tasks.core.shards import read_frame, read_frames, write_frame
 from tasks.core.work import cache_dir, concat_rejects, work_dir
 from tasks.plan import quota, shuffle
 from tasks.spec import DatasetSpec
 
 DEDUP_COLUMNS = ("utterance_id", "source", "segment_key", "sentiment_origin", "transcript_origin")
 HELPER_COLUMNS = ["_asr", "_clf", "_rank"]
+
+
+class PlanInput(TypedDict):
+    """One plan shard's inputs: its labelling shards' items files (in shard order) and all their rejects files."""
+
+    items_uris: list[str]
+    rejects_uris: list[str]
+
+
+def shards_per_plan_shard(spec: DatasetSpec) -> int:
+    """Labelling shards per plan shard: `run.part_rows // run.shard_size`, at least one.
+
+    A pure function of the spec, so the part layout never depends on the runner or the workers."""
+    return max(1, spec.run.part_rows // spec.run.shard_size)
+
+
+def plan_inputs(spec: DatasetSpec, shard_results: list[ShardResult]) -> list[PlanInput]:
+    """Consecutive labelling shards grouped into plan shards (the last may hold fewer).
+
+    Why: labelling shards are small for Whisper's sake; planning and publish do milliseconds of work
+    per shard, so per-shard task runs, shuffle files and manifest parts would cost more than the work."""
+    per = shards_per_plan_shard(spec)
+    groups = [shard_results[i:i + per] for i in range(0, len(shard_results), per)]
+    return [{"items_uris": [r["items_uri"] for r in g],
+             "rejects_uris": [u for r in g for u in r.get("rejects_uris", [])]} for g in groups]
 
 
 def paths(plan_dir: str, n_parts: int) -> dict[str, str]:
@@ -42,17 +66,15 @@ def _file(folder: str, index: int) -> str:
 
 def read_columns(uri: str, columns: list[str]) -> pd.DataFrame:
     """Only `columns` (those present) of a work file: the later passes need a few columns of a shard."""
-    data = fs.read_bytes(uri)
-    present = [c for c in columns if c in pq.read_schema(io.BytesIO(data)).names]
-    return pq.read_table(io.BytesIO(data), columns=present).to_pandas()
+    return read_frames([uri], columns)
 
 
 # ---------------------------------------------------------------------------------- duplicates
-def dedup_keys(plan_dir: str, index: int, items_uri: str, n_parts: int) -> int:
-    """Write this shard's keyed rows (segment_key, origins, id) into the segment-key partitions."""
+def dedup_keys(plan_dir: str, index: int, items_uris: list[str], n_parts: int) -> int:
+    """Write this plan shard's keyed rows (segment_key, origins, id) into the segment-key partitions."""
     from tasks.plan.splits import _present
 
-    items = read_columns(items_uri, list(DEDUP_COLUMNS))
+    items = read_frames(items_uris, list(DEDUP_COLUMNS))
     if "segment_key" not in items.columns or items.empty:
         return 0
     keyed = items[items["segment_key"].map(_present)].assign(shard=index)
@@ -104,16 +126,16 @@ def trim_talkers(rows: pd.DataFrame, seed: int) -> pd.DataFrame:
     return rows.drop(columns=["_speaker", "_bkey", "_urank"]).reset_index(drop=True)
 
 
-def screen_shard(spec: DatasetSpec, plan_dir: str, index: int, shard: ShardResult, n_parts: int) -> dict[str, Any]:
-    """Labels, splits, PII, plausibility and eligibility of one shard; its partial reports and counts."""
+def screen_shard(spec: DatasetSpec, plan_dir: str, index: int, shard: PlanInput, n_parts: int) -> dict[str, Any]:
+    """Labels, splits, PII, plausibility and eligibility of one plan shard; its partial reports and counts."""
     from tasks.label.transcripts import hallucination
     from tasks.plan import balance, pii, plausibility, splits
     from tasks.plan.split_report import shares_partial
     from tasks.plan.step import _require_labels
 
     where = paths(plan_dir, n_parts)
-    items = read_frame(shard["items_uri"])
-    rejects = [read_frame(u) for u in shard.get("rejects_uris", [])]
+    items = read_frames(shard["items_uris"])
+    rejects = [read_frame(u) for u in shard["rejects_uris"]]
     losers = shuffle.read_for_shard(where["losers"], index)
     if len(losers):
         items = items[~items["utterance_id"].astype(str).isin(set(losers["input_ref"].astype(str)))]

@@ -1,8 +1,8 @@
 """Hash partitions under work/: shards write small keyed rows, one task per partition reads them back.
 
 Why: a whole-corpus question (which listing of a segment wins, how many speakers a source has) needs
-every row with the same key in one place, but no process may hold the corpus. Each shard writes the
-few columns the question needs into `<root>/p-PPPPP/s-SSSSS.parquet` by `stable_hash(key) % n_parts`;
+every row with the same key in one place, but no process may hold the corpus. Each plan shard writes
+the few columns the question needs into `<root>/p-PPPPP/s-SSSSS.parquet` by `stable_hash(key) % n_parts`;
 a partition task reads only its own folder, so memory is bounded by a partition, not the corpus.
 """
 
@@ -11,14 +11,16 @@ from __future__ import annotations
 import pandas as pd
 
 from manifests import uri as fs
-from tasks.core.shards import read_frame, stable_hash, write_frame
+from tasks.core.shards import read_frames, stable_hash, write_frame
 
 MAX_PARTS = 256
 SHARDS_PER_PART = 8
 
 
 def part_count(n_shards: int) -> int:
-    """A power of two near n_shards / 8 (at most 256): a partition holds about 8 shards' keyed rows."""
+    """A power of two near n_shards / 8 (at most 256), for n_shards plan shards: a partition holds about
+    8 plan shards' keyed rows (a few narrow columns of up to ~8 x `run.part_rows` rows), and the shuffle
+    writes at most n_shards x n_parts files."""
     wanted = max(1, min(MAX_PARTS, n_shards // SHARDS_PER_PART))
     return 1 << (wanted - 1).bit_length()
 
@@ -49,9 +51,7 @@ def write_parts(root: str, shard: int, frame: pd.DataFrame, key: str, n_parts: i
 def read_part(root: str, part: int) -> pd.DataFrame:
     """Every shard's rows of one partition (empty frame when no shard wrote any)."""
     folder = part_dir(root, part)
-    frames = [read_frame(fs.join(folder, name)) for name in fs.list_prefix(folder) if name.endswith(".parquet")]
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return read_frames([fs.join(folder, n) for n in fs.list_prefix(folder) if n.endswith(".parquet")], skip_empty=True)
 
 
 def shard_file(root: str, shard: int) -> str:
@@ -62,6 +62,4 @@ def shard_file(root: str, shard: int) -> str:
 def read_for_shard(root: str, shard: int) -> pd.DataFrame:
     """Rows the partition tasks addressed to `shard` (`<root>/s-SSSSS/p-PPPPP.parquet`)."""
     folder = shard_file(root, shard)
-    frames = [read_frame(fs.join(folder, name)) for name in fs.list_prefix(folder) if name.endswith(".parquet")]
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return read_frames([fs.join(folder, n) for n in fs.list_prefix(folder) if n.endswith(".parquet")], skip_empty=True)

@@ -1,6 +1,7 @@
 """The plan step: splits, balance, PII, plausibility and recipes per shard, joined by small reductions.
 
-`plan_stages` runs the per-shard and per-partition steps of `tasks.plan.shard_step` through a
+`plan_stages` groups the labelling shards into plan shards (`shard_step.plan_inputs`: ~`run.part_rows`
+planned items each) and runs the per-plan-shard and per-partition steps of `tasks.plan.shard_step` through a
 `mapper` (the flow's maps them as Prefect tasks on the task runner; the default runs them here, one
 after another) and reduces their small results in between: duplicate losers, counts for the balance
 quotas, rank thresholds, the babble sample and the card's sections. docs/scaling.md describes it.
@@ -128,10 +129,11 @@ def _talkers(talker_dir: str, n_shards: int, seed: int) -> pd.DataFrame:
 
 def plan_stages(spec: DatasetSpec, shard_results: list[ShardResult], log: Log = noop,
                 mapper: Mapper | None = None, n_parts: int | None = None) -> PlanResult:
-    """Resolve duplicates, assign splits, sample the ASR stage and draw a recipe per stage row, per shard.
+    """Resolve duplicates, assign splits, sample the ASR stage and draw a recipe per stage row, per plan shard.
 
-    Planned shard i is labelled shard i (its manifests' part number). With no shard at all (every item
-    rejected at ingest) there is one empty shard 0. `n_parts` overrides the shuffle's partition count.
+    Plan shard j holds the labelled shards j*per .. (j+1)*per-1 (per = `run.part_rows // run.shard_size`,
+    at least 1) and is part j of the release's manifests. With no shard at all (every item rejected at
+    ingest) there is one empty plan shard 0. `n_parts` overrides the shuffle's partition count.
     """
     from tasks.augment import noise_pool
     from tasks.label.transcripts import hallucination
@@ -147,13 +149,14 @@ def plan_stages(spec: DatasetSpec, shard_results: list[ShardResult], log: Log = 
         empty = fs.join(plan_dir, "empty.items.parquet")
         write_frame(empty, utterances_frame([]).assign(speech_intervals=pd.Series(dtype=object)))
         shard_results = [{"items_uri": empty, "rejects_uris": [], "reused": False}]
-    n = len(shard_results)
+    inputs = shard_step.plan_inputs(spec, shard_results)
+    n = len(inputs)
     parts = n_parts or shuffle.part_count(n)
     where = shard_step.paths(plan_dir, parts)
 
-    run("dedup_keys", [(plan_dir, i, r["items_uri"], parts) for i, r in enumerate(shard_results)])
+    run("dedup_keys", [(plan_dir, i, r["items_uris"], parts) for i, r in enumerate(inputs)])
     losers = sum(run("resolve_part", [(plan_dir, p, parts) for p in range(parts)]))
-    partials = run("screen_shard", [(spec, plan_dir, i, r, parts) for i, r in enumerate(shard_results)])
+    partials = run("screen_shard", [(spec, plan_dir, i, r, parts) for i, r in enumerate(inputs)])
     groups: dict[str, int] = {}
     for counts in run("count_groups", [(plan_dir, p, parts) for p in range(parts)]):
         _sum_into(groups, counts)

@@ -8,6 +8,7 @@ from manifests.io import read_card, resolve_release
 from tests.flows.buildutil import demo_spec_file, run_build
 
 SMALL_SHARDS = 8  # 63 demo utterances -> 8 shards: kills land between shards, Dask gets several tasks
+# (used as run.part_rows too: one labelling shard per plan shard, so the release has 8 parts)
 # What a Dask worker process runs with; set for the reference build too (tests/flows/test_release_identity.py).
 ONE_THREAD = dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), "1")
 
@@ -19,7 +20,7 @@ def small_shard_reference(tmp_path_factory):
     tests: test_release_identity checks that it equals the default in-process demo build
     (default shard size and threads), so it is also the single-thread build issue 14 asks for."""
     folder = tmp_path_factory.mktemp("small-shard-reference")
-    spec = demo_spec_file(folder, "spec.yaml", shard_size=SMALL_SHARDS)
+    spec = demo_spec_file(folder, "spec.yaml", shard_size=SMALL_SHARDS, part_rows=SMALL_SHARDS)
     run_build(spec, folder / "out", folder / "prefect-home", env=ONE_THREAD)
     paths = resolve_release(str(folder / "out"))
     return {**read_card(paths), "release_root": paths.root}  # the card, and where its release lies

@@ -60,7 +60,8 @@ def prefect_server(tmp_path_factory):
 
 def test_dask_build_spreads_work_and_equals_single_process(prefect_server, small_shard_reference, demo_release,
                                                           tmp_path):
-    spec = demo_spec_file(tmp_path, "spec.yaml", shard_size=SMALL_SHARDS, task_runner="dask", max_workers=2)
+    spec = demo_spec_file(tmp_path, "spec.yaml", shard_size=SMALL_SHARDS, part_rows=SMALL_SHARDS,
+                          task_runner="dask", max_workers=2)
     seed_language_cache(demo_release[0].output, tmp_path / "dask-out")  # Dask workers label the rest
     run_build(spec, tmp_path / "dask-out", tmp_path / "client-home", api_url=prefect_server)
 
@@ -80,7 +81,7 @@ def test_dask_build_reads_and_writes_s3(prefect_server, moto_server, s3_bucket, 
 
     base = f"s3://{s3_bucket}"
     data = demo_spec_data(base)
-    data["run"] = {"shard_size": SMALL_SHARDS, "task_runner": "dask", "max_workers": 2}
+    data["run"] = {"shard_size": SMALL_SHARDS, "part_rows": SMALL_SHARDS, "task_runner": "dask", "max_workers": 2}
     spec = tmp_path / "s3-dask.yaml"
     spec.write_text(yaml.safe_dump(data))
     output = f"{base}/datasets/dask-demo"

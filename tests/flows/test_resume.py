@@ -37,7 +37,7 @@ def _count(folder: Path, pattern: str) -> int:
 
 
 def test_killed_builds_resume_to_an_equal_release(small_shard_reference, demo_release, tmp_path):
-    spec = demo_spec_file(tmp_path, "spec.yaml", shard_size=SMALL_SHARDS)
+    spec = demo_spec_file(tmp_path, "spec.yaml", shard_size=SMALL_SHARDS, part_rows=SMALL_SHARDS)
     output, home = tmp_path / "out", tmp_path / "prefect-home"
     work = output / "work"
     seed_language_cache(demo_release[0].output, output)  # language ids known: the builds label the rest

@@ -1,4 +1,7 @@
-"""The sharded plan: the same items in 1, 3 or 7 shards give the same plan, equal to the whole-frame rules.
+"""The sharded plan: the same items in 1, 3 or 7 plan shards give the same plan, equal to the whole-frame rules.
+
+Plan shards group consecutive labelling shards (`run.part_rows // run.shard_size` of them); `_spec`
+defaults to one labelling shard per plan shard, so the tests below exercise the cross-shard reductions.
 
 Items come from benchmarks/plan_items.py (three sources, speakers spread over shards, human and model
 labels, missing labels, cross-source duplicate segments, PII, too-short clips). The whole-frame
@@ -25,12 +28,14 @@ from tasks.spec import parse_spec
 N_ITEMS = 900
 
 
-def _spec(out: Path, balance_cfg: dict | None = None, policy: dict | None = None):
+def _spec(out: Path, balance_cfg: dict | None = None, policy: dict | None = None, part_rows: int = 100):
+    """`run.shard_size` 100: `part_rows` 100 puts each labelling shard in its own plan shard."""
     sources = [{"name": s, "kind": "folder", "path": "/nonexistent"} for s in ("commonvoice", "podcast", "meld")]
     if policy:
         sources[0].update(policy)
     return parse_spec({"name": "t", "output": str(out), "augment": {"enabled": False}, "pii": {"detect": "local"},
-                       "balance": balance_cfg or {"max_source_share": 0.5}, "sources": sources})
+                       "balance": balance_cfg or {"max_source_share": 0.5}, "sources": sources,
+                       "run": {"shard_size": 100, "part_rows": part_rows}})
 
 
 def _shards(root: Path, items: pd.DataFrame, k: int) -> list[dict]:
@@ -61,21 +66,39 @@ def _whole_frame(spec, items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame,
     return kept, dedup.rejects, asr[["utterance_id", "variant"]], report
 
 
-def test_one_three_and_seven_shards_give_the_same_plan(tmp_path: Path) -> None:
+def test_one_three_and_seven_plan_shards_give_the_same_plan(tmp_path: Path) -> None:
+    """One labelling shard, then 7 labelling shards grouped by `run.part_rows` into 1, 3 and 7 plan shards."""
     items = item_frame(N_ITEMS, seed=1)
-    spec = _spec(tmp_path / "out")
-    plans = {k: plan_stages(spec, _shards(tmp_path, items, k), n_parts=parts) for k, parts in ((1, 1), (3, 2), (7, 4))}
-    assert [len(plans[k]["shards"]) for k in (1, 3, 7)] == [1, 3, 7]
-    assert plans[7]["row_shard_uris"] == [s["rows_uri"] for s in plans[7]["shards"]]
-    assert [s["index"] for s in plans[7]["shards"]] == list(range(7))
-    base = _tables(plans[1])
+    labelled = _shards(tmp_path, items, 7)
+    plans = {0: plan_stages(_spec(tmp_path / "out0"), _shards(tmp_path, items, 1), n_parts=1)}
+    for part_rows, parts in ((700, 1), (300, 2), (100, 4)):  # 7, 3 and 1 labelling shard(s) per plan shard
+        spec = _spec(tmp_path / f"out{part_rows}", part_rows=part_rows)
+        plans[part_rows] = plan_stages(spec, labelled, n_parts=parts)
+    assert [len(plans[k]["shards"]) for k in (0, 700, 300, 100)] == [1, 1, 3, 7]
+    assert plans[100]["row_shard_uris"] == [s["rows_uri"] for s in plans[100]["shards"]]
+    assert [s["index"] for s in plans[300]["shards"]] == list(range(3))
+    base = _tables(plans[0])
     assert base["rows"]["in_asr"].sum() > 0 and (base["rejects"]["reason"] == "duplicate_segment").sum() > 0
-    for k in (3, 7):
+    for k in (700, 300, 100):
         other = _tables(plans[k])
         for name in base:
             pd.testing.assert_frame_equal(base[name], other[name], check_dtype=False)
         for section in ("balance_report", "split_shares", "pii", "plausibility", "eligibility", "pools"):
-            assert plans[k][section] == plans[1][section], section
+            assert plans[k][section] == plans[0][section], section
+
+
+def test_plan_shards_group_consecutive_labelling_shards() -> None:
+    """per = part_rows // shard_size (at least 1); the last plan shard takes the rest; rejects files follow."""
+    from tasks.plan.shard_step import plan_inputs
+
+    labelled = [{"items_uri": f"i{k}", "rejects_uris": [f"r{k}a", f"r{k}b"], "reused": False} for k in range(7)]
+    groups = plan_inputs(_spec(Path("/tmp/x"), part_rows=300), labelled)
+    assert [g["items_uris"] for g in groups] == [["i0", "i1", "i2"], ["i3", "i4", "i5"], ["i6"]]
+    assert groups[2]["rejects_uris"] == ["r6a", "r6b"] and groups[0]["rejects_uris"][:3] == ["r0a", "r0b", "r1a"]
+    assert len(plan_inputs(_spec(Path("/tmp/x"), part_rows=99), labelled)) == 7  # fewer rows than a shard: 1 each
+    assert len(plan_inputs(_spec(Path("/tmp/x"), part_rows=50_000), labelled)) == 1
+    assert parse_spec({"name": "t", "output": "/tmp/x", "sources": [{"name": "s", "kind": "folder", "path": "/p"}]}
+                      ).run.part_rows == 50_000
 
 
 @pytest.mark.parametrize("cfg", [{"method": "undersample", "max_source_share": 0.5},
