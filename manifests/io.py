@@ -9,6 +9,7 @@ equal whatever their release names or build times.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import itertools
@@ -290,20 +291,29 @@ def table_digest(df: pd.DataFrame, name: str, release_root: str | None = None,
     df = _canonical_audio_uris(df, release_root, release_name)
     cols = sorted(c for c in df.columns if c not in TIMING_FIELDS)
     keys = [c for c in ID_COLUMNS[name] if c in df.columns]
-    ordered = df.sort_values(keys, kind="mergesort") if keys and len(df) else df
+    ordered = df.sort_values(keys, kind="mergesort") if keys and len(df) and not _sorted_by(df, keys) else df
     digest = hashlib.sha256()
     digest.update(json.dumps(cols).encode())
     table = ordered[cols]
     for start in range(0, len(table), _DIGEST_CHUNK_ROWS):
-        chunk = table.iloc[start : start + _DIGEST_CHUNK_ROWS]
+        chunk = table if len(table) <= _DIGEST_CHUNK_ROWS else table.iloc[start : start + _DIGEST_CHUNK_ROWS]
         # Positional columns, as DataFrame.itertuples reads them (duplicate names included).
-        cells = [_column_cells(chunk.iloc[:, k], release_root) for k in range(chunk.shape[1])]
+        cells = [_column_cells(col, release_root) for _, col in chunk.items()]
         joined = (pc.binary_join_element_wise(*cells, _text(",")) if cells
                   else pa.array(itertools.repeat("", len(chunk)), type=pa.large_string()))
         _update_with(digest, pc.binary_join_element_wise(_text("["), joined, _text("]\n"), _text("")))
     return digest.hexdigest()
 
 
+def _sorted_by(df: pd.DataFrame, keys: list[str]) -> bool:
+    """Rows already in the order a stable sort by the one id column gives (a part as written is): the
+    sort can be skipped. False (sort) for several keys, a repeated column name or a null id."""
+    if len(keys) != 1 or not df.columns.is_unique:
+        return False
+    return bool(df[keys[0]].is_monotonic_increasing)
+
+
+@functools.lru_cache(maxsize=16)
 def _text(value: str) -> pa.Scalar:
     return pa.scalar(value, type=pa.large_string())
 
