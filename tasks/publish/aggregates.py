@@ -40,7 +40,7 @@ def labels(df: pd.DataFrame | None, column: str, null: str = UNKNOWN) -> pd.Seri
 
 
 def _frame(**columns: pd.Series) -> pd.DataFrame:
-    return pd.DataFrame({k: v.to_numpy() for k, v in columns.items()})
+    return pd.DataFrame({k: v.to_numpy() for k, v in columns.items()}, dtype=object)  # labels: no str inference
 
 
 def _speech(classifier: pd.DataFrame) -> pd.Series:
