@@ -9,6 +9,7 @@ equal whatever their release names or build times.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import itertools
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from manifests import uri as fs
@@ -86,7 +88,20 @@ def to_arrow(df: pd.DataFrame, name: str, metadata: Mapping[str, Any] | None = N
 
 
 def _clean(col: pd.Series, arrow_type: pa.DataType) -> Any:
-    """Turn pandas' mixed None/NaN/numpy values into what pyarrow converts without surprises."""
+    """Turn pandas' mixed None/NaN/numpy values into what pyarrow converts without surprises.
+
+    A column whose dtype already is the field's kind (a pandas string column for a string field,
+    numpy bool/int/float for bool/int/float) converts as it is: `pa.array(..., from_pandas=True)`
+    gives the same values and nulls as the per-value list, without building it.
+    """
+    dtype = col.dtype
+    if isinstance(dtype, pd.StringDtype) and pa.types.is_string(arrow_type):
+        return col
+    if isinstance(dtype, np.dtype) and (
+            (dtype.kind == "b" and pa.types.is_boolean(arrow_type))
+            or (dtype.kind in "iu" and pa.types.is_integer(arrow_type))
+            or (dtype.kind == "f" and pa.types.is_floating(arrow_type))):
+        return col
     if pa.types.is_string(arrow_type):
         return [None if _is_null(v) else str(v) for v in col]
     if pa.types.is_boolean(arrow_type):
@@ -276,17 +291,39 @@ def table_digest(df: pd.DataFrame, name: str, release_root: str | None = None,
     df = _canonical_audio_uris(df, release_root, release_name)
     cols = sorted(c for c in df.columns if c not in TIMING_FIELDS)
     keys = [c for c in ID_COLUMNS[name] if c in df.columns]
-    ordered = df.sort_values(keys, kind="mergesort") if keys and len(df) else df
+    ordered = df.sort_values(keys, kind="mergesort") if keys and len(df) and not _sorted_by(df, keys) else df
     digest = hashlib.sha256()
     digest.update(json.dumps(cols).encode())
     table = ordered[cols]
     for start in range(0, len(table), _DIGEST_CHUNK_ROWS):
-        chunk = table.iloc[start : start + _DIGEST_CHUNK_ROWS]
+        chunk = table if len(table) <= _DIGEST_CHUNK_ROWS else table.iloc[start : start + _DIGEST_CHUNK_ROWS]
         # Positional columns, as DataFrame.itertuples reads them (duplicate names included).
-        cells = [_column_cells(chunk.iloc[:, k], release_root) for k in range(chunk.shape[1])]
-        rows = zip(*cells, strict=True) if cells else itertools.repeat((), len(chunk))
-        digest.update("".join(["[" + ",".join(row) + "]\n" for row in rows]).encode())
+        cells = [_column_cells(col, release_root) for _, col in chunk.items()]
+        joined = (pc.binary_join_element_wise(*cells, _text(",")) if cells
+                  else pa.array(itertools.repeat("", len(chunk)), type=pa.large_string()))
+        _update_with(digest, pc.binary_join_element_wise(_text("["), joined, _text("]\n"), _text("")))
     return digest.hexdigest()
+
+
+def _sorted_by(df: pd.DataFrame, keys: list[str]) -> bool:
+    """Rows already in the order a stable sort by the one id column gives (a part as written is): the
+    sort can be skipped. False (sort) for several keys, a repeated column name or a null id."""
+    if len(keys) != 1 or not df.columns.is_unique:
+        return False
+    return bool(df[keys[0]].is_monotonic_increasing)
+
+
+@functools.lru_cache(maxsize=16)
+def _text(value: str) -> pa.Scalar:
+    return pa.scalar(value, type=pa.large_string())
+
+
+def _update_with(digest: Any, cells: pa.Array) -> None:
+    """Feed the bytes of a null-free large_string array (its values back to back) into `digest`."""
+    if not len(cells):
+        return
+    offsets = np.frombuffer(cells.buffers()[1], dtype=np.int64)[cells.offset : cells.offset + len(cells) + 1]
+    digest.update(memoryview(cells.buffers()[2])[int(offsets[0]) : int(offsets[-1])])
 
 
 def _canonical_audio_uris(df: pd.DataFrame, release_root: str | None, release_name: str | None) -> pd.DataFrame:
@@ -361,46 +398,61 @@ def _object_cells(values: Iterable[Any], release_root: str | None) -> list[str]:
     return out
 
 
-def _column_cells(col: pd.Series, release_root: str | None) -> list[str]:
-    """The JSON text of every cell of one column, in row order, per dtype.
+def _column_cells(col: pd.Series, release_root: str | None) -> pa.Array:
+    """The JSON text of every cell of one column, in row order, per dtype (a large_string array, no null).
 
     Numpy bool/int/float columns iterate as built-in bool/int/float (`Series.__iter__` uses
-    `ndarray.item`), so they are encoded from `tolist()`; floats once per distinct bit pattern (so
-    -0.0 and 0.0 stay apart). String-dtype columns hold str or a missing value (-> null). Every
-    other dtype takes the values `Series.__iter__` yields, as the row loop did.
+    `ndarray.item`), so they are encoded from their values: ints in decimal (Arrow's cast writes
+    `repr`'s digits), floats once per distinct bit pattern (so -0.0 and 0.0 stay apart).
+    String-dtype columns hold str or a missing value (-> null). Every other dtype takes the values
+    `Series.__iter__` yields, as the row loop did.
     """
     dtype = col.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in "biuf":
         values = col.to_numpy()
         if dtype.kind == "b":
-            return np.where(values, "true", "false").tolist()
+            return pc.if_else(pa.array(values, type=pa.bool_()), _text("true"), _text("false"))
         if dtype.kind in "iu":
-            return list(map(int.__repr__, values.tolist()))
+            return pa.array(values).cast(pa.large_string())
         if dtype.itemsize <= 8:  # float16/32 widen to float64 exactly, as ndarray.item does
             bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
             codes, uniques = pd.factorize(bits)
-            texts = np.array([_float_json(v) for v in uniques.view(np.float64).tolist()], dtype=object)
-            return texts[codes].tolist()
+            texts = pa.array([_float_json(v) for v in uniques.view(np.float64).tolist()], type=pa.large_string())
+            return texts.take(pa.array(codes))
     if isinstance(dtype, pd.StringDtype):
-        return _string_cells(col.to_numpy(dtype=object, na_value=None), release_root)
-    return _object_cells(col, release_root)
+        return _string_cells(col, release_root)
+    return pa.array(_object_cells(col, release_root), type=pa.large_string())
 
 
-_REPEAT_PROBE_ROWS = 1024
+# A character `json.encoder.encode_basestring_ascii` escapes: not printable ASCII, or " or \.
+_NEEDS_ESCAPE = r"[^\x20\x21\x23-\x5b\x5d-\x7e]"
 
 
-def _string_cells(values: np.ndarray, release_root: str | None) -> list[str]:
-    """Cells of str-or-None values: each distinct string encoded once when the column repeats.
+def _string_cells(col: pd.Series, release_root: str | None) -> pa.Array:
+    """Cells of a string column (str or missing) with Arrow kernels: what `_object_cells` writes.
 
-    Ids and transcripts are all distinct (factorising them only costs), sources or splits have a
-    handful of values: the column's head decides. Either way the cells are `_object_cells`'.
+    A string under `release_root` is rewritten `<release>...`; a missing value is `null`; a string
+    of printable ASCII without `"` or `\\` is its text in quotes (as `encode_basestring_ascii`
+    writes it); the rest (unicode, control characters, quotes) are encoded one by one in Python.
     """
-    head = values[:_REPEAT_PROBE_ROWS]
-    if len(values) > len(head) and len(pd.unique(head)) > len(head) // 2:
-        return _object_cells(values, release_root)
-    codes, uniques = pd.factorize(values)  # None -> code -1 -> the "null" appended last
-    texts = np.array([*_object_cells(uniques.tolist(), release_root), "null"], dtype=object)
-    return texts[codes].tolist()
+    try:
+        arr = pa.array(col.array, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # python-backed StringDtype
+        arr = pa.array(col.to_numpy(dtype=object, na_value=None), type=pa.large_string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = arr.cast(pa.large_string())
+    if release_root:
+        inside = pc.fill_null(pc.starts_with(arr, release_root), False)
+        if pc.any(inside).as_py():
+            prefix = "^" + "".join(f"\\x{{{ord(c):x}}}" for c in release_root)  # RE2: every character literal
+            arr = pc.replace_substring_regex(arr, prefix, RELEASE_PLACEHOLDER, max_replacements=1)
+    cells = pc.fill_null(pc.binary_join_element_wise(_text('"'), arr, _text('"'), _text("")), _text("null"))
+    escape = pc.fill_null(pc.match_substring_regex(arr, _NEEDS_ESCAPE), False)
+    if pc.any(escape).as_py():
+        texts = [_encode_str(v) for v in pc.filter(arr, escape).to_pylist()]
+        cells = pc.replace_with_mask(cells, escape, pa.array(texts, type=pa.large_string()))
+    return cells
 
 
 def content_sha256(tables: Mapping[str, pd.DataFrame], release_root: str | None = None,

@@ -87,17 +87,26 @@ def part_bytes(df: pd.DataFrame, name: str, metadata: Mapping[str, Any] | None =
 
 def write_part(df: pd.DataFrame, name: str, root: str, index: int,
                metadata: Mapping[str, Any] | None = None, release_name: str | None = None) -> dict[str, Any]:
-    """Write part `index` of manifest `name` under release `root`; return its card record.
+    """Write part `index` of manifest `name` under release `root`; return its card record."""
+    return write_part_frame(df, name, root, index, metadata, release_name)[0]
 
-    The record's `content_sha256` is `table_digest` of the rows as a reader reads them back, so the
-    validator recomputes it from the file alone.
+
+def write_part_frame(df: pd.DataFrame, name: str, root: str, index: int,
+                     metadata: Mapping[str, Any] | None = None,
+                     release_name: str | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """`write_part`, also returning the rows as a reader reads them back (the written Arrow table as pandas).
+
+    The record's `content_sha256` is `table_digest` of those rows, so the validator recomputes it from
+    the file alone. They come from the Arrow table in memory, not from reading the bytes back: a
+    Parquet file stores its Arrow schema, so the read-back table converts to the same frame
+    (tests/manifests/test_parts.py compares the two); callers summarise the part from it too.
     """
     from manifests.io import table_digest
 
     data, table = part_bytes(df, name, metadata)
     fs.write_bytes(part_uri(root, name, index), data)
-    written = pq.read_table(io.BytesIO(data)).to_pandas()
-    return part_record(name, index, data, table_digest(written, name, root, release_name), table.num_rows)
+    written = table.to_pandas()
+    return part_record(name, index, data, table_digest(written, name, root, release_name), table.num_rows), written
 
 
 def part_record(name: str, index: int, data: bytes, content: str, rows: int) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import base64
 import hashlib
 import heapq
 import json
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -87,11 +88,10 @@ def nested_counts(frame: pd.DataFrame, columns: list[str], weights: Mapping[str,
         return {}
     codes, uniques = [], []
     for c in columns:
-        code, uniq = pd.factorize(frame[c].astype(object), sort=False, use_na_sentinel=False)
+        code, uniq = pd.factorize(np.asarray(frame[c], dtype=object), sort=False, use_na_sentinel=False)
         codes.append(code)
         uniques.append([str(v) for v in uniq])
-    keys, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    keys, inverse = _unique_rows(codes)
     n = np.bincount(inverse, minlength=len(keys))
     sums = []
     for w in (weights or {}).values():
@@ -107,6 +107,23 @@ def nested_counts(frame: pd.DataFrame, columns: list[str], weights: Mapping[str,
     return out
 
 
+def _unique_rows(codes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)` (keys in lexicographic order),
+    through one mixed-radix int64 key per row when the code ranges allow (a 1-D unique is far cheaper)."""
+    sizes = [int(c.max()) + 1 if len(c) else 1 for c in codes]
+    if math.prod(sizes) >= 2**62:
+        keys, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
+        return keys, inverse.reshape(-1)
+    combined = np.zeros(len(codes[0]), dtype=np.int64)
+    for code, size in zip(codes, sizes, strict=True):
+        combined = combined * size + code
+    uniq, inverse = np.unique(combined, return_inverse=True)
+    keys = np.empty((len(uniq), len(codes)), dtype=np.int64)
+    for level in range(len(codes) - 1, -1, -1):
+        uniq, keys[:, level] = np.divmod(uniq, sizes[level])
+    return keys, inverse.reshape(-1)
+
+
 # ----------------------------------------------------------------------------------------- values
 def _quantise(key: str, q: float) -> str:
     return repr(round(round(float(key) / q) * q, 10))
@@ -114,6 +131,14 @@ def _quantise(key: str, q: float) -> str:
 
 def value_counts(values: Iterable[float], q: float) -> dict[str, Any]:
     """A capped value histogram of `values` (NaN dropped); see the module docstring."""
+    if isinstance(values, pd.Series | np.ndarray) and np.asarray(values).dtype.kind == "f":
+        floats = np.asarray(values, dtype=np.float64)
+        floats = floats[~np.isnan(floats)]
+        # one key per bit pattern (so -0.0 and 0.0 stay apart, as repr keeps them), first-seen order
+        bits, first, n = np.unique(floats.view(np.uint64), return_index=True, return_counts=True)
+        order = np.argsort(first, kind="stable")
+        keys = [repr(v) for v in bits[order].view(np.float64).tolist()]
+        return _capped({"q": q, "exact": True, "counts": dict(zip(keys, n[order].tolist(), strict=True))})
     counts: dict[str, int] = {}
     for v in values:
         f = float(v)

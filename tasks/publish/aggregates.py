@@ -34,11 +34,13 @@ def labels(df: pd.DataFrame | None, column: str, null: str = UNKNOWN) -> pd.Seri
     if column not in df.columns:
         return pd.Series([null] * len(df), index=df.index, dtype=object)
     col = df[column]
+    if isinstance(col.dtype, pd.StringDtype):  # str values already: only the nulls to name
+        return pd.Series(col.to_numpy(dtype=object, na_value=null), index=col.index, dtype=object)
     return col.astype(object).where(col.notna(), null).map(str).astype(object)
 
 
 def _frame(**columns: pd.Series) -> pd.DataFrame:
-    return pd.DataFrame({k: v.to_numpy() for k, v in columns.items()})
+    return pd.DataFrame({k: v.to_numpy() for k, v in columns.items()}, dtype=object)  # labels: no str inference
 
 
 def _speech(classifier: pd.DataFrame) -> pd.Series:

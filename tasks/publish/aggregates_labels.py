@@ -29,7 +29,7 @@ _HELDOUT_COLUMNS = ("utterance_id", "source", "language", "split", "text", "sent
 
 
 def _frame(**columns: pd.Series) -> pd.DataFrame:
-    return pd.DataFrame({k: v.to_numpy() for k, v in columns.items()})
+    return pd.DataFrame({k: v.to_numpy() for k, v in columns.items()}, dtype=object)  # labels: no str inference
 
 
 def label_parts(spec: Any, utterances: pd.DataFrame, classifier: pd.DataFrame) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from manifests import io as mio
 from manifests import uri as fs
-from manifests.parts import part_of, write_part
+from manifests.parts import part_of, write_part_frame
 from manifests.schema import ASR_STAGE, CLASSIFIER_STAGE, MANIFEST_NAMES, REJECTS, UTTERANCES
 from tasks.core.results import (
     AugmentResult,
@@ -207,21 +207,22 @@ def publish_shard(spec: DatasetSpec, setup: PublishSetup, weighting: PublishWeig
                               read_frame(shard["rejects_uri"])])
     tables = {UTTERANCES: utterances, ASR_STAGE: asr, CLASSIFIER_STAGE: classifier, REJECTS: rejects}
     config = {"spec": json.loads(spec.model_dump_json()), "weights": weighting["report"]}
-    records = {name: write_part(tables[name], name, setup["release_uri"], index, metadata={"config": config},
-                                release_name=setup["release"]) for name in MANIFEST_NAMES}
+    records, written = {}, {}
+    for name in MANIFEST_NAMES:
+        records[name], written[name] = write_part_frame(tables[name], name, setup["release_uri"], index,
+                                                        metadata={"config": config}, release_name=setup["release"])
     log("publish part %d: %s", index, {name: r["rows"] for name, r in records.items()})
-    return {"index": index, "records": records, "aggregates_uri": _part_aggregates(spec, setup, index)}
+    return {"index": index, "records": records, "aggregates_uri": _part_aggregates(spec, setup, index, written)}
 
 
-def _part_aggregates(spec: DatasetSpec, setup: PublishSetup, index: int) -> str:
-    """The card's partial aggregates of part `index`, from the part files as written (what readers see),
-    saved under work/ (a few hundred KB: results passed between tasks stay small); returns their URI."""
+def _part_aggregates(spec: DatasetSpec, setup: PublishSetup, index: int, back: dict[str, pd.DataFrame]) -> str:
+    """The card's partial aggregates of part `index`, from its rows as written (what readers see: the
+    written Arrow tables as pandas, `write_part_frame`), saved under work/ (a few hundred KB: results
+    passed between tasks stay small); returns their URI."""
     import json
 
-    from manifests.parts import part_uri, read_part
     from tasks.publish.aggregates import shard_aggregates
 
-    back = {name: read_part(part_uri(setup["release_uri"], name, index)).to_pandas() for name in MANIFEST_NAMES}
     agg = shard_aggregates(spec, back[UTTERANCES], back[ASR_STAGE], back[CLASSIFIER_STAGE], back[REJECTS])
     uri = fs.join(work_dir(spec), "publish", setup["release"], "aggregates", f"part-{index:05d}.json")
     fs.write_bytes(uri, json.dumps(agg, sort_keys=True).encode())

@@ -92,35 +92,46 @@ def classifier_windows(rows: pd.DataFrame, spec: SegmentSpec) -> pd.DataFrame:
 
     Needs row_id, duration_s (utterance time), speed and speech_intervals (seconds from the
     utterance start at the original rate); every other column is copied, speech_intervals dropped.
+    Built a column at a time: each column's values as `to_dict("records")` yields them, repeated per
+    window, and the frame made from the rows as tuples, which infers the same dtypes as the records
+    did (tests/tasks/publish/test_windows.py keeps the record loop as the oracle).
     """
-    records: list[dict] = []
-    for row in rows.to_dict("records"):
-        speed = _speed(row.get("speed"))
-        intervals = [(a / speed, b / speed) for a, b in _as_intervals(row.get("speech_intervals"))]
-        base = {k: v for k, v in row.items() if k != "speech_intervals"}
-        for start, end, valid in window_bounds(
-            float(row["duration_s"]), spec.window_s, spec.hop_s, spec.min_last_window_s
-        ):
+    from pandas.api.types import is_object_dtype
+    from pandas.core.dtypes.cast import maybe_box_native
+
+    values: dict[str, list] = {}  # a repeated column name: the last one, as in a record
+    for k, name in enumerate(rows.columns):
+        col = rows.iloc[:, k]
+        boxed = is_object_dtype(col.dtype) or isinstance(col.dtype, pd.api.extensions.ExtensionDtype)
+        values[name] = list(map(maybe_box_native, col)) if boxed else list(col)
+    n = len(rows)
+    missing = [None] * n
+    take: list[int] = []
+    new: dict[str, list] = {c: [] for c in ("row_id", "start_s", "end_s", "valid_s", "speech_ratio",
+                                            "speech_present", "sentiment", "class_index")}
+    for i, (row_id, duration, speed_value, spans, sentiment) in enumerate(zip(
+            values["row_id"], values["duration_s"], values.get("speed", missing),
+            values.get("speech_intervals", missing), values.get("sentiment", missing), strict=True)):
+        speed = _speed(speed_value)
+        intervals = [(a / speed, b / speed) for a, b in _as_intervals(spans)]
+        for start, end, valid in window_bounds(float(duration), spec.window_s, spec.hop_s, spec.min_last_window_s):
             ratio = round(speech_ratio(intervals, start, start + valid), 6)
             present = ratio >= spec.min_speech_ratio
-            sentiment = row.get("sentiment") if present else None
-            records.append(
-                {
-                    **base,
-                    "row_id": f"{row['row_id']}@{start:.2f}",
-                    "start_s": start,
-                    "end_s": end,
-                    "valid_s": valid,
-                    "speech_ratio": ratio,
-                    "speech_present": present,
-                    "sentiment": sentiment,
-                    "class_index": CLASS_INDEX.get(sentiment) if isinstance(sentiment, str) else None,
-                }
-            )
+            label = sentiment if present else None
+            take.append(i)
+            new["row_id"].append(f"{row_id}@{start:.2f}")
+            new["start_s"].append(start)
+            new["end_s"].append(end)
+            new["valid_s"].append(valid)
+            new["speech_ratio"].append(ratio)
+            new["speech_present"].append(present)
+            new["sentiment"].append(label)
+            new["class_index"].append(CLASS_INDEX.get(label) if isinstance(label, str) else None)
     columns = [c for c in rows.columns if c != "speech_intervals"]
     columns += [c for c in ("start_s", "end_s", "valid_s", "speech_ratio", "speech_present", "class_index")
                 if c not in columns]
-    out = pd.DataFrame(records, columns=columns)
+    data = [new[c] if c in new else [values[c][i] for i in take] for c in columns]
+    out = pd.DataFrame(list(zip(*data, strict=True)), columns=columns)
     out["speech_present"] = out["speech_present"].astype(bool)
     out["class_index"] = out["class_index"].astype("Int32")
     return out

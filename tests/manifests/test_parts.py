@@ -178,3 +178,29 @@ def test_unreadable_v2_card_version_is_refused(tmp_path):
     card["schema_version"] = "1"
     fs.write_bytes(paths.card_json, json.dumps(card).encode())
     assert any("dataset card schema_version is '1', expected '2'" in p for p in validate_release(paths.root).problems)
+
+
+def test_write_part_frame_returns_what_a_reader_reads_back(tmp_path):
+    """The frame `write_part_frame` hands back (and digests) comes from the Arrow table in memory; it must
+    equal the part file read back, for every column kind (nulls in bool/int columns, lists, all-null
+    extra columns, unicode), so the record's content_sha256 is what the validator recomputes."""
+    import numpy as np
+
+    from manifests.parts import part_uri, read_part, write_part_frame
+
+    tables = make_tables()
+    asr = tables[ASR_STAGE].reset_index(drop=True)
+    k = len(asr)
+    asr = asr.assign(recipe_applied=[None, *[True] * (k - 1)], aug_seed=[None, *range(1, k)],
+                     speed=[float("nan"), *[-0.0] * (k - 1)], target_text=["é 😀", *[None] * (k - 1)],
+                     words=[["a", None], *[[]] * (k - 1)], nested=[[[1, 2], []], *[None] * (k - 1)],
+                     all_null=[None] * k, counts=pd.array([None, *range(k - 1)], dtype="Int32"),
+                     ratio=np.float32(0.1))
+    frames = {**tables, ASR_STAGE: asr, REJECTS: tables[REJECTS].iloc[0:0]}
+    root = str(tmp_path / "releases" / "r1")
+    for name, df in frames.items():
+        record, written = write_part_frame(df, name, root, 3, metadata={"config": {"x": 1}}, release_name="r1")
+        back = read_part(part_uri(root, name, 3)).to_pandas()
+        pd.testing.assert_frame_equal(written, back, check_exact=True)
+        assert record["content_sha256"] == mio.table_digest(back, name, root, "r1")
+        assert record["rows"] == len(back) == len(df)

@@ -78,6 +78,13 @@ def text_of(row: dict[str, Any]) -> str | None:
     return None
 
 
+def texts_of(frame: pd.DataFrame) -> list[str | None]:
+    """`text_of` of every row, reading only the two transcript columns (not a record per row)."""
+    missing = [None] * len(frame)
+    transcript, raw = ((frame[c].tolist() if c in frame.columns else missing) for c in ("transcript", "transcript_raw"))
+    return [str(t) if _present(t) else (str(r) if _present(r) else None) for t, r in zip(transcript, raw, strict=True)]
+
+
 def human_labelled(items: pd.DataFrame, spec: DatasetSpec, splits: Sequence[str]) -> pd.DataFrame:
     """Rows with a human sentiment and a transcript (not a hallucinated Whisper one), from unscripted sources, in `splits`.
 
@@ -108,7 +115,7 @@ def human_labelled(items: pd.DataFrame, spec: DatasetSpec, splits: Sequence[str]
     from tasks.label.transcripts.hallucination import flagged
 
     frame = frame[~flagged(frame, spec.labelers.whisper.hallucination)]  # invented words teach nothing
-    frame = frame.assign(text=[text_of(r) for r in frame.to_dict("records")])
+    frame = frame.assign(text=texts_of(frame))
     frame = frame[frame["text"].notna()]
     if frame.empty:
         return pd.DataFrame(columns=columns)

@@ -79,3 +79,59 @@ def test_sums_are_exact_integers_and_hashes_count_repeats():
                      {"hashes": {"k": {"s": reduce.key_hashes(["b", "c"])}}})
     values, counts = np.unique(reduce.decode_hashes(h["hashes"]["k"]["s"]), return_counts=True)
     assert len(values) == 3 and sorted(counts.tolist()) == [1, 1, 2]
+
+
+def _nested_counts_by_row_unique(frame, columns, weights=None):
+    """The previous `nested_counts` (a 2-D np.unique over the code rows), kept as the oracle."""
+    if frame.empty:
+        return {}
+    codes, uniques = [], []
+    for c in columns:
+        code, uniq = pd.factorize(frame[c].astype(object), sort=False, use_na_sentinel=False)
+        codes.append(code)
+        uniques.append([str(v) for v in uniq])
+    keys, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    n = np.bincount(inverse, minlength=len(keys))
+    sums = []
+    for w in (weights or {}).values():
+        acc = np.zeros(len(keys), dtype=np.int64)
+        np.add.at(acc, inverse, w.to_numpy().astype(np.int64))
+        sums.append(acc)
+    out: dict = {}
+    for i, key in enumerate(keys):
+        node = out
+        for level, code in enumerate(key[:-1]):
+            node = node.setdefault(uniques[level][code], {})
+        node[uniques[-1][key[-1]]] = [int(n[i]), *(int(acc[i]) for acc in sums)] if weights else int(n[i])
+    return out
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 500])
+def test_nested_counts_equals_the_row_unique_oracle(n):
+    """Same nesting, key order and leaves as the 2-D unique, with nulls (None, NaN), str and object
+    columns, one to three levels and int64 weights beyond float precision."""
+    rng = np.random.default_rng(n)
+    frame = pd.DataFrame({
+        "a": pd.Series([("x", None, "é", "y")[i] for i in rng.integers(0, 4, n)], dtype="str"),
+        "b": pd.Series([("p", None, float("nan"), "q", "")[i] for i in rng.integers(0, 5, n)], dtype=object),
+        "c": pd.Series([f"v{i}" for i in rng.integers(0, 50, n)], dtype=object),
+    })
+    w = {"ns": pd.Series(rng.integers(0, 2**62, n), dtype="int64"), "k": pd.Series(rng.integers(-5, 5, n))}
+    for columns in (["a"], ["b", "a"], ["a", "b", "c"], ["c", "c"]):
+        for weights in (None, w):
+            got = reduce.nested_counts(frame, columns, weights)
+            assert got == _nested_counts_by_row_unique(frame, columns, weights)
+            assert reduce.canonical({"s": got}) == reduce.canonical({"s": _nested_counts_by_row_unique(frame, columns, weights)})
+            assert list(got) == list(_nested_counts_by_row_unique(frame, columns, weights))
+
+
+def test_value_counts_of_arrays_equals_the_value_loop():
+    """The array path keeps repr keys per distinct value (-0.0 apart from 0.0), drops NaN, keeps first-seen order."""
+    values = [0.5, -0.0, 0.0, float("nan"), 0.1 + 0.2, 0.5, float("inf"), -0.0, 1e-7, 3.0]
+    for arr in (pd.Series(values), np.array(values), pd.Series(values, dtype=np.float32), pd.Series([], dtype=float)):
+        got = reduce.value_counts(arr, 0.01)
+        loop = reduce.value_counts(list(arr), 0.01)
+        assert got == loop
+        assert list(got["counts"]) == list(loop["counts"])
+    assert reduce.value_counts(pd.Series(values), 0.01)["counts"]["-0.0"] == 2

@@ -180,3 +180,17 @@ def test_release_changes_by_buckets_equal_the_whole_table_comparison(tmp_path):
     assert expected["added"] == 5 and expected["removed"] == 15 and expected["changed"] == 10
     none = changes.release_changes_by_parts(None, [after.iloc[:7], after.iloc[7:]], None, str(tmp_path / "w"), 2)
     assert none == release_changes(None, after, None)
+
+
+@pytest.mark.parametrize("dtype", ["str", "string", object])
+def test_labels_names_nulls_and_yields_python_strings_for_every_string_dtype(dtype):
+    """`labels` of a string column (the fast path) equals the general rule: object Series of str, nulls named."""
+    from tasks.publish.aggregates import labels as column_labels
+
+    df = pd.DataFrame({"s": pd.Series(["a", None, "é", "", "a"], dtype=dtype, index=[5, 3, 9, 1, 0])})
+    got = column_labels(df, "s", null="?")
+    col = df["s"]
+    expected = col.astype(object).where(col.notna(), "?").map(str).astype(object)
+    pd.testing.assert_series_equal(got, expected, check_names=False)
+    assert got.dtype == object and [type(v) for v in got] == [str] * 5
+    assert list(got) == ["a", "?", "é", "", "a"]

@@ -134,3 +134,56 @@ def test_noise_windows_are_deterministic_non_speech_examples() -> None:
     assert noise_windows(files, SegmentSpec(non_speech_windows_per_noise_file=0)).empty
     three = noise_windows([("n3", "/n3.wav", 20.0, "train")], SegmentSpec(non_speech_windows_per_noise_file=3))
     assert three["offset_s"].tolist() == [0.0, 7.5, 15.0]
+
+
+def _windows_by_record(rows: pd.DataFrame, spec: SegmentSpec) -> pd.DataFrame:
+    """The record loop `classifier_windows` was before it was built a column at a time (the oracle)."""
+    from manifests.schema import CLASS_INDEX
+    from tasks.publish.windows import _as_intervals, _speed, window_bounds
+
+    records: list[dict] = []
+    for row in rows.to_dict("records"):
+        speed = _speed(row.get("speed"))
+        intervals = [(a / speed, b / speed) for a, b in _as_intervals(row.get("speech_intervals"))]
+        base = {k: v for k, v in row.items() if k != "speech_intervals"}
+        for start, end, valid in window_bounds(float(row["duration_s"]), spec.window_s, spec.hop_s,
+                                               spec.min_last_window_s):
+            ratio = round(speech_ratio(intervals, start, start + valid), 6)
+            present = ratio >= spec.min_speech_ratio
+            sentiment = row.get("sentiment") if present else None
+            records.append({**base, "row_id": f"{row['row_id']}@{start:.2f}", "start_s": start, "end_s": end,
+                            "valid_s": valid, "speech_ratio": ratio, "speech_present": present,
+                            "sentiment": sentiment,
+                            "class_index": CLASS_INDEX.get(sentiment) if isinstance(sentiment, str) else None})
+    columns = [c for c in rows.columns if c != "speech_intervals"]
+    columns += [c for c in ("start_s", "end_s", "valid_s", "speech_ratio", "speech_present", "class_index")
+                if c not in columns]
+    out = pd.DataFrame(records, columns=columns)
+    out["speech_present"] = out["speech_present"].astype(bool)
+    out["class_index"] = out["class_index"].astype("Int32")
+    return out
+
+
+@pytest.mark.parametrize("n", [0, 1, 60])
+def test_classifier_windows_equal_the_record_loop(n: int) -> None:
+    """Same rows, values and dtypes as the record loop, for every column kind a stage row carries
+    (str with nulls, object bools with None, ints with None, Int64, lists, numpy arrays, NaN speeds)."""
+    rng = np.random.default_rng(n)
+    spec = SegmentSpec(window_s=2.0, hop_s=1.0, min_last_window_s=0.5, min_speech_ratio=0.3)
+    durations = rng.choice([0.0, 0.4, 1.999, 2.0, 3.3, 7.25, float("nan")], n)
+    rows = pd.DataFrame({
+        "row_id": [f"u{i}/v{i % 3}" for i in range(n)],
+        "utterance_id": pd.Series([f"u{i}" for i in range(n)], dtype="str"),
+        "sentiment": pd.Series([("positive", None, "neutral", "odd")[i % 4] for i in range(n)], dtype="str"),
+        "split": pd.Series([("train", None)[i % 2] for i in range(n)], dtype=object),
+        "duration_s": durations,
+        "speed": [(1.0, 1.1, None, float("nan"), 0.9)[i % 5] for i in range(n)],
+        "recipe_applied": pd.Series([(True, False, None)[i % 3] for i in range(n)], dtype=object),
+        "aug_seed": [(7, None)[i % 2] for i in range(n)],
+        "count": pd.array([(1, None)[i % 2] for i in range(n)], dtype="Int64"),
+        "speech_intervals": [([[0.0, 0.5], [1.0, 6.0]], None, np.array([[0.2, 1.4]]), [])[i % 4] for i in range(n)],
+        "tags": [["a", "b"] if i % 2 else [] for i in range(n)],
+    })
+    got, expected = classifier_windows(rows, spec), _windows_by_record(rows, spec)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert list(got.dtypes) == list(expected.dtypes)

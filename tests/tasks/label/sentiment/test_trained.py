@@ -203,3 +203,18 @@ def test_hallucinated_whisper_transcripts_are_not_trained_on(tmp_path: Path) -> 
         items.loc[items["utterance_id"] == uid, column] = value
     assert uid not in set(trained.training_rows(items, spec)["utterance_id"])
     assert len(trained.training_rows(items, spec)) == len(rows) - 1
+
+
+@pytest.mark.parametrize("dtype", ["str", object])
+def test_texts_of_equals_text_of_per_record(dtype):
+    """The column-wise `texts_of` gives each row's `text_of` (transcript first, blank or missing falls back)."""
+    from tasks.label.sentiment.trained import text_of, texts_of
+
+    frame = pd.DataFrame({
+        "transcript": pd.Series(["a", "  ", None, "", "é", None], dtype=dtype),
+        "transcript_raw": pd.Series(["x", "raw", "raw2", None, "y", " \t"], dtype=dtype),
+        "other": range(6),
+    })
+    assert texts_of(frame) == [text_of(r) for r in frame.to_dict("records")] == ["a", "raw", "raw2", None, "é", None]
+    only_raw = frame.drop(columns=["transcript"])
+    assert texts_of(only_raw) == [text_of(r) for r in only_raw.to_dict("records")]
