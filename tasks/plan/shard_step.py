@@ -51,12 +51,12 @@ def read_columns(uri: str, columns: list[str]) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------- duplicates
 def dedup_keys(plan_dir: str, index: int, items_uri: str, n_parts: int) -> int:
     """Write this shard's keyed rows (segment_key, origins, id) into the segment-key partitions."""
-    from tasks.plan.splits import _present
+    from tasks.plan.splits import present_mask
 
     items = read_columns(items_uri, list(DEDUP_COLUMNS))
     if "segment_key" not in items.columns or items.empty:
         return 0
-    keyed = items[items["segment_key"].map(_present)].assign(shard=index)
+    keyed = items[np.asarray(present_mask(items["segment_key"]), dtype=bool)].assign(shard=index)
     return shuffle.write_parts(paths(plan_dir, n_parts)["dedup"], index, keyed, "segment_key", n_parts)
 
 

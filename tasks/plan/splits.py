@@ -301,7 +301,7 @@ def resolve_duplicate_segments(items: pd.DataFrame) -> StageResult:
     """
     if items.empty or "segment_key" not in items.columns:
         return StageResult(items=items.copy(), rejects=rejects_frame())
-    has_key = items["segment_key"].map(_present)
+    has_key = pd.Series(present_mask(items["segment_key"]), index=items.index, dtype=bool)
     dropped: list = []
     rejects: list[dict[str, str]] = []
     keyed = items[has_key]

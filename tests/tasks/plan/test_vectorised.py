@@ -313,3 +313,23 @@ def test_asr_variants_equal_the_row_by_row_code(empty: bool) -> None:
     pd.testing.assert_frame_equal(new, old)
     if not empty:
         assert len(new) > 10 and new["variant"].max() >= 3
+
+
+@pytest.mark.parametrize("dtype", [None, object, "str"])
+def test_duplicate_segments_with_blank_keys_resolve_as_before(dtype: object) -> None:
+    from tasks.plan.splits import resolve_duplicate_segments
+
+    items = pd.DataFrame({
+        "utterance_id": ["u3", "u1", "u2", "u4", "u5", "u6", "u7"],
+        "source": ["a", "b", "a", "b", "a", "a", "b"],
+        "segment_key": ["k1", "k1", None, "", NAN, "k2", "k2"],
+        "sentiment_origin": ["human", "model", "human", "human", "model", "model", "model"],
+        "transcript_origin": ["whisper"] * 7,
+    })
+    if dtype is not None:
+        items = items.astype({"segment_key": dtype})
+    result = resolve_duplicate_segments(items)
+    old_has_key = items["segment_key"].map(_present)
+    assert old_has_key.tolist() == [True, True, False, False, False, True, True]
+    assert result.items["utterance_id"].tolist() == ["u3", "u2", "u4", "u5", "u6"]
+    assert result.rejects["input_ref"].tolist() == ["u1", "u7"]
