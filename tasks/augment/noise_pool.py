@@ -166,9 +166,9 @@ def synthetic_noises(seed: int, folder: str) -> tuple[dict[str, str], dict[str, 
 # ------------------------------------------------------------------------------------------- babble
 def speaker_keys(items: pd.DataFrame) -> pd.Series:
     """The speaker (else recording) of each item, as the splits use it (`tasks.plan.splits.split_group`)."""
-    from tasks.plan.splits import split_group
+    from tasks.plan.splits import split_groups
 
-    return pd.Series([split_group(r) for r in items.to_dict("records")], index=items.index, dtype=object)
+    return pd.Series(split_groups(items), index=items.index, dtype=object)
 
 
 def _talker_plan(items: pd.DataFrame, seed: int) -> list[tuple[str, list[dict[str, Any]]]]:

@@ -286,7 +286,8 @@ def flag_items(items: pd.DataFrame, settings: PiiSpec, region: str = "us-east-1"
                 types[i] = detect_local(text)
         report["comprehend"] = {**dict(stats), "cached": len(todo) - len(ask), "local_fallback": fallback}
     else:
-        types = [detect_local(t) for t in texts]
+        found: dict[str, list[str]] = {}  # repeated transcripts ("yes", "okay") are checked once
+        types = [found[t] if t in found else found.setdefault(t, detect_local(t)) for t in texts]
     out = items.copy()
     out["pii_detected"] = [bool(t) for t in types]
     out["pii_types"] = [",".join(t) if t else None for t in types]

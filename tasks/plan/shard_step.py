@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+import numpy as np
 import pandas as pd
 
 from manifests import uri as fs
@@ -72,12 +73,12 @@ def read_columns(uri: str, columns: list[str]) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------- duplicates
 def dedup_keys(plan_dir: str, index: int, items_uris: list[str], n_parts: int) -> int:
     """Write this plan shard's keyed rows (segment_key, origins, id) into the segment-key partitions."""
-    from tasks.plan.splits import _present
+    from tasks.plan.splits import present_mask
 
     items = read_frames(items_uris, list(DEDUP_COLUMNS))
     if "segment_key" not in items.columns or items.empty:
         return 0
-    keyed = items[items["segment_key"].map(_present)].assign(shard=index)
+    keyed = items[np.asarray(present_mask(items["segment_key"]), dtype=bool)].assign(shard=index)
     return shuffle.write_parts(paths(plan_dir, n_parts)["dedup"], index, keyed, "segment_key", n_parts)
 
 
@@ -178,7 +179,7 @@ def screen_shard(spec: DatasetSpec, plan_dir: str, index: int, shard: PlanInput,
     write_frame(_file(where["hist"], index), hist.groupby(["key", "bin"]).size().rename("n").reset_index())
     if len(items):
         groups = pd.DataFrame({"source": items["source"].astype(str),
-                               "group": [splits.split_group(r) for r in items.to_dict("records")]})
+                               "group": splits.split_groups(items)})
         shuffle.write_parts(where["groups"], index, groups.drop_duplicates(), "group", n_parts)
     if _babble_wanted(spec):
         train = items[items["split"] == "train"].drop(columns=["speech_intervals"], errors="ignore")
@@ -227,13 +228,12 @@ def boundary_ranks(plan_dir: str, index: int, bounds: dict[str, list[int]]) -> d
 def asr_variants(items: pd.DataFrame, groups: dict[str, dict[str, Any]], limits: dict[str, str]) -> pd.DataFrame:
     """(utterance_id, variant) of this shard's ASR rows under the build's balance plan."""
     cands = items[items["_asr"]]
-    uids, variants = [], []
-    for uid, split, cls, source, rank in zip(*(cands[c].tolist() for c in ("utterance_id", "split", "sentiment",
-                                                                            "source", "_rank")), strict=True):
-        key = quota.group_key(split, cls, source)
-        for v in range(quota.picks(groups.get(key), limits.get(key), rank)):
-            uids.append(uid)
-            variants.append(v)
+    n = np.fromiter((quota.picks(groups.get(key), limits.get(key), rank) for key, rank in zip(
+        (quota.group_key(*k) for k in zip(*(cands[c].tolist() for c in ("split", "sentiment", "source")),
+                                          strict=True)), cands["_rank"].tolist(), strict=True)),
+        dtype="int64", count=len(cands))
+    uids = np.repeat(np.array(cands["utterance_id"].tolist(), dtype=object), n)  # row i, n[i] times, in order
+    variants = np.arange(len(uids), dtype="int64") - np.repeat(np.cumsum(n) - n, n)  # 0..n[i]-1 for row i
     return pd.DataFrame({"utterance_id": pd.Series(uids, dtype=object), "variant": pd.Series(variants, dtype="int64")})
 
 
@@ -276,10 +276,11 @@ def finish_shard(spec: DatasetSpec, plan_dir: str, index: int, balance_plan: dic
         recipes[rid] = recipe
     utterances = items.drop(columns=HELPER_COLUMNS).sort_values("utterance_id").reset_index(drop=True)
     rows = variant_rows(utterances.drop(columns=["speech_intervals"], errors="ignore"), variants, recipes)
-    rows["in_asr"] = rows["row_id"].isin({recipe_key(u, v) for u, v in
-                                          zip(asr["utterance_id"], asr["variant"], strict=True)})
-    rows["in_classifier"] = rows["row_id"].isin({recipe_key(u, v) for u, v in
-                                                 zip(clf["utterance_id"], clf["variant"], strict=True)})
+    row_ids = rows["row_id"].tolist()  # set lookups on a list: an Arrow string column's isin goes through Python
+    for column, chosen in (("in_asr", asr), ("in_classifier", clf)):
+        keys = {recipe_key(u, v) for u, v in zip(chosen["utterance_id"].tolist(), chosen["variant"].tolist(),
+                                                 strict=True)}
+        rows[column] = np.fromiter((r in keys for r in row_ids), dtype=bool, count=len(row_ids))
     shard: PlanShard = {"index": index,
                         "utterances_uri": fs.join(plan_dir, f"utterances-{index:05d}.parquet"),
                         "rows_uri": fs.join(plan_dir, f"rows-{index:05d}.parquet"),

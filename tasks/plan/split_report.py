@@ -39,9 +39,9 @@ def _policy(source: Any, origins: pd.Series) -> str:
 
 def _groups(rows: pd.DataFrame) -> int:
     """Distinct speakers (else recordings) among the rows, i.e. the units a speaker split moves."""
-    from tasks.plan.splits import split_group
+    from tasks.plan.splits import split_groups
 
-    return len({split_group(r) for r in rows.to_dict("records")})
+    return len(set(split_groups(rows)))
 
 
 def shares_partial(items: pd.DataFrame) -> dict[str, dict[str, Any]]:

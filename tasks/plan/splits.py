@@ -41,6 +41,7 @@ import logging
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from manifests.schema import SENTIMENTS, SPLITS
@@ -97,6 +98,47 @@ def split_group(row: pd.Series | dict[str, Any]) -> str:
     return f"{source}/utt:{get('utterance_id')}"
 
 
+def present_mask(values: pd.Series) -> list[bool]:
+    """`_present` of every value of a column, without a Python call per value for the common dtypes."""
+    numpy_kind = values.dtype.kind if isinstance(values.dtype, np.dtype) else ""  # not nullable Int64 (pd.NA)
+    if numpy_kind in ("i", "u", "b"):
+        return [True] * len(values)
+    if numpy_kind == "f":
+        return values.notna().tolist()
+    if isinstance(values.dtype, pd.StringDtype) or values.dtype == object and all(
+            type(v) is str for v in values.tolist()):
+        return (values.notna() & (values.astype(object).fillna("") != "")).tolist()
+    return [_present(v) for v in values.tolist()]
+
+
+def column_values(values: pd.Series) -> list[Any]:
+    """The values `to_dict("records")` gives for a column (there pd.NA is None, in `tolist` it stays NA)."""
+    out = values.tolist()
+    if isinstance(values.dtype, np.dtype) or values.dtype == "str":
+        return out
+    return [None if v is pd.NA else v for v in out]
+
+
+def split_groups(items: pd.DataFrame) -> list[str]:
+    """`split_group` of every row of `items` (the same strings), reading a few columns once, not per row."""
+    n = len(items)
+
+    def column(name: str) -> tuple[list[Any], list[bool]]:
+        if name not in items.columns:
+            return [None] * n, [False] * n
+        return column_values(items[name]), present_mask(items[name])
+
+    sources = [str(s) for s in column("source")[0]]
+    speakers, has_speaker = column("speaker_id")
+    shas, has_sha = column("audio_sha256")
+    uris, has_uri = column("audio_uri")
+    uids = column("utterance_id")[0]
+    return [f"{src}/{spk}" if p_spk else f"{src}/file:{sha}" if p_sha else f"{src}/uri:{uri}" if p_uri
+            else f"{src}/utt:{uid}"
+            for src, spk, p_spk, sha, p_sha, uri, p_uri, uid
+            in zip(sources, speakers, has_speaker, shas, has_sha, uris, has_uri, uids, strict=True)]
+
+
 def hashed_split(group: str, spec: SplitSpec, seed: int) -> str:
     """train/dev/test for a group from its seeded hash and the spec's fractions."""
     u = unit_hash(seed, group)
@@ -125,15 +167,20 @@ def assign_splits(items: pd.DataFrame, spec: SplitSpec, seed: int) -> pd.DataFra
         out["split"] = pd.Series(dtype=object)
         out["split_origin"] = pd.Series(dtype=object)
         return out
+    n = len(out)
+    values = column_values(out["split"]) if "split" in out.columns else [None] * n
+    set_by = column_values(out["split_origin"]) if "split_origin" in out.columns else [None] * n
+    uids = column_values(out["utterance_id"]) if "utterance_id" in out.columns else [None] * n
+    groups: list[str] | None = None  # computed once, only when some row needs a hash
+    by_group: dict[str, str] = {}
     splits: list[str] = []
     origins: list[str] = []
-    for row in out.to_dict("records"):
-        value = row.get("split")
-        if row.get("split_origin") in POLICY_ORIGINS and normalise_split(value) is not None:
-            splits.append(str(normalise_split(value)))  # set at ingest by the source's split policy
-            origins.append(str(row["split_origin"]))
-            continue
+    for i, (value, origin) in enumerate(zip(values, set_by, strict=True)):
         official = normalise_split(value)
+        if origin in POLICY_ORIGINS and official is not None:
+            splits.append(official)  # set at ingest by the source's split policy
+            origins.append(str(origin))
+            continue
         if official is not None:
             splits.append(official)
             origins.append("official")
@@ -141,9 +188,14 @@ def assign_splits(items: pd.DataFrame, spec: SplitSpec, seed: int) -> pd.DataFra
         if _present(value):
             log.warning(
                 "utterance %s has unknown split %r (allowed: %s); assigning by speaker hash",
-                row.get("utterance_id"), value, ", ".join(SPLITS),
+                uids[i], value, ", ".join(SPLITS),
             )
-        splits.append(hashed_split(split_group(row), spec, seed))
+        if groups is None:
+            groups = split_groups(out)
+        group = groups[i]
+        if group not in by_group:
+            by_group[group] = hashed_split(group, spec, seed)
+        splits.append(by_group[group])
         origins.append("hashed")
     out["split"] = pd.Series(splits, index=out.index, dtype=object)
     out["split_origin"] = pd.Series(origins, index=out.index, dtype=object)
@@ -224,7 +276,7 @@ def split_leakage(items: pd.DataFrame) -> list[str]:
             problems.append(f"segment_key {key} is in splits {', '.join(splits)} (utterances {ids})")
     hashed = items[items["split_origin"] == "hashed"] if "split_origin" in items.columns else items
     if not hashed.empty:
-        groups = pd.Series([split_group(r) for r in hashed.to_dict("records")], index=hashed.index)
+        groups = pd.Series(split_groups(hashed), index=hashed.index)
         for group, splits, grp in _multi_split(hashed, groups):
             kind = "recording" if "/file:" in group or "/uri:" in group else "speaker"
             problems.append(f"{kind} {group} is in splits {', '.join(splits)} ({len(grp)} utterances)")
@@ -249,7 +301,7 @@ def resolve_duplicate_segments(items: pd.DataFrame) -> StageResult:
     """
     if items.empty or "segment_key" not in items.columns:
         return StageResult(items=items.copy(), rejects=rejects_frame())
-    has_key = items["segment_key"].map(_present)
+    has_key = pd.Series(present_mask(items["segment_key"]), index=items.index, dtype=bool)
     dropped: list = []
     rejects: list[dict[str, str]] = []
     keyed = items[has_key]

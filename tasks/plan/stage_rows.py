@@ -42,7 +42,8 @@ def variant_rows(utterances: pd.DataFrame, variants: pd.DataFrame, recipes: dict
     merged = variants.merge(utterances, on="utterance_id", how="left", validate="many_to_one")
     rows = pd.DataFrame(
         {
-            "row_id": [recipe_key(u, v) for u, v in zip(merged["utterance_id"], merged["variant"], strict=True)],
+            "row_id": [recipe_key(u, v) for u, v in zip(merged["utterance_id"].tolist(), merged["variant"].tolist(),
+                                                         strict=True)],
             "utterance_id": merged["utterance_id"],
             "variant": merged["variant"].astype(int),
             "source": merged["source"],
@@ -58,13 +59,9 @@ def variant_rows(utterances: pd.DataFrame, variants: pd.DataFrame, recipes: dict
             "transcript_origin": merged["transcript_origin"],
         }
     )
-    recipe_cols = {c: [] for c in RECIPE_COLUMNS}
-    for rid in rows["row_id"]:
-        rec = recipes[rid].to_row()
-        for c in RECIPE_COLUMNS:
-            recipe_cols[c].append(rec[c])
-    for c, values in recipe_cols.items():
-        rows[c] = values
+    chosen = [recipes[rid] for rid in rows["row_id"].tolist()]
+    for c in RECIPE_COLUMNS:  # the fields `Recipe.to_row` gives, a column at a time
+        rows[c] = [getattr(r, c) for r in chosen]
     return rows
 
 

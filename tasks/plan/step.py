@@ -34,24 +34,28 @@ from tasks.spec import DatasetSpec
 
 
 def _require_labels(items: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Items that cannot enter either stage (no sentiment, or no transcript) become rejects."""
-    rows = []
+    """Items that cannot enter either stage (no sentiment, or no transcript) become rejects.
+
+    Masks over whole columns: only the rejected rows are visited one by one (to word their rejects).
+    """
     need_transcript = spec.labelers.transcripts != "none"
-    keep = []
-    for rec in items.itertuples(index=False):
-        if pd.isna(rec.sentiment):
-            rows.append(reject_row(rec.source, rec.utterance_id, "plan", "missing_label",
-                                   f"{rec.utterance_id}: no sentiment after labelling (labelers.sentiment="
+    no_sentiment = items["sentiment"].isna().to_numpy(dtype=bool)
+    no_transcript = np.zeros(len(items), dtype=bool)
+    if need_transcript and len(items):
+        no_transcript = np.array([pd.isna(t) or not str(t).strip() for t in items["transcript"].tolist()],
+                                 dtype=bool)
+    rows = []
+    sources, uids = items["source"].tolist(), items["utterance_id"].tolist()
+    for i in np.flatnonzero(no_sentiment | no_transcript):
+        if no_sentiment[i]:
+            rows.append(reject_row(sources[i], uids[i], "plan", "missing_label",
+                                   f"{uids[i]}: no sentiment after labelling (labelers.sentiment="
                                    f"{spec.labelers.sentiment}); give it a human label or enable a labeler"))
-            keep.append(False)
-        elif need_transcript and (pd.isna(rec.transcript) or not str(rec.transcript).strip()):
-            rows.append(reject_row(rec.source, rec.utterance_id, "plan", "missing_label",
-                                   f"{rec.utterance_id}: no transcript after labelling"))
-            keep.append(False)
         else:
-            keep.append(True)
-    mask = pd.Series(keep, index=items.index, dtype=bool)  # a bare [] would select no columns, not no rows
-    return items[mask].reset_index(drop=True), rejects_frame(rows)
+            rows.append(reject_row(sources[i], uids[i], "plan", "missing_label",
+                                   f"{uids[i]}: no transcript after labelling"))
+    keep = pd.Series(~(no_sentiment | no_transcript), index=items.index, dtype=bool)
+    return items[keep].reset_index(drop=True), rejects_frame(rows)
 
 
 Mapper = Callable[[str, list[tuple]], list[Any]]
