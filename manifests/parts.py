@@ -198,10 +198,8 @@ def harmonise_parts(root: str, name: str, records: Sequence[Mapping[str, Any]],
     schemas = [pq.read_schema(io.BytesIO(fs.read_bytes(u))) for u in uris]
     try:
         unified = pa.unify_schemas([s.remove_metadata() for s in schemas], promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        from manifests.io import ManifestError
-
-        raise ManifestError(f"manifest {name}: parts with incompatible column types ({err})") from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        unified = _unify_ignoring_missing(name, uris, schemas)
     out = []
     for record, uri, schema in zip(records, uris, schemas, strict=True):
         if schema.remove_metadata().equals(unified):
@@ -218,3 +216,28 @@ def harmonise_parts(root: str, name: str, records: Sequence[Mapping[str, Any]],
         content = table_digest(pq.read_table(io.BytesIO(data)).to_pandas(), name, root, release_name)
         out.append(part_record(name, int(record["part"]), data, content, fixed.num_rows))
     return out
+
+
+def _unify_ignoring_missing(name: str, uris: Sequence[str], schemas: Sequence[pa.Schema]) -> pa.Schema:
+    """Unify again with each part's all-missing columns typed null: pandas writes a column whose rows
+    all lack a value as double (NaN), which must not clash with another part's bool or string."""
+    loose = []
+    for uri, schema in zip(uris, schemas, strict=True):
+        table = read_part(uri)
+        fields = [pa.field(f.name, pa.null()) if table.column(f.name).null_count == table.num_rows else f
+                  for f in schema.remove_metadata()]
+        loose.append(pa.schema(fields))
+    try:
+        unified = pa.unify_schemas(loose, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        from manifests.io import ManifestError
+
+        raise ManifestError(f"manifest {name}: parts with incompatible column types ({err})") from None
+    # a column missing everywhere keeps the type a part wrote (the first that is not null)
+    written = {}
+    for schema in schemas:
+        for f in schema.remove_metadata():
+            if f.name not in written or pa.types.is_null(written[f.name]):
+                written[f.name] = f.type
+    return pa.schema([pa.field(f.name, written.get(f.name, f.type)) if pa.types.is_null(f.type) else f
+                      for f in unified])

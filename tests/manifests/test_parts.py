@@ -127,6 +127,28 @@ def test_harmonise_gives_every_part_one_schema(tmp_path):
     assert pads.dataset(str(tmp_path / "manifests" / UTTERANCES)).to_table().column("mood").null_count == len(utt) - 2
 
 
+def test_harmonise_promotes_a_column_that_is_all_missing_in_one_part_whatever_its_type(tmp_path):
+    """pandas writes an all-NaN flag column as double: a part whose rows all lack `pii_detected` must not
+    stop a release whose other parts hold booleans (it used to fail: double vs bool)."""
+    utt = make_tables()[UTTERANCES]
+    a = utt.iloc[:3].assign(pii_detected=[True, False, True])
+    b = utt.iloc[3:].assign(pii_detected=[float("nan")] * (len(utt) - 3))
+    records = [write_part(a, UTTERANCES, str(tmp_path), 0), write_part(b, UTTERANCES, str(tmp_path), 1)]
+    assert pq.read_schema(tmp_path / records[1]["path"]).field("pii_detected").type == pa.float64()
+    fixed = harmonise_parts(str(tmp_path), UTTERANCES, records)
+    after = [pq.read_schema(tmp_path / r["path"]) for r in fixed]
+    assert after[1].field("pii_detected").type == pa.bool_() and after[0].remove_metadata().equals(
+        after[1].remove_metadata())
+    assert fixed[1]["content_sha256"] == records[1]["content_sha256"]  # missing stays missing
+    column = pads.dataset(str(tmp_path / "manifests" / UTTERANCES)).to_table().column("pii_detected")
+    assert column.null_count == len(utt) - 3 and column.to_pylist()[:3] == [True, False, True]
+
+    c = utt.iloc[3:].assign(pii_detected=["yes"] + [None] * (len(utt) - 4))  # a real conflict still fails
+    records = [write_part(a, UTTERANCES, str(tmp_path / "x"), 0), write_part(c, UTTERANCES, str(tmp_path / "x"), 1)]
+    with pytest.raises(mio.ManifestError, match="incompatible column types"):
+        harmonise_parts(str(tmp_path / "x"), UTTERANCES, records)
+
+
 def test_part_of_matches_the_pipeline_shard_hash():
     from tasks.core.shards import stable_hash
 
