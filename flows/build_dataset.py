@@ -311,23 +311,42 @@ def _build_stages(spec: DatasetSpec) -> dict[str, Any]:
     return _stages(spec)
 
 
-@flow(name="publish-labelled", log_prints=True, validate_parameters=False)
 def publish_labelled(spec: DatasetSpec, labelled: list[dict[str, Any]], ingest: list[dict[str, Any]],
                      sentiment: dict[str, Any] | None = None) -> dict[str, Any]:
     """Plan, augment and publish already-labelled shards, under the output lock, on the spec's runner.
 
     `labelled` are shards as the speech stage leaves them (items with labels and `speech_intervals`),
     `ingest` the per-source ingest results (found counts, ingest rejects). For benchmarks and tools
-    that start after labelling; a build goes through `build_dataset`.
+    that start after labelling; a build goes through `build_dataset`. The lists reach the flow as one
+    work file (`work/publish-labelled/<hash>.json`): the Prefect server stores a flow run's parameters
+    and refuses megabytes of them (32,768 shards at 10 million items: HTTP 422).
     """
-    return _run_locked(spec, _publish_labelled_stages, labelled, ingest, sentiment)
+    import json
+
+    from manifests import uri as fs
+    from tasks.core.shards import stable_hash
+    from tasks.core.work import work_dir
+
+    data = json.dumps({"labelled": labelled, "ingest": ingest, "sentiment": sentiment}, sort_keys=True)
+    inputs_uri = fs.join(work_dir(spec), "publish-labelled", f"{stable_hash(data)[:16]}.json")
+    fs.write_bytes(inputs_uri, data.encode())
+    return publish_labelled_flow(spec, inputs_uri)
+
+
+@flow(name="publish-labelled", log_prints=True, validate_parameters=False)
+def publish_labelled_flow(spec: DatasetSpec, inputs_uri: str) -> dict[str, Any]:
+    """`publish_labelled` as a flow: its labelled shards, ingest results and sentiment setup in `inputs_uri`."""
+    return _run_locked(spec, _publish_labelled_stages, inputs_uri)
 
 
 @flow(name="publish-labelled-stages", log_prints=True, validate_parameters=False)
-def _publish_labelled_stages(spec: DatasetSpec, labelled: list[dict[str, Any]], ingest: list[dict[str, Any]],
-                             sentiment: dict[str, Any] | None = None) -> dict[str, Any]:
-    # plain dicts in flow signatures: Prefect builds a pydantic schema of them (no TypedDict on 3.11)
-    return plan_and_publish(spec, labelled, ingest, sentiment)  # type: ignore[arg-type]
+def _publish_labelled_stages(spec: DatasetSpec, inputs_uri: str) -> dict[str, Any]:
+    import json
+
+    from manifests import uri as fs
+
+    data = json.loads(fs.read_bytes(inputs_uri))
+    return plan_and_publish(spec, data["labelled"], data["ingest"], data.get("sentiment"))  # type: ignore[arg-type]
 
 
 def report_link(release_uri: str) -> str | None:

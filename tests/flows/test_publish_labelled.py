@@ -45,6 +45,16 @@ def test_publish_labelled_publishes_what_a_whole_build_publishes(prefect_harness
     assert result["content_sha256"] == whole["content_sha256"]
     assert read_card(resolve_release(str(tmp_path / "out")))["counts"] == \
         read_card(resolve_release(str(tmp_path / "whole")))["counts"]
+    # The shard list reaches the flow as a work file, not as flow-run parameters (the server stores
+    # those and refuses megabytes: 32,768 shards at 10 million items)
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["publish-labelled"])))
+    params = max(runs, key=lambda r: r.created).parameters
+    assert set(params) == {"spec", "inputs_uri"}
+    assert json.loads(Path(params["inputs_uri"]).read_text())["labelled"] == json.loads(json.dumps(labelled))
 
 
 def _publish_with_token(spec: Any, labelled: list[dict], ingest: list[dict], token: str) -> dict:
