@@ -10,22 +10,22 @@ string in two splits then, and nothing is reported.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from manifests.schema import SPLITS
+from manifests.validate_report import examples
 
 KINDS = {"segment_splits": "segment_key in more than one split (leakage)",
          "speaker_splits": "speakers in more than one split"}
 _OTHER_SPLIT = len(SPLITS)  # any split name outside the contract's (reported by the value check)
 
 
-def key_hashes(keys: Iterable[object]) -> np.ndarray:
+def key_hashes(keys: np.ndarray | Sequence[object]) -> np.ndarray:
     """64-bit hashes of key strings: pandas' fixed-key SipHash, the same in every process and run."""
-    values = np.asarray(list(keys) if not isinstance(keys, np.ndarray | pd.Series) else keys, dtype=object)
-    return pd.util.hash_array(values, categorize=False).astype(np.uint64)
+    return pd.util.hash_array(np.asarray(keys, dtype=object), categorize=False).astype(np.uint64)
 
 
 def split_codes(splits: pd.Series | np.ndarray) -> np.ndarray:
@@ -74,7 +74,5 @@ def check(reductions: list[dict], key_rows: Callable[[str], Iterable[pd.DataFram
         hashes = leaked_hashes([r[kind] for r in reductions])
         names = leaked_names(key_rows(kind), hashes) if hashes else []
         if names:
-            from manifests.validate_report import examples
-
             problems.append(f"{what}: {examples(names)}")
     return problems

@@ -105,6 +105,15 @@ def delete(uri: str, missing_ok: bool = False) -> None:
             raise not_found(uri) from None
 
 
+def delete_tree(uri: str) -> None:
+    """Remove a folder and everything under it (every object under the prefix on S3); absent is fine."""
+    if is_s3(uri):
+        for key in list_files(uri):
+            delete(key, missing_ok=True)
+        return
+    shutil.rmtree(uri, ignore_errors=True)
+
+
 def copy_file(src_uri: str, dst_uri: str) -> None:
     """Copy one file between any two locations (local or S3, either way); atomic at the destination."""
     if is_s3(src_uri) and is_s3(dst_uri):

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from manifests import uri as fs
+from tasks.core import storage
 from tasks.core.shards import shard_count, shard_numbers, write_frame
 from tasks.core.work import Log, noop, read_all
 
@@ -26,8 +27,8 @@ BUCKET_ROWS = 200_000  # items per bucket (about one source's worth of memory at
 
 
 def item_count(uris: list[str]) -> int:
-    """Rows of the ingest item files, from their Parquet footers."""
-    return sum(pq.read_metadata(io.BytesIO(fs.read_bytes(u))).num_rows for u in uris)
+    """Rows of the ingest item files, from their Parquet footers (a local file: only its footer is read)."""
+    return sum(pq.read_metadata(io.BytesIO(fs.read_bytes(u)) if fs.is_s3(u) else u).num_rows for u in uris)
 
 
 def bucket_count(n_items: int, n_shards: int) -> int:
@@ -59,28 +60,17 @@ def shard_frames(uris: list[str], shard_size: int, scratch: str, log: Log = noop
         yield from cut(read_all(uris), n_shards)
         return
     log("sharding %d items into %d shards through %d buckets (one source at a time)", n_items, n_shards, n_buckets)
-    for s, uri in enumerate(uris):
-        items = read_all([uri])
-        if items.empty:
-            continue
-        buckets = shard_numbers(items["utterance_id"], n_shards) % n_buckets
-        for b, rows in items.groupby(buckets, sort=True):
-            write_frame(fs.join(scratch, f"b-{int(b):05d}", f"src-{s:05d}.parquet"), rows.reset_index(drop=True))
     try:
+        for s, uri in enumerate(uris):
+            items = read_all([uri])
+            if items.empty:
+                continue
+            buckets = shard_numbers(items["utterance_id"], n_shards) % n_buckets
+            for b, rows in items.groupby(buckets, sort=True):
+                write_frame(fs.join(scratch, f"b-{int(b):05d}", f"src-{s:05d}.parquet"), rows.reset_index(drop=True))
         for b in range(n_buckets):
             folder = fs.join(scratch, f"b-{b:05d}")
             names = sorted(n for n in fs.list_prefix(folder) if n.endswith(".parquet"))
             yield from cut(read_all([fs.join(folder, n) for n in names]), n_shards)
     finally:
-        _remove(scratch)
-
-
-def _remove(uri: str) -> None:
-    from tasks.core import storage
-
-    for key in storage.list_files(uri):
-        storage.delete(key, missing_ok=True)
-    if not fs.is_s3(uri):
-        import shutil
-
-        shutil.rmtree(uri, ignore_errors=True)
+        storage.delete_tree(scratch)

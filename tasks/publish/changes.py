@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from manifests import io as mio
 from manifests import uri as fs
 from manifests.schema import UTTERANCES
+from tasks.core import storage
 from tasks.core.shards import stable_hash
 from tasks.publish.releases import _MAX_LISTED, COMPARED_COLUMNS, previous_release, release_changes
 
@@ -88,14 +89,14 @@ def release_changes_by_parts(previous_parts: Iterable[pd.DataFrame] | None, curr
     if previous_parts is None:
         added = sum(len(p) for p in current_parts)
         return {"previous_release": None, "added": int(added), "removed": 0, "changed": 0, "unchanged": 0}
-    _remove(work)
+    storage.delete_tree(work)
     for side, parts in zip(SIDES, (previous_parts, current_parts), strict=True):
         for i, frame in enumerate(parts):
             write_buckets(frame, side, work, i, n_buckets)
     try:
         return merge_changes((bucket_changes(work, b, previous_name) for b in range(n_buckets)), previous_name)
     finally:
-        _remove(work)
+        storage.delete_tree(work)
 
 
 def previous_utterance_parts(output: str) -> tuple[Iterator[pd.DataFrame] | None, str | None, int]:
@@ -128,9 +129,3 @@ def previous_utterance_parts(output: str) -> tuple[Iterator[pd.DataFrame] | None
                 yield f.read_row_group(g, columns=cols).to_pandas()
 
     return parts(), paths.name, rows
-
-
-def _remove(uri: str) -> None:
-    from tasks.publish.releases import _delete_tree
-
-    _delete_tree(uri)

@@ -7,7 +7,6 @@ Only *complete* releases (`is_complete`: every manifest and both cards) count to
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +17,11 @@ from manifests import io as mio
 from manifests import uri as fs
 from manifests.schema import MANIFEST_NAMES
 from tasks.core import (
-    guards,  # Columns whose change means an utterance's training content changed: its audio, its labels (and where
+    guards,
+    storage,
 )
 
+# Columns whose change means an utterance's training content changed: its audio, its labels (and where
 # they came from), who speaks, what it may be used for. Scores (p_*, confidences) follow the labels.
 COMPARED_COLUMNS: tuple[str, ...] = (
     "segment_key", "audio_sha256", "offset_s", "duration_s", "language",
@@ -102,7 +103,7 @@ def unchanged_release(output: str, digest: str) -> mio.ReleasePaths | None:
 
 def discard_release(root: str) -> None:
     """Remove a release folder this build started but will not publish (never one LATEST names)."""
-    _delete_tree(root)
+    storage.delete_tree(root)
 
 
 # What `tasks.publish.step.release_name` makes; other names under releases/ are not ours and are left alone.
@@ -199,7 +200,7 @@ def prune_releases(output: str, keep: int, current: str | None = None) -> PruneR
     incomplete = [n for n in names if n not in complete]
     doomed = [n for n in complete[: max(0, len(complete) - keep)] if n not in protected]
     for name in [*incomplete, *doomed]:
-        _delete_tree(fs.join(output, mio.RELEASES_DIR, name))
+        storage.delete_tree(fs.join(output, mio.RELEASES_DIR, name))
     return PruneReport(pruned=doomed, incomplete=incomplete)
 
 
@@ -234,10 +235,3 @@ def publish_nothing(output: str, keep: int, new_root: str, same: mio.ReleasePath
             "guards": fired}
 
 
-def _delete_tree(uri: str) -> None:
-    if fs.is_s3(uri):
-        from tasks.core import storage
-        for key in storage.list_files(uri):
-            storage.delete(key, missing_ok=True)
-        return
-    shutil.rmtree(uri, ignore_errors=True)
