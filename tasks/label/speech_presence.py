@@ -30,7 +30,10 @@ from tasks.core.intervals import merge_intervals
 from tasks.label import speech_check
 from tasks.label.speech import VAD_SR
 
-__all__ = ["DETECTORS", "decide", "label_guards", "speech_section"]
+__all__ = ["DETECTORS", "MAX_DROPPED_IDS", "decide", "dropped_guard", "label_guards", "second_opinion_guard",
+           "speech_section"]
+
+MAX_DROPPED_IDS = 20  # utterance ids a speech_label_dropped record lists
 HUMAN_ORIGINS: frozenset[str] = frozenset({"human", "mapped_emotion"})
 
 
@@ -138,21 +141,31 @@ def label_guards(utterances: pd.DataFrame, classifier: pd.DataFrame) -> list[dic
     out: list[dict[str, Any]] = []
     dropped = _labels_without_speech(utterances, classifier)
     if len(dropped):
-        counts = _by_source_emotion(dropped)
-        out.append(guards.guard(
-            "speech_label_dropped",
-            f"{len(dropped)} utterance(s) with a human sentiment label have no speech-present classifier window, "
-            f"so their label never reaches the classifier stage (by source and emotion: {counts}); listen to "
-            f"e.g. {', '.join(sorted(dropped['utterance_id'].astype(str))[:3])}, and lower "
-            "segments.speech_threshold or segments.min_speech_ratio if they are speech.",
-            counts=counts, utterances=sorted(dropped["utterance_id"].astype(str))[:20]))
+        out.append(dropped_guard(len(dropped), _by_source_emotion(dropped),
+                                 sorted(dropped["utterance_id"].astype(str))[:MAX_DROPPED_IDS]))
     if "speech_detector" in utterances.columns:
         second = utterances[utterances["speech_detector"] == "second_opinion"]
         if len(second):
-            counts = _by_source_emotion(second)
-            out.append(guards.guard(
-                "speech_second_opinion",
-                f"Silero VAD heard little or no speech in {len(second)} utterance(s) that the energy + pitch second "
-                f"opinion judged speech; their windows use both detectors' intervals (by source and emotion: "
-                f"{counts}).", level="info", counts=counts))
+            out.append(second_opinion_guard(len(second), _by_source_emotion(second)))
     return out
+
+
+def dropped_guard(n: int, counts: dict[str, dict[str, int]], ids: list[str]) -> dict[str, Any]:
+    """The `speech_label_dropped` record: `n` human-labelled utterances without a speech window;
+    `ids` the lowest of them (shared by the frame-based and the aggregated card)."""
+    return guards.guard(
+        "speech_label_dropped",
+        f"{n} utterance(s) with a human sentiment label have no speech-present classifier window, "
+        f"so their label never reaches the classifier stage (by source and emotion: {counts}); listen to "
+        f"e.g. {', '.join(ids[:3])}, and lower "
+        "segments.speech_threshold or segments.min_speech_ratio if they are speech.",
+        counts=counts, utterances=ids[:MAX_DROPPED_IDS])
+
+
+def second_opinion_guard(n: int, counts: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """The `speech_second_opinion` record: `n` utterances whose speech came from the second opinion."""
+    return guards.guard(
+        "speech_second_opinion",
+        f"Silero VAD heard little or no speech in {n} utterance(s) that the energy + pitch second "
+        f"opinion judged speech; their windows use both detectors' intervals (by source and emotion: "
+        f"{counts}).", level="info", counts=counts)

@@ -17,12 +17,13 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.core import guards, reduce
+from tasks.core import reduce
 from tasks.core.hashing import seeded_hex
+from tasks.label import speech_presence
 from tasks.publish.aggregates import labels
 
 LANGUAGE_PROBABILITY_BIN = 0.0001
-MAX_DROPPED_IDS = 20
+MAX_DROPPED_IDS = speech_presence.MAX_DROPPED_IDS
 HELDOUT_PER_SOURCE = 2000  # agreement_report's max_per_source
 HUMAN_ORIGINS: frozenset[str] = frozenset({"human", "mapped_emotion"})
 _HELDOUT_COLUMNS = ("utterance_id", "source", "language", "split", "text", "sentiment")
@@ -132,21 +133,11 @@ def speech_guards(agg: dict[str, Any]) -> list[dict[str, Any]]:
     n_dropped = sum(n for row in dropped.values() for n in row.values())
     if n_dropped:
         ids = [r[0][0] for r in agg["top"]["speech_dropped_ids"]["groups"].get("", [])]
-        out.append(guards.guard(
-            "speech_label_dropped",
-            f"{n_dropped} utterance(s) with a human sentiment label have no speech-present classifier window, "
-            f"so their label never reaches the classifier stage (by source and emotion: {dropped}); listen to "
-            f"e.g. {', '.join(ids[:3])}, and lower "
-            "segments.speech_threshold or segments.min_speech_ratio if they are speech.",
-            counts=dropped, utterances=ids[:MAX_DROPPED_IDS]))
+        out.append(speech_presence.dropped_guard(n_dropped, dropped, ids))
     second = _sorted2(s.get("second", {}))
     n_second = sum(n for row in second.values() for n in row.values())
     if agg["flags"].get("speech_detector_column") and n_second:
-        out.append(guards.guard(
-            "speech_second_opinion",
-            f"Silero VAD heard little or no speech in {n_second} utterance(s) that the energy + pitch second "
-            f"opinion judged speech; their windows use both detectors' intervals (by source and emotion: "
-            f"{second}).", level="info", counts=second))
+        out.append(speech_presence.second_opinion_guard(n_second, second))
     return out
 
 
