@@ -14,13 +14,17 @@ from manifests import uri as fs
 from tasks.core.shards import read_frames, stable_hash, write_frame
 
 MAX_PARTS = 256
-SHARDS_PER_PART = 8
+SHARDS_PER_PART = 32
 
 
 def part_count(n_shards: int) -> int:
-    """A power of two near n_shards / 8 (at most 256), for n_shards plan shards: a partition holds about
-    8 plan shards' keyed rows (a few narrow columns of up to ~8 x `run.part_rows` rows), and the shuffle
-    writes at most n_shards x n_parts files."""
+    """A power of two near n_shards / 32 (at most 256), for n_shards plan shards.
+
+    Why 32: the shuffle writes up to n_shards x n_parts files, so the file count grows as the square of
+    the corpus; at 8 plan shards a partition, 10 M items (328 plan shards) wrote ~21,000 small files and
+    the shuffle grew 24x for 10x the items. A partition's rows are a few narrow columns (~100 bytes a
+    row), so 32 plan shards (~1.6 M rows at the default `run.part_rows`) are ~200 MB in one task. The
+    partition count never changes the plan (tested), only how the work is cut."""
     wanted = max(1, min(MAX_PARTS, n_shards // SHARDS_PER_PART))
     return 1 << (wanted - 1).bit_length()
 
