@@ -23,7 +23,7 @@ from tasks.publish import samples as rs
 from tasks.publish.card_common import fmt_hms, split_items
 from tasks.publish.colors import class_colour, origin_colour
 from tasks.publish.markdown import loud_guards
-from tasks.publish.plots import make_plots
+from tasks.publish.plots import make_plots_from_aggregates
 
 REPORT_FILE = "report.html"
 _CSS = """
@@ -172,9 +172,13 @@ def _labels(card: Mapping[str, Any]) -> str:
     return out
 
 
-def _plots(release: Release) -> str:
+def _plots(release: Release, aggregates: Mapping[str, Any] | None = None) -> str:
+    """The card's plots inline, drawn from the parts' merged aggregates (read part by part when not given)."""
+    from tasks.publish.report_scan import report_aggregates
+
+    agg = aggregates if aggregates is not None else report_aggregates(release)
     with tempfile.TemporaryDirectory() as tmp:
-        files = make_plots(release.card, release.utterances, release.asr, tmp, classifier=release.classifier)
+        files = make_plots_from_aggregates(release.card, agg, tmp)
         figs = []
         for f in files:
             data = base64.b64encode(Path(f).read_bytes()).decode()
@@ -223,7 +227,8 @@ def _disagreement(d: Mapping[str, Any], srcs: Mapping[str, str]) -> str:
 
 
 def render_html(release: Release, samples: list[rs.Sample], disagreements: list[dict[str, Any]],
-                srcs: Mapping[str, str]) -> str:
+                srcs: Mapping[str, str], aggregates: Mapping[str, Any] | None = None) -> str:
+    """The page; `aggregates` are the plots' merged partial aggregates (`report_scan`), read here if absent."""
     card = release.card
     groups: dict[tuple[str, str], list[str]] = {}
     for s in samples:
@@ -239,7 +244,7 @@ def render_html(release: Release, samples: list[rs.Sample], disagreements: list[
         ("sources", "Sources", _sources(card)),
         ("rejects", "Rejects", _rejects(card)),
         ("labels", "Label origins and labeler agreement", _labels(card)),
-        ("plots", "Plots", _plots(release)),
+        ("plots", "Plots", _plots(release, aggregates)),
         ("samples", "Listen: samples per source, class and label origin", sample_html),
         ("disagreements", "Listen to the disagreements (pseudo vs human, worst first)", dis_html),
     ]
@@ -257,14 +262,18 @@ def render_html(release: Release, samples: list[rs.Sample], disagreements: list[
 
 def write_report(uri: str, embed_audio: int = 0, presign_s: int | None = None,
                  samples_per_group: int = rs.DEFAULT_SAMPLES_PER_GROUP) -> str:
-    """Write `report.html` (and its `report_audio/` clips) into the release at `uri`; return its URI."""
+    """Write `report.html` (and its `report_audio/` clips) into the release at `uri`; return its URI.
+
+    The manifests are read part by part (`tasks.publish.report_scan`), never whole."""
+    from tasks.publish.report_scan import scan_release
+
     release = open_release(uri)
-    samples = rs.pick_samples(release, samples_per_group, seed=int(release.card.get("seed") or 13))
+    data = scan_release(release, samples_per_group, seed=int(release.card.get("seed") or 13))  # part by part
+    samples, disagreements = data.samples, data.disagreements
     rs.render_sample_audio(release, samples)
-    disagreements = rs.disagreements(release)
     rs.render_disagreement_audio(release, disagreements)
     clips = [c for s in samples for c in s.clips.values()] + [d["clip"] for d in disagreements]
     srcs = rs.clip_sources(clips, presign_s=presign_s, embed=embed_audio)
     target = fs.join(release.root, REPORT_FILE)
-    fs.write_bytes(target, render_html(release, samples, disagreements, srcs).encode())
+    fs.write_bytes(target, render_html(release, samples, disagreements, srcs, data.aggregates).encode())
     return target

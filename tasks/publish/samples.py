@@ -11,6 +11,8 @@ or copied as is.
 Disagreements: pseudo-label vs human label, worst first. Sentiment from the card's
 `sentiment_agreement.labelers.<name>.disagreements` (held-out rows re-labelled at publish);
 transcripts from the per-row WER of `asr_hypothesis` against the human transcript.
+
+Both read the manifests part by part (`tasks.publish.report_scan`), never a whole table.
 """
 
 from __future__ import annotations
@@ -71,24 +73,16 @@ def _rank(seed: int, key: str) -> str:
 def pick_samples(release: Release, per_group: int = DEFAULT_SAMPLES_PER_GROUP, seed: int = 13) -> list[Sample]:
     """`per_group` rows per (source, sentiment, sentiment_origin), ASR-stage rows joined to their utterance.
 
-    A release without ASR rows falls back to utterances (clean audio only).
+    A release without ASR rows falls back to utterances (clean audio only). Reads the release part by
+    part (`tasks.publish.report_scan.SamplePicker`; `write_report` does it in its one pass).
     """
-    utt = release.utterances
-    base = release.asr if len(release.asr) else utt.assign(row_id=utt["utterance_id"])
-    if base.empty:
-        return []
-    keep = [c for c in ("utterance_id", "audio_uri", "offset_s", "duration_s", "transcript", "transcript_origin",
-                        "p_negative", "p_neutral", "p_positive", "sentiment_confidence", "emotion", "language",
-                        "speaker_id") if c in utt.columns]
-    clean = utt[keep].rename(columns={"audio_uri": "clean_uri", "offset_s": "clean_offset_s",
-                                      "duration_s": "clean_duration_s"})
-    rows = base.merge(clean, on="utterance_id", how="left", suffixes=("", "_utt"))
-    rows = rows.assign(_rank=rows["row_id"].astype(str).map(lambda r: _rank(seed, r)))
-    key = [rows[c].fillna("unknown").astype(str) for c in ("source", "sentiment", "sentiment_origin")]
-    rows = rows.assign(_s=key[0], _c=key[1], _o=key[2]).sort_values(["_s", "_c", "_o", "_rank"])
-    picked = rows.groupby(["_s", "_c", "_o"], sort=True).head(per_group)
-    return [Sample(r["_s"], r["_c"], r["_o"], {k: _plain(v) for k, v in r.items() if not k.startswith("_")})
-            for _, r in picked.iterrows()]
+    from manifests.schema import ASR_STAGE, UTTERANCES
+    from tasks.publish.report_scan import SamplePicker
+
+    picker = SamplePicker(per_group, seed)
+    for utt_t, asr_t in zip(release.iter_arrow(UTTERANCES), release.iter_arrow(ASR_STAGE), strict=True):
+        picker.add(utt_t, asr_t, utt_t.to_pandas(), asr_t.to_pandas())
+    return picker.result()
 
 
 def _wav_bytes(audio: np.ndarray, sr: int = SAMPLE_RATE) -> bytes:
@@ -160,41 +154,17 @@ def render_sample_audio(release: Release, samples: list[Sample]) -> None:
             sample.clips["augmented"] = augmented_clip(release, reader, sample.row, key)
 
 
-def _row_wer(reference: str, hypothesis: str, language: str | None) -> tuple[int, int]:
-    from tasks.label.transcripts.normalize import base_language, word_errors
-
-    return word_errors(reference, hypothesis, base_language(language or "en"))
-
-
 def disagreements(release: Release, limit: int = MAX_DISAGREEMENTS) -> list[dict[str, Any]]:
     """Pseudo vs human disagreements, worst first: opposite-pole sentiment, then other sentiment misses
-    and transcripts by WER (a WER of 1 weighs like a sentiment miss)."""
-    utt = release.utterances.set_index("utterance_id", drop=False) if len(release.utterances) else None
-    if utt is None:
-        return []
-    out: list[dict[str, Any]] = []
-    section = release.card.get("sentiment_agreement") or {}
-    labelers = section.get("labelers") if isinstance(section, Mapping) else None
-    if isinstance(labelers, Mapping):
-        for name, result in sorted(labelers.items()):
-            for d in (result or {}).get("disagreements") or []:
-                if d.get("utterance_id") in utt.index:
-                    out.append({"kind": "sentiment", "labeler": name, "score": float(d.get("severity", 1)),
-                                "human": d["human"], "pseudo": d["predicted"], **_utt_fields(utt.loc[d["utterance_id"]])})
-    if "asr_hypothesis" in utt.columns:
-        rows = utt[utt["asr_hypothesis"].notna() & (utt["transcript_origin"] == "human")]
-        for _, r in rows.iterrows():
-            reference = r["transcript_raw"] if isinstance(r.get("transcript_raw"), str) and r["transcript_raw"] \
-                else r["transcript"]
-            if not isinstance(reference, str) or not reference.strip():
-                continue
-            errors, words = _row_wer(reference, str(r["asr_hypothesis"]), r.get("language"))
-            if errors and words:
-                out.append({"kind": "transcript", "labeler": str(r.get("asr_hypothesis_origin") or "asr"),
-                            "score": round(errors / words, 4), "human": reference, "pseudo": str(r["asr_hypothesis"]),
-                            **_utt_fields(r)})
-    out.sort(key=lambda d: (-d["score"], d["kind"], d["utterance_id"]))
-    return out[:limit]
+    and transcripts by WER (a WER of 1 weighs like a sentiment miss). Reads the utterances part by part
+    (`tasks.publish.report_scan.Disagreements`)."""
+    from manifests.schema import UTTERANCES
+    from tasks.publish.report_scan import Disagreements
+
+    worst = Disagreements(release.card, limit)
+    for index, utt_t in enumerate(release.iter_arrow(UTTERANCES)):
+        worst.add(index, utt_t.to_pandas())
+    return worst.result()
 
 
 def _utt_fields(r: Mapping[str, Any]) -> dict[str, Any]:

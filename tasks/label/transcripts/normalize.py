@@ -203,6 +203,11 @@ def word_errors(reference: str, hypothesis: str, language: str = "en") -> tuple[
     """
     ref = normalize_transcript(reference, language).split()
     hyp = normalize_transcript(hypothesis, language).split()
+    return edit_distance(ref, hyp), len(ref)
+
+
+def edit_distance(ref: list[str], hyp: list[str]) -> int:
+    """Word-level Levenshtein distance (substitutions + deletions + insertions); at most max(len(ref), len(hyp))."""
     previous = list(range(len(hyp) + 1))
     for i, ref_word in enumerate(ref, start=1):
         current = [i] + [0] * len(hyp)
@@ -213,7 +218,7 @@ def word_errors(reference: str, hypothesis: str, language: str = "en") -> tuple[
                 previous[j - 1] + (ref_word != hyp_word),  # substitution or match
             )
         previous = current
-    return previous[-1], len(ref)
+    return previous[-1]
 
 
 def wer(reference: str, hypothesis: str, language: str = "en") -> float:
