@@ -27,11 +27,13 @@ def seed_language_cache(demo_output: str | Path, output: str | Path) -> int:
     """Copy the language-identification label cache (`cache/langid-*`) of a finished demo build into
     `output` (a local folder or an s3:// URI); the number of files copied.
 
-    For demo builds that test orchestration (resume, Dask, S3 and IAM), not language identification:
+    For demo builds that test orchestration (resume, Dask, S3 and IAM) or the thread environment of the
+    other labelers (the small-shard reference), not language identification:
     with `labelers.language_id.check_declared` (the default) ingest runs Whisper base's encoder on each
     of the 63 utterances, most of a demo build's time. Such a build then redoes every other labeler
-    (Whisper transcripts, VAD, sentiment). The language labels are checked fresh by the session's demo
-    build and by the single-thread reference build (tests/flows/test_release_identity.py).
+    (Whisper transcripts, VAD, sentiment). The language labels are computed fresh by the session's demo
+    build; their independence of the thread environment is checked by
+    tests/tasks/label/transcripts/test_whisper.py (the single-thread reference build is seeded too).
     """
     from tasks.core import storage
 
