@@ -172,13 +172,10 @@ def _labels(card: Mapping[str, Any]) -> str:
     return out
 
 
-def _plots(release: Release, aggregates: Mapping[str, Any] | None = None) -> str:
-    """The card's plots inline, drawn from the parts' merged aggregates (read part by part when not given)."""
-    from tasks.publish.report_scan import report_aggregates
-
-    agg = aggregates if aggregates is not None else report_aggregates(release)
+def _plots(release: Release, aggregates: Mapping[str, Any]) -> str:
+    """The card's plots inline, drawn from the parts' merged aggregates (`report_scan.scan_release`)."""
     with tempfile.TemporaryDirectory() as tmp:
-        files = make_plots_from_aggregates(release.card, agg, tmp)
+        files = make_plots_from_aggregates(release.card, aggregates, tmp)
         figs = []
         for f in files:
             data = base64.b64encode(Path(f).read_bytes()).decode()
@@ -227,8 +224,8 @@ def _disagreement(d: Mapping[str, Any], srcs: Mapping[str, str]) -> str:
 
 
 def render_html(release: Release, samples: list[rs.Sample], disagreements: list[dict[str, Any]],
-                srcs: Mapping[str, str], aggregates: Mapping[str, Any] | None = None) -> str:
-    """The page; `aggregates` are the plots' merged partial aggregates (`report_scan`), read here if absent."""
+                srcs: Mapping[str, str], aggregates: Mapping[str, Any]) -> str:
+    """The page; `aggregates` are the plots' merged partial aggregates (`report_scan.scan_release`)."""
     card = release.card
     groups: dict[tuple[str, str], list[str]] = {}
     for s in samples:

@@ -268,13 +268,3 @@ class Disagreements:
         out.sort(key=lambda d: (-d["score"], d["kind"], d["utterance_id"]))
         return out[: self.limit]
 
-
-def report_aggregates(release: Release) -> dict[str, Any]:
-    """The plots' merged aggregates alone, part by part (for `render_html` called without them)."""
-    from tasks.publish.aggregates import merge_aggregates
-
-    agg = merge_aggregates([])
-    for utt_t, asr_t, clf_t in release_parts(release):
-        agg = merge_aggregates([agg, part_aggregates(utt_t.to_pandas(), asr_t.to_pandas(), clf_t.to_pandas())])
-    return agg
-
