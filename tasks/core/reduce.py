@@ -221,6 +221,46 @@ def decode_hashes(chunks: list[str]) -> np.ndarray:
     return np.concatenate(arrays) if arrays else np.array([], dtype="<u8")
 
 
+def _chunk_rows(chunk: str) -> int:
+    """Hashes in one base64 chunk, from its length (no decoding)."""
+    return (len(chunk) * 3 // 4 - (len(chunk) - len(chunk.rstrip("=")))) // 8
+
+
+def recount_keys(groups: Mapping[str, list[str]]) -> tuple[int, int]:
+    """(keys in two or more groups, keys seen more than once) from the hash chunks of each group.
+
+    Why this shape: at 10 million keys the hashes are 80 MB; sorting copies of them per group and
+    again all together cost ~500 MB. Here each hash's low bits are replaced by its group's code and
+    one array is sorted in place (~2x the hashes at the peak). Two keys that differ only in those
+    low bits count as one: a collision chance of ~n^2 / 2^(65 - bits), 1e-5 at 10 million keys.
+    """
+    names = sorted(groups)
+    if not names:
+        return 0, 0
+    bits = max(1, (len(names) - 1).bit_length())
+    total = sum(_chunk_rows(c) for name in names for c in groups[name])
+    packed = np.empty(total, dtype=np.uint64)
+    mask = ~np.uint64((1 << bits) - 1)
+    at = 0
+    for code, name in enumerate(names):
+        for chunk in groups[name]:
+            h = np.frombuffer(base64.b64decode(chunk), dtype="<u8")
+            np.bitwise_or(h & mask, np.uint64(code), out=packed[at:at + len(h)])
+            at += len(h)
+    if total < 2:
+        return 0, 0
+    packed.sort()
+    key = packed >> np.uint64(bits)
+    same = key[1:] == key[:-1]  # same[i]: rows i and i + 1 hold one key
+    del key
+    before = np.concatenate(([False], same[:-1]))
+    after = np.concatenate((same[1:], [False]))
+    starts = np.flatnonzero(same & ~before)  # each repeated key's first row
+    ends = np.flatnonzero(same & ~after) + 1  # ... and its last row
+    # sorted by (key, code): a key in two groups has different codes on its first and last rows
+    return int(np.count_nonzero(packed[starts] != packed[ends])), len(starts)
+
+
 # ----------------------------------------------------------------------------------------- merge
 def _add_into(acc: dict[str, Any], b: Mapping[str, Any]) -> None:
     """`add` in place into `acc` (no copy of the accumulated side: merging n parts is linear)."""
@@ -239,7 +279,9 @@ def merge_all(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Merge any number of reductions (associative, commutative; `empty()` is the identity).
 
     One pass with in-place accumulators: value histograms are binned as soon as they pass the cap,
-    and each top-k group is cut once at the end.
+    and each top-k group is cut to k whenever it reaches 2k records (the k lowest of a union are
+    among the k lowest of any subset, so the pick is the same) and once at the end. `parts` may be a
+    generator: a caller that reads one part at a time holds only the accumulators and that part.
     """
     out = empty()
     records: dict[str, dict[str, list[list[Any]]]] = {}
@@ -261,7 +303,10 @@ def merge_all(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             top_k[name] = entry["k"]
             groups = records.setdefault(name, {})
             for g, recs in entry["groups"].items():
-                groups.setdefault(g, []).extend(recs)
+                acc = groups.setdefault(g, [])
+                acc.extend(recs)
+                if entry["k"] is not None and len(acc) >= 2 * max(int(entry["k"]), 1):
+                    groups[g] = _select(entry["k"], acc)  # cut as it grows: memory ~2k records, same pick
         for name, groups in part.get("hashes", {}).items():
             acc = out["hashes"].setdefault(name, {})
             for g, chunks in groups.items():

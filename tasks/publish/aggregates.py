@@ -170,12 +170,16 @@ def shard_aggregates(spec: Any, utterances: pd.DataFrame, asr: pd.DataFrame, cla
 
 
 def merge_aggregates(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Merge partial aggregates (associative and order-independent); an empty list gives the empty release's."""
-    parts = list(parts)
-    versions = {p.get("version") for p in parts}
-    if versions - {AGGREGATE_VERSION}:
-        raise ValueError(f"partial aggregates of versions {sorted(map(str, versions))}; expected {AGGREGATE_VERSION}")
-    out = reduce.merge_all(parts)
+    """Merge partial aggregates (associative and order-independent); an empty list gives the empty release's.
+
+    `parts` may be a generator (read one part at a time: the merge keeps only its accumulators)."""
+    def checked() -> Iterable[Mapping[str, Any]]:
+        for part in parts:
+            if part.get("version") != AGGREGATE_VERSION:
+                raise ValueError(f"partial aggregates of version {part.get('version')!s}; expected {AGGREGATE_VERSION}")
+            yield part
+
+    out = reduce.merge_all(checked())
     out["version"] = AGGREGATE_VERSION
     return out
 

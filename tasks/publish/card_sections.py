@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
-
 from manifests.schema import SENTIMENTS, SPLITS
 from tasks.core import reduce
 from tasks.publish.card_common import (
@@ -285,13 +283,7 @@ def cross_sections(agg: Mapping[str, Any], min_group_size: int, agreement: Mappi
 
 def _key_recount(agg: Mapping[str, Any]) -> tuple[int, int]:
     """(segment keys in two splits, segment keys repeated) from the 64-bit key hashes of every part."""
-    per_split = [np.unique(reduce.decode_hashes(t)) for t in agg["hashes"].get("segment_keys", {}).values()]
-    every = [reduce.decode_hashes(t) for t in agg["hashes"].get("segment_keys", {}).values()]
-    if not every:
-        return 0, 0
-    _, n_rows = np.unique(np.concatenate(every), return_counts=True)
-    _, n_splits = np.unique(np.concatenate(per_split), return_counts=True)
-    return int((n_splits > 1).sum()), int((n_rows > 1).sum())
+    return reduce.recount_keys(agg["hashes"].get("segment_keys", {}))
 
 
 def leakage_section(agg: Mapping[str, Any]) -> dict[str, Any]:

@@ -187,15 +187,12 @@ def card_and_plots(spec: DatasetSpec, plan: PlanResult, release: str, paths: mio
     return card, _make_plots(report, card, agg, paths)
 
 
-def merged_aggregates(uris: list[str], chunk: int = 32) -> dict[str, Any]:
-    """Fold the parts' aggregates `chunk` at a time (the merge is associative), so memory stays bounded."""
+def merged_aggregates(uris: list[str]) -> dict[str, Any]:
+    """The parts' aggregates merged as they are read, one part at a time: memory is the accumulators
+    (top-k samples cut as they grow, the segment-key hashes) plus one part, whatever the part count."""
     from tasks.publish.aggregates import merge_aggregates
 
-    merged: dict[str, Any] | None = None
-    for start in range(0, len(uris), chunk):
-        batch = [json.loads(fs.read_bytes(u)) for u in uris[start:start + chunk]]
-        merged = merge_aggregates(([merged] if merged is not None else []) + batch)
-    return merged if merged is not None else merge_aggregates([])
+    return merge_aggregates(json.loads(fs.read_bytes(u)) for u in uris)
 
 
 def _utterance_parts(root: str, written: list[PartResult]) -> Iterator[pd.DataFrame]:

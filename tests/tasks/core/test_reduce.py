@@ -135,3 +135,45 @@ def test_value_counts_of_arrays_equals_the_value_loop():
         assert got == loop
         assert list(got["counts"]) == list(loop["counts"])
     assert reduce.value_counts(pd.Series(values), 0.01)["counts"]["-0.0"] == 2
+
+
+def test_top_cut_as_it_grows_picks_what_one_cut_at_the_end_picks():
+    """Parts merged from a generator, cut to k whenever a group reaches 2k, pick the k lowest of all."""
+    rng = random.Random(5)
+    keys = [f"{i:06d}" for i in rng.sample(range(100_000), 2_000)]
+    cuts = sorted(rng.sample(range(1, len(keys)), 80))
+    parts = [keys[a:b] for a, b in zip([0, *cuts], [*cuts, len(keys)], strict=True)]
+    merged = reduce.merge_all({"top": {"s": reduce.top(3, {"g": [(k, {"k": k}) for k in p], "h": [(k, {}) for k in p[:1]]})}}
+                              for p in parts)
+    assert merged["top"]["s"]["groups"]["g"] == [[k, {"k": k}] for k in sorted(keys)[:3]]
+    assert merged["top"]["s"]["groups"]["h"] == [[k, {}] for k in sorted({p[0] for p in parts})[:3]]
+
+
+def _recount_by_unique(groups):
+    """The previous card recount (np.unique of per-group and of all hashes), kept as the oracle."""
+    per_group = [np.unique(reduce.decode_hashes(c)) for c in groups.values()]
+    every = [reduce.decode_hashes(c) for c in groups.values()]
+    if not every:
+        return 0, 0
+    _, n_rows = np.unique(np.concatenate(every), return_counts=True)
+    _, n_groups = np.unique(np.concatenate(per_group), return_counts=True)
+    return int((n_groups > 1).sum()), int((n_rows > 1).sum())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_recount_keys_equals_the_unique_oracle(seed):
+    rng = random.Random(seed)
+    names = ["train", "dev", "test", "unknown"][: rng.randrange(1, 5)]
+    pool = [f"key-{i}" for i in range(rng.randrange(1, 400))]
+    groups = {name: [reduce.key_hashes(rng.choices(pool, k=rng.randrange(0, 60))) for _ in range(rng.randrange(1, 5))]
+              for name in names}
+    groups = {name: [c for chunks in parts for c in chunks] for name, parts in groups.items()}
+    assert reduce.recount_keys(groups) == _recount_by_unique(groups)
+
+
+def test_recount_keys_names_the_cases():
+    one = {"train": reduce.key_hashes(["a", "b", "b"]), "test": reduce.key_hashes(["c", "a"]),
+           "dev": reduce.key_hashes(["d"]) + reduce.key_hashes(["d", "e"])}
+    assert reduce.recount_keys(one) == (1, 3)  # "a" in two splits; "a", "b", "d" repeated
+    assert reduce.recount_keys({}) == (0, 0)
+    assert reduce.recount_keys({"train": reduce.key_hashes(["x"])}) == (0, 0)
