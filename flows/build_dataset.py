@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.mapping import map_shards
+from flows.mapping import in_flight_limit, map_shards
 from tasks.augment import step as augment_step
 from tasks.core import limits, output_lock
 from tasks.core.guard_logging import install_quiet_guard_errors
@@ -123,7 +123,8 @@ def _plan_mapper(spec: DatasetSpec) -> Any:
     """The plan's mapper: its per-shard steps run as tasks on the task runner (at most
     `run.max_task_runs_per_stage` runs per step, shards grouped beyond); reductions stay here."""
     def plan_map(step: str, calls: list[tuple]) -> list[Any]:
-        return map_shards(plan_part_task, step, calls, spec.run.max_task_runs_per_stage)
+        return map_shards(plan_part_task, step, calls, spec.run.max_task_runs_per_stage,
+                          max_in_flight=in_flight_limit(spec.run.max_workers))
     return plan_map
 
 
@@ -186,7 +187,8 @@ def _publish(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult]
 
 def _map(task_fn: Any, spec: DatasetSpec, uris: list[Any], **kwargs: Any) -> list[dict[str, Any]]:
     """One result per shard, in shard order, from at most `run.max_task_runs_per_stage` task runs."""
-    return map_shards(task_fn, spec, uris, spec.run.max_task_runs_per_stage, **kwargs)
+    return map_shards(task_fn, spec, uris, spec.run.max_task_runs_per_stage,
+                      max_in_flight=in_flight_limit(spec.run.max_workers), **kwargs)
 
 
 def _chain(previous: list[ShardResult], current: list[ShardResult]) -> list[ShardResult]:

@@ -160,7 +160,8 @@ class RunSpec(_Strict):
     task_runner: Literal["threads", "dask"] = Field(
         default="threads", description="threads (default), or dask: a local cluster or dask_address"
     )
-    max_workers: int = Field(default=2, ge=1, description="threads, or Dask worker processes of a local cluster")
+    max_workers: int = Field(default=2, ge=1, description="threads, or Dask worker processes of a local cluster; "
+                             "with dask_address, the workers to keep busy (8 task runs in flight per worker)")
     dask_address: str | None = Field(default=None, description="tcp://host:port of an existing Dask scheduler")
     max_task_runs_per_stage: int = Field(
         default=2000, ge=1, description="at most this many Prefect task runs per per-shard stage; with more "

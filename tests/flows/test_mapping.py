@@ -8,7 +8,7 @@ from prefect import flow, task
 from prefect.runtime import task_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.mapping import map_shards, positions, run_group, shard_groups
+from flows.mapping import in_flight_limit, map_shards, positions, run_group, shard_groups, submit_bounded
 
 
 @pytest.mark.parametrize("n, most", [(0, 5), (1, 1), (3, 5), (5, 5), (6, 5), (7, 3), (16384, 2000), (2048, 2000),
@@ -103,3 +103,55 @@ def test_the_plans_steps_grouped_under_the_cap_give_the_same_plan(prefect_harnes
     for name, table in here.items():
         pd.testing.assert_frame_equal(mapped[name], table)
     assert caps and all(most == 2 for _, most in caps) and any(n > 2 for n, _ in caps)  # grouped steps ran
+
+
+class _Future:
+    def __init__(self, log: list, i: int, fail: bool = False) -> None:
+        self.log, self.i, self.fail = log, i, fail
+
+    def result(self) -> int:
+        self.log.append(("result", self.i))
+        if self.fail:
+            raise RuntimeError(f"shard {self.i} failed")
+        return self.i * 10
+
+
+@pytest.mark.parametrize("n, window", [(0, 1), (1, 1), (5, 1), (7, 3), (7, 7), (7, 20)])
+def test_submit_bounded_keeps_at_most_the_window_unfinished_and_results_in_order(n: int, window: int) -> None:
+    log: list = []
+
+    def submit(i: int) -> _Future:
+        log.append(("submit", i))
+        return _Future(log, i)
+
+    assert submit_bounded(submit, n, window) == [i * 10 for i in range(n)]
+    open_runs, most = 0, 0
+    for kind, _ in log:
+        open_runs += 1 if kind == "submit" else -1
+        most = max(most, open_runs)
+    assert most == min(n, window) and open_runs == 0
+    assert [i for kind, i in log if kind == "result"] == list(range(n))  # collected oldest first
+
+
+def test_submit_bounded_stops_submitting_after_a_failure() -> None:
+    log: list = []
+
+    def submit(i: int) -> _Future:
+        log.append(("submit", i))
+        return _Future(log, i, fail=i == 1)
+
+    with pytest.raises(RuntimeError, match="shard 1 failed"):
+        submit_bounded(submit, 10, 3)
+    assert max(i for kind, i in log if kind == "submit") == 3  # the window was full; nothing after the failure
+    with pytest.raises(ValueError, match="at least 1"):
+        submit_bounded(submit, 2, 0)
+    assert in_flight_limit(1) == 16 and in_flight_limit(2) == 16 and in_flight_limit(4) == 32
+
+
+def test_a_small_window_gives_the_same_results_through_prefect(prefect_harness) -> None:
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def windowed(n: int, most: int, window: int) -> list[dict]:
+        return map_shards(_shard_task, "spec", [f"u{i}" for i in range(n)], most, max_in_flight=window, factor=3)
+
+    for most in (3, 50):  # grouped and one run per shard
+        assert [r["value"] for r in windowed(9, most, 2)] == [i * 3 for i in range(9)]
