@@ -3,8 +3,8 @@
 Why: every utterance has a segment key (~80 characters), so keeping the release's (segment key,
 split) pairs as strings costs ~150 bytes an utterance in the validating process (1.5 GB at 10
 million). A part keeps 64-bit hashes of its keys and a one-byte split code instead (9 bytes a pair);
-the merge finds the hashes seen in two splits, and only then are the parts' key columns read again
-to name the keys. A hash collision can only make a key look leaked; the naming pass finds no key
+the merge finds the hashes seen in two splits (`manifests.key_runs`, one array sorted in place), and
+only then are the parts' key columns read again to name the keys. A hash collision can only make a key look leaked; the naming pass finds no key
 string in two splits then, and nothing is reported.
 """
 
@@ -15,12 +15,14 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from manifests import key_runs
 from manifests.schema import SPLITS
 from manifests.validate_report import examples
 
 KINDS = {"segment_splits": "segment_key in more than one split (leakage)",
          "speaker_splits": "speakers in more than one split"}
 _OTHER_SPLIT = len(SPLITS)  # any split name outside the contract's (reported by the value check)
+CODE_BITS = key_runs.code_bits(_OTHER_SPLIT + 1)
 
 
 def key_hashes(keys: np.ndarray | Sequence[object]) -> np.ndarray:
@@ -45,23 +47,25 @@ def pairs(keys: pd.Series, splits: pd.Series) -> pd.DataFrame:
 
 
 def leaked_hashes(frames: list[pd.DataFrame]) -> set[int]:
-    """The key hashes seen with more than one split code across the parts' pair frames."""
-    if not frames:
-        return set()
-    merged = pd.concat(frames, ignore_index=True).drop_duplicates()
-    per_key = merged.groupby("key")["split"].nunique()
-    return {int(h) for h in per_key.index[per_key > 1]}
+    """The keys seen with more than one split code across the parts' pair frames, as key hashes without
+    their low `CODE_BITS` (`manifests.key_runs`: one array sorted in place, no pandas grouping)."""
+    total = sum(len(f) for f in frames)
+    packed = key_runs.pack(((f["key"].to_numpy(dtype=np.uint64), f["split"].to_numpy()) for f in frames), total,
+                           CODE_BITS)
+    keys, in_two, _ = key_runs.repeated(packed, CODE_BITS)
+    return {int(k) for k in keys[in_two]}
 
 
 def leaked_names(rows: Iterable[pd.DataFrame], hashes: set[int]) -> list[str]:
-    """The key strings behind `hashes` that really occur in two splits, from (key, split) rows."""
+    """The key strings behind `hashes` (from `leaked_hashes`) that really occur in two splits, from
+    (key, split) rows."""
     if not hashes:
         return []
     seen: dict[str, set[str]] = {}
     wanted = np.array(sorted(hashes), dtype=np.uint64)
     for frame in rows:
         frame = frame[frame["key"].notna() & frame["split"].notna()]
-        hit = np.isin(key_hashes(frame["key"].to_numpy()), wanted)
+        hit = np.isin(key_hashes(frame["key"].to_numpy()) >> np.uint64(CODE_BITS), wanted)
         for key, split in zip(frame["key"][hit].tolist(), frame["split"][hit].tolist(), strict=True):
             seen.setdefault(str(key), set()).add(str(split))
     return sorted(k for k, s in seen.items() if len(s) > 1)

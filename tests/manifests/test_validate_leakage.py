@@ -53,3 +53,28 @@ def test_a_hash_collision_reports_nothing_but_a_real_leak_still_shows(monkeypatc
 
     problems = [p for p in _problems(tmp_path / "leak", leak) if "more than one split" in p]
     assert len(problems) == 1 and problems[0].startswith("speakers") and "src/s0" in problems[0]
+
+
+def _leaked_by_pandas(frames: list[pd.DataFrame]) -> set[int]:
+    """The previous merge (concat, drop_duplicates, groupby nunique), kept as the oracle."""
+    if not frames:
+        return set()
+    merged = pd.concat(frames, ignore_index=True).drop_duplicates()
+    per_key = merged.groupby("key")["split"].nunique()
+    return {int(h) for h in per_key.index[per_key > 1]}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_leaked_hashes_equal_the_pandas_merge(seed: int) -> None:
+    """Same keys found as the pandas merge, up to the code bits (the names pass compares the same way)."""
+    rng = np.random.default_rng(seed)
+    pool = [f"seg-{i}" for i in range(int(rng.integers(1, 300)))]
+    frames = [leakage.pairs(pd.Series(rng.choice(pool, n), dtype=object),
+                            pd.Series(rng.choice(["train", "dev", "test", "odd"], n, p=[0.85, 0.05, 0.05, 0.05]),
+                                      dtype=object))
+              for n in rng.integers(0, 80, size=int(rng.integers(1, 6)))]
+    expected = {h >> leakage.CODE_BITS for h in _leaked_by_pandas(frames)}
+    assert leakage.leaked_hashes(frames) == expected
+    names = leakage.leaked_names([pd.DataFrame({"key": pool * 2, "split": ["train"] * len(pool) + ["dev"] * len(pool)})],
+                                 expected)
+    assert len(names) == len(expected)  # every pool key really is in two splits in these rows
