@@ -11,8 +11,8 @@ already written under `work/`.
 
 At most `max_in_flight` task runs are submitted and unfinished at a time (`in_flight_limit`): on Dask
 each submission holds its pickled arguments and Prefect context in the flow process until it ends,
-so submitting a stage's 328 runs at once grew the 10-million-utterance flow by ~1.4 MB per run
-(benchmarks/RESULTS.md). A window keeps that bounded whatever the shard count.
+so submitting a stage's 328 runs at once grew the 10-million-utterance flow by ~1.4 MB per run;
+with the window, ~0.3 MB (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
