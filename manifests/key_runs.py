@@ -35,11 +35,11 @@ def pack(chunks: Iterable[tuple[np.ndarray, int | np.ndarray]], total: int, bits
     return packed
 
 
-def repeated(packed: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sort `packed` in place; return (keys, in_two, n_rows) for every key seen more than once: its hash
-    without the code bits, whether it has two group codes, and its row count."""
+def repeated(packed: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sort `packed` in place; return (keys, in_two) for every key seen more than once: its hash without
+    the code bits, and whether it has two group codes."""
     if len(packed) < 2:
-        return np.array([], np.uint64), np.array([], bool), np.array([], np.int64)
+        return np.array([], np.uint64), np.array([], bool)
     packed.sort()
     key = packed >> np.uint64(bits)
     same = key[1:] == key[:-1]  # rows i and i + 1 hold one key
@@ -48,4 +48,4 @@ def repeated(packed: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.
     starts = np.flatnonzero(same & ~before)  # each repeated key's first row
     ends = np.flatnonzero(same & ~after) + 1  # ... and its last row
     # sorted by (key, code): a key in two groups has different codes on its first and last rows
-    return key[starts], packed[starts] != packed[ends], ends - starts + 1
+    return key[starts], packed[starts] != packed[ends]

@@ -52,7 +52,7 @@ def leaked_hashes(frames: list[pd.DataFrame]) -> set[int]:
     total = sum(len(f) for f in frames)
     packed = key_runs.pack(((f["key"].to_numpy(dtype=np.uint64), f["split"].to_numpy()) for f in frames), total,
                            CODE_BITS)
-    keys, in_two, _ = key_runs.repeated(packed, CODE_BITS)
+    keys, in_two = key_runs.repeated(packed, CODE_BITS)
     return {int(k) for k in keys[in_two]}
 
 

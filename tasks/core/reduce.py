@@ -236,7 +236,7 @@ def recount_keys(groups: Mapping[str, list[str]]) -> tuple[int, int]:
     total = sum(_chunk_rows(c) for name in names for c in groups[name])
     packed = key_runs.pack(((np.frombuffer(base64.b64decode(c), dtype="<u8"), code)
                             for code, name in enumerate(names) for c in groups[name]), total, bits)
-    _, in_two, _ = key_runs.repeated(packed, bits)
+    _, in_two = key_runs.repeated(packed, bits)
     return int(np.count_nonzero(in_two)), len(in_two)
 
 
