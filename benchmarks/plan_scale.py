@@ -498,6 +498,8 @@ def main() -> None:
     ap.add_argument("--shard-size", type=int, default=500)
     ap.add_argument("--root", type=Path, default=Path("/tmp/voicetone-plan-scale"))
     ap.add_argument("--limit-mb", type=float, default=None, help="stop a run whose process tree exceeds this")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep each run's output folder (release and work files), e.g. for finish_costs.py")
     args = ap.parse_args()
     root = args.root.resolve()
     print(f"{os.cpu_count()} cores; load {os.getloadavg()}", flush=True)
@@ -524,7 +526,8 @@ def main() -> None:
                 print(HEADER + "\n" + table_row(*rows[-1]), flush=True)
                 print(json.dumps({k: rep.get(k) for k in ("task_runs", "valid", "problems", "peak_rss_mb", "counts",
                                                            "content_sha256", "failed")}), flush=True)
-                shutil.rmtree(out, ignore_errors=True)
+                if not args.keep:
+                    shutil.rmtree(out, ignore_errors=True)
     finally:
         if server:
             server[0].terminate()

@@ -12,7 +12,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -51,7 +51,15 @@ def assign_shards(ids: pd.Series, shard_size: int) -> pd.Series:
 
 def shard_numbers(ids: pd.Series, n_shards: int) -> pd.Series:
     """Shard number per id among `n_shards` (a power of two): the low bits of hash(id)."""
-    return ids.map(lambda i: int(stable_hash(i)[:12], 16) % n_shards)
+    return pd.Series(buckets(ids.tolist(), n_shards), index=ids.index, dtype="int64")
+
+
+def buckets(keys: Iterable[object], n: int) -> list[int]:
+    """`int(stable_hash(key)[:12], 16) % n` for each key, from the digest's first 6 bytes.
+
+    The same numbers as the hex form, ~3x faster: at 10 M items the shuffle routes every key."""
+    sha256 = hashlib.sha256
+    return [int.from_bytes(sha256(str(k).encode()).digest()[:6], "big") % n for k in keys]
 
 
 def frame_digest(df: pd.DataFrame, settings: Mapping[str, Any] | None = None) -> str:
@@ -86,7 +94,8 @@ def read_frame(uri: str) -> pd.DataFrame:
     """A work file as pandas; `WorkFileError` naming the file when it is not readable Parquet."""
     data = fs.read_bytes(uri)
     try:
-        return pq.read_table(io.BytesIO(data)).to_pandas()
+        with pq.ParquetFile(pa.BufferReader(data)) as parquet:
+            return parquet.read().to_pandas()
     except (pa.ArrowException, OSError, ValueError) as err:
         raise WorkFileError(f"work file {uri} ({len(data)} bytes) cannot be read as Parquet: {err}") from None
 
@@ -97,10 +106,13 @@ def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
     data = fs.read_bytes(uri) if fs.is_s3(uri) else None
     source = pa.BufferReader(data) if data is not None else uri
     try:
-        if columns is None:
-            return pq.read_table(source)
-        names = pq.read_schema(source).names
-        return pq.read_table(source, columns=[c for c in columns if c in names])
+        # One open and one footer parse (a schema read then `pq.read_table` parsed it twice, and the
+        # dataset machinery behind `read_table` costs more than the read of a 500-row shard).
+        with pq.ParquetFile(source) as parquet:
+            if columns is None:
+                return parquet.read()
+            names = parquet.schema_arrow.names
+            return parquet.read(columns=[c for c in columns if c in names])
     except FileNotFoundError:
         raise fs.not_found(uri) from None
     except (pa.ArrowException, OSError, ValueError) as err:

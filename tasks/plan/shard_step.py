@@ -136,7 +136,7 @@ def screen_shard(spec: DatasetSpec, plan_dir: str, index: int, shard: PlanInput,
 
     where = paths(plan_dir, n_parts)
     items = read_frames(shard["items_uris"])
-    rejects = [read_frame(u) for u in shard["rejects_uris"]]
+    rejects = [read_frames(shard["rejects_uris"], skip_empty=True)]  # one conversion, not one per file
     losers = shuffle.read_for_shard(where["losers"], index)
     if len(losers):
         items = items[~items["utterance_id"].astype(str).isin(set(losers["input_ref"].astype(str)))]
@@ -215,7 +215,8 @@ def boundary_ranks(plan_dir: str, index: int, bounds: dict[str, list[int]]) -> d
     out: dict[str, list[str]] = {}
     if rows.empty:
         return out
-    keys = pd.Series([quota.group_key(*k) for k in zip(rows["split"], rows["sentiment"], rows["source"],
+    keys = pd.Series([quota.group_key(*k) for k in zip(rows["split"].tolist(),
+                                                          rows["sentiment"].tolist(), rows["source"].tolist(),
                                                           strict=True)], index=rows.index, dtype=object)
     bins = rows["_rank"].map(quota.rank_bin)
     for key, (b, _) in bounds.items():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from manifests import uri as fs
-from tasks.core.shards import read_frames, stable_hash, write_frame
+from tasks.core.shards import buckets, read_frames, write_frame
 
 MAX_PARTS = 256
 SHARDS_PER_PART = 32
@@ -33,7 +33,7 @@ def part_of(keys: pd.Series, n_parts: int) -> pd.Series:
     """Partition number of each key (the same rule as the release's part numbers)."""
     if n_parts == 1:
         return pd.Series(0, index=keys.index, dtype="int64")
-    return keys.map(lambda k: int(stable_hash(k)[:12], 16) % n_parts).astype("int64")
+    return pd.Series(buckets(keys.tolist(), n_parts), index=keys.index, dtype="int64")
 
 
 def part_dir(root: str, part: int) -> str:

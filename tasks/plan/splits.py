@@ -243,7 +243,7 @@ def apply_source_policy(items: pd.DataFrame, source: SourceSpec, spec: SplitSpec
         out["split"] = source.split
         out["split_origin"] = "source"
         return out
-    todo = [normalise_split(v) is None for v in out["split"]]
+    todo = [normalise_split(v) is None for v in out["split"].tolist()]
     mask = pd.Series(todo, index=out.index, dtype=bool)
     if mask.any():
         out.loc[mask, "split"] = stratified_splits(out[mask], spec, seed)

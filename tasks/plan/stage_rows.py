@@ -68,7 +68,8 @@ def variant_rows(utterances: pd.DataFrame, variants: pd.DataFrame, recipes: dict
 def asr_stage_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """ASR-stage manifest rows from (possibly materialised) variant rows."""
     out = rows.copy()
-    out["target_text"] = [target_text(s, t) for s, t in zip(out["sentiment"], out["transcript"], strict=True)]
+    out["target_text"] = [target_text(s, t) for s, t in zip(out["sentiment"].tolist(), out["transcript"].tolist(),
+                                                                  strict=True)]
     return out.drop(columns=["transcript", "variant"], errors="ignore").reset_index(drop=True)
 
 
@@ -84,9 +85,10 @@ def classifier_input_rows(rows: pd.DataFrame, speech: pd.Series) -> pd.DataFrame
     # recipe's speed applied to its source duration.
     out["duration_s"] = [
         d if applied else utterance_duration_after(d, s)
-        for d, s, applied in zip(out["source_duration_s"], out["speed"], out["recipe_applied"], strict=True)
-    ]
-    out["speech_intervals"] = [list(speech.get(u, [])) for u in out["utterance_id"]]
+        for d, s, applied in zip(out["source_duration_s"].tolist(), out["speed"].tolist(),
+                                 out["recipe_applied"].tolist(), strict=True)
+    ]  # tolist: the values iteration yields, without iterating Arrow-backed columns value by value
+    out["speech_intervals"] = [list(speech.get(u, [])) for u in out["utterance_id"].tolist()]
     return out
 
 

@@ -78,14 +78,17 @@ def scan_release(release: Release, per_group: int = DEFAULT_SAMPLES_PER_GROUP, s
     from tasks.publish.aggregates import merge_aggregates
 
     picker, worst = SamplePicker(per_group, seed), Disagreements(release.card, limit)
-    agg: dict[str, Any] | None = None
-    for index, (utt_t, asr_t, clf_t) in enumerate(release_parts(release)):
-        utt, asr = utt_t.to_pandas(), asr_t.to_pandas()
-        part = part_aggregates(utt, asr, clf_t.to_pandas())
-        agg = merge_aggregates([agg, part] if agg is not None else [part])
-        picker.add(utt_t, asr_t, utt, asr)
-        worst.add(index, utt)
-    return ReportData(picker.result(), worst.result(), agg if agg is not None else merge_aggregates([]))
+
+    def parts() -> Iterator[dict[str, Any]]:
+        """Each part's aggregates, read one part at a time; the samplers see the part on the way."""
+        for index, (utt_t, asr_t, clf_t) in enumerate(release_parts(release)):
+            utt, asr = utt_t.to_pandas(), asr_t.to_pandas()
+            picker.add(utt_t, asr_t, utt, asr)
+            worst.add(index, utt)
+            yield part_aggregates(utt, asr, clf_t.to_pandas())
+
+    agg = merge_aggregates(parts())  # one streaming merge, as publish's `step.merged_aggregates`
+    return ReportData(picker.result(), worst.result(), agg)
 
 
 def _ranked_head(rows: pd.DataFrame, per_group: int, seed: int) -> pd.DataFrame:

@@ -89,3 +89,16 @@ def test_an_unreadable_or_missing_file_is_named(tmp_path: Path) -> None:
         read_frames(uris, ["utterance_id"])
     with pytest.raises(FileNotFoundError, match="nope.parquet"):
         read_frames([str(tmp_path / "nope.parquet")])
+
+
+def test_one_open_reads_what_pyarrow_read_table_reads(tmp_path: Path) -> None:
+    """`read_table` opens each file once (`ParquetFile`): same table, metadata included, as `pq.read_table`."""
+    import pyarrow.parquet as pq
+
+    from tasks.core.shards import read_table
+
+    [uri] = _files(tmp_path, [_shard_b()])
+    assert read_table(uri).equals(pq.read_table(uri), check_metadata=True)
+    got = read_table(uri, ["count", "utterance_id", "not_there"])
+    assert got.equals(pq.read_table(uri, columns=["count", "utterance_id"]), check_metadata=True)
+    assert got.column_names == ["count", "utterance_id"]  # the order asked for, as before

@@ -1,8 +1,9 @@
-"""The PII shortcut (`pii.may_hold_pii`) is exact: `detect_local` equals `detect_all` on every text.
+"""The PII shortcuts are exact: `detect_local` (the `may_hold_pii` shortcut) and `detect_all` (its
+per-detector gates) equal every detector run on every text.
 
-Why: the shortcut skips the detectors for most transcripts, so a gap in it would silently let PII into
-the ASR stage. The oracle is the detectors themselves (`detect_all`), on real labelled text and on
-seeded random texts built from the pieces the detectors look for (and look-alikes of them).
+Why: the shortcuts skip detectors for most transcripts, so a gap in them would silently let PII into
+the ASR stage. The oracle is the detectors themselves (`detect_all(text, gates=False)`), on real
+labelled text and on seeded random texts built from the pieces the detectors look for (and look-alikes).
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def test_shortcut_matches_the_detectors_on_random_texts() -> None:
     texts = _random_texts(20_000, seed=7)
     skipped = fired = 0
     for text in texts:
-        full = pii.detect_all(text)
+        full = pii.detect_all(text, gates=False)
         assert pii.detect_local(text) == full, text
+        assert pii.detect_all(text) == full, text
         skipped += not pii.may_hold_pii(text)
         fired += bool(full)
     assert skipped > 500 and fired > 1_000  # both sides of the shortcut are exercised
@@ -67,7 +69,8 @@ def test_shortcut_matches_the_detectors_on_real_text() -> None:
     if not texts:
         pytest.skip(f"real labelled text not found under {REAL}")
     for text in texts:
-        assert pii.detect_local(text) == pii.detect_all(text), text
+        full = pii.detect_all(text, gates=False)
+        assert pii.detect_local(text) == full and pii.detect_all(text) == full, text
     skipped = sum(not pii.may_hold_pii(t) for t in texts)
     assert skipped > len(texts) / 2, f"the shortcut skipped only {skipped} of {len(texts)} real texts"
 
@@ -78,7 +81,20 @@ def test_shortcut_matches_the_detectors_on_real_text() -> None:
                                   "pay to GB82 WEST 1234 5698 7654 32"])
 def test_texts_the_shortcut_must_not_skip(text: str) -> None:
     assert pii.may_hold_pii(text)
-    assert pii.detect_local(text) == pii.detect_all(text)
+    assert pii.detect_local(text) == pii.detect_all(text) == pii.detect_all(text, gates=False)
+
+
+@pytest.mark.parametrize(("text", "types"), [
+    ("send it to jane dot doe at gmail dot com", ["EMAIL"]),
+    ("I live at one hundred oak Street", ["ADDRESS"]),
+    ("ping 2001:0db8:85a3:0000:0000:8a2e:0370:7334 now", ["IP_ADDRESS"]),
+    ("four one five five five five zero one two three", ["SPOKEN_NUMBER"]),
+    ("call 415 555 0123 or mail a@b.co", ["EMAIL", "PHONE"]),
+    ("one two three and a straight road", ["ADDRESS"]),
+    ("it costs one two three, on the high st", []),
+])
+def test_gates_keep_what_each_detector_finds(text: str, types: list[str]) -> None:
+    assert pii.detect_all(text) == pii.detect_all(text, gates=False) == types
 
 
 @pytest.mark.parametrize("text", ["I am so happy with the service today", "Someone often sets the tone.",
