@@ -12,6 +12,7 @@ held-out rows per source (same rank) and its report classifier's training rows p
 
 from __future__ import annotations
 
+import heapq
 import math
 from typing import Any
 
@@ -199,19 +200,31 @@ def _agreement_part(spec: Any, utt: pd.DataFrame) -> dict[str, Any]:
     labelled = trained.human_labelled(utt, spec, ("train", *HELDOUT_SPLITS))
     heldout = labelled[labelled["split"].isin(HELDOUT_SPLITS)]
     train = labelled[labelled["split"] == "train"]
-    held_groups: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
-    for row in heldout[list(_HELDOUT_COLUMNS)].to_dict("records"):
-        held_groups.setdefault(str(row["source"]), []).append(([seeded_hex(seed, row["utterance_id"])], row))
-    train_groups: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
-    for row in train[list(_HELDOUT_COLUMNS)].to_dict("records"):
-        key = [seeded_hex(seed, "report-train", row["utterance_id"]), str(row["utterance_id"])]
-        train_groups.setdefault(str(row["sentiment"]), []).append((key, row))
+    held_groups = _candidates(heldout, "source", [[seeded_hex(seed, u)] for u in heldout["utterance_id"].tolist()],
+                              HELDOUT_PER_SOURCE)
+    train_groups = _candidates(train, "sentiment", [[seeded_hex(seed, "report-train", u), str(u)]
+                                                    for u in train["utterance_id"].tolist()],
+                               spec.labelers.agreement_train_max_rows)
     languages = [lang for lang in map(trained.primary_language, train["language"]) if lang]
     sums["agreement_train"] = {"strata": reduce.nested_counts(_frame(a=train["sentiment"].astype(str)), ["a"]),
                                "languages": reduce.nested_counts(_frame(a=pd.Series(languages, dtype=object)), ["a"])}
     return {"sums": sums, "top": {
         "agreement_heldout": reduce.top(HELDOUT_PER_SOURCE, held_groups),
         "agreement_train": reduce.top(spec.labelers.agreement_train_max_rows, train_groups)}}
+
+
+def _candidates(rows: pd.DataFrame, group: str, keys: list[list[str]], k: int | None
+                ) -> dict[str, list[tuple[list[str], dict[str, Any]]]]:
+    """Per value of `group`, the (key, record) pairs `reduce.top(k, ...)` keeps: each group's k lowest
+    keys, with a record (the `_HELDOUT_COLUMNS`) built only for those rows, not for every row of the part."""
+    by_group: dict[str, list[tuple[list[str], int]]] = {}
+    for i, (value, key) in enumerate(zip(rows[group].tolist(), keys, strict=True)):
+        by_group.setdefault(str(value), []).append((key, i))
+    if k is not None:  # ties by row order, as heapq.nsmallest in reduce.top breaks them
+        by_group = {value: heapq.nsmallest(k, pairs) for value, pairs in by_group.items()}
+    picked = sorted(i for pairs in by_group.values() for _, i in pairs)
+    row_of = dict(zip(picked, rows.iloc[picked][list(_HELDOUT_COLUMNS)].to_dict("records"), strict=True))
+    return {value: [(key, row_of[i]) for key, i in pairs] for value, pairs in by_group.items()}
 
 
 def agreement_section(spec: Any, agg: dict[str, Any], model_uri: str | None) -> dict[str, Any]:

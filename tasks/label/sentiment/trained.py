@@ -103,7 +103,7 @@ def human_labelled(items: pd.DataFrame, spec: DatasetSpec, splits: Sequence[str]
     for col in ("sentiment", "sentiment_origin", "transcript", "transcript_raw", "corpus", "language"):
         if col not in frame.columns:
             frame[col] = None
-    kinds = [kind_of.get(str(s), c) for s, c in zip(frame["source"], frame["corpus"], strict=True)]
+    kinds = [kind_of.get(str(s), c) for s, c in zip(frame["source"].tolist(), frame["corpus"].tolist(), strict=True)]
     keep = (
         frame["sentiment"].isin(SENTIMENTS)
         & frame["sentiment_origin"].isin(list(trained.label_origins))

@@ -163,6 +163,22 @@ def test_agreement_section_equals_the_frame_report_with_a_capped_training_sample
     assert section["trained_model"]["training"]["trained_rows"] == 100
 
 
+def test_agreement_heldout_cut_per_part_equals_the_frame_report(tmp_path, monkeypatch):
+    """Each part keeps records only for its k lowest keys per source (`_candidates`): with a cut that
+    binds in every part, the merged pick is still the whole frame's."""
+    from tasks.label.sentiment import agreement
+    from tests.tasks.label.sentiment.test_agreement import _spec, _utterances
+
+    spec = _spec(tmp_path)
+    utts = _utterances()
+    monkeypatch.setattr(labels, "HELDOUT_PER_SOURCE", 3)
+    parts = [utts[utts["utterance_id"].map(lambda u, i=i: int(stable_hash(u)[:8], 16) % 3 == i)] for i in range(3)]
+    aggs = [shard_aggregates(spec, p, pd.DataFrame(), pd.DataFrame(), pd.DataFrame()) for p in parts]
+    assert all(len(rows) <= 3 for a in aggs for rows in a["top"]["agreement_heldout"]["groups"].values())
+    section = labels.agreement_section(spec, merge_aggregates(aggs), None)
+    assert section == agreement.agreement_report(utts, spec, max_per_source=3)
+
+
 def test_release_changes_by_buckets_equal_the_whole_table_comparison(tmp_path):
     t = _tables(120, seed=2)
     before = t["utterances"]
