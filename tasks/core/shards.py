@@ -85,8 +85,11 @@ def _plain(value: Any) -> Any:
 
 
 def write_frame(uri: str, df: pd.DataFrame) -> None:
+    """A work file: no column statistics (nothing filters work files by them; their min/max of every
+    string column was a third of the write). Release parts and the label cache keep theirs."""
     buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False), buf, compression="zstd")
+    pq.write_table(pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False), buf, compression="zstd",
+                   write_statistics=False)
     fs.write_bytes(uri, buf.getvalue())
 
 
