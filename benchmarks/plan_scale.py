@@ -13,7 +13,8 @@ No audio exists: `augment.enabled: false` and `report.html: false` (the only ste
 
 Each (size, runner) runs in a fresh process that calls `flows.build_dataset.publish_labelled` (the
 post-labelling half of a build: split-and-balance -> augment -> publish, under the output lock, on
-the spec's task runner), then `manifests.validate.validate_release` as `voicetone validate` does.
+the spec's task runner), then `manifests.validate.validate_release` in a process of its own (as
+`voicetone validate` runs; its peak is the table's "validate MB", not part of the flow's).
 `threads`: the embedded Prefect server; `dask`: a local cluster of 2 worker processes and a
 `prefect server start` this script starts. A psutil thread samples every process (flow, Prefect
 server, each Dask worker) every 0.5 s: peak RSS per process and CPU seconds.
@@ -334,6 +335,8 @@ class Sampler(threading.Thread):
 def _role(pid: int, roots: list[int], cmdline: str) -> str:
     if pid == roots[0]:
         return "flow"
+    if "_validate" in cmdline:
+        return "validate"
     if "prefect" in cmdline and ("server" in cmdline or "uvicorn" in cmdline):
         return "prefect server"
     if "multiprocessing" in cmdline or "spawn_main" in cmdline or "forkserver" in cmdline:
@@ -427,7 +430,6 @@ def child(spec_path: str, corpus: str, report_path: str) -> None:
 
     _prefect_env()
     from flows.build_dataset import publish_labelled
-    from manifests.validate import validate_release
     from tasks.spec import load_spec
 
     data = json.loads((Path(corpus) / "manifest.json").read_text())
@@ -436,13 +438,25 @@ def child(spec_path: str, corpus: str, report_path: str) -> None:
     t0 = time.perf_counter()
     result = publish_labelled(spec, data["labelled"], data["ingest"])
     t1 = time.perf_counter()
-    checked = validate_release(spec.output)
+    # `voicetone validate` runs in a process of its own; here too, so the flow's peak is the build's
+    # (memory a process once held is not given back, so validating in it would add to its peak).
+    checked_path = Path(report_path).with_suffix(".validate.json")
+    subprocess.run([sys.executable, __file__, "_validate", spec.output, str(checked_path)], cwd=REPO, check=True)
+    checked = json.loads(checked_path.read_text())
     t2 = time.perf_counter()
     Path(report_path).write_text(json.dumps({
         "counts": result["counts"], "timings": result["timings"], "flow_s": t1 - t0, "validate_s": t2 - t1,
-        "valid": checked.ok, "problems": checked.problems[:5], "import_s": t0 - t_start,
+        "valid": checked["valid"], "problems": checked["problems"], "import_s": t0 - t_start,
         "task_runs": _task_runs(began), "content_sha256": result["content_sha256"],
     }, indent=1))
+
+
+def validate(output: str, report_path: str) -> None:
+    """In a process of its own: `validate_release` on the published release, as `voicetone validate` does."""
+    from manifests.validate import validate_release
+
+    checked = validate_release(output)
+    Path(report_path).write_text(json.dumps({"valid": checked.ok, "problems": checked.problems[:5]}))
 
 
 def _task_runs(after: datetime) -> dict[str, int]:
@@ -474,7 +488,7 @@ def table_row(label: str, n: int, rep: dict[str, Any]) -> str:
     if "failed" in rep:
         return (f"| {label} | {n:,} | {rep['process_wall_s']:.0f} | {rep['failed']} | | | | | | | {rep['cpu_s']:.0f} | "
                 f"| {_mb(peaks.get('flow'))} | {_mb(peaks.get('prefect server'))} | {_mb(peaks.get('dask worker'))} "
-                f"| {rep['load_before'][0]:.1f}/{rep['load_after'][0]:.1f} |")
+                f"| {_mb(peaks.get('validate'))} | {rep['load_before'][0]:.1f}/{rep['load_after'][0]:.1f} |")
     t = rep["timings"]
     work = t.get("split_and_balance", 0) + t.get("augment", 0) + t.get("publish", 0) + rep["validate_s"]
     runs = sum(v for k, v in rep["task_runs"].items() if not k.startswith("publish-labelled"))
@@ -483,12 +497,13 @@ def table_row(label: str, n: int, rep: dict[str, Any]) -> str:
             f"{t.get('augment', 0):.1f} | {t.get('publish', 0):.1f} | {rep['validate_s']:.1f} | {work:.0f} | "
             f"{runs} | {n / max(work, 1e-9):,.0f} | {rep['cpu_s']:.0f} ({rate:,.0f} utt per CPU s) | "
             f"{rep['peak_tree_mb']:,.0f} | {_mb(peaks.get('flow'))} | {_mb(peaks.get('prefect server'))} | "
-            f"{_mb(peaks.get('dask worker'))} | {rep['load_before'][0]:.1f}/{rep['load_after'][0]:.1f} |")
+            f"{_mb(peaks.get('dask worker'))} | {_mb(peaks.get('validate'))} | "
+            f"{rep['load_before'][0]:.1f}/{rep['load_after'][0]:.1f} |")
 
 
 HEADER = ("| run | found items | process wall s | split+balance s | augment s | publish s | validate s | "
           "plan+publish+validate s | task runs | utt/s (wall) | CPU s | peak tree MB | flow MB | "
-          "Prefect server MB | Dask workers MB | load before/after |\n" + "|---" * 16 + "|")
+          "Prefect server MB | Dask workers MB | validate MB | load before/after |\n" + "|---" * 17 + "|")
 
 
 def main() -> None:
@@ -545,5 +560,7 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "_child":
         child(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif len(sys.argv) == 4 and sys.argv[1] == "_validate":
+        validate(sys.argv[2], sys.argv[3])
     else:
         main()
