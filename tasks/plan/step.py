@@ -9,6 +9,7 @@ quotas, rank thresholds, the babble sample and the card's sections. docs/scaling
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -144,7 +145,18 @@ def plan_stages(spec: DatasetSpec, shard_results: list[ShardResult], log: Log = 
     from tasks.plan import plausibility, quota, shard_step, shuffle
     from tasks.plan.split_report import merge_partials, shares_from_counts
 
-    run = mapper or run_here
+    mapped = mapper or run_here
+    clock = {"start": time.perf_counter(), "steps": 0.0}
+
+    def run(step: str, calls: list[tuple]) -> list[Any]:
+        """The mapper, timed: each step's wall time in the log, so a slow step at scale is named."""
+        t0 = time.perf_counter()
+        out = mapped(step, calls)
+        spent = time.perf_counter() - t0
+        clock["steps"] += spent
+        log("plan step %s: %d call(s) in %.1f s", step, len(calls), spent)
+        return out
+
     plan_dir = fs.join(work_dir(spec), "plan", stable_hash(*sorted(r["items_uri"] for r in shard_results),
                                                           spec.model_dump_json())[:16])
     if not shard_results:  # every found item was rejected at ingest: one empty shard with the contract's columns
@@ -219,6 +231,9 @@ def plan_stages(spec: DatasetSpec, shard_results: list[ShardResult], log: Log = 
     fs.write_bytes(pools_uri, pools.to_json().encode())
     plan = {"groups": groups_plan, "thresholds": limits}
     shards = run("finish_shard", [(spec, plan_dir, i, plan, pools_uri) for i in range(n)])
+    total = time.perf_counter() - clock["start"]
+    log("plan: %d plan shard(s), %d partition(s) in %.1f s (%.1f s in the steps, %.1f s in reductions here)",
+        n, parts, total, clock["steps"], total - clock["steps"])
     return {
         "plan_dir": plan_dir,
         "shards": shards,

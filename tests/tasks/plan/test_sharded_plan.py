@@ -195,3 +195,16 @@ def test_plan_steps_on_dask_worker_processes_equal_the_in_process_plan(tmp_path:
         pd.testing.assert_frame_equal(a[name], b[name], check_dtype=False)
     for section in ("balance_report", "split_shares", "pii", "plausibility", "eligibility"):
         assert here[section] == there[section], section
+
+
+def test_plan_logs_each_step_and_its_time(tmp_path: Path) -> None:
+    """Long plans name their slow step: one timed line per mapped step, then the total and the reductions."""
+    lines: list[str] = []
+    items = item_frame(300, seed=3)
+    plan_stages(_spec(tmp_path / "out"), _shards(tmp_path, items, 3), log=lambda fmt, *a: lines.append(fmt % a),
+                n_parts=2)
+    steps = [line.split()[2].rstrip(":") for line in lines if line.startswith("plan step ")]
+    assert steps[:4] == ["dedup_keys", "resolve_part", "screen_shard", "count_groups"] and steps[-1] == "finish_shard"
+    assert any(line.startswith("plan step resolve_part: 2 call(s) in ") for line in lines)
+    total = [line for line in lines if line.startswith("plan: 3 plan shard(s), 2 partition(s) in ")]
+    assert len(total) == 1 and "in the steps" in total[0]
