@@ -187,21 +187,19 @@ def harmonise_parts(root: str, name: str, records: Sequence[Mapping[str, Any]],
     """Give every part of a manifest the same Arrow schema, so the folder opens as one dataset.
 
     Parts are written independently: an extra column that is all null in one part has type null
-    there (or is absent), and DuckDB, pyarrow.dataset or `datasets` take the first file's schema.
-    Parts whose schema differs from the unified one (null types promoted, missing columns added as
-    nulls, columns in one order) are rewritten and their records updated. Depends only on the
-    parts' contents, so the release identity stays a function of its rows.
+    there, double (pandas' all-NaN column, or any column of a part without rows), or is absent, and
+    DuckDB, pyarrow.dataset or `datasets` take the first file's schema. Parts whose schema differs
+    from the unified one (`unified_schema`) are rewritten and their records updated. The types follow
+    only the values, never the part layout: a release cut into other parts has the same schema.
     """
     from manifests.io import table_digest
 
     uris = [fs.join(root, str(r["path"])) for r in records]
-    schemas = [pq.read_schema(io.BytesIO(fs.read_bytes(u))) for u in uris]
-    try:
-        unified = pa.unify_schemas([s.remove_metadata() for s in schemas], promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        unified = _unify_ignoring_missing(name, uris, schemas)
+    metas = [_footer(u) for u in uris]
+    unified = unified_schema(name, metas)
     out = []
-    for record, uri, schema in zip(records, uris, schemas, strict=True):
+    for record, uri, meta in zip(records, uris, metas, strict=True):
+        schema = meta.schema.to_arrow_schema()
         if schema.remove_metadata().equals(unified):
             out.append(dict(record))
             continue
@@ -218,26 +216,63 @@ def harmonise_parts(root: str, name: str, records: Sequence[Mapping[str, Any]],
     return out
 
 
-def _unify_ignoring_missing(name: str, uris: Sequence[str], schemas: Sequence[pa.Schema]) -> pa.Schema:
-    """Unify again with each part's all-missing columns typed null: pandas writes a column whose rows
-    all lack a value as double (NaN), which must not clash with another part's bool or string."""
-    loose = []
-    for uri, schema in zip(uris, schemas, strict=True):
-        table = read_part(uri)
-        fields = [pa.field(f.name, pa.null()) if table.column(f.name).null_count == table.num_rows else f
-                  for f in schema.remove_metadata()]
-        loose.append(pa.schema(fields))
+def _footer(uri: str) -> pq.FileMetaData:
+    """A part's Parquet footer (schema, row count, per-column null counts)."""
+    if fs.is_s3(uri):
+        return pq.ParquetFile(io.BytesIO(fs.read_bytes(uri))).metadata
+    with pq.ParquetFile(uri) as parquet:
+        return parquet.metadata
+
+
+def _all_null_columns(meta: pq.FileMetaData) -> set[str]:
+    """Top-level columns without a single value in this part (every column of a part without rows).
+
+    From the footer's null counts; a column without them (or a nested one) counts as holding values."""
+    fields = meta.schema.to_arrow_schema()
+    if meta.num_rows == 0:
+        return set(fields.names)
+    nulls: dict[str, int] = {}
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            column = group.column(c)
+            path = column.path_in_schema
+            if "." in path:  # a leaf of a nested column
+                continue
+            stats = column.statistics
+            if stats is None or not stats.has_null_count:
+                nulls[path] = -(1 << 62)
+            else:
+                nulls[path] = nulls.get(path, 0) + stats.null_count
+    return {f.name for f in fields if nulls.get(f.name, -1) == meta.num_rows}
+
+
+def unified_schema(name: str, metas: Sequence[pq.FileMetaData]) -> pa.Schema:
+    """One schema for the parts of manifest `name`, from the types of the values they hold.
+
+    A column that holds no value in a part does not vote for its type there (pandas writes an
+    all-missing column as double, or as null). A column without a value in any part gets the contract's
+    type (`manifests.schema.column_type`), else the first type a part with rows wrote, else null.
+    `ManifestError` when two parts hold values of incompatible types."""
+    from manifests.schema import column_type
+
+    schemas = [m.schema.to_arrow_schema().remove_metadata() for m in metas]
+    loose = [pa.schema([pa.field(f.name, pa.null()) if f.name in empty else f for f in schema])
+             for schema, empty in zip(schemas, (_all_null_columns(m) for m in metas), strict=True)]
     try:
         unified = pa.unify_schemas(loose, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         from manifests.io import ManifestError
 
         raise ManifestError(f"manifest {name}: parts with incompatible column types ({err})") from None
-    # a column missing everywhere keeps the type a part wrote (the first that is not null)
-    written = {}
-    for schema in schemas:
-        for f in schema.remove_metadata():
+    written: dict[str, pa.DataType] = {}
+    for schema, meta in zip(schemas, metas, strict=True):
+        for f in schema if meta.num_rows else ():
             if f.name not in written or pa.types.is_null(written[f.name]):
                 written[f.name] = f.type
-    return pa.schema([pa.field(f.name, written.get(f.name, f.type)) if pa.types.is_null(f.type) else f
-                      for f in unified])
+    fields = []
+    for f in unified:
+        if pa.types.is_null(f.type):
+            f = pa.field(f.name, column_type(name, f.name) or written.get(f.name, pa.null()))
+        fields.append(f)
+    return pa.schema(fields)

@@ -168,6 +168,22 @@ OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {
 }
 
 
+# Types of the columns this project adds to the contract's (docs/manifest-contract.md, "Added columns"):
+# a column that holds no value in any part of a release still gets this type, whatever the layout.
+ADDED_COLUMN_TYPES: dict[str, dict[str, pa.DataType]] = {
+    UTTERANCES: {"split_origin": pa.string(), "pii_detected": pa.bool_(), "pii_types": pa.string(),
+                 "asr_hypothesis": pa.string(), "asr_hypothesis_origin": pa.string(),
+                 "sentiment_compound": pa.float64()},
+}
+
+
+def column_type(name: str, column: str) -> pa.DataType | None:
+    """The type the contract (or this project's additions) gives `column` of manifest `name`, if any."""
+    if column in SCHEMAS[name].names:
+        return SCHEMAS[name].field(column).type
+    return ADDED_COLUMN_TYPES.get(name, {}).get(column)
+
+
 def required_columns(name: str) -> list[str]:
     """Columns a manifest must carry (extra columns are allowed by the contract; `OPTIONAL_COLUMNS` may be absent)."""
     return [c for c in SCHEMAS[name].names if c not in OPTIONAL_COLUMNS[name]]

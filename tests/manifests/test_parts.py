@@ -226,3 +226,26 @@ def test_write_part_frame_returns_what_a_reader_reads_back(tmp_path):
         pd.testing.assert_frame_equal(written, back, check_exact=True)
         assert record["content_sha256"] == mio.table_digest(back, name, root, "r1")
         assert record["rows"] == len(back) == len(df)
+
+
+def test_harmonised_types_follow_the_values_not_the_part_layout(tmp_path):
+    """A part without rows writes its extra columns as double; a column with no value anywhere got that
+    type in one layout and null in another (a release's schema, and its rows read back as NaN or None,
+    depended on part_rows). Now: the contract's type, whatever the layout."""
+    utt = make_tables()[UTTERANCES].assign(pii_types=None, pii_detected=False)
+    empty = utt.iloc[:0].assign(pii_types=pd.Series(dtype="float64"), pii_detected=pd.Series(dtype="float64"))
+    layouts = {"one": [utt], "three": [utt.iloc[:2], empty, utt.iloc[2:]]}
+    schemas = {}
+    for layout, frames in layouts.items():
+        root = str(tmp_path / layout)
+        records = [write_part(f, UTTERANCES, root, i) for i, f in enumerate(frames)]
+        if layout == "three":
+            assert pq.read_schema(tmp_path / layout / records[1]["path"]).field("pii_types").type == pa.float64()
+        fixed = harmonise_parts(root, UTTERANCES, records)
+        found = {pq.read_schema(tmp_path / layout / r["path"]).remove_metadata() for r in fixed}
+        assert len(found) == 1
+        schemas[layout] = found.pop()
+        table = pads.dataset(str(tmp_path / layout / "manifests" / UTTERANCES)).to_table()
+        assert table.column("pii_types").null_count == len(utt)
+    assert schemas["one"].field("pii_types").type == pa.string() == schemas["three"].field("pii_types").type
+    assert schemas["three"].field("pii_detected").type == pa.bool_()
