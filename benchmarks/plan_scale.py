@@ -200,7 +200,14 @@ def write_item_shards(root: Path, n_items: int, shard_size: int, seed: int = 13)
     """
     done = root / "manifest.json"
     if done.exists():
-        return json.loads(done.read_text())
+        out = json.loads(done.read_text())
+        if any("rows" not in r for r in out["labelled"]):  # a corpus written before shard results had rows
+            import pyarrow.parquet as pq
+
+            for r in out["labelled"]:
+                r["rows"] = pq.ParquetFile(r["items_uri"]).metadata.num_rows
+            done.write_text(json.dumps(out))
+        return out
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -233,7 +240,7 @@ def write_item_shards(root: Path, n_items: int, shard_size: int, seed: int = 13)
         write_frame(rejects_uri, rejects_frame([
             reject_row(SOURCES[a["src"][i]][0], _uid(a, i), "speech_detection", "empty_audio",
                        f"{_uid(a, i)}: no speech found (Silero VAD)") for i in speech_of_shard.get(k, [])]))
-        labelled.append({"items_uri": items_uri, "rejects_uris": [rejects_uri], "reused": False})
+        labelled.append({"items_uri": items_uri, "rejects_uris": [rejects_uri], "reused": False, "rows": len(rows)})
     ingest = []
     (root / "ingest").mkdir(parents=True, exist_ok=True)
     for s, (name, *_rest) in enumerate(SOURCES):

@@ -168,8 +168,8 @@ class RunSpec(_Strict):
         "shards, consecutive shards are grouped and one task runs a group's shards in order")
     part_rows: int = Field(
         default=50_000, ge=1, description="planned utterances per plan shard and per manifest part: planning "
-        "and publish group max(1, part_rows // shard_size) consecutive labelling shards into one plan shard "
-        "(part j of each manifest); changes the part layout, hence content_sha256, never the rows")
+        "and publish group max(1, part_rows // mean rows of a labelling shard) consecutive labelling shards "
+        "into one plan shard (part j of each manifest); changes the part layout, hence content_sha256, never the rows")
     keep_releases: int = Field(default=5, ge=1)
     lock_wait_s: float = Field(default=1800, ge=0, description="how long a build waits for another build "
                                "of the same output to finish (tasks/core/output_lock.py); 0: stop at once")

@@ -30,6 +30,7 @@ class ShardResult(TypedDict):
     items_uri: str
     rejects_uris: list[str]
     reused: bool
+    rows: NotRequired[int]  # rows in items_uri (the plan sizes its shards by them; read from the file when absent)
     guards: NotRequired[list[dict[str, Any]]]
     pid: NotRequired[int]
 

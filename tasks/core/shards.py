@@ -147,6 +147,11 @@ def read_frames(uris: list[str], columns: list[str] | None = None, skip_empty: b
     return merged.replace_schema_metadata(typed.schema.metadata).to_pandas()
 
 
+def work_rows(uri: str) -> int:
+    """A work file's row count from its footer (no column is read)."""
+    return read_table(uri, []).num_rows
+
+
 def reusable_frame(uri: str, log: Log | None = None) -> bool:
     """True when `uri` exists and reads as Parquet; an unreadable file counts as absent (logged, redone).
 
@@ -186,10 +191,10 @@ def run_shard(
     settings: Mapping[str, Any],
     fn: Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]],
     log: Log | None = None,
-) -> tuple[str, str, bool]:
+) -> tuple[str, str, bool, int]:
     """Run `fn` on a shard unless a finished, readable result for the same input and settings exists.
 
-    Returns (items uri, rejects uri, reused). The rejects file is written first and the items file
+    Returns (items uri, rejects uri, reused, items rows); the plan sizes its shards by the rows. The rejects file is written first and the items file
     last, so the presence of the items file means the shard is complete. A result file that cannot
     be read (0 bytes, truncated) is treated as absent: logged through `log` and redone. The items
     keep every input column even when `fn` keeps no row, so the next stage can read them.
@@ -198,9 +203,9 @@ def run_shard(
     items_uri = fs.join(work_dir, stage, f"{key}.items.parquet")
     rejects_uri = fs.join(work_dir, stage, f"{key}.rejects.parquet")
     if reusable_frame(rejects_uri, log) and reusable_frame(items_uri, log):
-        return items_uri, rejects_uri, True
+        return items_uri, rejects_uri, True, work_rows(items_uri)
     items, rejects = fn(shard)
     items = keep_columns(items, shard)
     write_frame(rejects_uri, rejects)
     write_frame(items_uri, items)
-    return items_uri, rejects_uri, False
+    return items_uri, rejects_uri, False, len(items)

@@ -120,9 +120,9 @@ def transcripts_shard(spec: DatasetSpec, shard_uri: str, log: Log = noop, positi
         ]
         return out, rejects_frame()
 
-    items_uri, rejects_uri, reused = run_shard(work_dir(spec), "transcripts", shard, settings, fn, log=log)
+    items_uri, rejects_uri, reused, rows = run_shard(work_dir(spec), "transcripts", shard, settings, fn, log=log)
     log("transcripts %s: shard %s %s", position, items_uri.rsplit("/", 1)[-1], "reused" if reused else "done")
-    return {"items_uri": items_uri, "rejects_uris": [rejects_uri], "reused": reused}
+    return {"items_uri": items_uri, "rejects_uris": [rejects_uri], "reused": reused, "rows": rows}
 
 
 def _uses_text_classifier(spec: DatasetSpec) -> bool:
@@ -215,9 +215,9 @@ def sentiment_shard(spec: DatasetSpec, shard_uri: str, log: Log = noop, position
                 comprehend.make_cache(cache_dir(spec), cs), offline=offline, log=log))
         return items, rejects_frame()
 
-    items_uri, rejects_uri, reused = run_shard(work_dir(spec), "sentiment", shard, settings, fn, log=log)
+    items_uri, rejects_uri, reused, rows = run_shard(work_dir(spec), "sentiment", shard, settings, fn, log=log)
     log("sentiment %s: shard %s %s", position, items_uri.rsplit("/", 1)[-1], "reused" if reused else "done")
-    return {"items_uri": items_uri, "rejects_uris": [rejects_uri], "reused": reused}
+    return {"items_uri": items_uri, "rejects_uris": [rejects_uri], "reused": reused, "rows": rows}
 
 
 def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = noop, position: str = "") -> ShardResult:
@@ -253,6 +253,6 @@ def speech_shard(spec: DatasetSpec, shard_uri: str, log: Log = noop, position: s
             spec.segments.second_opinion)
         return out, rejects
 
-    items_uri, rejects_uri, reused = run_shard(work_dir(spec), "speech", shard, settings, fn, log=log)
+    items_uri, rejects_uri, reused, rows = run_shard(work_dir(spec), "speech", shard, settings, fn, log=log)
     log("speech detection %s: shard %s %s", position, items_uri.rsplit("/", 1)[-1], "reused" if reused else "done")
-    return {"items_uri": items_uri, "rejects_uris": [rejects_uri], "reused": reused}
+    return {"items_uri": items_uri, "rejects_uris": [rejects_uri], "reused": reused, "rows": rows}

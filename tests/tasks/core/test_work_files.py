@@ -33,8 +33,8 @@ def test_run_shard_redoes_an_unreadable_result_and_names_it(tmp_path: Path, how:
         calls.append(len(items))
         return items.assign(y=items["x"] * 2), pd.DataFrame({"source": ["s"], "reason": ["r"]})
 
-    items_uri, rejects_uri, reused = run_shard(str(tmp_path), "stage", _shard(), {"a": 1}, fn)
-    assert not reused and calls == [2]
+    items_uri, rejects_uri, reused, rows = run_shard(str(tmp_path), "stage", _shard(), {"a": 1}, fn)
+    assert not reused and calls == [2] and rows == 2
     damaged = items_uri if which == "items" else rejects_uri
     _damage(Path(damaged), how)
     with pytest.raises(WorkFileError, match=str(damaged)):
@@ -42,10 +42,10 @@ def test_run_shard_redoes_an_unreadable_result_and_names_it(tmp_path: Path, how:
 
     logged: list[str] = []
     again = run_shard(str(tmp_path), "stage", _shard(), {"a": 1}, fn, log=lambda m, *a: logged.append(m % a))
-    assert again == (items_uri, rejects_uri, False) and calls == [2, 2]
+    assert again == (items_uri, rejects_uri, False, 2) and calls == [2, 2]
     assert len(logged) == 1 and damaged in logged[0] and "redoing" in logged[0]
     assert read_frame(items_uri)["y"].tolist() == [2.0, 4.0]
-    assert run_shard(str(tmp_path), "stage", _shard(), {"a": 1}, fn)[2] is True  # readable again: reused
+    assert run_shard(str(tmp_path), "stage", _shard(), {"a": 1}, fn)[2:] == (True, 2)  # readable again: reused
 
 
 def test_a_zero_byte_transcripts_file_is_redone_on_rerun(tmp_path: Path) -> None:

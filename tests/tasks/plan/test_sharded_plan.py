@@ -1,6 +1,6 @@
 """The sharded plan: the same items in 1, 3 or 7 plan shards give the same plan, equal to the whole-frame rules.
 
-Plan shards group consecutive labelling shards (`run.part_rows // run.shard_size` of them); `_spec`
+Plan shards group consecutive labelling shards (`run.part_rows` // their mean rows of them); `_spec`
 defaults to one labelling shard per plan shard, so the tests below exercise the cross-shard reductions.
 
 Items come from benchmarks/plan_items.py (three sources, speakers spread over shards, human and model
@@ -67,19 +67,20 @@ def _whole_frame(spec, items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame,
 
 
 def test_one_three_and_seven_plan_shards_give_the_same_plan(tmp_path: Path) -> None:
-    """One labelling shard, then 7 labelling shards grouped by `run.part_rows` into 1, 3 and 7 plan shards."""
+    """One labelling shard, then 7 labelling shards (~129 rows each) grouped by `run.part_rows` into 1, 3 and 7
+    plan shards (their shard results carry no `rows`: the plan reads the counts from the files)."""
     items = item_frame(N_ITEMS, seed=1)
     labelled = _shards(tmp_path, items, 7)
     plans = {0: plan_stages(_spec(tmp_path / "out0"), _shards(tmp_path, items, 1), n_parts=1)}
-    for part_rows, parts in ((700, 1), (300, 2), (100, 4)):  # 7, 3 and 1 labelling shard(s) per plan shard
+    for part_rows, parts in ((900, 1), (400, 2), (100, 4)):  # 7, 3 and 1 labelling shard(s) per plan shard
         spec = _spec(tmp_path / f"out{part_rows}", part_rows=part_rows)
         plans[part_rows] = plan_stages(spec, labelled, n_parts=parts)
-    assert [len(plans[k]["shards"]) for k in (0, 700, 300, 100)] == [1, 1, 3, 7]
+    assert [len(plans[k]["shards"]) for k in (0, 900, 400, 100)] == [1, 1, 3, 7]
     assert plans[100]["row_shard_uris"] == [s["rows_uri"] for s in plans[100]["shards"]]
-    assert [s["index"] for s in plans[300]["shards"]] == list(range(3))
+    assert [s["index"] for s in plans[400]["shards"]] == list(range(3))
     base = _tables(plans[0])
     assert base["rows"]["in_asr"].sum() > 0 and (base["rejects"]["reason"] == "duplicate_segment").sum() > 0
-    for k in (700, 300, 100):
+    for k in (900, 400, 100):
         other = _tables(plans[k])
         for name in base:
             pd.testing.assert_frame_equal(base[name], other[name], check_dtype=False)
@@ -88,15 +89,22 @@ def test_one_three_and_seven_plan_shards_give_the_same_plan(tmp_path: Path) -> N
 
 
 def test_plan_shards_group_consecutive_labelling_shards() -> None:
-    """per = part_rows // shard_size (at least 1); the last plan shard takes the rest; rejects files follow."""
+    """per = part_rows // mean rows of a labelling shard (at least 1); the last plan shard takes the rest."""
     from tasks.plan.shard_step import plan_inputs
 
-    labelled = [{"items_uri": f"i{k}", "rejects_uris": [f"r{k}a", f"r{k}b"], "reused": False} for k in range(7)]
+    labelled = [{"items_uri": f"i{k}", "rejects_uris": [f"r{k}a", f"r{k}b"], "reused": False, "rows": 100}
+                for k in range(7)]
     groups = plan_inputs(_spec(Path("/tmp/x"), part_rows=300), labelled)
     assert [g["items_uris"] for g in groups] == [["i0", "i1", "i2"], ["i3", "i4", "i5"], ["i6"]]
     assert groups[2]["rejects_uris"] == ["r6a", "r6b"] and groups[0]["rejects_uris"][:3] == ["r0a", "r0b", "r1a"]
     assert len(plan_inputs(_spec(Path("/tmp/x"), part_rows=99), labelled)) == 7  # fewer rows than a shard: 1 each
     assert len(plan_inputs(_spec(Path("/tmp/x"), part_rows=50_000), labelled)) == 1
+    # rows, not shard_size: half-full shards (a power of two of them) put twice as many in a plan shard
+    half = [{**r, "rows": 50} for r in labelled]
+    assert [len(g["items_uris"]) for g in plan_inputs(_spec(Path("/tmp/x"), part_rows=300), half)] == [6, 1]
+    uneven = [{**r, "rows": n} for r, n in zip(labelled, (10, 90, 0, 200, 100, 50, 250), strict=True)]
+    assert [len(g["items_uris"]) for g in plan_inputs(_spec(Path("/tmp/x"), part_rows=200), uneven)] == [2, 2, 2, 1]
+    assert len(plan_inputs(_spec(Path("/tmp/x"), part_rows=300), [{**r, "rows": 0} for r in labelled])) == 7
     assert parse_spec({"name": "t", "output": "/tmp/x", "sources": [{"name": "s", "kind": "folder", "path": "/p"}]}
                       ).run.part_rows == 50_000
 
