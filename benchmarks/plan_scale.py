@@ -264,7 +264,8 @@ def write_item_shards(root: Path, n_items: int, shard_size: int, seed: int = 13)
     return out
 
 
-def write_spec(path: Path, name: str, shards: Path, output: Path, runner: str, shard_size: int) -> None:
+def write_spec(path: Path, name: str, shards: Path, output: Path, runner: str, shard_size: int,
+               part_rows: int | None = None) -> None:
     import yaml
 
     (shards / "src").mkdir(parents=True, exist_ok=True)
@@ -276,6 +277,8 @@ def write_spec(path: Path, name: str, shards: Path, output: Path, runner: str, s
         "report": {"html": False},
         "run": {"shard_size": shard_size, "max_workers": 2, "task_runner": runner},
     }
+    if part_rows:
+        spec["run"]["part_rows"] = part_rows
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
@@ -290,6 +293,8 @@ class Sampler(threading.Thread):
         self.cpu: dict[int, float] = {}
         self.role: dict[int, str] = {}
         self.peak_total = 0
+        self.timeline: list[tuple[str, dict[str, int]]] = []  # (UTC time, MB per role) every ~10 s
+        self._next_mark = 0.0
         self.over_limit = False
         self._halt = threading.Event()
 
@@ -309,6 +314,7 @@ class Sampler(threading.Thread):
         import psutil
 
         total = 0
+        now: dict[str, int] = {}
         for p in self._procs():
             try:
                 with p.oneshot():
@@ -318,9 +324,14 @@ class Sampler(threading.Thread):
             except psutil.Error:
                 continue
             total += rss
+            role = self.role[p.pid]
+            now[role] = max(now.get(role, 0), round(rss / 2**20))
             self.peak[p.pid] = max(self.peak.get(p.pid, 0), rss)
             self.cpu[p.pid] = max(self.cpu.get(p.pid, 0.0), cpu)
         self.peak_total = max(self.peak_total, total)
+        if time.monotonic() >= self._next_mark:  # when a peak happened, to set beside the flow's log
+            self.timeline.append((datetime.now(UTC).strftime("%H:%M:%S"), now))
+            self._next_mark = time.monotonic() + 10
         if self.limit_mb and total > self.limit_mb * 2**20:
             self.over_limit = True
 
@@ -422,7 +433,8 @@ def run_child(spec: Path, corpus: Path, report: Path, api_url: str | None, serve
     shutil.rmtree(home, ignore_errors=True)
     measured = {"process_wall_s": wall, "peak_rss_mb": sampler.by_role(), "peak_tree_mb": sampler.peak_total / 2**20,
                 "cpu_s": (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime) + server_cpu,
-                "server_cpu_s": server_cpu, "load_before": load_before, "load_after": os.getloadavg()}
+                "server_cpu_s": server_cpu, "load_before": load_before, "load_after": os.getloadavg(),
+                "rss_timeline": sampler.timeline}
     if sampler.over_limit:
         return {"failed": f"stopped: process tree over {limit_mb:.0f} MB", **measured}
     if proc.returncode != 0 or not report.exists():
@@ -518,6 +530,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100000])
     ap.add_argument("--runners", nargs="+", choices=["threads", "dask"], default=["threads", "dask"])
     ap.add_argument("--shard-size", type=int, default=500)
+    ap.add_argument("--part-rows", type=int, default=None, help="run.part_rows (default: the spec's, 50,000)")
     ap.add_argument("--root", type=Path, default=Path("/tmp/voicetone-plan-scale"))
     ap.add_argument("--limit-mb", type=float, default=None, help="stop a run whose process tree exceeds this")
     ap.add_argument("--keep", action="store_true",
@@ -539,7 +552,7 @@ def main() -> None:
                 out = root / "out" / f"{runner}-{n}"
                 shutil.rmtree(out, ignore_errors=True)
                 spec = root / f"{runner}-{n}.yaml"
-                write_spec(spec, f"plan-scale-{n}", corpus, out, runner, args.shard_size)
+                write_spec(spec, f"plan-scale-{n}", corpus, out, runner, args.shard_size, args.part_rows)
                 rep = run_child(spec, corpus, root / f"{runner}-{n}.json", server[1] if runner == "dask" and server
                                 else None, server[0].pid if runner == "dask" and server else None, args.limit_mb)
                 rep["facts"] = facts
