@@ -293,7 +293,8 @@ class Sampler(threading.Thread):
         self.cpu: dict[int, float] = {}
         self.role: dict[int, str] = {}
         self.peak_total = 0
-        self.timeline: list[tuple[str, dict[str, int]]] = []  # (UTC time, MB per role) every ~10 s
+        self.timeline: list[tuple[str, dict[str, int]]] = []  # (UTC time, peak MB per role in the last ~10 s)
+        self._window: dict[str, int] = {}
         self._next_mark = 0.0
         self.over_limit = False
         self._halt = threading.Event()
@@ -326,11 +327,13 @@ class Sampler(threading.Thread):
             total += rss
             role = self.role[p.pid]
             now[role] = max(now.get(role, 0), round(rss / 2**20))
+            self._window[role] = max(self._window.get(role, 0), now[role])
             self.peak[p.pid] = max(self.peak.get(p.pid, 0), rss)
             self.cpu[p.pid] = max(self.cpu.get(p.pid, 0.0), cpu)
         self.peak_total = max(self.peak_total, total)
         if time.monotonic() >= self._next_mark:  # when a peak happened, to set beside the flow's log
-            self.timeline.append((datetime.now(UTC).strftime("%H:%M:%S"), now))
+            self.timeline.append((datetime.now(UTC).strftime("%H:%M:%S"), self._window))
+            self._window = {}
             self._next_mark = time.monotonic() + 10
         if self.limit_mb and total > self.limit_mb * 2**20:
             self.over_limit = True
