@@ -202,10 +202,10 @@ def write_item_shards(root: Path, n_items: int, shard_size: int, seed: int = 13)
     if done.exists():
         out = json.loads(done.read_text())
         if any("rows" not in r for r in out["labelled"]):  # a corpus written before shard results had rows
-            import pyarrow.parquet as pq
+            from tasks.core.shards import work_rows
 
             for r in out["labelled"]:
-                r["rows"] = pq.ParquetFile(r["items_uri"]).metadata.num_rows
+                r["rows"] = work_rows(r["items_uri"])
             done.write_text(json.dumps(out))
         return out
     import pyarrow as pa

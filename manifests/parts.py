@@ -232,6 +232,7 @@ def _all_null_columns(meta: pq.FileMetaData) -> set[str]:
     if meta.num_rows == 0:
         return set(fields.names)
     nulls: dict[str, int] = {}
+    uncounted: set[str] = set()
     for g in range(meta.num_row_groups):
         group = meta.row_group(g)
         for c in range(group.num_columns):
@@ -241,10 +242,10 @@ def _all_null_columns(meta: pq.FileMetaData) -> set[str]:
                 continue
             stats = column.statistics
             if stats is None or not stats.has_null_count:
-                nulls[path] = -(1 << 62)
+                uncounted.add(path)
             else:
                 nulls[path] = nulls.get(path, 0) + stats.null_count
-    return {f.name for f in fields if nulls.get(f.name, -1) == meta.num_rows}
+    return {f.name for f in fields if f.name not in uncounted and nulls.get(f.name) == meta.num_rows}
 
 
 def unified_schema(name: str, metas: Sequence[pq.FileMetaData]) -> pa.Schema:

@@ -152,20 +152,25 @@ def work_rows(uri: str) -> int:
     return read_table(uri, []).num_rows
 
 
-def reusable_frame(uri: str, log: Log | None = None) -> bool:
-    """True when `uri` exists and reads as Parquet; an unreadable file counts as absent (logged, redone).
+def reusable_rows(uri: str, log: Log | None = None) -> int | None:
+    """The rows of `uri` when it exists and reads as Parquet; None when it is absent or unreadable
+    (logged, so it is redone).
 
     A crash or a full disk can leave a 0-byte or truncated work file (S3 and local rename are atomic,
     but a copied or synced work folder is not); reusing it would fail every later run.
     """
     if not fs.exists(uri):
-        return False
+        return None
     try:
-        read_frame(uri)
+        return len(read_frame(uri))
     except WorkFileError as err:
         (log or _LOGGER.warning)("%s; treating it as absent and redoing it", err)
-        return False
-    return True
+        return None
+
+
+def reusable_frame(uri: str, log: Log | None = None) -> bool:
+    """True when `uri` exists and reads as Parquet (`reusable_rows`)."""
+    return reusable_rows(uri, log) is not None
 
 
 def keep_columns(out: pd.DataFrame, source: pd.DataFrame) -> pd.DataFrame:
@@ -194,16 +199,17 @@ def run_shard(
 ) -> tuple[str, str, bool, int]:
     """Run `fn` on a shard unless a finished, readable result for the same input and settings exists.
 
-    Returns (items uri, rejects uri, reused, items rows); the plan sizes its shards by the rows. The rejects file is written first and the items file
-    last, so the presence of the items file means the shard is complete. A result file that cannot
+    Returns (items uri, rejects uri, reused, items rows; the plan sizes its shards by the rows). The
+    rejects file is written first and the items file last, so the presence of the items file means the shard is complete. A result file that cannot
     be read (0 bytes, truncated) is treated as absent: logged through `log` and redone. The items
     keep every input column even when `fn` keeps no row, so the next stage can read them.
     """
     key = frame_digest(shard, settings)
     items_uri = fs.join(work_dir, stage, f"{key}.items.parquet")
     rejects_uri = fs.join(work_dir, stage, f"{key}.rejects.parquet")
-    if reusable_frame(rejects_uri, log) and reusable_frame(items_uri, log):
-        return items_uri, rejects_uri, True, work_rows(items_uri)
+    rows = reusable_rows(items_uri, log) if reusable_frame(rejects_uri, log) else None
+    if rows is not None:  # the check read the items file: its rows come with it
+        return items_uri, rejects_uri, True, rows
     items, rejects = fn(shard)
     items = keep_columns(items, shard)
     write_frame(rejects_uri, rejects)

@@ -137,8 +137,8 @@ def plan_stages(spec: DatasetSpec, shard_results: list[ShardResult], log: Log = 
     """Resolve duplicates, assign splits, sample the ASR stage and draw a recipe per stage row, per plan shard.
 
     Plan shard j holds the labelled shards j*per .. (j+1)*per-1 (per = `run.part_rows` // a labelled
-    shard's mean rows, at least 1) and is part j of the release's manifests. With no shard at all (every item rejected at
-    ingest) there is one empty plan shard 0. `n_parts` overrides the shuffle's partition count.
+    shard's mean rows, at least 1) and is part j of the release's manifests. With no shard at all
+    (every item rejected at ingest) there is one empty plan shard 0. `n_parts` overrides the shuffle's partition count.
     """
     from tasks.augment import noise_pool
     from tasks.label.transcripts import hallucination
