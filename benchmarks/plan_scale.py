@@ -14,7 +14,10 @@ No audio exists: `augment.enabled: false` and `report.html: false` (the only ste
 Each (size, runner) runs in a fresh process that calls `flows.build_dataset.publish_labelled` (the
 post-labelling half of a build: split-and-balance -> augment -> publish, under the output lock, on
 the spec's task runner), then `manifests.validate.validate_release` in a process of its own (as
-`voicetone validate` runs; its peak is the table's "validate MB", not part of the flow's).
+`voicetone validate` runs; its peak is the table's "validate MB", not part of the flow's). From
+`run.finish_in_child_from_rows` utterances (default 200,000) publish's finishing step (card, plots,
+the build's own validation, LATEST) runs in a child process of the flow (or of a Dask worker): its
+peak is the "finishing step MB" column.
 `threads`: the embedded Prefect server; `dask`: a local cluster of 2 worker processes and a
 `prefect server start` this script starts. A psutil thread samples every process (flow, Prefect
 server, each Dask worker) every 0.5 s: peak RSS per process and CPU seconds.
@@ -356,6 +359,8 @@ class Sampler(threading.Thread):
 def _role(pid: int, roots: list[int], cmdline: str) -> str:
     if pid == roots[0]:
         return "flow"
+    if "tasks.publish.finish_process" in cmdline:  # publish's finishing step, a child of the flow or a worker
+        return "finish"
     if "_validate" in cmdline:
         return "validate"
     if "prefect" in cmdline and ("server" in cmdline or "uvicorn" in cmdline):
@@ -510,7 +515,7 @@ def table_row(label: str, n: int, rep: dict[str, Any]) -> str:
     if "failed" in rep:
         return (f"| {label} | {n:,} | {rep['process_wall_s']:.0f} | {rep['failed']} | | | | | | | {rep['cpu_s']:.0f} | "
                 f"| {_mb(peaks.get('flow'))} | {_mb(peaks.get('prefect server'))} | {_mb(peaks.get('dask worker'))} "
-                f"| {_mb(peaks.get('validate'))} | {rep['load_before'][0]:.1f}/{rep['load_after'][0]:.1f} |")
+                f"| {_mb(peaks.get('finish'))} | {_mb(peaks.get('validate'))} | {rep['load_before'][0]:.1f}/{rep['load_after'][0]:.1f} |")
     t = rep["timings"]
     work = t.get("split_and_balance", 0) + t.get("augment", 0) + t.get("publish", 0) + rep["validate_s"]
     runs = sum(v for k, v in rep["task_runs"].items() if not k.startswith("publish-labelled"))
@@ -519,13 +524,14 @@ def table_row(label: str, n: int, rep: dict[str, Any]) -> str:
             f"{t.get('augment', 0):.1f} | {t.get('publish', 0):.1f} | {rep['validate_s']:.1f} | {work:.0f} | "
             f"{runs} | {n / max(work, 1e-9):,.0f} | {rep['cpu_s']:.0f} ({rate:,.0f} utt per CPU s) | "
             f"{rep['peak_tree_mb']:,.0f} | {_mb(peaks.get('flow'))} | {_mb(peaks.get('prefect server'))} | "
-            f"{_mb(peaks.get('dask worker'))} | {_mb(peaks.get('validate'))} | "
+            f"{_mb(peaks.get('dask worker'))} | {_mb(peaks.get('finish'))} | {_mb(peaks.get('validate'))} | "
             f"{rep['load_before'][0]:.1f}/{rep['load_after'][0]:.1f} |")
 
 
 HEADER = ("| run | found items | process wall s | split+balance s | augment s | publish s | validate s | "
           "plan+publish+validate s | task runs | utt/s (wall) | CPU s | peak tree MB | flow MB | "
-          "Prefect server MB | Dask workers MB | validate MB | load before/after |\n" + "|---" * 17 + "|")
+          "Prefect server MB | Dask workers MB | finishing step MB | validate MB | load before/after |\n"
+          + "|---" * 18 + "|")
 
 
 def main() -> None:

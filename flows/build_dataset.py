@@ -38,6 +38,7 @@ from tasks.ingest import step as ingest_step
 from tasks.label import steps as label_steps
 from tasks.plan import step as plan_step
 from tasks.preflight import check_spec_paths
+from tasks.publish import finish_process
 from tasks.publish import parts as publish_parts
 from tasks.publish import step as publish_step
 from tasks.spec import DatasetSpec
@@ -167,9 +168,8 @@ def publish_task(spec: DatasetSpec, plan: PlanResult, setup: PublishSetup, weigh
 
     `lock_token`: the build's output lock, checked before LATEST moves even on a Dask worker."""
     logger = get_run_logger()
-    with output_lock.adopted(spec.output, lock_token):
-        return publish_step.finish_publish(spec, plan, setup, weighting, parts, augmented, ingest, timings,
-                                           log=logger.info, warn=logger.warning)
+    return finish_process.finish(spec, plan, setup, weighting, parts, augmented, ingest, timings, lock_token,
+                                 log=logger.info, warn=logger.warning)
 
 
 def _publish(spec: DatasetSpec, plan: PlanResult, augmented: list[AugmentResult], ingest: list[IngestResult],

@@ -170,6 +170,10 @@ class RunSpec(_Strict):
         default=50_000, ge=1, description="planned utterances per plan shard and per manifest part: planning "
         "and publish group max(1, part_rows // mean rows of a labelling shard) consecutive labelling shards "
         "into one plan shard (part j of each manifest); changes the part layout, hence content_sha256, never the rows")
+    finish_in_child_from_rows: int | None = Field(
+        default=200_000, ge=0, description="publish's finishing step (card, plots, validation, LATEST) runs in a "
+        "child process of its own when the release has at least this many utterances, so the memory it takes is "
+        "returned when it ends (docs/scaling.md); 0: always; null: never. Never changes the release")
     keep_releases: int = Field(default=5, ge=1)
     lock_wait_s: float = Field(default=1800, ge=0, description="how long a build waits for another build "
                                "of the same output to finish (tasks/core/output_lock.py); 0: stop at once")

@@ -29,6 +29,10 @@ class GuardError(RuntimeError):
         self.name = name
         self.message = message
 
+    def __reduce__(self) -> tuple[type[GuardError], tuple[str, str]]:
+        """Pickles as itself, so it crosses a process boundary (a Dask worker, the finishing step's child)."""
+        return (GuardError, (self.name, self.message))
+
 
 def guard(name: str, message: str, level: Level = "warning", **detail: Any) -> dict[str, Any]:
     """One fired guard: `name` is a stable id (docs/guards.md), `message` a sentence for a person."""

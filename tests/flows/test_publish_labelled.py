@@ -33,7 +33,7 @@ def _labelled(spec: Any) -> tuple[list[dict], list[dict]]:
 
 def test_publish_labelled_publishes_what_a_whole_build_publishes(prefect_harness, tmp_path: Path) -> None:
     corpus = tone_corpus(tmp_path / "corpus")
-    spec = tone_spec(corpus, tmp_path / "out")
+    spec = tone_spec(corpus, tmp_path / "out", run={"finish_in_child_from_rows": 0})  # finishing step: a child
     labelled, ingest = _labelled(spec)
 
     result = publish_labelled(spec, labelled, ingest)
@@ -41,7 +41,7 @@ def test_publish_labelled_publishes_what_a_whole_build_publishes(prefect_harness
     assert result["published"] and validate_release(str(tmp_path / "out")).ok
     assert set(result["timings"]) == {"split_and_balance", "augment", "publish"}
     assert not Path(lock_uri(spec.output)).exists()  # held while it ran, released after
-    whole = build(tone_spec(corpus, tmp_path / "whole"))  # every stage, no Prefect
+    whole = build(tone_spec(corpus, tmp_path / "whole"))  # every stage, no Prefect, finishing in this process
     assert result["content_sha256"] == whole["content_sha256"]
     assert read_card(resolve_release(str(tmp_path / "out")))["counts"] == \
         read_card(resolve_release(str(tmp_path / "whole")))["counts"]

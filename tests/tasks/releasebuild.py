@@ -44,3 +44,25 @@ def build(spec: DatasetSpec, log: Any = work.noop, warn: Any = None) -> dict[str
     plan = plan_step.plan_stages(spec, labelled)
     augmented = [augment_step.augment_shard(spec, u) for u in plan["row_shard_uris"]]
     return publish_step.publish(spec, plan, augmented, ingest, {}, log=log, warn=warn)
+
+
+def finish_inputs(spec: DatasetSpec) -> tuple[Any, ...]:
+    """Every stage and publish's part tasks, as the flow runs them: the finishing step's arguments
+    (spec, plan, setup, weighting, written parts, augmented, ingest, timings)."""
+    from tasks.publish import parts
+
+    ingest = [ingest_step.ingest_source(spec, i) for i in range(len(spec.sources))]
+    labelled = []
+    for uri in ingest_step.make_shards(spec, ingest):
+        t = label_steps.transcripts_shard(spec, uri)
+        s = label_steps.sentiment_shard(spec, t["items_uri"])
+        v = label_steps.speech_shard(spec, s["items_uri"])
+        labelled.append({**v, "rejects_uris": t["rejects_uris"] + s["rejects_uris"] + v["rejects_uris"]})
+    plan = plan_step.plan_stages(spec, labelled)
+    augmented = [augment_step.augment_shard(spec, u) for u in plan["row_shard_uris"]]
+    setup = publish_step.prepare_publish(spec, plan, ingest)
+    staged = [parts.shard_windows(spec, setup, shard, aug) for shard, aug in zip(plan["shards"], augmented, strict=True)]
+    weighting = parts.release_weights(spec, setup, dict(plan), staged)
+    written = [parts.publish_shard(spec, setup, weighting, shard, s)
+               for shard, s in zip(plan["shards"], staged, strict=True)]
+    return spec, plan, setup, weighting, written, augmented, ingest, {}

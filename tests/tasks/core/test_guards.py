@@ -30,3 +30,13 @@ def test_markdown_card_shows_warnings_before_the_summary() -> None:
     text = "\n".join(lines)
     assert "## ⚠ Warnings" in text and "noise_pool_synthetic" in text
     assert text.index("Warnings") < text.index("Guards that acted")
+
+
+def test_a_guard_error_crosses_a_process_boundary_as_itself() -> None:
+    """Dask workers and the finishing step's child process send exceptions back pickled."""
+    import pickle
+
+    back = pickle.loads(pickle.dumps(guards.GuardError("output_lock_lost", "another build took it")))
+    assert isinstance(back, guards.GuardError)
+    assert (back.name, back.message, str(back)) == ("output_lock_lost", "another build took it",
+                                                    "[output_lock_lost] another build took it")
