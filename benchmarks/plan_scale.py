@@ -468,12 +468,15 @@ def child(spec_path: str, corpus: str, report_path: str) -> None:
     # `voicetone validate` runs in a process of its own; here too, so the flow's peak is the build's
     # (memory a process once held is not given back, so validating in it would add to its peak).
     checked_path = Path(report_path).with_suffix(".validate.json")
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run([sys.executable, __file__, "_validate", spec.output, str(checked_path)], cwd=REPO, check=True)
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     checked = json.loads(checked_path.read_text())
     t2 = time.perf_counter()
     Path(report_path).write_text(json.dumps({
         "counts": result["counts"], "timings": result["timings"], "flow_s": t1 - t0, "validate_s": t2 - t1,
         "valid": checked["valid"], "problems": checked["problems"], "import_s": t0 - t_start,
+        "validate_cpu_s": (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime),
         "task_runs": _task_runs(began), "content_sha256": result["content_sha256"],
     }, indent=1))
 
@@ -513,25 +516,28 @@ def _mb(values: list[float] | None) -> str:
 def table_row(label: str, n: int, rep: dict[str, Any]) -> str:
     peaks = rep.get("peak_rss_mb", {})
     if "failed" in rep:
-        return (f"| {label} | {n:,} | {rep['process_wall_s']:.0f} | {rep['failed']} | | | | | | | {rep['cpu_s']:.0f} | "
+        return (f"| {label} | {n:,} | {rep['process_wall_s']:.0f} | {rep['failed']} | | | | | | | {rep['cpu_s']:.0f} | | "
                 f"| {_mb(peaks.get('flow'))} | {_mb(peaks.get('prefect server'))} | {_mb(peaks.get('dask worker'))} "
                 f"| {_mb(peaks.get('finish'))} | {_mb(peaks.get('validate'))} | {rep['load_before'][0]:.1f}/{rep['load_after'][0]:.1f} |")
     t = rep["timings"]
     work = t.get("split_and_balance", 0) + t.get("augment", 0) + t.get("publish", 0) + rep["validate_s"]
     runs = sum(v for k, v in rep["task_runs"].items() if not k.startswith("publish-labelled"))
     rate = n / max(rep["cpu_s"], 1e-9)
+    build_cpu = rep["cpu_s"] - rep.get("validate_cpu_s", 0.0)  # the build validates its release itself too
     return (f"| {label} | {n:,} | {rep['process_wall_s']:.0f} | {t.get('split_and_balance', 0):.1f} | "
             f"{t.get('augment', 0):.1f} | {t.get('publish', 0):.1f} | {rep['validate_s']:.1f} | {work:.0f} | "
             f"{runs} | {n / max(work, 1e-9):,.0f} | {rep['cpu_s']:.0f} ({rate:,.0f} utt per CPU s) | "
+            f"{build_cpu:.0f} ({n / max(build_cpu, 1e-9):,.0f}) | "
             f"{rep['peak_tree_mb']:,.0f} | {_mb(peaks.get('flow'))} | {_mb(peaks.get('prefect server'))} | "
             f"{_mb(peaks.get('dask worker'))} | {_mb(peaks.get('finish'))} | {_mb(peaks.get('validate'))} | "
             f"{rep['load_before'][0]:.1f}/{rep['load_after'][0]:.1f} |")
 
 
 HEADER = ("| run | found items | process wall s | split+balance s | augment s | publish s | validate s | "
-          "plan+publish+validate s | task runs | utt/s (wall) | CPU s | peak tree MB | flow MB | "
+          "plan+publish+validate s | task runs | utt/s (wall) | CPU s | CPU s less the 2nd validation (utt per CPU s) | "
+          "peak tree MB | flow MB | "
           "Prefect server MB | Dask workers MB | finishing step MB | validate MB | load before/after |\n"
-          + "|---" * 18 + "|")
+          + "|---" * 19 + "|")
 
 
 def main() -> None:

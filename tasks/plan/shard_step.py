@@ -93,7 +93,7 @@ def resolve_part(plan_dir: str, part: int, n_parts: int) -> int:
     from tasks.plan.splits import resolve_duplicate_segments
 
     where = paths(plan_dir, n_parts)
-    rows = shuffle.read_part(where["dedup"], part)
+    rows = shuffle.read_repeated(where["dedup"], part, "segment_key")  # only repeated keys can lose
     if rows.empty:
         return 0
     rejects = resolve_duplicate_segments(rows).rejects

@@ -42,6 +42,7 @@ def test_refresh_labels_only_what_changed(prefect_harness, tmp_path):
     first = refresh_dataset(str(spec_path))
     labelled_once = _whisper_keys(tmp_path / "out")
     assert first["changes"]["previous_release"] is None and len(labelled_once) >= 6
+    assert first["changes"]["added"] == first["counts"]["utterances"] > 0  # a first release: every row is new
 
     # A new recording arrives (louder copy: new bytes, new segment key) and one is deleted.
     wavs = sorted(p for p in corpus.rglob("*.wav") if p.stat().st_size > 0)
