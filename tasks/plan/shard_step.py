@@ -206,10 +206,7 @@ def screen_shard(spec: DatasetSpec, plan_dir: str, index: int, shard: PlanInput,
 
 def count_groups(plan_dir: str, part: int, n_parts: int) -> dict[str, int]:
     """Distinct speakers/recordings per source in one partition of the group shuffle."""
-    rows = shuffle.read_part(paths(plan_dir, n_parts)["groups"], part)
-    if rows.empty:
-        return {}
-    return {str(k): int(v) for k, v in rows.drop_duplicates().groupby("source").size().items()}
+    return shuffle.distinct_per(paths(plan_dir, n_parts)["groups"], part, "source")
 
 
 # ---------------------------------------------------------------------------------- balance

@@ -8,9 +8,9 @@ a partition task reads only its own folder, so memory is bounded by a partition,
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from manifests import uri as fs
 from tasks.core.shards import buckets, read_frames, read_table, write_frame
@@ -60,27 +60,67 @@ def read_part(root: str, part: int) -> pd.DataFrame:
     return read_frames([fs.join(folder, n) for n in fs.list_prefix(folder) if n.endswith(".parquet")], skip_empty=True)
 
 
+def read_part_table(root: str, part: int) -> pa.Table | None:
+    """Every shard's rows of one partition as one Arrow table (no row: an empty table), in `read_part`'s
+    order; None when two files type a column differently (the caller then reads with `read_part`).
+
+    Why: a partition holds up to ~1.25 M rows at 10 M items, and as pandas objects they take several
+    times their Arrow size; `distinct_per` counts them in Arrow.
+    """
+    folder = part_dir(root, part)
+    tables = [t for t in (read_table(fs.join(folder, n)) for n in fs.list_prefix(folder) if n.endswith(".parquet"))
+              if t.num_rows]
+    if not tables:
+        return pa.table({})
+    try:
+        return pa.concat_tables(tables, promote_options="default")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+
+
 def read_repeated(root: str, part: int, key: str) -> pd.DataFrame:
     """The rows of one partition whose `key` occurs more than once in it, in `read_part`'s order.
 
-    Why: the duplicate-segment partitions hold ~1.25 M rows each at 10 M items; as pandas objects that
-    is ~0.9 GB a task (two at once in a threads build took the flow process to 2 GB), in Arrow ~0.2 GB.
-    The keys are counted in Arrow and only the repeated keys' rows (a few) become pandas.
+    Why not read the partition: ~1.25 M rows at 10 M items took ~0.9 GB a task as pandas objects and
+    still ~0.55 GB in Arrow with a hash count of the keys (two such tasks at once took a threads build's
+    flow process to 1.85-2 GB). Here each file's keys become 64-bit hashes (8 bytes a row, one file's
+    strings at a time), the repeated hashes are found in one sorted array, and each file is read again
+    for the rows whose hash repeats: a few. A hash collision only adds a row to the result (the caller
+    groups by the key itself), so the result is the same as from the whole partition.
     """
+    from manifests.validate_leakage import key_hashes
+
     folder = part_dir(root, part)
     uris = [fs.join(folder, n) for n in fs.list_prefix(folder) if n.endswith(".parquet")]
-    tables = [t for t in (read_table(u) for u in uris) if t.num_rows]
-    if not tables:
+    hashes = []
+    for uri in uris:
+        column = read_table(uri, [key])
+        hashes.append(key_hashes(column.column(key).to_pylist()) if column.num_rows and key in column.column_names
+                      else np.zeros(0, dtype=np.uint64))
+    every = np.sort(np.concatenate(hashes)) if hashes else np.zeros(0, dtype=np.uint64)
+    repeated = np.unique(every[1:][every[1:] == every[:-1]])
+    if not len(repeated):
         return pd.DataFrame()
+    masks = [np.isin(h, repeated) for h in hashes]
+    tables = [read_table(uri).filter(pa.array(mask)) for uri, mask in zip(uris, masks, strict=True) if mask.any()]
     try:
-        table = pa.concat_tables(tables, promote_options="default")
+        return pa.concat_tables(tables, promote_options="default").to_pandas()
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # one column typed differently in two files: pandas' rules
-        rows = read_frames(uris, skip_empty=True)
-        return rows[rows[key].duplicated(keep=False)].reset_index(drop=True)
-    keys = table.column(key)
-    counts = pc.value_counts(keys)
-    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
-    return table.filter(pc.is_in(keys, value_set=repeated)).to_pandas()
+        return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+
+
+def distinct_per(root: str, part: int, by: str) -> dict[str, int]:
+    """Distinct rows of one partition per value of column `by` (counted in Arrow), sorted by value."""
+    table = read_part_table(root, part)
+    if table is None:
+        rows = read_part(root, part).drop_duplicates()
+        return {str(k): int(v) for k, v in rows.groupby(by).size().items()}
+    if not table.num_rows:
+        return {}
+    distinct = table.group_by(table.column_names, use_threads=False).aggregate([])
+    counted = distinct.group_by(by, use_threads=False).aggregate([([], "count_all")])
+    pairs = zip(counted.column(by).to_pylist(), counted.column("count_all").to_pylist(), strict=True)
+    return {str(k): int(v) for k, v in sorted((k, v) for k, v in pairs if k is not None)}
 
 
 def shard_file(root: str, shard: int) -> str:

@@ -46,3 +46,16 @@ def test_files_typing_a_column_differently_fall_back_to_pandas_rules(tmp_path: P
     _write(tmp_path, 1, pd.DataFrame({"utterance_id": ["b"], "segment_key": ["k1"], "shard": ["1"]}))
     got = shuffle.read_repeated(str(tmp_path), 0, "segment_key")
     assert list(got["utterance_id"]) == ["a", "b"] and list(got["shard"]) == [0, "1"]
+
+
+def test_distinct_groups_per_source_count_each_group_once_across_shards(tmp_path: Path) -> None:
+    _write(tmp_path, 0, pd.DataFrame({"source": ["cv", "cv", "ls"], "group": ["spk1", "spk2", "spk1"]}))
+    _write(tmp_path, 1, pd.DataFrame({"source": ["cv", "ls", "ls"], "group": ["spk1", "spk3", "spk1"]}))
+    _write(tmp_path, 2, pd.DataFrame({"source": pd.Series([], dtype=object), "group": pd.Series([], dtype=object)}))
+    got = shuffle.distinct_per(str(tmp_path), 0, "source")
+    want = shuffle.read_part(str(tmp_path), 0).drop_duplicates().groupby("source").size()
+    assert got == {str(k): int(v) for k, v in want.items()} == {"cv": 2, "ls": 2}
+    assert list(got) == ["cv", "ls"]
+    assert shuffle.distinct_per(str(tmp_path / "none"), 0, "source") == {}
+    _write(tmp_path, 3, pd.DataFrame({"source": ["cv"], "group": [7]}))  # typed differently: pandas' rules
+    assert shuffle.distinct_per(str(tmp_path), 0, "source") == {"cv": 3, "ls": 2}
