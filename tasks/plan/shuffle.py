@@ -25,7 +25,8 @@ def part_count(n_shards: int) -> int:
     Why 32: the shuffle writes up to n_shards x n_parts files, so the file count grows as the square of
     the corpus; at 8 plan shards a partition, 10 M items (328 plan shards) wrote ~21,000 small files and
     the shuffle grew 24x for 10x the items. A partition's rows are a few narrow columns (~100 bytes a
-    row), so 32 plan shards (~1.6 M rows at the default `run.part_rows`) are ~200 MB in one task. The
+    row in Parquet), so 32 plan shards hold ~1.6 M rows at the default `run.part_rows`; the partition
+    tasks never hold them as pandas objects (`read_repeated`, `distinct_per`). The
     partition count never changes the plan (tested), only how the work is cut."""
     wanted = max(1, min(MAX_PARTS, n_shards // SHARDS_PER_PART))
     return 1 << (wanted - 1).bit_length()
