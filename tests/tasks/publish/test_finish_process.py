@@ -49,12 +49,6 @@ class _Recorder:
         self.warnings.append(msg % args if args else msg)
 
 
-def _finish(spec: Any, token: str | None = None) -> tuple[dict[str, Any], _Recorder]:
-    rec = _Recorder()
-    result = finish_process.finish(*finish_inputs(spec), token, log=rec.log, warn=rec.warn)
-    return result, rec
-
-
 def test_a_child_refuses_to_move_latest_for_a_lost_lock_then_publishes_with_the_builds_lock(tmp_path: Path) -> None:
     """The flow process holds the lock; the child checks the build's token before LATEST moves.
 
