@@ -134,6 +134,12 @@ def read_frames(uris: list[str], columns: list[str] | None = None, skip_empty: b
     tables = [read_table(u, columns) for u in uris]
     if skip_empty:
         tables = [t for t in tables if t.num_rows]
+    return frame_of_tables(tables)
+
+
+def frame_of_tables(tables: list[pa.Table]) -> pd.DataFrame:
+    """Work files' Arrow tables as one pandas frame, in order (empty frame for none): one concatenation and
+    one conversion; files typing a column differently follow pandas' rules."""
     if not tables:
         return pd.DataFrame()
     if len(tables) == 1:

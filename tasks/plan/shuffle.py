@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from manifests import uri as fs
-from tasks.core.shards import buckets, read_frames, read_table, write_frame
+from tasks.core.shards import buckets, frame_of_tables, read_frames, read_table, write_frame
 
 MAX_PARTS = 256
 SHARDS_PER_PART = 32
@@ -55,10 +55,14 @@ def write_parts(root: str, shard: int, frame: pd.DataFrame, key: str, n_parts: i
     return written
 
 
+def _files(folder: str) -> list[str]:
+    """The Parquet files of one shuffle folder, in listing order."""
+    return [fs.join(folder, n) for n in fs.list_prefix(folder) if n.endswith(".parquet")]
+
+
 def read_part(root: str, part: int) -> pd.DataFrame:
     """Every shard's rows of one partition (empty frame when no shard wrote any)."""
-    folder = part_dir(root, part)
-    return read_frames([fs.join(folder, n) for n in fs.list_prefix(folder) if n.endswith(".parquet")], skip_empty=True)
+    return read_frames(_files(part_dir(root, part)), skip_empty=True)
 
 
 def read_part_table(root: str, part: int) -> pa.Table | None:
@@ -68,9 +72,7 @@ def read_part_table(root: str, part: int) -> pa.Table | None:
     Why: a partition holds up to ~1.25 M rows at 10 M items, and as pandas objects they take several
     times their Arrow size; `distinct_per` counts them in Arrow.
     """
-    folder = part_dir(root, part)
-    tables = [t for t in (read_table(fs.join(folder, n)) for n in fs.list_prefix(folder) if n.endswith(".parquet"))
-              if t.num_rows]
+    tables = [t for t in (read_table(uri) for uri in _files(part_dir(root, part))) if t.num_rows]
     if not tables:
         return pa.table({})
     try:
@@ -91,8 +93,7 @@ def read_repeated(root: str, part: int, key: str) -> pd.DataFrame:
     """
     from manifests.validate_leakage import key_hashes
 
-    folder = part_dir(root, part)
-    uris = [fs.join(folder, n) for n in fs.list_prefix(folder) if n.endswith(".parquet")]
+    uris = _files(part_dir(root, part))
     hashes = []
     for uri in uris:
         column = read_table(uri, [key])
@@ -103,11 +104,8 @@ def read_repeated(root: str, part: int, key: str) -> pd.DataFrame:
     if not len(repeated):
         return pd.DataFrame()
     masks = [np.isin(h, repeated) for h in hashes]
-    tables = [read_table(uri).filter(pa.array(mask)) for uri, mask in zip(uris, masks, strict=True) if mask.any()]
-    try:
-        return pa.concat_tables(tables, promote_options="default").to_pandas()
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # one column typed differently in two files: pandas' rules
-        return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+    return frame_of_tables([read_table(uri).filter(pa.array(mask))
+                            for uri, mask in zip(uris, masks, strict=True) if mask.any()])  # as `read_part` converts
 
 
 def distinct_per(root: str, part: int, by: str) -> dict[str, int]:
@@ -131,5 +129,4 @@ def shard_file(root: str, shard: int) -> str:
 
 def read_for_shard(root: str, shard: int) -> pd.DataFrame:
     """Rows the partition tasks addressed to `shard` (`<root>/s-SSSSS/p-PPPPP.parquet`)."""
-    folder = shard_file(root, shard)
-    return read_frames([fs.join(folder, n) for n in fs.list_prefix(folder) if n.endswith(".parquet")], skip_empty=True)
+    return read_frames(_files(shard_file(root, shard)), skip_empty=True)

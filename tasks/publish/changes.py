@@ -81,13 +81,15 @@ def merge_changes(parts: Iterable[Mapping[str, Any]], previous_name: str | None)
 
 
 def release_changes_by_parts(previous_parts: Iterable[pd.DataFrame] | None, current_parts: Iterable[pd.DataFrame],
-                             previous_name: str | None, work: str, n_buckets: int) -> dict[str, Any]:
+                             previous_name: str | None, work: str, n_buckets: int,
+                             current_rows: int | None = None) -> dict[str, Any]:
     """`release_changes` of two releases given as streams of parts; memory: one part or one bucket.
 
-    `work` is a scratch folder (local or s3://), emptied first and removed after.
+    `work` is a scratch folder (local or s3://), emptied first and removed after. `current_rows`, when
+    known, spares reading the current parts when there is no previous release.
     """
-    if previous_parts is None:
-        added = sum(len(p) for p in current_parts)
+    if previous_parts is None:  # a first release: every row is new; known rows need no part read
+        added = current_rows if current_rows is not None else sum(len(p) for p in current_parts)
         return {"previous_release": None, "added": int(added), "removed": 0, "changed": 0, "unchanged": 0}
     storage.delete_tree(work)
     for side, parts in zip(SIDES, (previous_parts, current_parts), strict=True):
@@ -121,11 +123,13 @@ def previous_utterance_parts(output: str) -> tuple[Iterator[pd.DataFrame] | None
     if not uris:
         return None, None, 0
 
-    def parts() -> Iterator[pd.DataFrame]:
-        for uri in uris:  # one file open at a time
-            f = pq.ParquetFile(io.BytesIO(fs.read_bytes(uri)) if fs.is_s3(uri) else uri)
-            cols = [c for c in ("utterance_id", *COMPARED_COLUMNS) if c in f.schema_arrow.names]
-            for g in range(f.num_row_groups):
-                yield f.read_row_group(g, columns=cols).to_pandas()
+    return (frame for uri in uris for frame in compared_rows(uri)), paths.name, rows
 
-    return parts(), paths.name, rows
+
+def compared_rows(uri: str) -> Iterator[pd.DataFrame]:
+    """`utterance_id` and the compared columns of one utterances file, row group by row group (a v2 part
+    or a v1 file): one file open at a time."""
+    f = pq.ParquetFile(io.BytesIO(fs.read_bytes(uri)) if fs.is_s3(uri) else uri)
+    cols = [c for c in ("utterance_id", *COMPARED_COLUMNS) if c in f.schema_arrow.names]
+    for g in range(f.num_row_groups):
+        yield f.read_row_group(g, columns=cols).to_pandas()

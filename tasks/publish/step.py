@@ -197,17 +197,11 @@ def merged_aggregates(uris: list[str]) -> dict[str, Any]:
 
 def _utterance_parts(root: str, written: list[PartResult]) -> Iterator[pd.DataFrame]:
     """This release's utterance parts, one at a time: `utterance_id` and the columns `changes` compares."""
-    import io
-
-    import pyarrow.parquet as pq
-
     from manifests.parts import part_uri
-    from tasks.publish.releases import COMPARED_COLUMNS
+    from tasks.publish.changes import compared_rows
 
     for w in sorted(written, key=lambda w: w["index"]):
-        part = pq.ParquetFile(io.BytesIO(fs.read_bytes(part_uri(root, UTTERANCES, int(w["index"])))))
-        yield part.read(columns=[c for c in ("utterance_id", *COMPARED_COLUMNS) if c in part.schema_arrow.names]
-                        ).to_pandas()
+        yield from compared_rows(part_uri(root, UTTERANCES, int(w["index"])))
 
 
 def changes_since_previous(spec: DatasetSpec, current_parts: Iterable[pd.DataFrame], current_rows: int) -> dict:
@@ -215,11 +209,9 @@ def changes_since_previous(spec: DatasetSpec, current_parts: Iterable[pd.DataFra
     from tasks.publish import changes
 
     previous, name, previous_rows = changes.previous_utterance_parts(spec.output)
-    if previous is None:  # a first release: every row is new, and the parts need not be read to say so
-        return {"previous_release": None, "added": int(current_rows), "removed": 0, "changed": 0, "unchanged": 0}
     n_buckets = changes.n_buckets_for(max(previous_rows, current_rows))
     return changes.release_changes_by_parts(previous, current_parts, name, fs.join(work_dir(spec), "publish", "changes"),
-                                            n_buckets)
+                                            n_buckets, current_rows=current_rows)
 
 
 def _make_plots(report: Any, card: dict, agg: dict[str, Any], paths: mio.ReleasePaths) -> list[str]:

@@ -14,27 +14,13 @@ from manifests.io import read_card, resolve_release
 from manifests.validate import validate_release
 from tasks.core.guards import GuardError
 from tasks.core.output_lock import lock_uri
-from tasks.ingest import step as ingest_step
-from tasks.label import steps as label_steps
-from tests.tasks.releasebuild import build, tone_corpus, tone_spec
-
-
-def _labelled(spec: Any) -> tuple[list[dict], list[dict]]:
-    """Ingest and label as the flow's first half does; (labelled shards, ingest results)."""
-    ingest = [ingest_step.ingest_source(spec, i) for i in range(len(spec.sources))]
-    labelled = []
-    for uri in ingest_step.make_shards(spec, ingest):
-        t = label_steps.transcripts_shard(spec, uri)
-        s = label_steps.sentiment_shard(spec, t["items_uri"])
-        v = label_steps.speech_shard(spec, s["items_uri"])
-        labelled.append({**v, "rejects_uris": t["rejects_uris"] + s["rejects_uris"] + v["rejects_uris"]})
-    return labelled, ingest
+from tests.tasks.releasebuild import build, finish_inputs, labelled_shards, tone_corpus, tone_spec
 
 
 def test_publish_labelled_publishes_what_a_whole_build_publishes(prefect_harness, tmp_path: Path) -> None:
     corpus = tone_corpus(tmp_path / "corpus")
     spec = tone_spec(corpus, tmp_path / "out", run={"finish_in_child_from_rows": 0})  # finishing step: a child
-    labelled, ingest = _labelled(spec)
+    labelled, ingest = labelled_shards(spec)
 
     result = publish_labelled(spec, labelled, ingest)
 
@@ -61,27 +47,16 @@ def _publish_with_token(spec: Any, labelled: list[dict], ingest: list[dict], tok
     """The publish task's own body (what a Dask worker runs), given the build's lock token."""
     from prefect.logging import disable_run_logger
 
-    from tasks.augment import step as augment_step
-    from tasks.plan import step as plan_step
-    from tasks.publish import parts
-    from tasks.publish import step as publish_step
-
-    plan = plan_step.plan_stages(spec, labelled)
-    augmented = [augment_step.augment_shard(spec, u) for u in plan["row_shard_uris"]]
-    setup = publish_step.prepare_publish(spec, plan, ingest)
-    staged = [parts.shard_windows(spec, setup, shard, aug) for shard, aug in zip(plan["shards"], augmented, strict=True)]
-    weighting = parts.release_weights(spec, setup, dict(plan), staged)
-    written = [parts.publish_shard(spec, setup, weighting, shard, s)
-               for shard, s in zip(plan["shards"], staged, strict=True)]
+    args = finish_inputs(spec, labelled, ingest)
     with disable_run_logger():  # the finishing task is the one that moves LATEST
-        return publish_task.fn(spec, plan, setup, weighting, written, augmented, ingest, {}, token)
+        return publish_task.fn(*args, token)
 
 
 def test_publish_task_refuses_to_move_latest_when_the_builds_lock_was_taken(tmp_path: Path) -> None:
     """What a Dask worker does: this process holds no lock, the task gets the build's token."""
     corpus = tone_corpus(tmp_path / "corpus", rows="a.wav,I am so happy,positive,spk1\n")
     spec = tone_spec(corpus, tmp_path / "out")
-    labelled, ingest = _labelled(spec)
+    labelled, ingest = labelled_shards(spec)
     Path(lock_uri(spec.output)).write_text(json.dumps({"token": "another-build", "pid": 1, "host": "elsewhere",
                                                        "spec": "t", "started_at": 0, "heartbeat_at": 0}))
     with pytest.raises(GuardError, match="output_lock_lost"):

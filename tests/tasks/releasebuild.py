@@ -31,26 +31,8 @@ def tone_spec(corpus: Path, output: Path | str, **more: Any) -> DatasetSpec:
                        "augment": {"enabled": False}, **more})
 
 
-def build(spec: DatasetSpec, log: Any = work.noop, warn: Any = None) -> dict[str, Any]:
-    """Every stage in order, as the flow runs them, then publish."""
-    ingest = [ingest_step.ingest_source(spec, i) for i in range(len(spec.sources))]
-    shards = ingest_step.make_shards(spec, ingest)
-    labelled = []
-    for uri in shards:
-        t = label_steps.transcripts_shard(spec, uri)
-        s = label_steps.sentiment_shard(spec, t["items_uri"])
-        v = label_steps.speech_shard(spec, s["items_uri"])
-        labelled.append({**v, "rejects_uris": t["rejects_uris"] + s["rejects_uris"] + v["rejects_uris"]})
-    plan = plan_step.plan_stages(spec, labelled)
-    augmented = [augment_step.augment_shard(spec, u) for u in plan["row_shard_uris"]]
-    return publish_step.publish(spec, plan, augmented, ingest, {}, log=log, warn=warn)
-
-
-def finish_inputs(spec: DatasetSpec) -> tuple[Any, ...]:
-    """Every stage and publish's part tasks, as the flow runs them: the finishing step's arguments
-    (spec, plan, setup, weighting, written parts, augmented, ingest, timings)."""
-    from tasks.publish import parts
-
+def labelled_shards(spec: DatasetSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Ingest and label as the flow's first half does: (labelled shard results, ingest results)."""
     ingest = [ingest_step.ingest_source(spec, i) for i in range(len(spec.sources))]
     labelled = []
     for uri in ingest_step.make_shards(spec, ingest):
@@ -58,6 +40,26 @@ def finish_inputs(spec: DatasetSpec) -> tuple[Any, ...]:
         s = label_steps.sentiment_shard(spec, t["items_uri"])
         v = label_steps.speech_shard(spec, s["items_uri"])
         labelled.append({**v, "rejects_uris": t["rejects_uris"] + s["rejects_uris"] + v["rejects_uris"]})
+    return labelled, ingest
+
+
+def build(spec: DatasetSpec, log: Any = work.noop, warn: Any = None) -> dict[str, Any]:
+    """Every stage in order, as the flow runs them, then publish."""
+    labelled, ingest = labelled_shards(spec)
+    plan = plan_step.plan_stages(spec, labelled)
+    augmented = [augment_step.augment_shard(spec, u) for u in plan["row_shard_uris"]]
+    return publish_step.publish(spec, plan, augmented, ingest, {}, log=log, warn=warn)
+
+
+def finish_inputs(spec: DatasetSpec, labelled: list[dict[str, Any]] | None = None,
+                  ingest: list[dict[str, Any]] | None = None) -> tuple[Any, ...]:
+    """Every stage (or from the given labelled shards and ingest results) and publish's part tasks, as the
+    flow runs them: the finishing step's arguments (spec, plan, setup, weighting, written parts,
+    augmented, ingest, timings)."""
+    from tasks.publish import parts
+
+    if labelled is None or ingest is None:
+        labelled, ingest = labelled_shards(spec)
     plan = plan_step.plan_stages(spec, labelled)
     augmented = [augment_step.augment_shard(spec, u) for u in plan["row_shard_uris"]]
     setup = publish_step.prepare_publish(spec, plan, ingest)

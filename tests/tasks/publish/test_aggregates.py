@@ -196,6 +196,8 @@ def test_release_changes_by_buckets_equal_the_whole_table_comparison(tmp_path):
     assert expected["added"] == 5 and expected["removed"] == 15 and expected["changed"] == 10
     none = changes.release_changes_by_parts(None, [after.iloc[:7], after.iloc[7:]], None, str(tmp_path / "w"), 2)
     assert none == release_changes(None, after, None)
+    known = changes.release_changes_by_parts(None, iter(()), None, str(tmp_path / "w"), 2, current_rows=len(after))
+    assert known == none  # a first release with its row count known reads no part
 
 
 @pytest.mark.parametrize("dtype", ["str", "string", object])
