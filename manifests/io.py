@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from manifests import uri as fs
-from manifests.locations import release_relative
+from manifests.locations import RELEASE_AUDIO_DIR, release_relative
 from manifests.schema import (
     CLASS_INDEX,
     ID_COLUMNS,
@@ -331,11 +331,60 @@ def _canonical_audio_uris(df: pd.DataFrame, release_root: str | None, release_na
 
     Whether the release lies where it was built, and whether it names its files relatively (current)
     or absolutely (older releases), does not change its hash. Other URIs are left as they are.
+    A column of strings and nulls is rewritten with Arrow kernels and returned as a string column (so
+    `_column_cells` encodes it with kernels too); only the absolute URIs that may name a release file
+    (under `release_root`, or an applied recipe's `/<release_name>/audio/`) go through
+    `release_relative` one by one. Any other column takes the row loop (`_canonical_audio_uris_rows`).
     """
     if "audio_uri" not in df.columns or not len(df):
         return df
     if release_name is None and release_root:
         release_name = release_root.rstrip("/").rsplit("/", 1)[-1]
+    col = df["audio_uri"]
+    if not isinstance(col.dtype, pd.StringDtype) and not (
+            col.dtype == object and all(v is None or type(v) is str or (type(v) is float and v != v)
+                                        for v in col.tolist())):
+        return _canonical_audio_uris_rows(df, release_root, release_name)
+    uris = _large_strings(col)
+    absolute = pc.fill_null(pc.or_(pc.or_(pc.match_substring(uris, "://"), pc.starts_with(uris, "/")),
+                                   pc.starts_with(uris, "~")), True)
+    relative = pc.and_(pc.invert(absolute), pc.greater(pc.utf8_length(uris), 0))
+    out = pc.if_else(relative, pc.binary_join_element_wise(_text(RELEASE_PLACEHOLDER + "/"), uris, _text("")), uris)
+    maybe = np.zeros(len(uris), dtype=bool)  # absolute URIs that may name a file of the release
+    if release_root:
+        maybe |= pc.fill_null(pc.starts_with(uris, release_root.rstrip("/") + "/"), False).to_numpy(zero_copy_only=False)
+    applied = (df["recipe_applied"].fillna(False).astype(bool).to_numpy() if "recipe_applied" in df.columns
+               else np.zeros(len(df), dtype=bool))
+    if release_name and applied.any():
+        marker = pc.match_substring(uris, f"/{release_name}/{RELEASE_AUDIO_DIR}/")
+        maybe |= applied & pc.fill_null(marker, False).to_numpy(zero_copy_only=False)
+    maybe &= absolute.to_numpy(zero_copy_only=False)
+    if maybe.any():
+        at = np.flatnonzero(maybe)
+        found = [release_relative(v, release_root, release_name, bool(done))
+                 for v, done in zip(uris.take(pa.array(at)).to_pylist(), applied[at].tolist(), strict=True)]
+        texts = out.take(pa.array(at)).to_pylist()
+        fixed = pa.array([t if rel is None else f"{RELEASE_PLACEHOLDER}/{rel}" for t, rel in zip(texts, found, strict=True)],
+                         type=pa.large_string())
+        mask = np.zeros(len(uris), dtype=bool)
+        mask[at] = True
+        out = pc.replace_with_mask(out, pa.array(mask), fixed)
+    return df.assign(audio_uri=pd.Series(pd.arrays.ArrowStringArray(out), index=df.index))
+
+
+def _large_strings(col: pd.Series) -> pa.Array:
+    """A string column (str, or a missing value: None, NaN, pd.NA) as one large_string Arrow array."""
+    try:
+        arr = pa.array(col.array, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # python-backed StringDtype, object column
+        arr = pa.array(col.to_numpy(dtype=object, na_value=None), type=pa.large_string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr.cast(pa.large_string())
+
+
+def _canonical_audio_uris_rows(df: pd.DataFrame, release_root: str | None, release_name: str | None) -> pd.DataFrame:
+    """`_canonical_audio_uris` a row at a time: for a column that is not all strings and nulls."""
     applied = (df["recipe_applied"].fillna(False).astype(bool).tolist() if "recipe_applied" in df.columns
                else [False] * len(df))
     memo: dict[tuple[Any, bool], Any] = {}
@@ -435,13 +484,7 @@ def _string_cells(col: pd.Series, release_root: str | None) -> pa.Array:
     of printable ASCII without `"` or `\\` is its text in quotes (as `encode_basestring_ascii`
     writes it); the rest (unicode, control characters, quotes) are encoded one by one in Python.
     """
-    try:
-        arr = pa.array(col.array, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # python-backed StringDtype
-        arr = pa.array(col.to_numpy(dtype=object, na_value=None), type=pa.large_string())
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    arr = arr.cast(pa.large_string())
+    arr = _large_strings(col)
     if release_root:
         inside = pc.fill_null(pc.starts_with(arr, release_root), False)
         if pc.any(inside).as_py():

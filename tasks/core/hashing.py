@@ -9,6 +9,7 @@ release is a pure function of its seed only while they agree. The text hashed is
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 
 def _text(seed: object, parts: tuple[object, ...]) -> bytes:
@@ -18,6 +19,12 @@ def _text(seed: object, parts: tuple[object, ...]) -> bytes:
 def seeded_hex(seed: object, *parts: object) -> str:
     """Hex sha256 of "seed:part1:part2..." (a stable rank: compare as strings)."""
     return hashlib.sha256(_text(seed, parts)).hexdigest()
+
+
+def seeded_hex_many(seed: object, values: Iterable[object]) -> list[str]:
+    """`seeded_hex(seed, v)` of every value (the same text hashed), without a generic join per value."""
+    prefix, sha256 = f"{seed}:", hashlib.sha256
+    return [sha256((prefix + str(v)).encode()).hexdigest() for v in values]
 
 
 def seeded_digest(seed: object, *parts: object) -> bytes:

@@ -80,17 +80,30 @@ def _copy(v: Any) -> Any:
     return v
 
 
+Factorized = tuple[np.ndarray, list[str]]  # (codes, the string of each code), as `factorized` gives
+
+
+def factorized(values: pd.Series | np.ndarray) -> Factorized:
+    """A column's codes and their values as strings (the grouping `nested_counts` uses): factorize a
+    column once when it is grouped with several others."""
+    code, uniq = pd.factorize(np.asarray(values, dtype=object), sort=False, use_na_sentinel=False)
+    return code, [str(v) for v in uniq]
+
+
 def nested_counts(frame: pd.DataFrame, columns: list[str], weights: Mapping[str, pd.Series] | None = None
                   ) -> dict[str, Any]:
     """{v1: {v2: ... n}} counts over string columns of `frame`; with `weights` each leaf is
     [n, sum(w) for w in weights] (int64 columns, e.g. nanoseconds)."""
     if frame.empty:
         return {}
-    codes, uniques = [], []
-    for c in columns:
-        code, uniq = pd.factorize(np.asarray(frame[c], dtype=object), sort=False, use_na_sentinel=False)
-        codes.append(code)
-        uniques.append([str(v) for v in uniq])
+    return nested_counts_of([factorized(frame[c]) for c in columns], weights)
+
+
+def nested_counts_of(columns: list[Factorized], weights: Mapping[str, pd.Series] | None = None) -> dict[str, Any]:
+    """`nested_counts` of already factorized columns (all of one length)."""
+    if not len(columns[0][0]):
+        return {}
+    codes, uniques = [c for c, _ in columns], [u for _, u in columns]
     keys, inverse = _unique_rows(codes)
     n = np.bincount(inverse, minlength=len(keys))
     sums = []

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tasks.core import guards
@@ -43,7 +44,7 @@ def transcript_chars(text: Any) -> int | None:
     """Characters of a transcript without whitespace (None when there is no transcript)."""
     if text is None or (isinstance(text, float) and pd.isna(text)):
         return None
-    return sum(1 for ch in str(text) if not ch.isspace())
+    return len("".join(str(text).split()))  # split() cuts at exactly the str.isspace characters, in C
 
 
 def _duration_reason(duration: float | None, limits: StageDurationLimits) -> str | None:
@@ -68,29 +69,40 @@ def _rate_reason(chars: int | None, duration: float | None, spec: DatasetSpec) -
     return None
 
 
+def _duration_reasons(duration: np.ndarray, limits: StageDurationLimits) -> list[np.ndarray]:
+    """`too_short` / `too_long` masks of `_duration_reason` over a whole column (NaN = no duration)."""
+    too_long = duration > limits.max_duration_s if limits.max_duration_s is not None else np.zeros(len(duration), bool)
+    return [duration < limits.min_duration_s, too_long]
+
+
 def reasons(items: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-    """Per row, why each stage leaves it out (`asr`, `classifier` columns; None = it may enter)."""
+    """Per row, why each stage leaves it out (`asr`, `classifier` columns; None = it may enter).
+
+    Whole-column masks in the rules' order (`_duration_reason`, `_rate_reason`, hallucination): the
+    first that holds names the reason, as the per-row functions above would."""
     from tasks.label.transcripts import hallucination
 
     if items.empty:
         return pd.DataFrame({"asr": pd.Series(None, index=items.index, dtype=object),
                              "classifier": pd.Series(None, index=items.index, dtype=object)})
+    p = spec.plausibility
+    duration = pd.to_numeric(items["duration_s"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     texts = items["transcript"].tolist() if "transcript" in items.columns else [None] * len(items)
+    chars = np.array([np.nan if (c := transcript_chars(t)) is None else c for t in texts], dtype=float)
     hal_asr, hal_clf = hallucination.excluded(items, spec.labelers.whisper.hallucination)
-    asr_out: list[str | None] = []
-    clf_out: list[str | None] = []
-    for dur, text, h_asr, h_clf in zip(items["duration_s"].tolist(), texts, hal_asr.tolist(), hal_clf.tolist(),
-                                       strict=True):
-        duration = None if dur is None or pd.isna(dur) else float(dur)
-        asr = _duration_reason(duration, spec.plausibility.asr)
-        asr = asr or _rate_reason(transcript_chars(text), duration, spec)
-        asr = asr or ("hallucinated_transcript" if h_asr else None)
-        clf = _duration_reason(duration, spec.plausibility.classifier)
-        clf = clf or ("hallucinated_transcript" if h_clf else None)
-        asr_out.append(asr)
-        clf_out.append(clf)
-    return pd.DataFrame({"asr": pd.Series(asr_out, index=items.index, dtype=object),
-                         "classifier": pd.Series(clf_out, index=items.index, dtype=object)})
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(duration > 0, chars / duration, np.nan)  # NaN: no transcript or no positive duration
+    bad_rate = np.zeros(len(items), dtype=bool)
+    if p.min_chars_per_s is not None:
+        bad_rate |= rate < p.min_chars_per_s
+    if p.max_chars_per_s is not None:
+        bad_rate |= rate > p.max_chars_per_s
+    asr = np.select([*_duration_reasons(duration, p.asr), bad_rate, hal_asr.to_numpy(dtype=bool)],
+                    ["too_short", "too_long", "implausible_speaking_rate", "hallucinated_transcript"], None)
+    clf = np.select([*_duration_reasons(duration, p.classifier), hal_clf.to_numpy(dtype=bool)],
+                    ["too_short", "too_long", "hallucinated_transcript"], None)
+    return pd.DataFrame({"asr": pd.Series(asr, index=items.index, dtype=object),
+                         "classifier": pd.Series(clf, index=items.index, dtype=object)})
 
 
 def _rate(row: pd.Series) -> str:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from manifests import uri as fs
 from manifests.schema import SENTIMENTS, SPLITS
-from tasks.core.hashing import seeded_hex
+from tasks.core.hashing import seeded_hex, seeded_hex_many
 from tasks.core.results import PlanShard, ShardResult
 from tasks.core.rows import REJECT_COLUMNS
 from tasks.core.shards import read_frame, read_frames, work_rows, write_frame
@@ -157,7 +157,8 @@ def screen_shard(spec: DatasetSpec, plan_dir: str, index: int, shard: PlanInput,
     hall = (hallucination.summary_counts(items, rejects, spec.labelers.whisper.hallucination)
             if spec.labelers.transcripts == "whisper" else None)
     # the ASR candidates, exactly as balance.sample_asr_rows filters them
-    pool = items[~pii_out & asr_sane]
+    pool = items.loc[~pii_out & asr_sane, [c for c in ("sentiment", "split", *balance.ORIGIN_FIELDS)
+                                           if c in items.columns]]  # a row filter costs per column
     labelled = pool["sentiment"].isin(SENTIMENTS)
     split_ok = pool["split"].isin(SPLITS)
     allowed, asr_elig = balance.eligible(pool, "asr", spec.eligibility)
@@ -170,12 +171,12 @@ def screen_shard(spec: DatasetSpec, plan_dir: str, index: int, shard: PlanInput,
     if "pii_detected" in items.columns:
         pii_report.update(asr_excluded=int(pii_out.sum()),
                           classifier_flagged=int((clf_ok & items["pii_detected"]).sum()))
-    ranks = [seeded_hex(spec.seed, u) for u in items["utterance_id"].tolist()]
+    ranks = seeded_hex_many(spec.seed, items["utterance_id"].tolist())
     screened = items.assign(_asr=cand.to_numpy(), _clf=clf_ok.to_numpy(), _rank=ranks)
     write_frame(_file(where["screened"], index), screened)
     write_frame(fs.join(plan_dir, f"rejects-{index:05d}.parquet"), concat_rejects(rejects))
 
-    cands = screened[screened["_asr"]]
+    cands = screened.loc[screened["_asr"], ["split", "sentiment", "source", "_rank"]]
     keys = [quota.group_key(*k) for k in zip(cands["split"].tolist(), cands["sentiment"].tolist(),
                                              cands["source"].tolist(), strict=True)]
     counts = {str(k): int(v) for k, v in pd.Series(keys, dtype=object).value_counts().sort_index().items()}

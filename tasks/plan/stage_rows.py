@@ -88,7 +88,8 @@ def classifier_input_rows(rows: pd.DataFrame, speech: pd.Series) -> pd.DataFrame
         for d, s, applied in zip(out["source_duration_s"].tolist(), out["speed"].tolist(),
                                  out["recipe_applied"].tolist(), strict=True)
     ]  # tolist: the values iteration yields, without iterating Arrow-backed columns value by value
-    out["speech_intervals"] = [list(speech.get(u, [])) for u in out["utterance_id"].tolist()]
+    lookup = dict(zip(speech.index.tolist(), speech.tolist(), strict=True))  # Series.get costs ~7 us a call
+    out["speech_intervals"] = [list(lookup.get(u, [])) for u in out["utterance_id"].tolist()]
     return out
 
 

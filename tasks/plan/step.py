@@ -55,6 +55,8 @@ def _require_labels(items: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFram
         else:
             rows.append(reject_row(sources[i], uids[i], "plan", "missing_label",
                                    f"{uids[i]}: no transcript after labelling"))
+    if not rows:  # the usual case: a row filter would copy every column for nothing
+        return items.reset_index(drop=True), rejects_frame(rows)
     keep = pd.Series(~(no_sentiment | no_transcript), index=items.index, dtype=bool)
     return items[keep].reset_index(drop=True), rejects_frame(rows)
 

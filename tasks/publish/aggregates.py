@@ -57,12 +57,15 @@ def _utterance_part(utterances: pd.DataFrame, asr: pd.DataFrame, classifier: pd.
     sums["utt"] = {"n": len(utterances), "ns": int(nsec.sum())}
     sums["utt_sss"] = reduce.nested_counts(_frame(a=src, b=split, c=sent), ["a", "b", "c"], {"ns": nsec})
     cross: dict[str, Any] = {}
-    s_origin, t_origin = labels(utterances, "sentiment_origin"), labels(utterances, "transcript_origin")
+    # each column factorized once, not once per cross-section it takes part in
+    sent_f, so_f, to_f = (reduce.factorized(c) for c in (sent, labels(utterances, "sentiment_origin"),
+                                                           labels(utterances, "transcript_origin")))
+    known = {"source": src, "split": split}
     for column in CROSS_SECTION_COLUMNS:
-        values = labels(utterances, column)
-        sent_counts = reduce.nested_counts(_frame(a=values, b=sent), ["a", "b"], {"ns": nsec})
-        so = reduce.nested_counts(_frame(a=values, b=s_origin), ["a", "b"])
-        to = reduce.nested_counts(_frame(a=values, b=t_origin), ["a", "b"])
+        values = reduce.factorized(known[column] if column in known else labels(utterances, column))
+        sent_counts = reduce.nested_counts_of([values, sent_f], {"ns": nsec})
+        so = reduce.nested_counts_of([values, so_f])
+        to = reduce.nested_counts_of([values, to_f])
         cross[column] = {v: {"sent": sent_counts[v], "so": so[v], "to": to[v]} for v in sent_counts}
     sums["cross"] = cross
     sums["license"] = reduce.nested_counts(_frame(a=src, b=labels(utterances, "license")), ["a", "b"])

@@ -23,10 +23,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from manifests.schema import CLASS_INDEX
-from tasks.core.intervals import Interval, covered_seconds
+from tasks.core.intervals import Interval, covered_seconds, merge_intervals
 from tasks.spec import SegmentSpec
 
 _EPS = 1e-6
@@ -116,9 +117,9 @@ def classifier_windows(rows: pd.DataFrame, spec: SegmentSpec) -> pd.DataFrame:
             values["row_id"], values["duration_s"], values.get("speed", missing),
             values.get("speech_intervals", missing), values.get("sentiment", missing), strict=True)):
         speed = _speed(speed_value)
-        intervals = [(a / speed, b / speed) for a, b in _as_intervals(spans)]
+        merged = merge_intervals((a / speed, b / speed) for a, b in _as_intervals(spans))  # once per row
         for start, end, valid in window_bounds(float(duration), spec.window_s, spec.hop_s, spec.min_last_window_s):
-            ratio = round(speech_ratio(intervals, start, start + valid), 6)
+            ratio = round(speech_ratio(merged, start, start + valid), 6)  # merging merged intervals is a no-op
             present = ratio >= spec.min_speech_ratio
             label = sentiment if present else None
             take.append(i)
@@ -133,11 +134,31 @@ def classifier_windows(rows: pd.DataFrame, spec: SegmentSpec) -> pd.DataFrame:
     columns = [c for c in rows.columns if c != "speech_intervals"]
     columns += [c for c in ("start_s", "end_s", "valid_s", "speech_ratio", "speech_present", "class_index")
                 if c not in columns]
-    data = [new[c] if c in new else [values[c][i] for i in take] for c in columns]
-    out = pd.DataFrame(list(zip(*data, strict=True)), columns=columns)
+    if take:
+        out = _frame_as_from_tuples([new[c] if c in new else values[c] for c in columns], columns,
+                                    [c not in new for c in columns], np.asarray(take, dtype=np.intp))
+    else:
+        out = pd.DataFrame([], columns=columns)
     out["speech_present"] = out["speech_present"].astype(bool)
     out["class_index"] = out["class_index"].astype("Int32")
     return out
+
+
+def _frame_as_from_tuples(data: list[list], columns: list[str], repeat: list[bool], take: np.ndarray) -> pd.DataFrame:
+    """`pd.DataFrame(list(zip(*columns_data)), columns=columns)` without building a tuple per row.
+
+    Each column becomes one object array (a copied column's values repeated per window by `take`), and
+    the arrays go through the very conversion pandas gives the columns of a list of tuples
+    (`convert_object_array`, then `arrays_to_mgr`), so every dtype is what the tuples gave (the
+    record loop in tests/tasks/publish/test_windows.py is the oracle)."""
+    from pandas.core.dtypes.cast import construct_1d_object_array_from_listlike
+    from pandas.core.indexes.api import default_index
+    from pandas.core.internals.construction import convert_object_array
+
+    arrays = [construct_1d_object_array_from_listlike(values)[take] if again
+              else construct_1d_object_array_from_listlike(values) for values, again in zip(data, repeat, strict=True)]
+    return pd.DataFrame._from_arrays(convert_object_array(arrays, dtype=None), columns=pd.Index(columns),
+                                     index=default_index(len(take)))
 
 
 def _spread(candidates: list[tuple[float, float, float]], k: int) -> list[tuple[float, float, float]]:

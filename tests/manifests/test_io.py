@@ -257,3 +257,36 @@ def test_content_sha256_of_demo_release_matches_row_loop_oracle(demo_release):
     assert mio.release_identity(paths) == oracle == result["content_sha256"]
     for name in MANIFEST_NAMES:
         _assert_same_digest(tables[name], name, paths.root)
+
+
+AWKWARD_URIS = [
+    "audio/a.flac", "audio/é 日本.flac", ROOT + "/audio/b.flac", ROOT + "/audio/", ROOT, ROOT + "x/c.wav",
+    "/moved/20260101T000000Z/audio/d.flac", "/moved/other/audio/e.flac", "s3://bucket/audio/f.wav",
+    "file:///g.wav", "~/h.wav", "", None, float("nan"), "<release>/i.wav", "/corpus/20260101T000000Z/audio/j.wav",
+]
+
+
+@pytest.mark.parametrize("dtype", [object, "str", "string"])
+@pytest.mark.parametrize("root", [ROOT, ROOT + "/", None, ""])
+def test_canonical_audio_uris_with_kernels_equal_the_row_loop(dtype, root):
+    """Relative, in-release (current root or, for an applied recipe, a moved release's `/<name>/audio/`),
+    outside, empty and missing URIs: the Arrow rewrite gives the row loop's values and the same digest."""
+    n = len(AWKWARD_URIS)
+    uris = AWKWARD_URIS if dtype is object else [None if isinstance(u, float) else u for u in AWKWARD_URIS]
+    df = pd.DataFrame({"row_id": [f"r{i:02d}" for i in range(2 * n)],
+                       "audio_uri": pd.Series(uris + uris, dtype=dtype),
+                       "recipe_applied": [True] * n + [False] * n})
+    for name in ("20260101T000000Z", None):
+        fast = mio._canonical_audio_uris(df, root, name)["audio_uri"]
+        rows = mio._canonical_audio_uris_rows(df, root, name or (root.rstrip("/").rsplit("/", 1)[-1] if root else None))
+        expect = [None if isinstance(v, float) or v is pd.NA else v for v in rows["audio_uri"].tolist()]
+        assert [None if v is pd.NA or isinstance(v, float) else v for v in fast.tolist()] == expect
+    assert fast.tolist()[6] == ("<release>/audio/d.flac" if root else "/moved/20260101T000000Z/audio/d.flac")
+    assert fast.tolist()[n + 6] == "/moved/20260101T000000Z/audio/d.flac"  # only an applied recipe's row moves
+    if not (root or "").endswith("/"):  # the oracle's pre-pass has no moved-release rule nor a root's "/"
+        _assert_same_digest(df.iloc[n:], ASR_STAGE, root)
+
+
+def test_canonical_audio_uris_other_values_take_the_row_loop():
+    df = pd.DataFrame({"row_id": ["a", "b", "c"], "audio_uri": pd.Series(["audio/x.wav", 3, pd.NA], dtype=object)})
+    assert mio._canonical_audio_uris(df, ROOT, None)["audio_uri"].tolist()[:2] == ["<release>/audio/x.wav", 3]

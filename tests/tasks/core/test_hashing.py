@@ -16,3 +16,12 @@ def test_seeded_hash_is_the_old_f_string() -> None:
         assert seeded_hex(seed, *parts) == hashlib.sha256(text.encode()).hexdigest()
         assert seeded_digest(seed, *parts) == hashlib.sha256(text.encode()).digest()
     assert seeded_hex(1, "x") != seeded_hex(2, "x") and seeded_hex(1, "x") != seeded_hex(1, "y")
+
+
+def test_seeded_hex_many_is_seeded_hex_of_each_value() -> None:
+    from tasks.core.hashing import seeded_hex_many
+
+    values = ["src/utt-1", "é/日本", "", 7, 2.5, None, "a:b"]
+    for seed in (0, 13, "s"):
+        assert seeded_hex_many(seed, values) == [seeded_hex(seed, v) for v in values]
+    assert seeded_hex_many(1, []) == []

@@ -333,3 +333,49 @@ def test_duplicate_segments_with_blank_keys_resolve_as_before(dtype: object) -> 
     assert old_has_key.tolist() == [True, True, False, False, False, True, True]
     assert result.items["utterance_id"].tolist() == ["u3", "u2", "u4", "u5", "u6"]
     assert result.rejects["input_ref"].tolist() == ["u1", "u7"]
+
+
+def _old_reasons(items: pd.DataFrame, spec: DatasetSpec) -> list[tuple[object, object]]:
+    """The row-by-row plausibility rules as they were (the per-row helpers are still the module's)."""
+    from tasks.label.transcripts import hallucination
+    from tasks.plan import plausibility as pl
+
+    texts = items["transcript"].tolist() if "transcript" in items.columns else [None] * len(items)
+    hal_asr, hal_clf = hallucination.excluded(items, spec.labelers.whisper.hallucination)
+    out = []
+    for dur, text, h_asr, h_clf in zip(items["duration_s"].tolist(), texts, hal_asr.tolist(), hal_clf.tolist(),
+                                       strict=True):
+        duration = None if dur is None or pd.isna(dur) else float(dur)
+        asr = pl._duration_reason(duration, spec.plausibility.asr)
+        asr = asr or pl._rate_reason(pl.transcript_chars(text), duration, spec)
+        asr = asr or ("hallucinated_transcript" if h_asr else None)
+        clf = pl._duration_reason(duration, spec.plausibility.classifier) or (
+            "hallucinated_transcript" if h_clf else None)
+        out.append((asr, clf))
+    return out
+
+
+@pytest.mark.parametrize("limits", ["default", "loose", "no_max"])
+def test_plausibility_reasons_equal_the_row_by_row_rules(limits: str) -> None:
+    from tasks.plan import plausibility
+
+    extra = {"default": {}, "loose": {"plausibility": {"min_chars_per_s": None, "max_chars_per_s": None}},
+             "no_max": {"plausibility": {"asr": {"min_duration_s": 0.5, "max_duration_s": None},
+                                         "max_chars_per_s": 3.0}}}[limits]
+    spec = DatasetSpec.model_validate({"name": "t", "output": "/tmp/o", "seed": 1,
+                                       "sources": [{"name": "s", "kind": "folder", "path": "/x"}], **extra})
+    items = pd.DataFrame({
+        "utterance_id": [f"s/{i}" for i in range(12)], "source": "s",
+        "duration_s": [3.2, 1 / 16000, 6800.0, 1.0, 20.0, 2.0, NAN, None, 0.0, -1.0, 61.0, 0.3],
+        "transcript": ["i am calling about it", "a clip", "thanks for watching", "x" * 60, "yes", None, "ok",
+                       "a b", "words", "w", "\u00a0spaced\u2003text\u3000", NAN],
+        "transcript_origin": ["whisper"] * 6 + ["human"] * 6,
+        "avg_logprob": [-0.1, -0.1, -0.1, -0.1, -3.0, -3.0, -0.1, NAN, NAN, NAN, NAN, NAN],
+        "sentiment_origin": ["comprehend", "human"] * 6,
+    })
+    why = plausibility.reasons(items, spec)
+    assert list(zip(why["asr"], why["classifier"], strict=True)) == _old_reasons(items, spec)
+    assert why.loc[4].tolist() == [*["implausible_speaking_rate"] * (limits != "loose"),
+                                   *["hallucinated_transcript"] * (limits == "loose"), "hallucinated_transcript"]
+    assert why.loc[5].tolist() == ["hallucinated_transcript", None]  # a human sentiment keeps the classifier row
+    assert plausibility.transcript_chars("\u00a0spaced\u2003text\u3000") == 10
