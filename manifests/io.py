@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from manifests import uri as fs
 from manifests.locations import RELEASE_AUDIO_DIR, release_relative
 from manifests.schema import (
+    ADDED_COLUMN_TYPES,
     CLASS_INDEX,
     ID_COLUMNS,
     MANIFEST_NAMES,
@@ -78,6 +79,12 @@ def to_arrow(df: pd.DataFrame, name: str, metadata: Mapping[str, Any] | None = N
             arr = pa.array(df[col], from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
             raise ManifestError(f"{name}.{col}: extra column cannot be stored: {err}") from None
+        added = ADDED_COLUMN_TYPES.get(name, {}).get(col)
+        if added is not None and arr.type != added:  # one type in every part, so `harmonise_parts` rewrites none
+            try:  # (pandas' str columns convert as large_string, a part without a value as null or double)
+                arr = arr.cast(added) if arr.null_count < len(arr) else pa.nulls(len(arr), type=added)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                pass  # values of another kind: the parts' values decide (`unified_schema`)
         arrays.append(arr)
         fields.append(pa.field(col, arr.type))
     meta = {SCHEMA_VERSION_KEY: version.encode(), b"voicetone.manifest": name.encode()}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -183,21 +183,24 @@ def check_version(table: pa.Table, uri: str, versions: Sequence[str]) -> str:
 
 
 def harmonise_parts(root: str, name: str, records: Sequence[Mapping[str, Any]],
-                    release_name: str | None = None) -> list[dict[str, Any]]:
+                    release_name: str | None = None, log: Callable[..., None] | None = None) -> list[dict[str, Any]]:
     """Give every part of a manifest the same Arrow schema, so the folder opens as one dataset.
 
     Parts are written independently: an extra column that is all null in one part has type null
     there, double (pandas' all-NaN column, or any column of a part without rows), or is absent, and
     DuckDB, pyarrow.dataset or `datasets` take the first file's schema. Parts whose schema differs
-    from the unified one (`unified_schema`) are rewritten and their records updated. The types follow
-    only the values, never the part layout: a release cut into other parts has the same schema.
+    from the unified one (`unified_schema`) are rewritten and their records updated (`log` names them:
+    a rewrite costs a read, a write and a hash). The types follow only the values, never the part layout:
+    a release cut into other parts has the same schema. `io.to_arrow` already gives this project's added
+    columns their type when a part holds no value, so only corpus columns can need a rewrite.
     """
     from manifests.io import table_digest
 
     uris = [fs.join(root, str(r["path"])) for r in records]
     metas = [_footer(u) for u in uris]
     unified = unified_schema(name, metas)
-    out = []
+    out: list[dict[str, Any]] = []
+    rewritten: list[str] = []
     for record, uri, meta in zip(records, uris, metas, strict=True):
         schema = meta.schema.to_arrow_schema()
         if schema.remove_metadata().equals(unified):
@@ -213,7 +216,19 @@ def harmonise_parts(root: str, name: str, records: Sequence[Mapping[str, Any]],
         fs.write_bytes(uri, data)
         content = table_digest(pq.read_table(io.BytesIO(data)).to_pandas(), name, root, release_name)
         out.append(part_record(name, int(record["part"]), data, content, fixed.num_rows))
+        rewritten.append(f"part {record['part']}: {_type_changes(schema, unified)}")
+    if rewritten and log is not None:  # each rewrite reads, writes and hashes a part again: say which and why
+        log("manifest %s: %d of %d part(s) rewritten to one schema (%s)", name, len(rewritten), len(records),
+            "; ".join(rewritten[:3]) + ("; ..." if len(rewritten) > 3 else ""))
     return out
+
+
+def _type_changes(schema: pa.Schema, unified: pa.Schema) -> str:
+    """The columns a part's rewrite changes, e.g. `mood null -> string, tag absent -> string`."""
+    def was(column: str) -> str:
+        return str(schema.field(column).type) if column in schema.names else "absent"
+
+    return ", ".join(f"{f.name} {was(f.name)} -> {f.type}" for f in unified if was(f.name) != str(f.type))
 
 
 def _footer(uri: str) -> pq.FileMetaData:

@@ -234,9 +234,43 @@ def _asr_reductions(asr: pd.DataFrame, utt: pd.DataFrame, spec: dict, report: Va
 
 def _counts(df: pd.DataFrame, keys: list[str], distinct: bool = False) -> Counter:
     """Rows (or distinct non-null utterance ids) per key tuple, rows with a null key left out: what
-    `df.groupby(keys)["utterance_id"].size()` (`.nunique()`) gives, keys as strings, without a groupby."""
+    `df.groupby(keys)["utterance_id"].size()` (`.nunique()`) gives, keys as strings, without a groupby
+    (codes per column, one int64 per row; `_counts_by_row` is the row loop it replaces, the tests' oracle)."""
     if df.empty:
         return Counter()
+    columns = [objects(df[k]) for k in keys]
+    keep = ~np.logical_or.reduce([pd.isna(c) for c in columns])
+    if not keep.any():
+        return Counter()
+    codes, uniques = zip(*(pd.factorize(c[keep], sort=False) for c in columns), strict=True)
+    sizes = [len(u) for u in uniques]
+    if float(np.prod(sizes, dtype=float)) * max(len(df), 1) >= 2.0**62:  # codes would overflow: the row loop
+        return _counts_by_row(df, keys, distinct)
+    row_key = np.zeros(int(keep.sum()), dtype=np.int64)
+    for code, size in zip(codes, sizes, strict=True):
+        row_key = row_key * size + code
+    present = np.unique(row_key)
+    if distinct:  # a key whose ids are all null still counts, with 0
+        uid, _ = pd.factorize(objects(df["utterance_id"])[keep], sort=False, use_na_sentinel=True)
+        known = uid >= 0
+        pairs = np.unique(row_key[known] * (int(uid.max()) + 1 if known.any() else 1) + uid[known])
+        found, n = np.unique(pairs // (int(uid.max()) + 1 if known.any() else 1), return_counts=True)
+        per_key = dict.fromkeys(present.tolist(), 0) | dict(zip(found.tolist(), n.tolist(), strict=True))
+    else:
+        found, n = np.unique(row_key, return_counts=True)
+        per_key = dict(zip(found.tolist(), n.tolist(), strict=True))
+    out: Counter = Counter()
+    for combined, count in per_key.items():
+        key = []
+        for size, values in zip(sizes[::-1], uniques[::-1], strict=True):
+            combined, code = divmod(combined, size)
+            key.append(str(values[code]))
+        out[tuple(key[::-1])] = int(count)
+    return out
+
+
+def _counts_by_row(df: pd.DataFrame, keys: list[str], distinct: bool = False) -> Counter:
+    """`_counts` a row at a time (for key spaces too large for one int64 code)."""
     columns = [objects(df[k]) for k in keys]
     keep = ~np.logical_or.reduce([pd.isna(c) for c in columns])
     tuples = zip(*(c[keep] for c in columns), strict=True)
@@ -244,7 +278,7 @@ def _counts(df: pd.DataFrame, keys: list[str], distinct: bool = False) -> Counte
         ids: dict[tuple, set] = {}
         for key, uid in zip(tuples, objects(df["utterance_id"])[keep], strict=True):
             seen = ids.setdefault(key, set())
-            if not (isinstance(uid, float) and uid != uid):
+            if not pd.isna(uid):  # None too: `nunique` counts no missing id (the loop once counted None)
                 seen.add(uid)
         sizes = {key: len(seen) for key, seen in ids.items()}
     else:

@@ -115,7 +115,7 @@ def finish_publish(spec: DatasetSpec, plan: PlanResult, setup: PublishSetup, wei
 
     release, paths, found = setup["release"], mio.ReleasePaths(setup["release_uri"]), setup["found"]
     records = {name: [w["records"][name] for w in sorted(written, key=lambda w: w["index"])] for name in MANIFEST_NAMES}
-    records = {name: harmonise_parts(paths.root, name, recs, release) for name, recs in records.items()}
+    records = {name: harmonise_parts(paths.root, name, recs, release, log) for name, recs in records.items()}
     publish_guards: list[dict[str, Any]] = [*setup["guards"], *(weighting.get("guards") or [])]
     write_pool_index(paths.root, weighting["rirs"], weighting["noises"])  # lets a reader apply recipes lazily
     digest = release_digest({name: [r["content_sha256"] for r in recs] for name, recs in records.items()})

@@ -128,21 +128,42 @@ def test_harmonise_gives_every_part_one_schema(tmp_path):
 
 
 def test_harmonise_promotes_a_column_that_is_all_missing_in_one_part_whatever_its_type(tmp_path):
-    """pandas writes an all-NaN flag column as double: a part whose rows all lack `pii_detected` must not
+    """pandas writes an all-NaN flag column as double: a part whose rows all lack a corpus flag must not
     stop a release whose other parts hold booleans (it used to fail: double vs bool)."""
     utt = make_tables()[UTTERANCES]
-    a = utt.iloc[:3].assign(pii_detected=[True, False, True])
-    b = utt.iloc[3:].assign(pii_detected=[float("nan")] * (len(utt) - 3))
+    a = utt.iloc[:3].assign(acted=[True, False, True])
+    b = utt.iloc[3:].assign(acted=[float("nan")] * (len(utt) - 3))
     records = [write_part(a, UTTERANCES, str(tmp_path), 0), write_part(b, UTTERANCES, str(tmp_path), 1)]
-    assert pq.read_schema(tmp_path / records[1]["path"]).field("pii_detected").type == pa.float64()
-    fixed = harmonise_parts(str(tmp_path), UTTERANCES, records)
+    assert pq.read_schema(tmp_path / records[1]["path"]).field("acted").type == pa.float64()
+    said: list[str] = []
+    fixed = harmonise_parts(str(tmp_path), UTTERANCES, records, log=lambda msg, *a: said.append(msg % a))
     after = [pq.read_schema(tmp_path / r["path"]) for r in fixed]
-    assert after[1].field("pii_detected").type == pa.bool_() and after[0].remove_metadata().equals(
+    assert after[1].field("acted").type == pa.bool_() and after[0].remove_metadata().equals(
         after[1].remove_metadata())
     assert fixed[1]["content_sha256"] == records[1]["content_sha256"]  # missing stays missing
-    column = pads.dataset(str(tmp_path / "manifests" / UTTERANCES)).to_table().column("pii_detected")
+    column = pads.dataset(str(tmp_path / "manifests" / UTTERANCES)).to_table().column("acted")
     assert column.null_count == len(utt) - 3 and column.to_pylist()[:3] == [True, False, True]
+    assert said == ["manifest utterances: 1 of 2 part(s) rewritten to one schema (part 1: acted double -> bool)"]
 
+
+def test_an_added_column_without_a_value_is_written_with_its_type(tmp_path):
+    """This project's added columns (`ADDED_COLUMN_TYPES`) get their type when a part holds no value, so
+    the finishing step need not rewrite (read, write, hash again) those parts: at 10 M most parts hold
+    no `pii_types` value and every one of them was rewritten. A part with values writes the same type
+    (pandas' str columns would convert as large_string)."""
+    utt = make_tables()[UTTERANCES]
+    a = utt.iloc[:3].assign(pii_detected=[True, False, True], pii_types=["PHONE", None, "EMAIL"])
+    b = utt.iloc[3:].assign(pii_detected=[float("nan")] * (len(utt) - 3), pii_types=None)
+    records = [write_part(a, UTTERANCES, str(tmp_path), 0), write_part(b, UTTERANCES, str(tmp_path), 1)]
+    schema = pq.read_schema(tmp_path / records[1]["path"])
+    assert schema.field("pii_detected").type == pa.bool_() and schema.field("pii_types").type == pa.string()
+    said: list[str] = []
+    fixed = harmonise_parts(str(tmp_path), UTTERANCES, records, log=lambda msg, *a: said.append(msg % a))
+    assert fixed == records and said == []
+    assert pq.read_schema(tmp_path / records[0]["path"]).field("pii_types").type == pa.string()  # not large_string
+    assert mio.read_manifest(mio.ReleasePaths(str(tmp_path)).manifest(UTTERANCES))["pii_types"].isna().sum() == len(utt) - 2
+
+    a = utt.iloc[:3].assign(pii_detected=[True, False, True])
     c = utt.iloc[3:].assign(pii_detected=["yes"] + [None] * (len(utt) - 4))  # a real conflict still fails
     records = [write_part(a, UTTERANCES, str(tmp_path / "x"), 0), write_part(c, UTTERANCES, str(tmp_path / "x"), 1)]
     with pytest.raises(mio.ManifestError, match="incompatible column types"):
@@ -239,8 +260,8 @@ def test_harmonised_types_follow_the_values_not_the_part_layout(tmp_path):
     for layout, frames in layouts.items():
         root = str(tmp_path / layout)
         records = [write_part(f, UTTERANCES, root, i) for i, f in enumerate(frames)]
-        if layout == "three":
-            assert pq.read_schema(tmp_path / layout / records[1]["path"]).field("pii_types").type == pa.float64()
+        if layout == "three":  # the part without rows: typed by the contract as it is written
+            assert pq.read_schema(tmp_path / layout / records[1]["path"]).field("pii_types").type == pa.string()
         fixed = harmonise_parts(root, UTTERANCES, records)
         found = {pq.read_schema(tmp_path / layout / r["path"]).remove_metadata() for r in fixed}
         assert len(found) == 1

@@ -99,3 +99,27 @@ def test_the_report_is_the_rule_s_report() -> None:
     report = ValidationReport(release="x")
     _check_windows(clean, spec, report)
     assert report.problems == [] and report.checks
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+@pytest.mark.parametrize("seed", range(4))
+def test_balance_counts_equal_the_row_loop(dtype: object, seed: int) -> None:
+    """`validate_part._counts` (codes, no Python per row) gives what the row loop gave: null keys left
+    out, null ids not counted (a key whose ids are all null still appears with 0), repeats counted once."""
+    from manifests.validate_part import _counts, _counts_by_row
+
+    rng = random.Random(seed)
+    n = rng.randint(1, 400)
+    frame = pd.DataFrame({
+        "split": pd.Series([rng.choice(["train", "dev", "test", None]) for _ in range(n)], dtype=dtype),
+        "sentiment": pd.Series([rng.choice(["positive", "neutral", "negative", None, "odd"]) for _ in range(n)],
+                               dtype=dtype),
+        "source": pd.Series([rng.choice(["a", "b", "é", ""]) for _ in range(n)], dtype=dtype),
+        "utterance_id": pd.Series([rng.choice([f"u{rng.randint(0, n // 3)}", None]) for _ in range(n)], dtype=dtype),
+    })
+    for keys in (["split", "sentiment"], ["split", "sentiment", "source"]):
+        for distinct in (False, True):
+            assert _counts(frame, keys, distinct) == _counts_by_row(frame, keys, distinct)
+    lone = pd.DataFrame({"split": ["train"], "sentiment": ["positive"], "source": ["a"], "utterance_id": [None]})
+    assert _counts(lone, ["split", "sentiment", "source"], True) == {("train", "positive", "a"): 0}
+    assert _counts(frame.iloc[:0], ["split"], True) == {}
