@@ -151,10 +151,14 @@ def _frame_as_from_tuples(data: list[list], columns: list[str], repeat: list[boo
     the arrays go through the very conversion pandas gives the columns of a list of tuples
     (`convert_object_array`, then `arrays_to_mgr`), so every dtype is what the tuples gave (the
     record loop in tests/tasks/publish/test_windows.py is the oracle)."""
-    from pandas.core.dtypes.cast import construct_1d_object_array_from_listlike
-    from pandas.core.indexes.api import default_index
-    from pandas.core.internals.construction import convert_object_array
-
+    try:  # pandas internals (present since pandas 1.5); without them, the tuples themselves
+        from pandas.core.dtypes.cast import construct_1d_object_array_from_listlike
+        from pandas.core.indexes.api import default_index
+        from pandas.core.internals.construction import convert_object_array
+    except ImportError:  # pragma: no cover - another pandas
+        rows = zip(*(values if not again else [values[i] for i in take] for values, again in zip(data, repeat, strict=True)),
+                   strict=True)
+        return pd.DataFrame(list(rows), columns=columns)
     arrays = [construct_1d_object_array_from_listlike(values)[take] if again
               else construct_1d_object_array_from_listlike(values) for values, again in zip(data, repeat, strict=True)]
     return pd.DataFrame._from_arrays(convert_object_array(arrays, dtype=None), columns=pd.Index(columns),
