@@ -253,8 +253,8 @@ def _counts(df: pd.DataFrame, keys: list[str], distinct: bool = False) -> Counte
     if distinct:  # a key whose ids are all null still counts, with 0
         uid, _ = pd.factorize(objects(df["utterance_id"])[keep], sort=False, use_na_sentinel=True)
         known = uid >= 0
-        pairs = np.unique(row_key[known] * (int(uid.max()) + 1 if known.any() else 1) + uid[known])
-        found, n = np.unique(pairs // (int(uid.max()) + 1 if known.any() else 1), return_counts=True)
+        width = int(uid.max()) + 1 if known.any() else 1  # (key, id) pairs as key * width + id
+        found, n = np.unique(np.unique(row_key[known] * width + uid[known]) // width, return_counts=True)
         per_key = dict.fromkeys(present.tolist(), 0) | dict(zip(found.tolist(), n.tolist(), strict=True))
     else:
         found, n = np.unique(row_key, return_counts=True)
