@@ -43,8 +43,6 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-import scipy.fft
-import scipy.signal
 
 RECIPE_COLUMNS: tuple[str, ...] = ("speed", "rir_id", "noise_id", "noise_offset_s", "snr_db", "gain", "aug_seed")
 
@@ -177,6 +175,8 @@ def _speed_and_convolve(x: np.ndarray, speed: float, rir: np.ndarray | None) -> 
     before the block. The dry energy (speech after the speed change, before the RIR) comes from the
     block spectra by Parseval; blocks overlap only by their kernel tails, so it is exact to ~1e-4.
     """
+    import scipy.fft  # here, not at module level: importing scipy costs ~1 s in every process that reads manifests
+
     n = len(x)
     target = speed_output_length(n, speed)
     up, down = speed_ratio(speed)
@@ -389,6 +389,8 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     if orig_sr == target_sr:
         return np.asarray(audio, dtype=np.float32)
     frac = Fraction(target_sr, orig_sr)
+    import scipy.signal
+
     out = scipy.signal.resample_poly(np.asarray(audio, dtype=np.float32), frac.numerator, frac.denominator)
     return out.astype(np.float32, copy=False)
 
