@@ -25,4 +25,9 @@ def merge_intervals(intervals: Iterable[Sequence[float]]) -> list[Interval]:
 
 def covered_seconds(intervals: Iterable[Sequence[float]], start: float, end: float) -> float:
     """Seconds of [start, end] covered by the (possibly overlapping) intervals."""
-    return sum(max(0.0, min(b, end) - max(a, start)) for a, b in merge_intervals(intervals))
+    return covered_by_merged(merge_intervals(intervals), start, end)
+
+
+def covered_by_merged(merged: Sequence[Interval], start: float, end: float) -> float:
+    """`covered_seconds` of intervals `merge_intervals` already merged: for many spans over one set."""
+    return sum(max(0.0, min(b, end) - max(a, start)) for a, b in merged)

@@ -47,30 +47,8 @@ def transcript_chars(text: Any) -> int | None:
     return len("".join(str(text).split()))  # split() cuts at exactly the str.isspace characters, in C
 
 
-def _duration_reason(duration: float | None, limits: StageDurationLimits) -> str | None:
-    if duration is None:
-        return None
-    if duration < limits.min_duration_s:
-        return "too_short"
-    if limits.max_duration_s is not None and duration > limits.max_duration_s:
-        return "too_long"
-    return None
-
-
-def _rate_reason(chars: int | None, duration: float | None, spec: DatasetSpec) -> str | None:
-    p = spec.plausibility
-    if chars is None or duration is None or duration <= 0:
-        return None
-    rate = chars / duration
-    if p.min_chars_per_s is not None and rate < p.min_chars_per_s:
-        return "implausible_speaking_rate"
-    if p.max_chars_per_s is not None and rate > p.max_chars_per_s:
-        return "implausible_speaking_rate"
-    return None
-
-
 def _duration_reasons(duration: np.ndarray, limits: StageDurationLimits) -> list[np.ndarray]:
-    """`too_short` / `too_long` masks of `_duration_reason` over a whole column (NaN = no duration)."""
+    """`too_short` / `too_long` masks over a whole column (NaN = no duration: neither)."""
     too_long = duration > limits.max_duration_s if limits.max_duration_s is not None else np.zeros(len(duration), bool)
     return [duration < limits.min_duration_s, too_long]
 
@@ -78,8 +56,8 @@ def _duration_reasons(duration: np.ndarray, limits: StageDurationLimits) -> list
 def reasons(items: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     """Per row, why each stage leaves it out (`asr`, `classifier` columns; None = it may enter).
 
-    Whole-column masks in the rules' order (`_duration_reason`, `_rate_reason`, hallucination): the
-    first that holds names the reason, as the per-row functions above would."""
+    Whole-column masks in the rules' order (duration, speaking rate, hallucination): the first that
+    holds names the reason (tests/tasks/plan/test_vectorised.py keeps the per-row rules as the oracle)."""
     from tasks.label.transcripts import hallucination
 
     if items.empty:

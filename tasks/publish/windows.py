@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from manifests.schema import CLASS_INDEX
-from tasks.core.intervals import Interval, covered_seconds, merge_intervals
+from tasks.core.intervals import Interval, covered_by_merged, merge_intervals
 from tasks.spec import SegmentSpec
 
 _EPS = 1e-6
@@ -67,10 +67,15 @@ def window_bounds(
 
 def speech_ratio(intervals: Iterable[Sequence[float]], start: float, end: float) -> float:
     """Share of [start, end] covered by the (possibly overlapping) speech intervals."""
+    return _merged_ratio(merge_intervals(intervals), start, end)
+
+
+def _merged_ratio(merged: list[Interval], start: float, end: float) -> float:
+    """`speech_ratio` of intervals already merged (an utterance's, once for all its windows)."""
     length = end - start
     if length <= 0:
         return 0.0
-    return min(1.0, covered_seconds(intervals, start, end) / length)
+    return min(1.0, covered_by_merged(merged, start, end) / length)
 
 
 def _speed(value: object) -> float:
@@ -119,7 +124,7 @@ def classifier_windows(rows: pd.DataFrame, spec: SegmentSpec) -> pd.DataFrame:
         speed = _speed(speed_value)
         merged = merge_intervals((a / speed, b / speed) for a, b in _as_intervals(spans))  # once per row
         for start, end, valid in window_bounds(float(duration), spec.window_s, spec.hop_s, spec.min_last_window_s):
-            ratio = round(speech_ratio(merged, start, start + valid), 6)  # merging merged intervals is a no-op
+            ratio = round(_merged_ratio(merged, start, start + valid), 6)
             present = ratio >= spec.min_speech_ratio
             label = sentiment if present else None
             take.append(i)
@@ -151,14 +156,10 @@ def _frame_as_from_tuples(data: list[list], columns: list[str], repeat: list[boo
     the arrays go through the very conversion pandas gives the columns of a list of tuples
     (`convert_object_array`, then `arrays_to_mgr`), so every dtype is what the tuples gave (the
     record loop in tests/tasks/publish/test_windows.py is the oracle)."""
-    try:  # pandas internals (present since pandas 1.5); without them, the tuples themselves
-        from pandas.core.dtypes.cast import construct_1d_object_array_from_listlike
-        from pandas.core.indexes.api import default_index
-        from pandas.core.internals.construction import convert_object_array
-    except ImportError:  # pragma: no cover - another pandas
-        rows = zip(*(values if not again else [values[i] for i in take] for values, again in zip(data, repeat, strict=True)),
-                   strict=True)
-        return pd.DataFrame(list(rows), columns=columns)
+    from pandas.core.dtypes.cast import construct_1d_object_array_from_listlike  # pandas internals (>= 1.5)
+    from pandas.core.indexes.api import default_index
+    from pandas.core.internals.construction import convert_object_array
+
     arrays = [construct_1d_object_array_from_listlike(values)[take] if again
               else construct_1d_object_array_from_listlike(values) for values, again in zip(data, repeat, strict=True)]
     return pd.DataFrame._from_arrays(convert_object_array(arrays, dtype=None), columns=pd.Index(columns),

@@ -335,8 +335,30 @@ def test_duplicate_segments_with_blank_keys_resolve_as_before(dtype: object) -> 
     assert result.rejects["input_ref"].tolist() == ["u1", "u7"]
 
 
+def _old_duration_reason(duration: float | None, limits: object) -> str | None:
+    if duration is None:
+        return None
+    if duration < limits.min_duration_s:
+        return "too_short"
+    if limits.max_duration_s is not None and duration > limits.max_duration_s:
+        return "too_long"
+    return None
+
+
+def _old_rate_reason(chars: int | None, duration: float | None, spec: DatasetSpec) -> str | None:
+    p = spec.plausibility
+    if chars is None or duration is None or duration <= 0:
+        return None
+    rate = chars / duration
+    if p.min_chars_per_s is not None and rate < p.min_chars_per_s:
+        return "implausible_speaking_rate"
+    if p.max_chars_per_s is not None and rate > p.max_chars_per_s:
+        return "implausible_speaking_rate"
+    return None
+
+
 def _old_reasons(items: pd.DataFrame, spec: DatasetSpec) -> list[tuple[object, object]]:
-    """The row-by-row plausibility rules as they were (the per-row helpers are still the module's)."""
+    """The row-by-row plausibility rules as they were (verbatim, with the per-row helpers above)."""
     from tasks.label.transcripts import hallucination
     from tasks.plan import plausibility as pl
 
@@ -346,10 +368,10 @@ def _old_reasons(items: pd.DataFrame, spec: DatasetSpec) -> list[tuple[object, o
     for dur, text, h_asr, h_clf in zip(items["duration_s"].tolist(), texts, hal_asr.tolist(), hal_clf.tolist(),
                                        strict=True):
         duration = None if dur is None or pd.isna(dur) else float(dur)
-        asr = pl._duration_reason(duration, spec.plausibility.asr)
-        asr = asr or pl._rate_reason(pl.transcript_chars(text), duration, spec)
+        asr = _old_duration_reason(duration, spec.plausibility.asr)
+        asr = asr or _old_rate_reason(pl.transcript_chars(text), duration, spec)
         asr = asr or ("hallucinated_transcript" if h_asr else None)
-        clf = pl._duration_reason(duration, spec.plausibility.classifier) or (
+        clf = _old_duration_reason(duration, spec.plausibility.classifier) or (
             "hallucinated_transcript" if h_clf else None)
         out.append((asr, clf))
     return out
