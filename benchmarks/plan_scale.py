@@ -355,6 +355,15 @@ class Sampler(threading.Thread):
             out.setdefault(self.role.get(pid, "other"), []).append(round(peak / 2**20))
         return out
 
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds (user + system) per role, as last sampled: a process that ends between samples
+        loses its last half second, so these are a lower bound that shows where the CPU went."""
+        out: dict[str, float] = {}
+        for pid, cpu in self.cpu.items():
+            role = self.role.get(pid, "other")
+            out[role] = round(out.get(role, 0.0) + cpu, 1)
+        return out
+
 
 def _role(pid: int, roots: list[int], cmdline: str) -> str:
     if pid == roots[0]:
@@ -439,7 +448,8 @@ def run_child(spec: Path, corpus: Path, report: Path, api_url: str | None, serve
         server = psutil.Process(server_pid)
         server_cpu = sum(sum(p.cpu_times()[:2]) for p in [server, *server.children(recursive=True)]) - server_cpu0
     shutil.rmtree(home, ignore_errors=True)
-    measured = {"process_wall_s": wall, "peak_rss_mb": sampler.by_role(), "peak_tree_mb": sampler.peak_total / 2**20,
+    measured = {"process_wall_s": wall, "peak_rss_mb": sampler.by_role(),
+                "cpu_s_by_role": sampler.cpu_by_role(), "peak_tree_mb": sampler.peak_total / 2**20,
                 "cpu_s": (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime) + server_cpu,
                 "server_cpu_s": server_cpu, "load_before": load_before, "load_after": os.getloadavg(),
                 "rss_timeline": sampler.timeline}
@@ -574,7 +584,7 @@ def main() -> None:
                 (root / f"{runner}-{n}.json").write_text(json.dumps(rep, indent=1))
                 rows.append((f"{runner} {n:,}", n, rep))
                 print(HEADER + "\n" + table_row(*rows[-1]), flush=True)
-                print(json.dumps({k: rep.get(k) for k in ("task_runs", "valid", "problems", "peak_rss_mb", "counts",
+                print(json.dumps({k: rep.get(k) for k in ("task_runs", "valid", "problems", "peak_rss_mb", "cpu_s_by_role", "counts",
                                                            "content_sha256", "failed")}), flush=True)
                 if not args.keep:
                     shutil.rmtree(out, ignore_errors=True)
