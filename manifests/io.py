@@ -9,14 +9,12 @@ equal whatever their release names or build times.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import itertools
 import json
-import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from manifests import uri as fs
+from manifests.digest_cells import RELEASE_PLACEHOLDER, column_cells, large_strings, text, update_with
+from manifests.digest_cells import is_null as _is_null
 from manifests.locations import RELEASE_AUDIO_DIR, release_relative
 from manifests.schema import (
     ADDED_COLUMN_TYPES,
@@ -45,7 +45,6 @@ LATEST = "LATEST"
 RELEASES_DIR = "releases"
 CARD_JSON = "dataset_card.json"
 CARD_MD = "dataset_card.md"
-RELEASE_PLACEHOLDER = "<release>"
 
 
 class ManifestError(ValueError):
@@ -118,14 +117,6 @@ def _clean(col: pd.Series, arrow_type: pa.DataType) -> Any:
     if pa.types.is_floating(arrow_type):
         return [None if _is_null(v) else float(v) for v in col]
     return col
-
-
-def _is_null(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return value is pd.NA or value is pd.NaT
 
 
 def write_manifest(df: pd.DataFrame, name: str, uri: str, metadata: Mapping[str, Any] | None = None) -> None:
@@ -268,19 +259,8 @@ def read_release(uri: str) -> dict[str, pd.DataFrame]:
 
 # ---------------------------------------------------------------- content hash
 
-
-def _canonical(value: Any, release_root: str | None) -> Any:
-    if isinstance(value, list | tuple) or type(value).__name__ == "ndarray":
-        return [_canonical(v, release_root) for v in list(value)]
-    if _is_null(value):
-        return None
-    if isinstance(value, float):
-        return float(repr(round(value, 9)))
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        return _canonical(value.item(), release_root)
-    if isinstance(value, str) and release_root and value.startswith(release_root):
-        return RELEASE_PLACEHOLDER + value[len(release_root) :]
-    return value
+# Rows canonicalised at once: bounds the memory of the cell strings, large enough to amortise pandas calls.
+_DIGEST_CHUNK_ROWS = 16_384
 
 
 def table_digest(df: pd.DataFrame, name: str, release_root: str | None = None,
@@ -291,7 +271,7 @@ def table_digest(df: pd.DataFrame, name: str, release_root: str | None = None,
     identical builds published under different release names, or a release copied elsewhere, hash
     the same; a release-relative `audio_uri` (`audio/x.flac`, the current form) and the absolute
     form older releases wrote hash alike (`_canonical_audio_uris`). Each row is hashed as the compact JSON list of its
-    `_canonical` cells plus a newline; the cells are built a column at a time (`_column_cells`), which
+    `_canonical` cells plus a newline; the cells are built a column at a time (`manifests.digest_cells`), which
     gives the same bytes as encoding row by row (tests/manifests/test_io.py keeps the row loop as the
     oracle) at a fraction of the cost.
     """
@@ -305,10 +285,10 @@ def table_digest(df: pd.DataFrame, name: str, release_root: str | None = None,
     for start in range(0, len(table), _DIGEST_CHUNK_ROWS):
         chunk = table if len(table) <= _DIGEST_CHUNK_ROWS else table.iloc[start : start + _DIGEST_CHUNK_ROWS]
         # Positional columns, as DataFrame.itertuples reads them (duplicate names included).
-        cells = [_column_cells(col, release_root) for _, col in chunk.items()]
-        joined = (pc.binary_join_element_wise(*cells, _text(",")) if cells
+        cells = [column_cells(col, release_root) for _, col in chunk.items()]
+        joined = (pc.binary_join_element_wise(*cells, text(",")) if cells
                   else pa.array(itertools.repeat("", len(chunk)), type=pa.large_string()))
-        _update_with(digest, pc.binary_join_element_wise(_text("["), joined, _text("]\n"), _text("")))
+        update_with(digest, pc.binary_join_element_wise(text("["), joined, text("]\n"), text("")))
     return digest.hexdigest()
 
 
@@ -320,26 +300,13 @@ def _sorted_by(df: pd.DataFrame, keys: list[str]) -> bool:
     return bool(df[keys[0]].is_monotonic_increasing)
 
 
-@functools.lru_cache(maxsize=16)
-def _text(value: str) -> pa.Scalar:
-    return pa.scalar(value, type=pa.large_string())
-
-
-def _update_with(digest: Any, cells: pa.Array) -> None:
-    """Feed the bytes of a null-free large_string array (its values back to back) into `digest`."""
-    if not len(cells):
-        return
-    offsets = np.frombuffer(cells.buffers()[1], dtype=np.int64)[cells.offset : cells.offset + len(cells) + 1]
-    digest.update(memoryview(cells.buffers()[2])[int(offsets[0]) : int(offsets[-1])])
-
-
 def _canonical_audio_uris(df: pd.DataFrame, release_root: str | None, release_name: str | None) -> pd.DataFrame:
     """`df` with every `audio_uri` naming a file of the release written `<release>/<relative path>`.
 
     Whether the release lies where it was built, and whether it names its files relatively (current)
     or absolutely (older releases), does not change its hash. Other URIs are left as they are.
     A column of strings and nulls is rewritten with Arrow kernels and returned as a string column (so
-    `_column_cells` encodes it with kernels too); only the absolute URIs that may name a release file
+    `column_cells` encodes it with kernels too); only the absolute URIs that may name a release file
     (under `release_root`, or an applied recipe's `/<release_name>/audio/`) go through
     `release_relative` one by one. Any other column takes the row loop (`_canonical_audio_uris_rows`).
     """
@@ -352,11 +319,11 @@ def _canonical_audio_uris(df: pd.DataFrame, release_root: str | None, release_na
             col.dtype == object and all(v is None or type(v) is str or (type(v) is float and v != v)
                                         for v in col.tolist())):
         return _canonical_audio_uris_rows(df, release_root, release_name)
-    uris = _large_strings(col)
+    uris = large_strings(col)
     absolute = pc.fill_null(pc.or_(pc.or_(pc.match_substring(uris, "://"), pc.starts_with(uris, "/")),
                                    pc.starts_with(uris, "~")), True)
     relative = pc.and_(pc.invert(absolute), pc.greater(pc.utf8_length(uris), 0))
-    out = pc.if_else(relative, pc.binary_join_element_wise(_text(RELEASE_PLACEHOLDER + "/"), uris, _text("")), uris)
+    out = pc.if_else(relative, pc.binary_join_element_wise(text(RELEASE_PLACEHOLDER + "/"), uris, text("")), uris)
     maybe = np.zeros(len(uris), dtype=bool)  # absolute URIs that may name a file of the release
     if release_root:
         maybe |= pc.fill_null(pc.starts_with(uris, release_root.rstrip("/") + "/"), False).to_numpy(zero_copy_only=False)
@@ -379,17 +346,6 @@ def _canonical_audio_uris(df: pd.DataFrame, release_root: str | None, release_na
     return df.assign(audio_uri=pd.Series(pd.arrays.ArrowStringArray(out), index=df.index))
 
 
-def _large_strings(col: pd.Series) -> pa.Array:
-    """A string column (str, or a missing value: None, NaN, pd.NA) as one large_string Arrow array."""
-    try:
-        arr = pa.array(col.array, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # python-backed StringDtype, object column
-        arr = pa.array(col.to_numpy(dtype=object, na_value=None), type=pa.large_string(), from_pandas=True)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    return arr.cast(pa.large_string())
-
-
 def _canonical_audio_uris_rows(df: pd.DataFrame, release_root: str | None, release_name: str | None) -> pd.DataFrame:
     """`_canonical_audio_uris` a row at a time: for a column that is not all strings and nulls."""
     applied = (df["recipe_applied"].fillna(False).astype(bool).tolist() if "recipe_applied" in df.columns
@@ -407,102 +363,6 @@ def _canonical_audio_uris_rows(df: pd.DataFrame, release_root: str | None, relea
     if not changed:
         return df
     return df.assign(audio_uri=pd.Series(values, index=df.index, dtype=object))
-
-
-# Rows canonicalised at once: bounds the memory of the cell strings, large enough to amortise pandas calls.
-_DIGEST_CHUNK_ROWS = 16_384
-# json.dumps(value, separators=(",", ":"), default=str) without rebuilding the encoder per cell.
-_CELL_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
-_encode_str = json.encoder.encode_basestring_ascii  # what that encoder uses for str (ensure_ascii)
-
-
-def _cell_json(value: Any, release_root: str | None) -> str:
-    """The general path: one cell exactly as the row-wise `json.dumps(canonical row)` wrote it."""
-    return _CELL_ENCODER.encode(_canonical(value, release_root))
-
-
-def _float_json(value: float) -> str:
-    """`_cell_json` of a built-in float: NaN is null, else rounded to 9 places (repr round-trips)."""
-    if value != value:
-        return "null"
-    value = round(value, 9)
-    if value == math.inf:
-        return "Infinity"
-    if value == -math.inf:
-        return "-Infinity"
-    return float.__repr__(value)
-
-
-def _object_cells(values: Iterable[Any], release_root: str | None) -> list[str]:
-    """Cells of a column of Python objects: str/None/float/bool inline, anything else via `_cell_json`."""
-    out: list[str] = []
-    append = out.append
-    for value in values:
-        kind = type(value)
-        if kind is str:
-            if release_root and value.startswith(release_root):
-                value = RELEASE_PLACEHOLDER + value[len(release_root) :]
-            append(_encode_str(value))
-        elif value is None:
-            append("null")
-        elif kind is float:
-            append(_float_json(value))
-        elif kind is bool:
-            append("true" if value else "false")
-        else:
-            append(_cell_json(value, release_root))
-    return out
-
-
-def _column_cells(col: pd.Series, release_root: str | None) -> pa.Array:
-    """The JSON text of every cell of one column, in row order, per dtype (a large_string array, no null).
-
-    Numpy bool/int/float columns iterate as built-in bool/int/float (`Series.__iter__` uses
-    `ndarray.item`), so they are encoded from their values: ints in decimal (Arrow's cast writes
-    `repr`'s digits), floats once per distinct bit pattern (so -0.0 and 0.0 stay apart).
-    String-dtype columns hold str or a missing value (-> null). Every other dtype takes the values
-    `Series.__iter__` yields, as the row loop did.
-    """
-    dtype = col.dtype
-    if isinstance(dtype, np.dtype) and dtype.kind in "biuf":
-        values = col.to_numpy()
-        if dtype.kind == "b":
-            return pc.if_else(pa.array(values, type=pa.bool_()), _text("true"), _text("false"))
-        if dtype.kind in "iu":
-            return pa.array(values).cast(pa.large_string())
-        if dtype.itemsize <= 8:  # float16/32 widen to float64 exactly, as ndarray.item does
-            bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
-            codes, uniques = pd.factorize(bits)
-            texts = pa.array([_float_json(v) for v in uniques.view(np.float64).tolist()], type=pa.large_string())
-            return texts.take(pa.array(codes))
-    if isinstance(dtype, pd.StringDtype):
-        return _string_cells(col, release_root)
-    return pa.array(_object_cells(col, release_root), type=pa.large_string())
-
-
-# A character `json.encoder.encode_basestring_ascii` escapes: not printable ASCII, or " or \.
-_NEEDS_ESCAPE = r"[^\x20\x21\x23-\x5b\x5d-\x7e]"
-
-
-def _string_cells(col: pd.Series, release_root: str | None) -> pa.Array:
-    """Cells of a string column (str or missing) with Arrow kernels: what `_object_cells` writes.
-
-    A string under `release_root` is rewritten `<release>...`; a missing value is `null`; a string
-    of printable ASCII without `"` or `\\` is its text in quotes (as `encode_basestring_ascii`
-    writes it); the rest (unicode, control characters, quotes) are encoded one by one in Python.
-    """
-    arr = _large_strings(col)
-    if release_root:
-        inside = pc.fill_null(pc.starts_with(arr, release_root), False)
-        if pc.any(inside).as_py():
-            prefix = "^" + "".join(f"\\x{{{ord(c):x}}}" for c in release_root)  # RE2: every character literal
-            arr = pc.replace_substring_regex(arr, prefix, RELEASE_PLACEHOLDER, max_replacements=1)
-    cells = pc.fill_null(pc.binary_join_element_wise(_text('"'), arr, _text('"'), _text("")), _text("null"))
-    escape = pc.fill_null(pc.match_substring_regex(arr, _NEEDS_ESCAPE), False)
-    if pc.any(escape).as_py():
-        texts = [_encode_str(v) for v in pc.filter(arr, escape).to_pylist()]
-        cells = pc.replace_with_mask(cells, escape, pa.array(texts, type=pa.large_string()))
-    return cells
 
 
 def content_sha256(tables: Mapping[str, pd.DataFrame], release_root: str | None = None,
