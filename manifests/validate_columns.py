@@ -24,17 +24,39 @@ def _null_like(value: Any) -> bool:
 def isin(values: pd.Series, allowed: Iterable[Any]) -> np.ndarray:
     """`values.isin(allowed).to_numpy()`: for an Arrow string column, strings in `allowed` match
     equal strings and a missing value in `allowed` matches missing values; other values never match."""
-    allowed = list(allowed) if not isinstance(allowed, (set, frozenset, list, tuple)) else allowed
+    if not isinstance(allowed, set | frozenset | list | tuple | pd.Index | pd.Series):
+        allowed = list(allowed)
     if not (isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow"):
         return np.asarray(values.isin(allowed), dtype=bool)
     column = pa.array(values)
-    value_set = [v for v in allowed if isinstance(v, str)]
-    if any(_null_like(v) for v in allowed):
-        value_set.append(None)
-    if not value_set:
+    value_set = _string_value_set(allowed)
+    if value_set is None:
+        strings = [v for v in allowed if isinstance(v, str)]
+        value_set = pa.array(strings + ([None] if any(_null_like(v) for v in allowed) else []), type=pa.large_string())
+    if not len(value_set):
         return np.zeros(len(values), dtype=bool)
-    found = pc.is_in(column, value_set=pa.array(value_set, type=column.type))
+    found = pc.is_in(column, value_set=value_set.cast(column.type))
     return np.asarray(found.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _string_value_set(allowed: Any) -> pa.Array | None:
+    """`allowed` as one Arrow string array when it holds only strings and missing values (a string
+    column or index, or a set of ids): built in C, not a Python test per value. None: other values
+    are in it, which the caller's loop drops (they never match a string column)."""
+    if isinstance(allowed, pd.Index | pd.Series) and isinstance(allowed.dtype, pd.StringDtype):
+        arr = pa.array(allowed.array, from_pandas=True)
+    else:
+        try:
+            arr = pa.array(allowed if isinstance(allowed, list | tuple) else list(allowed), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            return None
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_null(arr.type):
+        return pa.array([None] if len(arr) else [], type=pa.large_string())
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    return arr.cast(pa.large_string())
 
 
 def objects(values: pd.Series) -> np.ndarray:
@@ -43,3 +65,27 @@ def objects(values: pd.Series) -> np.ndarray:
     if isinstance(values.dtype, pd.StringDtype):
         return values.to_numpy(dtype=object, na_value=np.nan)
     return values.to_numpy(dtype=object)
+
+
+# The ASCII characters `str.split()` cuts at (str.isspace): \t \n \v \f \r, \x1c-\x1f and the space.
+_ASCII_SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f ]"
+
+
+def chars_without_space(values: pd.Series) -> np.ndarray:
+    """Per value, its characters less whitespace as `len("".join(text.split()))` counts them (NaN for
+    a missing or non-string value): ASCII strings by Arrow kernels, the rest one by one in Python."""
+    def one(text: Any) -> float:
+        return float(len("".join(text.split()))) if isinstance(text, str) else np.nan
+
+    if not (isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow"):
+        return np.array([one(v) for v in values.tolist()], dtype=np.float64)
+    arr = pa.array(values)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    lengths = pc.subtract(pc.utf8_length(arr), pc.count_substring_regex(arr, _ASCII_SPACE))
+    out = lengths.cast(pa.float64()).to_numpy(zero_copy_only=False)  # nulls -> NaN
+    other = pc.fill_null(pc.invert(pc.string_is_ascii(arr)), False).to_numpy(zero_copy_only=False)
+    if other.any():
+        at = np.flatnonzero(other)
+        out[at] = [one(v) for v in arr.take(pa.array(at)).to_pylist()]
+    return out

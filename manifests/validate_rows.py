@@ -12,7 +12,7 @@ import pandas as pd
 
 from manifests import rules
 from manifests.schema import ASR_STAGE, CLASSIFIER_STAGE, UTTERANCES
-from manifests.validate_columns import isin, objects
+from manifests.validate_columns import chars_without_space, isin, objects
 from manifests.validate_report import ValidationReport
 from manifests.validate_report import examples as _examples
 
@@ -195,8 +195,8 @@ def _plausible(utt: pd.DataFrame, spec: dict, stage: str) -> pd.Series:
     if bounds.get("max_duration_s") is not None:
         ok &= ~(duration > float(bounds["max_duration_s"]))
     if stage == "asr" and "transcript" in utt.columns:
-        chars = utt["transcript"].map(lambda t: None if not isinstance(t, str) else len("".join(t.split())))
-        rate = pd.to_numeric(chars, errors="coerce") / duration.where(duration > 0)
+        chars = pd.Series(chars_without_space(utt["transcript"]), index=utt.index)
+        rate = chars / duration.where(duration > 0)
         if limits.get("min_chars_per_s") is not None:
             ok &= ~(rate < float(limits["min_chars_per_s"]))
         if limits.get("max_chars_per_s") is not None:

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from tasks.core import reduce
-from tasks.core.hashing import seeded_hex
+from tasks.core.hashing import seeded_hex, seeded_hex_many
 from tasks.label import speech_presence
 from tasks.publish.aggregates import labels
 
@@ -200,10 +200,11 @@ def _agreement_part(spec: Any, utt: pd.DataFrame) -> dict[str, Any]:
     labelled = trained.human_labelled(utt, spec, ("train", *HELDOUT_SPLITS))
     heldout = labelled[labelled["split"].isin(HELDOUT_SPLITS)]
     train = labelled[labelled["split"] == "train"]
-    held_groups = _candidates(heldout, "source", [[seeded_hex(seed, u)] for u in heldout["utterance_id"].tolist()],
+    held_groups = _candidates(heldout, "source", [[h] for h in seeded_hex_many(seed, heldout["utterance_id"].tolist())],
                               HELDOUT_PER_SOURCE)
-    train_groups = _candidates(train, "sentiment", [[seeded_hex(seed, "report-train", u), str(u)]
-                                                    for u in train["utterance_id"].tolist()],
+    train_ids = train["utterance_id"].tolist()  # seeded_hex(seed, "report-train", u) is the text "seed:report-train:u"
+    train_groups = _candidates(train, "sentiment", [[h, str(u)] for h, u in zip(
+        seeded_hex_many(f"{seed}:report-train", train_ids), train_ids, strict=True)],
                                spec.labelers.agreement_train_max_rows)
     languages = [lang for lang in map(trained.primary_language, train["language"]) if lang]
     sums["agreement_train"] = {"strata": reduce.nested_counts(_frame(a=train["sentiment"].astype(str)), ["a"]),
