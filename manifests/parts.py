@@ -138,9 +138,25 @@ def card_digests(card: Mapping[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+def known_part_digests(card: Mapping[str, Any], index: int) -> dict[str, tuple[str, str]]:
+    """{manifest: (file sha256, content_sha256)} of part `index` as the card's part records list them."""
+    out = {}
+    for name in MANIFEST_NAMES:
+        for record in ((card.get("manifests") or {}).get(name) or {}).get("parts") or []:
+            if int(record.get("part", -1)) == index and record.get("sha256") and record.get("content_sha256"):
+                out[name] = (str(record["sha256"]), str(record["content_sha256"]))
+    return out
+
+
 def read_part(uri: str) -> pa.Table:
+    return read_part_with_sha256(uri)[0]
+
+
+def read_part_with_sha256(uri: str) -> tuple[pa.Table, str]:
+    """A part as Arrow and the sha256 of its file's bytes (read once)."""
     try:
-        return pq.read_table(io.BytesIO(fs.read_bytes(uri)))
+        data = fs.read_bytes(uri)
+        return pq.read_table(io.BytesIO(data)), hashlib.sha256(data).hexdigest()
     except (pa.ArrowInvalid, OSError) as err:
         if isinstance(err, FileNotFoundError):
             raise

@@ -27,7 +27,7 @@ import pandas as pd
 from manifests import rules
 from manifests import validate_leakage as leakage
 from manifests.io import ManifestError, ReleasePaths, read_card, resolve_release, v1_identity
-from manifests.parts import card_digests, list_parts, part_index, release_digest
+from manifests.parts import card_digests, known_part_digests, list_parts, part_index, release_digest
 from manifests.schema import MANIFEST_NAMES, READABLE_VERSIONS, SENTIMENTS, SPLITS, UTTERANCES
 from manifests.validate_part import PartCheck, check_part, speaker_rows
 from manifests.validate_report import ValidationReport
@@ -41,12 +41,19 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def validate_release(uri: str, deep: bool = False, workers: int | None = None) -> ValidationReport:
+def validate_release(uri: str, deep: bool = False, workers: int | None = None,
+                     card_digests_of_same_bytes: bool = False) -> ValidationReport:
     """Check a release (or the LATEST under an output folder) against schema version 1 or 2.
 
     `deep` also re-reads every audio file inside the release: its sha256 must equal the manifests'
     `audio_sha256` and it must decode (plain validation checks that each exists and is not empty).
     `workers` threads check parts at once (default `default_workers()`).
+
+    `card_digests_of_same_bytes` is for the build that has just written the release and its card
+    (`tasks.publish.step`): a v2 part whose file bytes have the sha256 its card record lists takes
+    the record's `content_sha256` instead of hashing its rows again (publish computed it from exactly
+    those bytes' rows; a part that differs is hashed). Every other check runs as usual. `voicetone
+    validate` never trusts the card: it recomputes every digest.
     """
     try:
         paths = resolve_release(uri)
@@ -66,7 +73,8 @@ def validate_release(uri: str, deep: bool = False, workers: int | None = None) -
     n_parts = len(indexes)
 
     def one(i: int) -> PartCheck:
-        return check_part(paths.root, i, card, layout, n_parts, deep=deep, release_name=name)
+        return check_part(paths.root, i, card, layout, n_parts, deep=deep, release_name=name,
+                          known=known_part_digests(card, i) if card_digests_of_same_bytes and card else None)
 
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
         results = list(pool.map(one, indexes))

@@ -22,7 +22,7 @@ import pyarrow as pa
 from manifests import validate_leakage as leakage
 from manifests.audio_files import check_release_audio
 from manifests.io import ReleasePaths, read_table, table_digest
-from manifests.parts import part_of, part_uri, read_part
+from manifests.parts import part_of, part_uri, read_part, read_part_with_sha256
 from manifests.schema import (
     ASR_STAGE,
     CLASS_INDEX,
@@ -65,19 +65,24 @@ class PartCheck:
 
 
 def check_part(root: str, index: int, card: dict | None, layout: str, n_parts: int, deep: bool = False,
-               release_name: str | None = None) -> PartCheck:
+               release_name: str | None = None, known: dict[str, tuple[str, str]] | None = None) -> PartCheck:
     """Check part `index` of a release (layout "1": the whole single-file manifests).
 
+    `known` ({manifest: (file sha256, content_sha256)}, v2 only): a file with that sha256 takes that
+    digest instead of hashing its rows (`validate_release(card_digests_of_same_bytes=True)`).
     Never raises for a bad release: every finding is a problem sentence naming the part's files.
     """
     label = "" if layout == "1" else f"part {index:05d}: "
     report = ValidationReport(release=root)
     out = PartCheck(index=index)
-    tables = _load_part(ReleasePaths(root), layout, index, report)
+    hashes: dict[str, str] = {}
+    tables = _load_part(ReleasePaths(root), layout, index, report, hashes if known and layout != "1" else None)
     if len(tables) == len(MANIFEST_NAMES):
         spec = (card or {}).get("spec") or {}
+        same = {name: known[name][1] for name in MANIFEST_NAMES
+                if known and name in known and hashes.get(name) == known[name][0]}
         try:
-            _check_tables(tables, root, release_name, spec, layout, index, n_parts, deep, report, out)
+            _check_tables(tables, root, release_name, spec, layout, index, n_parts, deep, report, out, same)
         except (KeyError, TypeError, ValueError) as err:  # a column of the wrong kind: say so, do not crash
             report.fail(f"rows cannot be checked ({type(err).__name__}: {err})")
     out.problems = [label + p for p in report.problems]
@@ -86,8 +91,10 @@ def check_part(root: str, index: int, card: dict | None, layout: str, n_parts: i
 
 
 def _check_tables(tables: dict[str, pd.DataFrame], root: str, release_name: str | None, spec: dict, layout: str,
-                  index: int, n_parts: int, deep: bool, report: ValidationReport, out: PartCheck) -> None:
-    out.digests = {name: table_digest(tables[name], name, root, release_name) for name in MANIFEST_NAMES}
+                  index: int, n_parts: int, deep: bool, report: ValidationReport, out: PartCheck,
+                  same: dict[str, str]) -> None:
+    out.digests = {name: same[name] if name in same else table_digest(tables[name], name, root, release_name)
+                   for name in MANIFEST_NAMES}
     # Set before the row checks: a check that raises must not leave the card's row count check without it.
     out.reductions["rows"] = {name: len(tables[name]) for name in MANIFEST_NAMES}
     problems, checks = check_release_audio(tables, root, release_name, deep=deep)
@@ -112,13 +119,20 @@ def _check_tables(tables: dict[str, pd.DataFrame], root: str, release_name: str 
     out.reductions["duplicate_segments"] = int((rej["reason"] == "duplicate_segment").sum())
 
 
-def _load_part(paths: ReleasePaths, layout: str, index: int, report: ValidationReport) -> dict[str, pd.DataFrame]:
+def _load_part(paths: ReleasePaths, layout: str, index: int, report: ValidationReport,
+               hashes: dict[str, str] | None = None) -> dict[str, pd.DataFrame]:
+    """The part's four tables as pandas; `hashes` (when given) gets each v2 file's bytes' sha256."""
     tables: dict[str, pd.DataFrame] = {}
     for name in MANIFEST_NAMES:
         uri = paths.manifest(name) if layout == "1" else part_uri(paths.root, name, index)
         shown = f"{name}.parquet" if layout == "1" else uri.rsplit("/manifests/", 1)[-1]
         try:
-            table = read_table(uri) if layout == "1" else read_part(uri)
+            if layout == "1":
+                table = read_table(uri)
+            elif hashes is not None:
+                table, hashes[name] = read_part_with_sha256(uri)
+            else:
+                table = read_part(uri)
         except FileNotFoundError:
             report.fail(f"{shown} is missing ({uri})")
             continue
