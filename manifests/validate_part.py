@@ -38,7 +38,7 @@ from manifests.schema import (
     SPLITS,
     UTTERANCES,
 )
-from manifests.validate_columns import isin, objects
+from manifests.validate_columns import isin, key_counts, objects
 from manifests.validate_report import ValidationReport
 from manifests.validate_report import examples as _examples
 from manifests.validate_rows import (
@@ -241,63 +241,9 @@ def _asr_reductions(asr: pd.DataFrame, utt: pd.DataFrame, spec: dict, report: Va
                 f"(natural distribution): repeated {_examples(repeated.index)}; missing {_examples(missing)}"
             )
 
-    return {"asr_rows": _counts(asr, ["split", "sentiment"]), "asr_pool": _counts(pool, ["split", "sentiment"]),
-            "asr_source_rows": _counts(asr, ["split", "sentiment", "source"], distinct=True),
-            "asr_source_pool": _counts(pool, ["split", "sentiment", "source"], distinct=True)}
-
-
-def _counts(df: pd.DataFrame, keys: list[str], distinct: bool = False) -> Counter:
-    """Rows (or distinct non-null utterance ids) per key tuple, rows with a null key left out: what
-    `df.groupby(keys)["utterance_id"].size()` (`.nunique()`) gives, keys as strings, without a groupby
-    (codes per column, one int64 per row; `_counts_by_row` is the row loop it replaces, the tests' oracle)."""
-    if df.empty:
-        return Counter()
-    columns = [objects(df[k]) for k in keys]
-    keep = ~np.logical_or.reduce([pd.isna(c) for c in columns])
-    if not keep.any():
-        return Counter()
-    codes, uniques = zip(*(pd.factorize(c[keep], sort=False) for c in columns), strict=True)
-    sizes = [len(u) for u in uniques]
-    if float(np.prod(sizes, dtype=float)) * max(len(df), 1) >= 2.0**62:  # codes would overflow: the row loop
-        return _counts_by_row(df, keys, distinct)
-    row_key = np.zeros(int(keep.sum()), dtype=np.int64)
-    for code, size in zip(codes, sizes, strict=True):
-        row_key = row_key * size + code
-    present = np.unique(row_key)
-    if distinct:  # a key whose ids are all null still counts, with 0
-        uid, _ = pd.factorize(objects(df["utterance_id"])[keep], sort=False, use_na_sentinel=True)
-        known = uid >= 0
-        width = int(uid.max()) + 1 if known.any() else 1  # (key, id) pairs as key * width + id
-        found, n = np.unique(np.unique(row_key[known] * width + uid[known]) // width, return_counts=True)
-        per_key = dict.fromkeys(present.tolist(), 0) | dict(zip(found.tolist(), n.tolist(), strict=True))
-    else:
-        found, n = np.unique(row_key, return_counts=True)
-        per_key = dict(zip(found.tolist(), n.tolist(), strict=True))
-    out: Counter = Counter()
-    for combined, count in per_key.items():
-        key = []
-        for size, values in zip(sizes[::-1], uniques[::-1], strict=True):
-            combined, code = divmod(combined, size)
-            key.append(str(values[code]))
-        out[tuple(key[::-1])] = int(count)
-    return out
-
-
-def _counts_by_row(df: pd.DataFrame, keys: list[str], distinct: bool = False) -> Counter:
-    """`_counts` a row at a time (for key spaces too large for one int64 code)."""
-    columns = [objects(df[k]) for k in keys]
-    keep = ~np.logical_or.reduce([pd.isna(c) for c in columns])
-    tuples = zip(*(c[keep] for c in columns), strict=True)
-    if distinct:
-        ids: dict[tuple, set] = {}
-        for key, uid in zip(tuples, objects(df["utterance_id"])[keep], strict=True):
-            seen = ids.setdefault(key, set())
-            if not pd.isna(uid):  # None too: `nunique` counts no missing id (the loop once counted None)
-                seen.add(uid)
-        sizes = {key: len(seen) for key, seen in ids.items()}
-    else:
-        sizes = Counter(tuples)
-    return Counter({tuple(str(k) for k in key): int(n) for key, n in sizes.items()})
+    return {"asr_rows": key_counts(asr, ["split", "sentiment"]), "asr_pool": key_counts(pool, ["split", "sentiment"]),
+            "asr_source_rows": key_counts(asr, ["split", "sentiment", "source"], distinct=True),
+            "asr_source_pool": key_counts(pool, ["split", "sentiment", "source"], distinct=True)}
 
 
 def _check_classifier_rows(clf: pd.DataFrame, spec: dict, report: ValidationReport) -> dict[tuple[str, str], list[float]]:

@@ -104,9 +104,10 @@ def test_the_report_is_the_rule_s_report() -> None:
 @pytest.mark.parametrize("dtype", [object, "str"])
 @pytest.mark.parametrize("seed", range(4))
 def test_balance_counts_equal_the_row_loop(dtype: object, seed: int) -> None:
-    """`validate_part._counts` (codes, no Python per row) gives what the row loop gave: null keys left
+    """`validate_columns.key_counts` (codes, no Python per row) gives what the row loop gave: null keys left
     out, null ids not counted (a key whose ids are all null still appears with 0), repeats counted once."""
-    from manifests.validate_part import _counts, _counts_by_row
+    from manifests.validate_columns import key_counts as _counts
+    from manifests.validate_columns import key_counts_by_row as _counts_by_row
 
     rng = random.Random(seed)
     n = rng.randint(1, 400)
