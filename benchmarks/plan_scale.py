@@ -323,7 +323,7 @@ class Sampler(threading.Thread):
             try:
                 with p.oneshot():
                     rss, cpu = p.memory_info().rss, sum(p.cpu_times()[:2])
-                    if p.pid not in self.role:
+                    if self.role.get(p.pid, "other") == "other":  # a child seen before its exec: ask again
                         self.role[p.pid] = _role(p.pid, self.roots, " ".join(p.cmdline()))
             except psutil.Error:
                 continue
