@@ -68,18 +68,16 @@ def text(value: str) -> pa.Scalar:
 
 def update_with(digest: Any, cells: pa.Array) -> None:
     """Feed the bytes of a null-free large_string array (its values back to back) into `digest`."""
-    if not len(cells):
-        return
     digest.update(_value_bytes(cells))
 
 
 def _value_bytes(arr: pa.Array) -> memoryview:
     """The bytes of a (large_)string array's values back to back (null slots included, usually empty)."""
-    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset : arr.offset + len(arr) + 1]
     data = arr.buffers()[2]
     if data is None or not len(arr):
         return memoryview(b"")
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset : arr.offset + len(arr) + 1]
     return memoryview(data)[int(offsets[0]) : int(offsets[-1])]
 
 
@@ -126,11 +124,8 @@ def float_texts(values: np.ndarray) -> pa.Array:
     sign = pc.if_else(pa.array(np.signbit(rounded)), text("-"), text(""))
     out = pc.binary_join_element_wise(sign, whole, text("."), frac, text(""))
     if not fast.all():
-        slow = np.flatnonzero(~fast)
-        mask = np.zeros(len(values), dtype=bool)
-        mask[slow] = True
-        texts = [float_json(v) for v in values[slow].tolist()]
-        out = pc.replace_with_mask(out, pa.array(mask), pa.array(texts, type=pa.large_string()))
+        texts = [float_json(v) for v in values[~fast].tolist()]
+        out = pc.replace_with_mask(out, pa.array(~fast), pa.array(texts, type=pa.large_string()))
     return out
 
 

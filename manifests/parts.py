@@ -138,13 +138,14 @@ def card_digests(card: Mapping[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def known_part_digests(card: Mapping[str, Any], index: int) -> dict[str, tuple[str, str]]:
-    """{manifest: (file sha256, content_sha256)} of part `index` as the card's part records list them."""
-    out = {}
+def known_part_digests(card: Mapping[str, Any]) -> dict[int, dict[str, tuple[str, str]]]:
+    """{part index: {manifest: (file sha256, content_sha256)}} as the card's part records list them
+    (records without both hashes left out)."""
+    out: dict[int, dict[str, tuple[str, str]]] = {}
     for name in MANIFEST_NAMES:
         for record in ((card.get("manifests") or {}).get(name) or {}).get("parts") or []:
-            if int(record.get("part", -1)) == index and record.get("sha256") and record.get("content_sha256"):
-                out[name] = (str(record["sha256"]), str(record["content_sha256"]))
+            if record.get("part") is not None and record.get("sha256") and record.get("content_sha256"):
+                out.setdefault(int(record["part"]), {})[name] = (str(record["sha256"]), str(record["content_sha256"]))
     return out
 
 

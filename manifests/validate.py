@@ -72,9 +72,10 @@ def validate_release(uri: str, deep: bool = False, workers: int | None = None,
     name = _release_name(card, paths)
     n_parts = len(indexes)
 
+    known = known_part_digests(card) if card_digests_of_same_bytes and card else {}
+
     def one(i: int) -> PartCheck:
-        return check_part(paths.root, i, card, layout, n_parts, deep=deep, release_name=name,
-                          known=known_part_digests(card, i) if card_digests_of_same_bytes and card else None)
+        return check_part(paths.root, i, card, layout, n_parts, deep=deep, release_name=name, known=known.get(i))
 
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
         results = list(pool.map(one, indexes))
